@@ -1,0 +1,434 @@
+"""The retainer domain as SQLAlchemy 2.0 models (SPEC §3).
+
+Times are UTC-aware timestamps; calendar days are dates read in the retainer's timezone;
+hours are integer minutes and money integer cents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC-aware one is required")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as their lowercase values in a VARCHAR: readable in SQL, no native enum to migrate.
+    return Enum(cls, native_enum=False, values_callable=lambda e: [m.value for m in e], length=24)
+
+
+class Role(enum.StrEnum):
+    AM = "am"
+    DIRECTOR = "director"
+    TEAM = "team"
+    CLIENT = "client"
+
+    @property
+    def internal(self) -> bool:
+        return self is not Role.CLIENT
+
+
+class Stage(enum.StrEnum):
+    PROSPECT = "prospect"
+    ACTIVE = "active"
+    AT_RISK = "at_risk"
+    RENEWAL = "renewal"
+    ENDED = "ended"
+
+
+class Phase(enum.StrEnum):
+    PLANNING = "planning"
+    EXECUTION = "execution"
+    REVIEW = "review"
+    REPORTING = "reporting"
+    CLOSED = "closed"
+
+
+class TaskStatus(enum.StrEnum):
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    AWAITING_APPROVAL = "awaiting_approval"
+    CHANGES_REQUESTED = "changes_requested"
+    APPROVED = "approved"
+    DELIVERED = "delivered"
+    CARRIED_OVER = "carried_over"
+
+    @property
+    def done(self) -> bool:
+        return self in (TaskStatus.APPROVED, TaskStatus.DELIVERED)
+
+
+class Side(enum.StrEnum):
+    CLIENT = "client"
+    INTERNAL = "internal"
+
+
+class ApprovalState(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    CHANGES_REQUESTED = "changes_requested"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+
+
+class MemberRole(enum.StrEnum):
+    AM = "am"
+    DIRECTOR = "director"
+    TEAM = "team"
+    APPROVER = "approver"
+
+
+class ChannelKind(enum.StrEnum):
+    CLIENT = "client"
+    INTERNAL = "internal"
+
+
+class EscalationState(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    SNOOZED = "snoozed"
+    RESOLVED = "resolved"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Agency(Base):
+    """The one agency this installation serves (SPEC §7 `agency:`)."""
+
+    __tablename__ = "agency"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    country: Mapped[str | None] = mapped_column(String(8))
+
+
+class Client(Base):
+    __tablename__ = "client"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    # Lowercased, whitespace-collapsed name: the exact-match path of client lookup.
+    name_key: Mapped[str] = mapped_column(String(200), index=True)
+    aliases: Mapped[list[ClientAlias]] = relationship(
+        back_populates="client", cascade="all, delete-orphan", order_by="ClientAlias.id"
+    )
+    retainers: Mapped[list[Retainer]] = relationship(back_populates="client", order_by="Retainer.start_date")
+
+
+class ClientAlias(Base):
+    __tablename__ = "client_alias"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(200))
+    alias_key: Mapped[str] = mapped_column(String(200), unique=True)
+    client: Mapped[Client] = relationship(back_populates="aliases")
+
+
+class Person(Base):
+    """Someone the agency knows: an internal person (AM, director, team) or a client contact."""
+
+    __tablename__ = "person"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    teams_aad_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("client.id", ondelete="SET NULL"))
+    client: Mapped[Client | None] = relationship()
+
+
+class Retainer(Base):
+    __tablename__ = "retainer"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id", ondelete="CASCADE"), index=True)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date] = mapped_column(Date)
+    monthly_minutes: Mapped[int] = mapped_column(Integer)
+    fee_cents: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    timezone: Mapped[str] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(8))
+    cycle_start_day: Mapped[int] = mapped_column(Integer, default=1)
+    stage: Mapped[Stage] = mapped_column(_enum(Stage), default=Stage.ACTIVE)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    client: Mapped[Client] = relationship(back_populates="retainers")
+    members: Mapped[list[RetainerMember]] = relationship(
+        back_populates="retainer", cascade="all, delete-orphan", order_by="RetainerMember.id"
+    )
+    channels: Mapped[list[Channel]] = relationship(back_populates="retainer", order_by="Channel.id")
+    baseline: Mapped[list[BaselineItem]] = relationship(
+        back_populates="retainer", cascade="all, delete-orphan", order_by="BaselineItem.category"
+    )
+    template: Mapped[list[TemplateTask]] = relationship(
+        back_populates="retainer", cascade="all, delete-orphan", order_by="TemplateTask.position"
+    )
+    cycles: Mapped[list[Cycle]] = relationship(
+        back_populates="retainer", cascade="all, delete-orphan", order_by="Cycle.starts_on"
+    )
+
+    @property
+    def monthly_hours(self) -> float:
+        return self.monthly_minutes / 60
+
+    def people(self, role: MemberRole) -> list[Person]:
+        return [m.person for m in self.members if m.role is role]
+
+
+class RetainerMember(Base):
+    __tablename__ = "retainer_member"
+    __table_args__ = (UniqueConstraint("retainer_id", "person_id", "role"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    role: Mapped[MemberRole] = mapped_column(_enum(MemberRole))
+    retainer: Mapped[Retainer] = relationship(back_populates="members")
+    person: Mapped[Person] = relationship()
+
+
+class Channel(Base):
+    """A chat conversation bound to a retainer: its shared client channel or its internal one."""
+
+    __tablename__ = "channel"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16), default="slack")
+    external_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[ChannelKind] = mapped_column(_enum(ChannelKind))
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    bound_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    retainer: Mapped[Retainer] = relationship(back_populates="channels")
+
+
+class BaselineItem(Base):
+    """Expected deliverables per month for one category."""
+
+    __tablename__ = "baseline_item"
+    __table_args__ = (UniqueConstraint("retainer_id", "category"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"))
+    category: Mapped[str] = mapped_column(String(80))
+    per_month: Mapped[int] = mapped_column(Integer)
+    retainer: Mapped[Retainer] = relationship(back_populates="baseline")
+
+
+class TemplateTask(Base):
+    """A task cloned into every cycle (`count` copies)."""
+
+    __tablename__ = "template_task"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(80))
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    retainer: Mapped[Retainer] = relationship(back_populates="template")
+
+
+class Cycle(Base):
+    """One month of a retainer, from its cycle start day to the day before the next one."""
+
+    __tablename__ = "cycle"
+    __table_args__ = (UniqueConstraint("retainer_id", "period"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(7))  # "2026-05"
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date] = mapped_column(Date)  # inclusive
+    phase: Mapped[Phase] = mapped_column(_enum(Phase), default=Phase.PLANNING)
+    retainer: Mapped[Retainer] = relationship(back_populates="cycles")
+    tasks: Mapped[list[Task]] = relationship(back_populates="cycle", order_by="Task.id")
+
+
+class Task(Base):
+    __tablename__ = "task"
+    __table_args__ = (Index("ix_task_cycle_status", "cycle_id", "status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(80))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    due_on: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[TaskStatus] = mapped_column(_enum(TaskStatus), default=TaskStatus.TODO)
+    out_of_scope: Mapped[bool] = mapped_column(Boolean, default=False)
+    change_order_id: Mapped[int | None] = mapped_column(ForeignKey("change_order.id", ondelete="SET NULL"))
+    carried_over_from_id: Mapped[int | None] = mapped_column(ForeignKey("task.id", ondelete="SET NULL"))
+    completed_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    cycle: Mapped[Cycle] = relationship(back_populates="tasks")
+    owner: Mapped[Person | None] = relationship()
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    author_external_id: Mapped[str | None] = mapped_column(String(64))
+    side: Mapped[Side] = mapped_column(_enum(Side))
+    text: Mapped[str] = mapped_column(Text)
+    permalink: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    task: Mapped[Task] = relationship()
+    author: Mapped[Person | None] = relationship()
+
+
+class ApprovalRequest(Base):
+    """One version of a request for the client to approve a task; a newer one supersedes it."""
+
+    __tablename__ = "approval_request"
+    __table_args__ = (
+        UniqueConstraint("task_id", "version"),
+        Index("ix_approval_state", "state", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    state: Mapped[ApprovalState] = mapped_column(_enum(ApprovalState), default=ApprovalState.PENDING)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    decided_by_external_id: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(Text)
+    counts_against_scope: Mapped[bool] = mapped_column(Boolean, default=False)
+    channel_external_id: Mapped[str | None] = mapped_column(String(128))
+    message_ts: Mapped[str | None] = mapped_column(String(64))
+    source_permalink: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    task: Mapped[Task] = relationship()
+    approvers: Mapped[list[ApprovalApprover]] = relationship(
+        back_populates="request", cascade="all, delete-orphan"
+    )
+
+
+class ApprovalApprover(Base):
+    __tablename__ = "approval_approver"
+    __table_args__ = (UniqueConstraint("request_id", "person_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("approval_request.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    request: Mapped[ApprovalRequest] = relationship(back_populates="approvers")
+    person: Mapped[Person] = relationship()
+
+
+class TimeEntry(Base):
+    __tablename__ = "time_entry"
+    __table_args__ = (Index("ix_time_entry_cycle", "cycle_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id", ondelete="SET NULL"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    minutes: Mapped[int] = mapped_column(Integer)
+    day: Mapped[dt.date] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ChangeOrder(Base):
+    """An agreed scope change: extra hours and/or deliverables."""
+
+    __tablename__ = "change_order"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycle.id", ondelete="SET NULL"))
+    extra_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    extra_deliverables: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")
+    agreed_on: Mapped[dt.date] = mapped_column(Date)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Escalation(Base):
+    """An account that crossed a risk threshold, and what the director did about it."""
+
+    __tablename__ = "escalation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
+    state: Mapped[EscalationState] = mapped_column(_enum(EscalationState), default=EscalationState.OPEN)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column()
+    snoozed_until: Mapped[dt.datetime | None] = mapped_column()
+    resolved_at: Mapped[dt.datetime | None] = mapped_column()
+    dms: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class AuditEntry(Base):
+    """Every decision and scope change: who, what, when, from which message."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_retainer_at", "retainer_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    actor_external_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    retainer_id: Mapped[int | None] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"))
+    subject: Mapped[str | None] = mapped_column(String(64))  # e.g. "task:12"
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str | None] = mapped_column(String(500))  # permalink of the message it came from
