@@ -1,0 +1,58 @@
+"""Who is asking and what they may see (SPEC §4): internal people get the internal layer, everyone
+else only the client layer of the retainer bound to the channel they are in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import Channel, ChannelKind, Person, Role
+
+PLATFORM_ID_COLUMN = {"slack": Person.slack_user_id, "teams": Person.teams_aad_id}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The person behind a request, as far as the core needs to know them."""
+
+    platform: str
+    user_id: str
+    internal: bool
+    person_id: int | None = None
+    name: str | None = None
+    role: Role | None = None
+
+    @property
+    def is_director(self) -> bool:
+        return self.role is Role.DIRECTOR
+
+
+def resolve_viewer(
+    session: Session, platform: str, user_id: str, is_home_user: Callable[[str], bool]
+) -> Viewer:
+    """The viewer for a platform user id. People the database knows carry their role; anyone else
+    is internal only if the platform says they belong to the agency's own workspace or tenant."""
+    person = session.scalars(select(Person).where(PLATFORM_ID_COLUMN[platform] == user_id)).first()
+    if person is not None:
+        return Viewer(platform, user_id, person.role.internal, person.id, person.name, person.role)
+    return Viewer(platform, user_id, internal=is_home_user(user_id))
+
+
+@dataclass(frozen=True)
+class Binding:
+    retainer_id: int
+    kind: ChannelKind
+
+
+def channel_binding(session: Session, platform: str, channel_id: str | None) -> Binding | None:
+    if not channel_id:
+        return None
+    row = session.execute(
+        select(Channel.retainer_id, Channel.kind).where(
+            Channel.platform == platform, Channel.external_id == channel_id
+        )
+    ).first()
+    return Binding(row.retainer_id, row.kind) if row else None

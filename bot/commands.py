@@ -1,0 +1,468 @@
+"""The `/retainer` command (SPEC §5.1): one function per subcommand, each given the words after it.
+The same words arrive from Slack's slash command and from a Teams message."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
+from bot.calendar import Period, local_today, period_of
+from bot.cycles import open_cycle
+from bot.health import assess
+from bot.lookup import find_client, name_key
+from bot.parsing import (
+    InputError,
+    format_hours,
+    mention_id,
+    month_name,
+    parse_due,
+    parse_duration,
+    task_id,
+    words,
+)
+from bot.replies import Context, Reply, Text, Tone
+from bot.snapshot import load_snapshots
+from bot.views import portfolio, report, status_client, status_internal
+from store.models import (
+    AuditEntry,
+    Channel,
+    ChannelKind,
+    Client,
+    Person,
+    Retainer,
+    RetainerMember,
+    Role,
+    Task,
+    TaskStatus,
+    TimeEntry,
+)
+
+USAGE = {
+    "status": "/retainer status [client]",
+    "list": "/retainer list  or  /retainer list all",
+    "log": "/retainer log <client> <hours> [#task] [note]",
+    "task add": "/retainer task add <client> <title> [due] [@owner]",
+    "task done": "/retainer task done <id>",
+    "report": "/retainer report <client> [YYYY-MM]",
+    "link": "/retainer link <client>",
+}
+INTERNAL_HELP = [
+    ("status [client]", "hours, deliverables, approvals and health"),
+    ("list", "your accounts, most in need of attention first (`list all`: every account, for directors)"),
+    ("log <client> <hours> [#task] [note]", "log time: 3, 3h, 1.5h or 90m"),
+    ("task add <client> <title> [due] [@owner]", "add a deliverable to this month"),
+    ("task done <id>", "mark a deliverable delivered"),
+    ("report <client> [YYYY-MM]", "the monthly report"),
+    ("link <client>", "bind this channel to the client's retainer"),
+    ("help", "this list"),
+]
+CLIENT_HELP = [
+    ("status", "what has been delivered this month and what waits on you"),
+    ("report [YYYY-MM]", "the monthly report"),
+    ("help", "this list"),
+]
+MAX_CLIENT_WORDS = 5
+
+
+class CommandError(Exception):
+    """A request that cannot be done as asked; the reply says why."""
+
+    def __init__(self, message: str, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.usage = message, usage
+
+
+@dataclass(frozen=True)
+class Request:
+    """One `/retainer` invocation: who, where, when, and the words typed."""
+
+    viewer: Viewer
+    channel_id: str | None
+    in_dm: bool
+    now: dt.datetime
+
+
+def run(session: Session, request: Request, text: str) -> Reply:
+    """Answer `text` (the words after `/retainer`) for `request.viewer`."""
+    try:
+        tokens = words(text)
+    except InputError as err:
+        raise CommandError(str(err)) from None
+    if not tokens:
+        raise CommandError(
+            "Tell me what you need, e.g. `/retainer status acme`. `/retainer help` lists everything."
+        )
+    name, rest = tokens[0].lower(), tokens[1:]
+    if name == "task" and rest and rest[0].lower() in ("add", "done"):
+        name, rest = f"task {rest[0].lower()}", rest[1:]
+    handler = SUBCOMMANDS.get(name)
+    if handler is None:
+        known = ", ".join(f"`{n}`" for n in SUBCOMMANDS if n != "help")
+        shown = tokens[0] if len(tokens[0]) <= 40 else tokens[0][:40] + "…"
+        raise CommandError(f"I don't know the command “{shown}”. Try one of {known}, or `help`.")
+    binding = channel_binding(session, request.viewer.platform, request.channel_id)
+    return handler(Call(session, request, binding), rest)
+
+
+@dataclass(frozen=True)
+class Call:
+    session: Session
+    request: Request
+    binding: Binding | None
+
+    @property
+    def viewer(self) -> Viewer:
+        return self.request.viewer
+
+    def internal_only(self, what: str) -> None:
+        if not self.viewer.internal:
+            raise CommandError(f"{what} is for the agency's team.")
+
+    def client_retainer(
+        self, tokens: list[str], usage: str, max_words: int = MAX_CLIENT_WORDS
+    ) -> tuple[Retainer, list[str]]:
+        """The retainer named by the first words of `tokens`, else the one bound to this channel,
+        and the words left over. External viewers only ever reach their channel's own retainer;
+        naming anything else gets the same answer as a client that does not exist."""
+        for n in range(min(len(tokens), max_words), 0, -1):
+            typed = " ".join(tokens[:n])
+            match = find_client(self.session, typed)
+            if match.client is not None:
+                return self._visible_retainer(match.client, typed), tokens[n:]
+        if self.binding is not None and (self.viewer.internal or self.binding.kind is ChannelKind.CLIENT):
+            return self.session.get_one(Retainer, self.binding.retainer_id), tokens
+        if not tokens or max_words == 0:
+            raise CommandError("Which client? Name one, or run this in the client's channel.", usage)
+        raise self.unknown(" ".join(tokens[:max_words]))
+
+    def _visible_retainer(self, client: Client, typed: str) -> Retainer:
+        if not self.viewer.internal and not self._is_own_client(client):
+            raise self.unknown(typed)
+        retainer = current_retainer(self.session, client.id, self.request.now)
+        if retainer is None:
+            raise CommandError(f"{client.name} has no retainer yet.")
+        return retainer
+
+    def _is_own_client(self, client: Client) -> bool:
+        if self.binding is None or self.binding.kind is not ChannelKind.CLIENT:
+            return False
+        bound = self.session.get_one(Retainer, self.binding.retainer_id)
+        return bound.client_id == client.id
+
+    def unknown(self, typed: str) -> CommandError:
+        shown = typed if len(typed) <= 60 else typed[:60] + "…"
+        message = f"I don't know a client called “{shown}”."
+        if self.viewer.internal:
+            suggestions = find_client(self.session, typed).suggestions
+            if suggestions:
+                message += " Did you mean " + " or ".join(f"**{s}**" for s in suggestions) + "?"
+        return CommandError(message)
+
+
+def current_retainer(session: Session, client_id: int, now: dt.datetime) -> Retainer | None:
+    """The client's retainer in force today, else its most recent one."""
+    retainers = session.scalars(
+        select(Retainer).where(Retainer.client_id == client_id).order_by(Retainer.start_date.desc())
+    ).all()
+    for retainer in retainers:
+        if retainer.start_date <= local_today(now, retainer.timezone) <= retainer.end_date:
+            return retainer
+    return retainers[0] if retainers else None
+
+
+def _help(call: Call, tokens: list[str]) -> Reply:
+    rows = INTERNAL_HELP if call.viewer.internal else CLIENT_HELP
+    lines = "\n".join(f"• `/retainer {usage}` — {what}" for usage, what in rows)
+    tail = "In a client's channel you can leave the client out."
+    return Reply("Retainer Bot commands", (Text("**Retainer Bot**\n" + lines), Context(tail)))
+
+
+def _status(call: Call, tokens: list[str]) -> Reply:
+    retainer, rest = call.client_retainer(tokens, USAGE["status"])
+    if rest:
+        raise call.unknown(" ".join(tokens))
+    (snapshot,) = load_snapshots(call.session, [retainer.id], call.request.now)
+    if call.viewer.internal:
+        return status_internal(snapshot, assess(snapshot))
+    return status_client(snapshot)
+
+
+_PERIOD = re.compile(r"^\d{4}-\d{1,2}$")
+
+
+def _report(call: Call, tokens: list[str]) -> Reply:
+    period: Period | None = None
+    if tokens and _PERIOD.match(tokens[-1]):
+        try:
+            period = Period.parse(tokens[-1])
+        except ValueError as err:
+            raise CommandError(str(err), USAGE["report"]) from None
+        tokens = tokens[:-1]
+    retainer, rest = call.client_retainer(tokens, USAGE["report"])
+    if rest:
+        raise call.unknown(" ".join(tokens))
+    (snapshot,) = load_snapshots(call.session, [retainer.id], call.request.now, period)
+    if snapshot.cycle is None:
+        raise CommandError(f"{retainer.client.name} has no cycle for {month_name(str(snapshot.period))}.")
+    health = assess(snapshot) if call.viewer.internal else None
+    return report(snapshot, call.viewer.internal, health)
+
+
+def _list(call: Call, tokens: list[str]) -> Reply:
+    call.internal_only("The account list")
+    scope = " ".join(tokens).lower()
+    if scope not in ("", "all", "mine"):
+        raise CommandError(f"`list` takes nothing or `all`, not “{scope}”.", USAGE["list"])
+    if scope == "all":
+        if not call.viewer.is_director:
+            raise CommandError("`list all` is for directors; `/retainer list` shows your accounts.")
+        ids = list(call.session.scalars(select(Retainer.id).order_by(Retainer.id)))
+        title = "All accounts"
+    else:
+        ids = []
+        if call.viewer.person_id is not None:
+            ids = list(
+                call.session.scalars(
+                    select(RetainerMember.retainer_id)
+                    .where(RetainerMember.person_id == call.viewer.person_id)
+                    .distinct()
+                )
+            )
+        title = "Your accounts"
+    snapshots = load_snapshots(call.session, ids, call.request.now)
+    rows = [(s, assess(s)) for s in snapshots if s.retainer.stage.value != "ended"]
+    rows.sort(
+        key=lambda row: (
+            -row[1].level,
+            -(row[0].minutes_used / max(row[0].minutes_allocated, 1)),
+            row[0].client_name,
+        )
+    )
+    return portfolio(
+        title, rows, "You have no accounts yet. Directors can see every account with `list all`."
+    )
+
+
+def _log(call: Call, tokens: list[str]) -> Reply:
+    call.internal_only("Logging hours")
+    usage = USAGE["log"]
+    at = next((i for i, t in enumerate(tokens) if re.match(r"^-?\d", t)), None)
+    if at is None:
+        _, rest = call.client_retainer(tokens, usage)
+        if rest:
+            parse_or_fail(parse_duration, rest[0], usage)
+        raise CommandError("How long? Add the time, e.g. `3h` or `90m`.", usage)
+    retainer, rest = call.client_retainer(tokens[:at], usage, max_words=at)
+    if rest:
+        raise call.unknown(" ".join(rest))
+    minutes = parse_or_fail(parse_duration, tokens[at], usage)
+    after = tokens[at + 1 :]
+    task = None
+    if after and after[0].startswith("#") and (number := task_id(after[0])) is not None:
+        task = _task_in_retainer(call, number, retainer)
+        after = after[1:]
+    note = " ".join(after).strip() or None
+    if note and len(note) > 500:
+        raise CommandError(f"The note is {len(note):,} characters; keep it under 500.", usage)
+    now = call.request.now
+    today = local_today(now, retainer.timezone)
+    cycle = open_cycle(call.session, retainer, period_of(today, retainer.cycle_start_day), today)
+    call.session.add(
+        TimeEntry(
+            retainer_id=retainer.id,
+            cycle_id=cycle.id,
+            task_id=task.id if task else None,
+            person_id=call.viewer.person_id,
+            minutes=minutes,
+            day=today,
+            note=note,
+        )
+    )
+    call.session.flush()
+    (snapshot,) = load_snapshots(call.session, [retainer.id], now)
+    used, allocated = snapshot.minutes_used, snapshot.minutes_allocated
+    on = f" on #{task.id} {task.title}" if task else ""
+    text = (
+        f"Logged {format_hours(minutes)} to {retainer.client.name}{on} ({month_name(cycle.period)}). "
+        f"{format_hours(used)} of {format_hours(allocated)} used ({used / allocated:.0%})."
+    )
+    return Reply(text, (Text(text),), Tone.GOOD)
+
+
+T = TypeVar("T")
+
+
+def parse_or_fail(parse: Callable[[str], T], token: str, usage: str) -> T:
+    try:
+        return parse(token)
+    except InputError as err:
+        raise CommandError(str(err), usage) from None
+
+
+def _task_in_retainer(call: Call, number: int, retainer: Retainer | None) -> Task:
+    task = call.session.get(Task, number)
+    if task is None or (retainer is not None and task.retainer_id != retainer.id):
+        where = f" for {retainer.client.name}" if retainer else ""
+        raise CommandError(f"There is no task #{number}{where}.")
+    return task
+
+
+def _task_add(call: Call, tokens: list[str]) -> Reply:
+    call.internal_only("Adding tasks")
+    usage = USAGE["task add"]
+    retainer, rest = call.client_retainer(tokens, usage)
+    today = local_today(call.request.now, retainer.timezone)
+    owner = None
+    if rest and (owner_ref := mention_id(rest[-1]) or _at_name(rest[-1])):
+        owner = _person(call.session, call.viewer.platform, owner_ref)
+        if owner is None:
+            raise CommandError(f"I don't know {rest[-1]}; add them to the agency file first.", usage)
+        rest = rest[:-1]
+    due = None
+    if rest:
+        due = parse_or_fail(lambda t: parse_due(t, today), rest[-1], usage)
+        if due is not None:
+            rest = rest[:-1]
+            if rest and rest[-1].lower() == "due":
+                rest = rest[:-1]
+    title = " ".join(rest).strip()
+    if not title:
+        raise CommandError("The task needs a title.", usage)
+    if len(title) > 200:
+        raise CommandError(f"The title is {len(title)} characters; keep it under 200.", usage)
+    if due is not None and due < today:
+        raise CommandError(f"The due date {due:%Y-%m-%d} is in the past.", usage)
+    cycle = open_cycle(call.session, retainer, period_of(today, retainer.cycle_start_day), today)
+    task = Task(
+        retainer_id=retainer.id,
+        cycle_id=cycle.id,
+        title=title,
+        due_on=due,
+        owner_id=owner.id if owner else None,
+    )
+    call.session.add(task)
+    call.session.flush()
+    _audit(call, "task_added", retainer.id, f"task:{task.id}", {"title": title})
+    bits = [f"Added #{task.id} **{title}** to {retainer.client.name} ({month_name(cycle.period)})"]
+    if due:
+        bits.append(f"due {due:%a %b %-d}")
+    if owner:
+        bits.append(f"owner {owner.name}")
+    text = ", ".join(bits) + "."
+    return Reply(text, (Text(text),), Tone.GOOD)
+
+
+def _at_name(token: str) -> str | None:
+    return token[1:] if token.startswith("@") and len(token) > 1 else None
+
+
+def _person(session: Session, platform: str, ref: str) -> Person | None:
+    """Someone named in a command: a platform mention (`<@U123>`) or `@maya` / `@maya.patel`."""
+    person = session.scalars(select(Person).where(PLATFORM_ID_COLUMN[platform] == ref)).first()
+    if person is not None:
+        return person
+    key = name_key(ref.replace(".", " "))
+    internal = session.scalars(select(Person).where(Person.role != Role.CLIENT)).all()
+    named = [p for p in internal if key in (name_key(p.name), name_key(p.name).split(" ")[0])]
+    return named[0] if len(named) == 1 else None
+
+
+def _task_done(call: Call, tokens: list[str]) -> Reply:
+    call.internal_only("Closing tasks")
+    if len(tokens) != 1 or task_id(tokens[0]) is None:
+        raise CommandError("Give the task's number, e.g. `/retainer task done 42`.", USAGE["task done"])
+    task = _task_in_retainer(call, task_id(tokens[0]) or 0, None)
+    if task.status.done:
+        raise CommandError(f"#{task.id} {task.title} is already {task.status.value}.")
+    if task.status is TaskStatus.CARRIED_OVER:
+        raise CommandError(f"#{task.id} {task.title} was carried over to the next month; close that one.")
+    task.status = TaskStatus.DELIVERED
+    task.completed_at = call.request.now
+    _audit(call, "task_delivered", task.retainer_id, f"task:{task.id}", {"title": task.title})
+    retainer = call.session.get_one(Retainer, task.retainer_id)
+    text = f"Marked #{task.id} **{task.title}** delivered for {retainer.client.name}."
+    return Reply(text, (Text(text),), Tone.GOOD)
+
+
+def _link(call: Call, tokens: list[str]) -> Reply:
+    call.internal_only("Linking channels")
+    if call.request.in_dm or not call.request.channel_id:
+        raise CommandError("Run `/retainer link <client>` in the channel you want to bind, not in a DM.")
+    if call.binding is not None and not tokens:
+        bound = call.session.get_one(Retainer, call.binding.retainer_id)
+        return Reply(
+            f"This channel is bound to {bound.client.name}.",
+            (Text(f"This channel is bound to **{bound.client.name}**."),),
+        )
+    retainer, rest = call.client_retainer(tokens, USAGE["link"])
+    if rest:
+        raise call.unknown(" ".join(tokens))
+    platform, channel_id = call.viewer.platform, call.request.channel_id
+    if call.binding is not None:
+        bound = call.session.get_one(Retainer, call.binding.retainer_id)
+        if bound.id == retainer.id:
+            text = f"This channel is already bound to {retainer.client.name}."
+            return Reply(text, (Text(text),))
+        raise CommandError(
+            f"This channel is bound to {bound.client.name}; a channel belongs to one retainer only."
+        )
+    previous = call.session.scalars(
+        select(Channel).where(
+            Channel.retainer_id == retainer.id,
+            Channel.kind == ChannelKind.CLIENT,
+            Channel.platform == platform,
+        )
+    ).first()
+    if previous is not None:
+        call.session.delete(previous)
+        call.session.flush()
+    call.session.add(
+        Channel(platform=platform, external_id=channel_id, kind=ChannelKind.CLIENT, retainer_id=retainer.id)
+    )
+    _audit(
+        call,
+        "channel_linked",
+        retainer.id,
+        f"channel:{channel_id}",
+        {"replaced": previous.external_id if previous else None},
+    )
+    text = (
+        f"This channel is now bound to **{retainer.client.name}**: "
+        "its posts, approvals and `/retainer status` land here."
+    )
+    if previous is not None:
+        text += f" (It replaces the channel {previous.external_id}.)"
+    return Reply(text.replace("**", ""), (Text(text),), Tone.GOOD)
+
+
+def _audit(call: Call, action: str, retainer_id: int, subject: str, details: dict[str, object]) -> None:
+    call.session.add(
+        AuditEntry(
+            at=call.request.now,
+            actor_id=call.viewer.person_id,
+            actor_external_id=call.viewer.user_id,
+            action=action,
+            retainer_id=retainer_id,
+            subject=subject,
+            details=details,
+        )
+    )
+
+
+SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
+    "help": _help,
+    "status": _status,
+    "list": _list,
+    "log": _log,
+    "task add": _task_add,
+    "task done": _task_done,
+    "report": _report,
+    "link": _link,
+}

@@ -1,0 +1,57 @@
+"""The core's front door: one call per user action, each in its own unit of work, errors turned into
+replies a person can act on."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import commands
+from bot.access import Viewer, resolve_viewer
+from bot.clock import Clock
+from bot.replies import Reply, error
+from store.db import unit_of_work
+
+log = logging.getLogger(__name__)
+
+
+class Core:
+    """Everything a platform handler may ask of the bot."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    def command(
+        self,
+        platform: str,
+        user_id: str,
+        text: str,
+        *,
+        channel_id: str | None,
+        in_dm: bool,
+        is_home_user: Callable[[str], bool],
+    ) -> Reply:
+        """Answer `/retainer <text>`; written and committed before the answer is returned."""
+        try:
+            with unit_of_work(self.sessions) as session:
+                viewer = resolve_viewer(session, platform, user_id, is_home_user)
+                request = commands.Request(viewer, channel_id, in_dm, self.clock.now())
+                return commands.run(session, request, text)
+        except commands.CommandError as err:
+            return error(err.message, err.usage)
+        except Exception:
+            return self.unexpected("command", text=text[:200], user=user_id)
+
+    def viewer(self, platform: str, user_id: str, is_home_user: Callable[[str], bool]) -> Viewer:
+        with unit_of_work(self.sessions) as session:
+            return resolve_viewer(session, platform, user_id, is_home_user)
+
+    @staticmethod
+    def unexpected(what: str, **context: object) -> Reply:
+        ref = secrets.token_hex(4)
+        log.exception("unexpected error in %s (ref %s) %s", what, ref, context)
+        return error(f"Something went wrong on our side (ref {ref}). It has been logged; please try again.")

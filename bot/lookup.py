@@ -1,0 +1,71 @@
+"""Finding a client from what someone typed: by slug, name or alias, forgiving case, spacing and typos."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from store.models import Client, ClientAlias
+
+_SEPARATORS = re.compile(r"[\s\-_]+")
+
+
+def name_key(text: str) -> str:
+    """The comparison form of a name: NFKC, case-folded, dashes and runs of spaces made one space."""
+    return _SEPARATORS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip(" .,'\"")
+
+
+def slugify(text: str) -> str:
+    """A slug from a name: `Acme Corp.` -> `acme-corp` (ASCII letters, digits and hyphens)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:80]
+
+
+@dataclass(frozen=True)
+class Match:
+    client: Client | None
+    suggestions: tuple[str, ...] = ()
+
+
+def find_client(session: Session, typed: str) -> Match:
+    """The client `typed` names exactly (one indexed query), else close names to suggest."""
+    key = name_key(typed)
+    if not key:
+        return Match(None)
+    exact = session.scalars(
+        select(Client)
+        .outerjoin(ClientAlias)
+        .where(
+            or_(
+                Client.slug == key.replace(" ", "-"),
+                Client.name_key == key,
+                ClientAlias.alias_key == key,
+            )
+        )
+        .limit(1)
+    ).first()
+    if exact is not None:
+        return Match(exact)
+    return Match(None, suggest(session, key))
+
+
+def suggest(session: Session, key: str, limit: int = 3) -> tuple[str, ...]:
+    """Client names close to `key` (typos, a missing word), best first. Reads every name: only on a miss."""
+    names: dict[str, str] = {}
+    for name, slug, name_k in session.execute(select(Client.name, Client.slug, Client.name_key)):
+        names.setdefault(name_k, name)
+        names.setdefault(name_key(slug), name)
+    for alias_k, name in session.execute(select(ClientAlias.alias_key, Client.name).join(Client)):
+        names.setdefault(alias_k, name)
+    close = difflib.get_close_matches(key, names, n=limit * 2, cutoff=0.72)
+    starts = [k for k in names if len(key) >= 3 and (k.startswith(key) or key.startswith(k + " "))]
+    found: list[str] = []
+    for k in [*close, *starts]:
+        if names[k] not in found:
+            found.append(names[k])
+    return tuple(found[:limit])

@@ -1,0 +1,168 @@
+"""Turning snapshots into replies, one function per view and layer. Internal views carry hours, health
+and risk; client views carry only delivered work, what is coming and what waits on the client."""
+
+from __future__ import annotations
+
+from bot.health import Health, Level
+from bot.parsing import format_hours, month_name
+from bot.replies import Bar, Block, Context, Facts, Header, Items, Reply, Text, Tone
+from bot.snapshot import Snapshot, TaskLine
+from store.models import MemberRole
+
+MAX_LINES = 15
+LEVEL_MARK = {Level.GREEN: "🟢", Level.AMBER: "🟠", Level.RED: "🔴"}
+LEVEL_TONE = {Level.GREEN: Tone.GOOD, Level.AMBER: Tone.WARNING, Level.RED: Tone.DANGER}
+STATUS_WORDS = {
+    "todo": "to do",
+    "in_progress": "in progress",
+    "awaiting_approval": "waiting for approval",
+    "changes_requested": "changes requested",
+    "approved": "approved",
+    "delivered": "delivered",
+    "carried_over": "carried over",
+}
+
+
+def _items(title: str, lines: list[str], empty: str = "") -> Items:
+    return Items(title, tuple(lines[:MAX_LINES]), more=max(0, len(lines) - MAX_LINES), empty=empty)
+
+
+def _task_line(task: TaskLine, internal: bool) -> str:
+    parts = [f"#{task.id} {task.title}", STATUS_WORDS[task.status]]
+    if task.due_on:
+        parts.append(f"due {task.due_on:%b %-d}")
+    if internal and task.owner:
+        parts.append(task.owner)
+    flags = []
+    if task.carried_over:
+        flags.append("carried over")
+    if internal and task.out_of_scope:
+        flags.append("out of scope")
+    return " · ".join(parts) + (f" ({', '.join(flags)})" if flags else "")
+
+
+def _no_cycle(s: Snapshot) -> Reply:
+    text = f"{s.client_name} has no cycle for {month_name(str(s.period))} yet."
+    return Reply(text, (Header(s.client_name), Text(text)))
+
+
+def status_internal(s: Snapshot, health: Health) -> Reply:
+    if s.cycle is None:
+        return _no_cycle(s)
+    r = s.retainer
+    used, allocated = s.minutes_used, s.minutes_allocated
+    share = used / allocated if allocated else 0
+    days_left = (r.end_date - s.today).days
+    summary = (
+        f"{s.client_name}: {format_hours(used)} of {format_hours(allocated)} used, "
+        f"{len(s.done)} of {len(s.tasks)} deliverables done, {len(s.pending)} pending approvals"
+    )
+    blocks: list[Block] = [
+        Header(f"{s.client_name} · {month_name(s.cycle.period)}"),
+        Facts(
+            (
+                ("Health", f"{LEVEL_MARK[health.level]} {health.level.label}"),
+                ("Phase", s.cycle.phase.value),
+                ("Hours", f"{format_hours(used)} of {format_hours(allocated)} ({share:.0%})"),
+                ("Month gone", f"{s.elapsed:.0%}"),
+                ("Deliverables", f"{len(s.done)} of {len(s.tasks)} done"),
+                ("Pending approvals", str(len(s.pending))),
+                ("Stage", r.stage.value.replace("_", " ")),
+                ("Renews", f"{r.end_date:%Y-%m-%d} ({days_left} days)" if days_left >= 0 else "ended"),
+            )
+        ),
+        Bar("Hours used", used / 60, allocated / 60, "h"),
+    ]
+    if health.reasons:
+        blocks.append(_items("Why", [f"{LEVEL_MARK[x.level]} {x.text}" for x in health.reasons]))
+    blocks.append(
+        _items(
+            "Waiting on the client",
+            [f"#{p.task_id} {p.task_title} · since {p.since:%b %-d}" for p in s.pending],
+            empty="Nothing waits on the client.",
+        )
+    )
+    blocks.append(_items("Deliverables", [_task_line(t, True) for t in s.tasks], empty="No tasks yet."))
+    ams = ", ".join(s.names(MemberRole.AM)) or "no AM"
+    director = ", ".join(s.names(MemberRole.DIRECTOR)) or "no director"
+    blocks.append(Context(f"AM: {ams} · Director: {director} · internal view"))
+    return Reply(summary, tuple(blocks), LEVEL_TONE[health.level])
+
+
+def status_client(s: Snapshot) -> Reply:
+    if s.cycle is None:
+        return _no_cycle(s)
+    waiting = {p.task_id for p in s.pending}
+    coming = [t for t in s.open if t.id not in waiting]
+    summary = (
+        f"{s.client_name}, {month_name(s.cycle.period)}: {len(s.done)} delivered, "
+        f"{len(s.pending)} waiting on you, {len(coming)} in progress"
+    )
+    blocks: list[Block] = [
+        Header(f"{s.client_name} · {month_name(s.cycle.period)}"),
+        _items(
+            "Waiting on you",
+            [f"{p.task_title} · sent {p.since:%b %-d}" for p in s.pending],
+            empty="Nothing waits on you right now.",
+        ),
+        _items("Delivered", [_client_task(t) for t in s.done], empty="Nothing delivered yet this month."),
+        _items("Coming up", [_client_task(t) for t in coming], empty="Nothing else planned this month."),
+    ]
+    ams = ", ".join(s.names(MemberRole.AM))
+    if ams:
+        blocks.append(Context(f"Your account manager: {ams}"))
+    return Reply(summary, tuple(blocks))
+
+
+def _client_task(task: TaskLine) -> str:
+    due = f" · due {task.due_on:%b %-d}" if task.due_on and not task.done else ""
+    return f"{task.title}{due}"
+
+
+def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
+    """The monthly report of a cycle; the internal version adds hours and health."""
+    if s.cycle is None:
+        return _no_cycle(s)
+    title = f"Monthly report · {s.client_name} · {month_name(s.cycle.period)}"
+    carried = [
+        t for t in s.tasks if t.status == "carried_over" or (not t.done and s.cycle.phase.value == "closed")
+    ]
+    blocks: list[Block] = [Header(title)]
+    if internal:
+        blocks.append(
+            Bar("Hours used", s.minutes_used / 60, s.minutes_allocated / 60, "h"),
+        )
+        if health is not None:
+            blocks.append(Text(f"Health: {LEVEL_MARK[health.level]} {health.level.label}"))
+    blocks += [
+        _items("Completed", [t.title for t in s.done], empty="Nothing completed."),
+        _items("Still open", [_client_task(t) for t in s.open], empty="Nothing left open."),
+        _items("Carried over", [t.title for t in carried], empty="Nothing carried over."),
+    ]
+    if internal:
+        oos = [t.title for t in s.tasks if t.out_of_scope]
+        blocks.append(_items("Out of scope", oos, empty="No out-of-scope work."))
+    summary = f"{title}: {len(s.done)} of {len(s.tasks)} deliverables completed"
+    if internal:
+        summary += f", {format_hours(s.minutes_used)} of {format_hours(s.minutes_allocated)}"
+    return Reply(summary, tuple(blocks))
+
+
+def portfolio(title: str, rows: list[tuple[Snapshot, Health]], empty: str) -> Reply:
+    """`list`: accounts ranked by attention (red first), each with its reason."""
+    if not rows:
+        return Reply(empty, (Text(empty),))
+    lines = []
+    for s, health in rows:
+        used = s.minutes_used / s.minutes_allocated if s.minutes_allocated else 0
+        reason = health.reasons[0].text if health.reasons and health.level > Level.GREEN else "on track"
+        lines.append(
+            f"{LEVEL_MARK[health.level]} **{s.client_name}** · {used:.0%} of hours · "
+            f"{len(s.done)}/{len(s.tasks)} done · {len(s.pending)} pending · {reason}"
+        )
+    counts = {level: sum(1 for _, h in rows if h.level is level) for level in Level}
+    summary = (
+        f"{title}: {len(rows)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "
+        f"{counts[Level.GREEN]} green"
+    )
+    return Reply(summary, (Header(title), Items("By attention", tuple(lines)), Context(summary)))

@@ -1,0 +1,124 @@
+"""Shared fixtures: a migrated database on SQLite and (when RETAINER_TEST_POSTGRES_URL is set) PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import FixedClock
+from store.db import make_engine, make_sessionmaker, upgrade
+from store.models import Base
+
+POSTGRES_URL = os.environ.get("RETAINER_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: runs against PostgreSQL (needs RETAINER_TEST_POSTGRES_URL)")
+
+
+@pytest.fixture(autouse=True)
+def _clean_slack_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bolt and our settings read SLACK_* / DATABASE_URL from the environment: tests set what they need.
+    for name in list(os.environ):
+        if name.startswith(("SLACK_", "RETAINER_")) and name != "RETAINER_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
+def _postgres_url_in_fresh_schema() -> tuple[str, str]:
+    if not POSTGRES_URL:
+        pytest.skip("RETAINER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    schema = f"rt_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False), schema
+
+
+def _drop_schema(schema: str) -> None:
+    admin = make_engine(POSTGRES_URL or "")
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[str, Engine]]]:
+    """One migrated database per backend for the whole run, created on first use."""
+    made: dict[str, tuple[str, Engine]] = {}
+    schemas: list[str] = []
+
+    def get(backend: str) -> tuple[str, Engine]:
+        if backend not in made:
+            if backend == "sqlite":
+                url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'retainer.db'}"
+            else:
+                url, schema = _postgres_url_in_fresh_schema()
+                schemas.append(schema)
+            engine = make_engine(url)
+            upgrade(engine)
+            made[backend] = (url, engine)
+        return made[backend]
+
+    yield get  # type: ignore[misc]
+    for _, engine in made.values():
+        engine.dispose()
+    for schema in schemas:
+        _drop_schema(schema)
+
+
+def empty_tables(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def database(backend: str, _migrated) -> tuple[str, Engine]:  # type: ignore[no-untyped-def]
+    """(url, engine) of a migrated, empty database on each backend."""
+    url, engine = _migrated(backend)
+    empty_tables(engine)
+    return url, engine
+
+
+@pytest.fixture
+def engine(database: tuple[str, Engine]) -> Engine:
+    return database[1]
+
+
+@pytest.fixture
+def database_url(database: tuple[str, Engine]) -> str:
+    return database[0]
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    # A Tuesday in the middle of a month, mid-morning in New York.
+    return FixedClock(dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC))
