@@ -319,7 +319,7 @@ class SlackSandbox:
         is_bot: bool = False,
     ) -> None:
         """Add (or replace) a user; a team_id other than the sandbox's makes a Slack Connect user."""
-        name = name or user_id.lower()
+        name = name or re.sub(r"\s+", ".", real_name.strip().lower()) or user_id.lower()
         user = _User(user_id, team_id or self.team_id, name, real_name or name, email, tz, is_bot)
         with self._lock:
             self._users[user_id] = user
@@ -370,7 +370,7 @@ class SlackSandbox:
         {"ok": false, "error": error}; else status 429 answers "ratelimited" with Retry-After: retry_after,
         any other status answers that status with a short JSON body. method may also be "response_url".
         """
-        if not (timeout or error or status >= 400):
+        if not (timeout or error or HTTPStatus(status) >= 400):
             raise ValueError("fail() needs timeout=True, an error, or an HTTP error status")
         with self._lock:
             self._faults.setdefault(method, deque()).append(
@@ -455,14 +455,8 @@ class SlackSandbox:
             except Exception as exc:  # a sandbox bug: answer like Slack's own 500s, and say so on stderr
                 traceback.print_exc()
                 reply = _Reply(500, {"ok": False, "error": "fatal_error", "detail": repr(exc)})
-        call = Call(
-            method,
-            args,
-            headers,
-            HELD if reply is None else reply.status,
-            {} if reply is None else reply.body,
-        )
-        call.path = path
+        status, answered = (HELD, {}) if reply is None else (reply.status, reply.body)
+        call = Call(method, args, headers, status, answered, path=path)
         with self._calls_changed:
             self.calls.append(call)
             self._calls_changed.notify_all()
@@ -617,9 +611,7 @@ class SlackSandbox:
 
     def _message_content(self, args: Args) -> dict[str, Any]:
         """text/blocks/attachments given in args, validated like Slack does."""
-        content = {
-            key: args[key] for key in ("text", "blocks", "attachments") if args.get(key) not in (None, "")
-        }
+        content = {key: args[key] for key in ("text", "blocks", "attachments") if args.get(key)}
         if not content:
             raise _ApiError("no_text")
         blocks = content.get("blocks")
@@ -782,9 +774,8 @@ class SlackSandbox:
     def _chat_get_permalink(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
         message = self._message(channel, args.get("message_ts"))
-        permalink = (
-            f"https://{self.team_domain}.slack.com/archives/{channel.id}/p{message['ts'].replace('.', '')}"
-        )
+        ts_digits = message["ts"].replace(".", "")
+        permalink = f"https://{self.team_domain}.slack.com/archives/{channel.id}/p{ts_digits}"
         if message.get("thread_ts") not in (None, message["ts"]):
             permalink += f"?thread_ts={message['thread_ts']}&cid={channel.id}"
         return {"ok": True, "channel": channel.id, "permalink": permalink}
@@ -928,10 +919,8 @@ class SlackSandbox:
 
     def _views_update(self, args: Args) -> dict[str, Any]:
         view = self._view_arg(args, "modal", "home")
-        view_id = str(args.get("view_id") or "") or self._view_ids_by_external_id.get(
-            str(args.get("external_id"))
-        )
-        if not view_id or view_id not in self._views:
+        view_id = args.get("view_id") or self._view_ids_by_external_id.get(args.get("external_id") or "")
+        if view_id not in self._views:
             raise _ApiError("not_found")
         if args.get("hash") and args["hash"] != self._views[view_id]["hash"]:
             raise _ApiError("hash_conflict")

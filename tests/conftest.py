@@ -122,3 +122,66 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 def clock() -> FixedClock:
     # A Tuesday in the middle of a month, mid-morning in New York.
     return FixedClock(dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC))
+
+
+class BotUnderTest:
+    """The whole bot served over real HTTP on a free port, talking to a local Slack sandbox."""
+
+    SECRET = "0123456789abcdef0123456789abcdef"
+
+    def __init__(self, runtime, server, sandbox) -> None:  # type: ignore[no-untyped-def]
+        self.runtime, self.server, self.sandbox = runtime, server, sandbox
+        self.sessions = runtime.sessions
+        self.url = server.url
+
+    def post(self, body: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+        import httpx
+
+        return httpx.post(self.url + "/slack/events", content=body, headers=headers, timeout=10)
+
+    def command(self, text: str, *, user: str, channel: str | None = None):  # type: ignore[no-untyped-def]
+        from handlers.slack.ask import signed_slash_command
+
+        body, headers = signed_slash_command(
+            self.SECRET, text, user=user, channel=channel, response_url=self.sandbox.response_url()
+        )
+        return self.post(body, headers)
+
+    def answer(self, text: str, *, user: str, channel: str | None = None) -> str:
+        """The readable text of the ephemeral answer to `/retainer <text>`."""
+        from handlers.slack.render import as_text
+
+        response = self.command(text, user=user, channel=channel)
+        assert response.status_code == 200, response.text
+        message = response.json()
+        assert message["response_type"] == "ephemeral"
+        return as_text(message)
+
+
+@pytest.fixture
+def slack_sandbox() -> Iterator[object]:
+    from sandbox.slack_api import SlackSandbox
+
+    with SlackSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def bot(database_url: str, engine: Engine, slack_sandbox, clock: FixedClock) -> Iterator[BotUnderTest]:  # type: ignore[no-untyped-def]
+    from bot.app import BackgroundServer, build_runtime
+    from bot.config import load_settings
+
+    settings = load_settings(
+        slack_bot_token=slack_sandbox.bot_token,
+        slack_signing_secret=BotUnderTest.SECRET,
+        slack_api_url=slack_sandbox.api_url,
+        database_url=database_url,
+        retainer_http_timeout=2,
+    )
+    runtime = build_runtime(settings, clock=clock)
+    server = BackgroundServer(runtime.web)
+    try:
+        yield BotUnderTest(runtime, server, slack_sandbox)
+    finally:
+        server.stop()
+        runtime.close()

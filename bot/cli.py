@@ -1,0 +1,126 @@
+"""The `retainer` command: serve, db upgrade, import, demo-data and ask."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import Settings, SettingsError, load_settings
+from store.db import DatabaseBehind, make_engine, make_sessionmaker, unit_of_work, upgrade
+
+log = logging.getLogger("retainer")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="retainer", description="Retainer Bot: retainers in Slack.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the bot (HTTP on --host/--port; Socket Mode with SLACK_APP_TOKEN)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade", "current"])
+
+    imp = commands.add_parser("import", help="load an agency file (SPEC §7 format)")
+    imp.add_argument("file", type=Path)
+
+    demo = commands.add_parser("demo-data", help="fill an empty database with a realistic demo agency")
+    demo.add_argument("--retainers", type=int, default=12)
+    demo.add_argument("--months", type=int, default=6)
+    demo.add_argument("--seed", type=int, default=0)
+
+    ask = commands.add_parser("ask", help='send a signed "/retainer ..." to the bot and print the answer')
+    ask.add_argument("text", help='what you would type after /retainer, e.g. "status acme"')
+    ask.add_argument("--user", default="U01AM0001", help="Slack user id asking (default: the first demo AM)")
+    ask.add_argument("--channel", default=None, help="channel id the command is run in (default: a DM)")
+    ask.add_argument(
+        "--url", default="http://127.0.0.1:3000", help="a running bot; started in-process if none answers"
+    )
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        for line in err.lines:
+            print(f"retainer: {line}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](settings, args)
+    except DatabaseBehind as err:
+        print(f"retainer: {err}", file=sys.stderr)
+        return 2
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import serve
+
+    return serve(settings, args.host, args.port)
+
+
+def _db(settings: Settings, args: argparse.Namespace) -> int:
+    from store.db import current_revision, head_revision
+
+    engine = make_engine(settings.database_url)
+    if args.action == "upgrade":
+        upgrade(engine)
+    print(f"database at revision {current_revision(engine)} (code head {head_revision()})")
+    return 0
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.importer import ImportErrors, import_file
+
+    engine = make_engine(settings.database_url)
+    from store.db import check_up_to_date
+
+    check_up_to_date(engine)
+    try:
+        summary = import_file(make_sessionmaker(engine), args.file)
+    except ImportErrors as err:
+        print(f"{args.file}: nothing was imported; fix these and try again:", file=sys.stderr)
+        for line in err.errors:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def _demo_data(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo import DemoDataRefused, fill_demo
+
+    engine = make_engine(settings.database_url)
+    from store.db import check_up_to_date
+
+    check_up_to_date(engine)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as session:
+            summary = fill_demo(
+                session, retainers=args.retainers, months=args.months, seed=args.seed, today=dt.date.today()
+            )
+    except DemoDataRefused as err:
+        print(f"retainer: {err}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def _ask(settings: Settings, args: argparse.Namespace) -> int:
+    from handlers.slack.ask import ask
+
+    print(ask(settings, args.text, user=args.user, channel=args.channel, url=args.url))
+    return 0
+
+
+COMMANDS = {"serve": _serve, "db": _db, "import": _import, "demo-data": _demo_data, "ask": _ask}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Block Kit rendering of the core's neutral replies: pure functions, and the only place that knows
+Block Kit's limits."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.replies import Actions, Bar, Block, Context, Divider, Facts, Header, Items, Reply, Text, Tone
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_CONTEXT_TEXT = 3000
+MAX_FALLBACK_TEXT = 3000
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_LINK = re.compile(r"\[([^\]]+)\]\((https?://[^)\s]+)\)")
+BUTTON_STYLE = {Tone.GOOD: "primary", Tone.DANGER: "danger"}
+
+
+def escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mrkdwn(text: str) -> str:
+    """Neutral markup to Slack mrkdwn: **bold** -> *bold*, [label](url) -> <url|label>, rest escaped."""
+    text = _BOLD.sub(r"*\1*", escape(text))
+    return _LINK.sub(lambda m: f"<{m[2]}|{m[1]}>", text)
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION_TEXT)}}
+
+
+def bar(used: float, total: float, width: int = 20) -> str:
+    share = used / total if total else 0
+    filled = min(width, round(share * width))
+    return "█" * filled + "░" * (width - filled) + f" {share:.0%}"
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _items(block: Items) -> list[dict[str, Any]]:
+    lines = [f"• {mrkdwn(line)}" for line in block.lines] or [f"_{escape(block.empty)}_"]
+    if block.more:
+        lines.append(f"…and {block.more} more")
+    chunks: list[str] = []
+    current = f"*{escape(block.title)}*"
+    for line in lines:
+        line = clip(line, MAX_SECTION_TEXT - 100)
+        if len(current) + 1 + len(line) > MAX_SECTION_TEXT:
+            chunks.append(current)
+            current = line
+        else:
+            current += "\n" + line
+    chunks.append(current)
+    return [_section(chunk) for chunk in chunks]
+
+
+def render_block(block: Block) -> list[dict[str, Any]]:
+    match block:
+        case Header(text):
+            return [
+                {
+                    "type": "header",
+                    "text": {"type": "plain_text", "text": clip(text, MAX_HEADER_TEXT), "emoji": True},
+                }
+            ]
+        case Text(text):
+            return [_section(mrkdwn(text))]
+        case Facts(pairs):
+            fields = [
+                {"type": "mrkdwn", "text": clip(f"*{escape(label)}*\n{mrkdwn(value)}", MAX_FIELD_TEXT)}
+                for label, value in pairs
+            ]
+            return [
+                {"type": "section", "fields": fields[i : i + MAX_FIELDS]}
+                for i in range(0, len(fields), MAX_FIELDS)
+            ]
+        case Bar(label, used, total, unit):
+            text = (
+                f"*{escape(label)}*  `{bar(used, total)}`  {_number(used)} of {_number(total)} {escape(unit)}"
+            )
+            return [_section(text)]
+        case Items():
+            return _items(block)
+        case Context(text):
+            return [
+                {
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": clip(mrkdwn(text), MAX_CONTEXT_TEXT)}],
+                }
+            ]
+        case Divider():
+            return [{"type": "divider"}]
+        case Actions(buttons):
+            elements = []
+            for button in buttons[:25]:
+                element: dict[str, Any] = {
+                    "type": "button",
+                    "text": {
+                        "type": "plain_text",
+                        "text": clip(button.label, MAX_BUTTON_TEXT),
+                        "emoji": True,
+                    },
+                    "action_id": button.action,
+                    "value": button.value[:MAX_BUTTON_VALUE],
+                }
+                if button.style in BUTTON_STYLE:
+                    element["style"] = BUTTON_STYLE[button.style]
+                elements.append(element)
+            return [{"type": "actions", "elements": elements}]
+    raise TypeError(f"cannot render {block!r}")
+
+
+def render_blocks(reply: Reply, max_blocks: int = MAX_BLOCKS) -> list[dict[str, Any]]:
+    blocks = [rendered for block in reply.blocks for rendered in render_block(block)]
+    if len(blocks) > max_blocks:
+        hidden = len(blocks) - (max_blocks - 1)
+        blocks = [
+            *blocks[: max_blocks - 1],
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"…{hidden} more sections not shown"}],
+            },
+        ]
+    return blocks
+
+
+def render_message(reply: Reply) -> dict[str, Any]:
+    """`text` and `blocks` for chat.postMessage, chat.update, an ack or a response_url post."""
+    return {"text": clip(reply.text, MAX_FALLBACK_TEXT), "blocks": render_blocks(reply)}
+
+
+def _plain(mrkdwn_text: str) -> str:
+    text = re.sub(r"<(https?://[^|>]+)\|([^>]+)>", r"\2 (\1)", mrkdwn_text)
+    text = re.sub(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])", r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def as_text(message: dict[str, Any]) -> str:
+    """A Block Kit message as readable plain text, for terminals (`retainer ask`) and logs."""
+    lines: list[str] = []
+    for block in message.get("blocks") or []:
+        kind = block.get("type")
+        if kind == "header":
+            title = block["text"]["text"]
+            lines += [title, "=" * min(len(title), 60)]
+        elif kind == "section":
+            if "text" in block:
+                lines.append(_plain(block["text"]["text"]))
+            for f in block.get("fields", []):
+                label, _, value = _plain(f["text"]).partition("\n")
+                lines.append(f"{label}: {value}")
+        elif kind == "context":
+            lines.append("  " + " ".join(_plain(e.get("text", "")) for e in block["elements"]))
+        elif kind == "divider":
+            lines.append("-" * 40)
+        elif kind == "actions":
+            lines.append("  ".join(f"[ {e['text']['text']} ]" for e in block["elements"] if "text" in e))
+    if not lines:
+        lines.append(_plain(message.get("text", "")))
+    return "\n".join(lines)

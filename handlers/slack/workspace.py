@@ -1,0 +1,85 @@
+"""The Slack workspace the app is installed in: its Web API client (with retries) and who belongs to it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+log = logging.getLogger(__name__)
+MEMBERSHIP_TTL_SECONDS = 3600
+
+
+def make_client(token: str, api_url: str, timeout: float = 10.0) -> WebClient:
+    """A WebClient whose every call goes to `api_url`, retrying rate limits (429 + Retry-After),
+    5xx answers and dropped connections with slack_sdk's own handlers."""
+    return WebClient(
+        token=token,
+        base_url=api_url,
+        timeout=int(timeout) or 1,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=5),
+            ServerErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What `auth.test` says about the app: its own workspace and bot user."""
+
+    team_id: str
+    team: str
+    bot_user_id: str
+    bot_id: str | None
+    url: str | None
+
+
+class Workspace:
+    """The app's home workspace; answers "is this user one of ours?" from `users.info`, cached."""
+
+    def __init__(self, client: WebClient, identity: Identity) -> None:
+        self.client = client
+        self.identity = identity
+        self._members: dict[str, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def is_home_user(self, user_id: str) -> bool:
+        with self._lock:
+            cached = self._members.get(user_id)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            user = self.client.users_info(user=user_id)["user"]
+        except SlackApiError as err:
+            # Least privilege: someone Slack cannot tell us about is treated as external.
+            log.warning(
+                "users.info for %s failed (%s); treating them as external", user_id, err.response.get("error")
+            )
+            return False
+        home = user.get("team_id") == self.identity.team_id and not user.get("is_stranger", False)
+        with self._lock:
+            self._members[user_id] = (home, time.monotonic() + MEMBERSHIP_TTL_SECONDS)
+        return home
+
+
+def authenticate(client: WebClient) -> Identity:
+    """`auth.test`, once at start-up: the app's own workspace is the team it returns."""
+    response = client.auth_test()
+    return Identity(
+        team_id=response["team_id"],
+        team=response.get("team", ""),
+        bot_user_id=response["user_id"],
+        bot_id=response.get("bot_id"),
+        url=response.get("url"),
+    )

@@ -1,0 +1,269 @@
+"""`/retainer` end to end: signed requests over real HTTP, answers as a person reads them, rows stored."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import func, select
+
+from handlers.slack.ask import signed_slash_command
+from store.db import unit_of_work
+from store.models import AuditEntry, Base, Channel, Task, TaskStatus, TimeEntry
+from tests.builders import (
+    ACME_CHANNEL,
+    ACME_CONTACT,
+    AM,
+    DESIGNER,
+    DIRECTOR,
+    GLOBEX_CHANNEL,
+    build_agency,
+)
+
+STRANGER = "U0STRANGER"  # a Slack Connect user the database does not know
+COLLEAGUE = "U0NEWHIRE1"  # someone in the agency's workspace the database does not know yet
+
+
+@pytest.fixture
+def agency(bot):  # type: ignore[no-untyped-def]
+    with unit_of_work(bot.sessions) as session:
+        made = build_agency(session)
+    bot.sandbox.add_user(ACME_CONTACT, team_id="T0CLIENT", real_name="Jane Doe")
+    bot.sandbox.add_user(STRANGER, team_id="T0CLIENT", real_name="Stranger")
+    bot.sandbox.add_user(COLLEAGUE, real_name="New Hire")
+    return made
+
+
+def row_counts(bot) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    with bot.sessions() as session:
+        return {
+            t.name: session.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in Base.metadata.sorted_tables
+        }
+
+
+# --- what people see -------------------------------------------------------------------------------
+
+
+def test_status_shows_the_numbers_an_am_needs(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    text = bot.answer("status acme", user=AM)
+    assert "Acme Corp · November 2026" in text
+    assert "Hours: 31.5 h of 40 h (79%)" in text
+    assert "Deliverables: 2 of 5 done" in text
+    assert "Pending approvals: 2" in text
+    assert "• #3 Landing page copy · since Nov 9" in text
+
+
+@pytest.mark.parametrize("typed", ["acme", "ACME", "Acme Corp", "acme  corp", "acme inc", "Acme-Corp"])
+def test_client_lookup_forgives_case_spacing_and_aliases(bot, agency, typed) -> None:  # type: ignore[no-untyped-def]
+    assert "Acme Corp · November 2026" in bot.answer(f"status {typed}", user=AM)
+
+
+def test_a_typo_gets_did_you_mean(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    assert (
+        bot.answer("status acmee", user=AM) == "I don't know a client called “acmee”. Did you mean Acme Corp?"
+    )
+
+
+def test_in_a_bound_channel_the_client_can_be_left_out(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    assert "Globex · November 2026" in bot.answer("status", user=AM, channel=GLOBEX_CHANNEL)
+
+
+def test_client_sees_only_the_client_layer(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    text = bot.answer("status", user=ACME_CONTACT, channel=ACME_CHANNEL)
+    assert "Acme Corp · November 2026" in text
+    assert "Waiting on you\n• Landing page copy · sent Nov 9\n• Newsletter #11 · sent Nov 9" in text
+    assert "Delivered\n• Blog post: pricing\n• Social media pack" in text
+    for internal in (
+        "Hours",
+        " h ",
+        "31.5",
+        "Health",
+        "🔴",
+        "🟠",
+        "renews",
+        "internal note",
+        "Lee Chen",
+        "#3",
+    ):
+        assert internal not in text, internal
+
+
+def test_unknown_user_is_internal_only_if_slack_says_they_are_in_our_workspace(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    assert "Hours: 31.5 h" in bot.answer("status acme", user=COLLEAGUE)
+    text = bot.answer("status", user=STRANGER, channel=ACME_CHANNEL)
+    assert "Waiting on you" in text and "Hours" not in text
+    assert [c.args["user"] for c in bot.sandbox.calls_to("users.info")] == [COLLEAGUE, STRANGER]
+
+
+# --- isolation ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("user", [ACME_CONTACT, STRANGER])
+def test_external_user_naming_another_client_learns_nothing(bot, agency, user) -> None:  # type: ignore[no-untyped-def]
+    existing = bot.answer("status globex", user=user, channel=ACME_CHANNEL)
+    missing = bot.answer("status globez", user=user, channel=ACME_CHANNEL)
+    assert existing == "I don't know a client called “globex”."
+    assert missing == "I don't know a client called “globez”."
+    assert "Globex" not in bot.answer("report globex", user=user, channel=ACME_CHANNEL)
+
+
+def test_external_user_outside_their_channel_sees_nothing(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    assert bot.answer("status acme", user=ACME_CONTACT) == "I don't know a client called “acme”."
+    assert bot.answer("status acme", user=ACME_CONTACT, channel=GLOBEX_CHANNEL) == (
+        "I don't know a client called “acme”."
+    )
+    assert "Secret rebrand" not in bot.answer("status", user=ACME_CONTACT, channel=GLOBEX_CHANNEL)
+
+
+@pytest.mark.parametrize(
+    "text", ["log acme 3h", "list", "list all", "task add acme Sneaky", "task done 1", "link acme"]
+)
+def test_external_user_cannot_use_internal_commands(bot, agency, text) -> None:  # type: ignore[no-untyped-def]
+    before = row_counts(bot)
+    answer = bot.answer(text, user=ACME_CONTACT, channel=ACME_CHANNEL)
+    assert answer.endswith("is for the agency's team."), answer
+    assert row_counts(bot) == before
+
+
+def test_external_help_lists_only_client_commands(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    text = bot.answer("help", user=ACME_CONTACT, channel=ACME_CHANNEL)
+    assert "/retainer status" in text and "/retainer log" not in text and "/retainer list" not in text
+
+
+# --- signatures -------------------------------------------------------------------------------------
+
+
+def _signed(bot, text: str = "log acme 1h"):  # type: ignore[no-untyped-def]
+    return signed_slash_command(
+        bot.SECRET, text, user=AM, channel=None, response_url=bot.sandbox.response_url()
+    )
+
+
+def test_bad_signature_old_timestamp_and_unsigned_requests_get_401_and_change_nothing(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    before = row_counts(bot)
+    body, headers = _signed(bot)
+    assert bot.post(body, {**headers, "X-Slack-Signature": "v0=" + "0" * 64}).status_code == 401
+    old = str(int(time.time()) - 6 * 60)
+    stale = {
+        **headers,
+        "X-Slack-Request-Timestamp": old,
+        "X-Slack-Signature": SignatureVerifier(bot.SECRET).generate_signature(timestamp=old, body=body),
+    }
+    assert bot.post(body, stale).status_code == 401
+    assert bot.post(body, {"Content-Type": "application/x-www-form-urlencoded"}).status_code == 401
+    tampered = body.replace("1h", "9h")
+    assert bot.post(tampered, headers).status_code == 401
+    assert row_counts(bot) == before
+    assert bot.post(body, headers).status_code == 200  # the same request, properly signed, is taken
+
+
+# --- bad input ----------------------------------------------------------------------------------------
+
+BAD_INPUT = [
+    ("", "Tell me what you need, e.g. `/retainer status acme`."),
+    ("frobnicate acme", "I don't know the command “frobnicate”."),
+    ("log acme -3h", "Hours must be more than zero; “-3h” is negative."),
+    ("log acme 999h", "999h is more than a day; log at most 24h in one entry."),
+    ("log acme abc", "“abc” is not an amount of time; write it like 3, 3h, 1.5h or 90m."),
+    ("log acme 0h", "Hours must be more than zero; “0h” is nothing to log."),
+    ("log acme", "How long? Add the time, e.g. `3h` or `90m`."),
+    ("status " + "x" * 5000, "That is 5,007 characters; a command can be at most 2,000."),
+    ("status 🚀 Rocket Café", "I don't know a client called “🚀 Rocket Café”."),
+    ("status acme'; DROP TABLE client; --", "I don't know a client called “acme'; DROP TABLE client; --”."),
+    ('status "acme', 'A quote is not closed: put the closing " after the phrase.'),
+    ("report acme 2026-13", "“2026-13” is not a month; write it as YYYY-MM, e.g. 2026-05"),
+    ("task done abc", "Give the task's number, e.g. `/retainer task done 42`."),
+    ("task done 99999", "There is no task #99999."),
+    ("task add acme", "The task needs a title."),
+    ("task add acme Post 2020-01-01", "The due date 2020-01-01 is in the past."),
+    ("task add acme Post 2026-02-30", "“2026-02-30” is not a real date."),
+    ("list everything", "`list` takes nothing or `all`, not “everything”."),
+    ("list all", "`list all` is for directors; `/retainer list` shows your accounts."),
+    ("link acme", "Run `/retainer link <client>` in the channel you want to bind, not in a DM."),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_INPUT, ids=[t[:20] or "empty" for t, _ in BAD_INPUT])
+def test_bad_input_gets_a_short_specific_error_and_writes_nothing(bot, agency, text, expected) -> None:  # type: ignore[no-untyped-def]
+    before = row_counts(bot)
+    answer = bot.answer(text, user=AM)
+    assert answer.startswith(expected), answer
+    assert "Traceback" not in answer and len(answer) < 400
+    assert row_counts(bot) == before
+
+
+# --- writes ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "minutes"), [("3", 180), ("3h", 180), ("1.5h", 90), ("90m", 90), ("1h30m", 90)]
+)
+def test_log_accepts_the_usual_ways_of_writing_time(bot, agency, typed, minutes) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.answer(f"log acme {typed} #5 kickoff call", user=DESIGNER)
+    total = 31.5 + minutes / 60
+    assert answer.startswith(f"Logged {minutes / 60:g} h to Acme Corp on #5 SEO audit (November 2026).")
+    assert f"{total:g} h of 40 h used" in answer
+    with bot.sessions() as session:
+        entry = session.scalars(select(TimeEntry).order_by(TimeEntry.id.desc())).first()
+    assert (entry.minutes, entry.task_id, entry.note) == (minutes, 5, "kickoff call")
+    assert entry.person_id == agency.people[DESIGNER].id
+
+
+def test_log_in_a_bound_channel_and_with_a_task_of_another_client(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    assert bot.answer("log 2h", user=AM, channel=GLOBEX_CHANNEL).startswith("Logged 2 h to Globex")
+    assert bot.answer("log globex 1h #5", user=AM) == "There is no task #5 for Globex."
+
+
+def test_task_add_and_done(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.answer("task add acme Holiday landing page 2026-12-04 <@U01DS0001|lee>", user=AM)
+    assert answer.startswith("Added #")
+    assert answer.endswith(
+        "Holiday landing page to Acme Corp (November 2026), due Fri Dec 4, owner Lee Chen."
+    )
+    with bot.sessions() as session:
+        task = session.scalars(select(Task).where(Task.title == "Holiday landing page")).one()
+    assert task.due_on.isoformat() == "2026-12-04" and task.owner_id == agency.people[DESIGNER].id
+    assert (
+        bot.answer(f"task done {task.id}", user=AM)
+        == f"Marked #{task.id} Holiday landing page delivered for Acme Corp."
+    )
+    assert (
+        bot.answer(f"task done {task.id}", user=AM)
+        == f"#{task.id} Holiday landing page is already delivered."
+    )
+    with bot.sessions() as session:
+        assert session.get(Task, task.id).status is TaskStatus.DELIVERED
+        actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
+    assert actions == ["task_added", "task_delivered"]
+
+
+def test_report_for_a_month(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    internal = bot.answer("report acme 2026-11", user=AM)
+    assert "Monthly report · Acme Corp · November 2026" in internal and "31.5 of 40 h" in internal
+    client = bot.answer("report", user=ACME_CONTACT, channel=ACME_CHANNEL)
+    assert "Completed\n• Blog post: pricing\n• Social media pack" in client and "31.5" not in client
+    assert bot.answer("report acme 2025-01", user=AM) == "Acme Corp has no cycle for January 2025."
+
+
+def test_list_ranks_accounts_by_attention(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    text = bot.answer("list", user=AM)
+    assert text.index("Acme Corp") < text.index("Globex")
+    assert "Your accounts: 2 accounts" in text
+    assert "All accounts: 2 accounts" in bot.answer("list all", user=DIRECTOR)
+
+
+def test_link_binds_a_channel_to_one_retainer(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.answer("link acme", user=AM, channel="C0NEWCHAN1")
+    assert answer.startswith("This channel is now bound to Acme Corp")
+    assert "replaces the channel C0ACME0001" in answer
+    assert bot.answer("link globex", user=AM, channel="C0NEWCHAN1") == (
+        "This channel is bound to Acme Corp; a channel belongs to one retainer only."
+    )
+    with bot.sessions() as session:
+        bound = session.scalars(
+            select(Channel.external_id).where(Channel.retainer_id == agency.acme.id)
+        ).all()
+    assert bound == ["C0NEWCHAN1"]
+    assert "Acme Corp · November 2026" in bot.answer("status", user=AM, channel="C0NEWCHAN1")
