@@ -35,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--retainers", type=int, default=12)
     demo.add_argument("--months", type=int, default=6)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--if-empty", action="store_true", help="do nothing (and succeed) if the database has data"
+    )
 
     ask = commands.add_parser("ask", help='send a signed "/retainer ..." to the bot and print the answer')
     ask.add_argument("text", help='what you would type after /retainer, e.g. "status acme"')
@@ -106,6 +109,9 @@ def _demo_data(settings: Settings, args: argparse.Namespace) -> int:
                 session, retainers=args.retainers, months=args.months, seed=args.seed, today=dt.date.today()
             )
     except DemoDataRefused as err:
+        if args.if_empty:
+            print("retainer: the database already has data; no demo data added")
+            return 0
         print(f"retainer: {err}", file=sys.stderr)
         return 1
     print(summary)

@@ -1,0 +1,82 @@
+"""The Slack app manifest is valid against Slack's published schema and declares exactly what the code
+uses: the command, the URLs it serves, and a scope for every Web API method it calls (and no more)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from handlers.server import SLACK_PATH
+from tests.conftest import SHARED
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "manifests" / "slack" / "manifest.yaml"
+
+# Web API method (as slack_sdk names it) -> bot scope it needs (None: no scope).
+SCOPE_OF = {
+    "auth_test": None,
+    "users_info": "users:read",
+    "chat_postMessage": "chat:write",
+    "chat_postEphemeral": "chat:write",
+    "chat_update": "chat:write",
+    "chat_getPermalink": None,
+    "conversations_create": "channels:manage",
+    "conversations_invite": "channels:manage",
+    "conversations_inviteShared": "conversations.connect:write",
+    "conversations_info": "channels:read",
+    "conversations_join": "channels:join",
+    "conversations_members": "channels:read",
+    "conversations_open": "im:write",
+    "pins_add": "pins:write",
+    "views_open": None,
+    "views_push": None,
+    "views_update": None,
+    "views_publish": None,
+}
+
+
+def manifest() -> dict:
+    return yaml.safe_load(MANIFEST.read_text())
+
+
+def methods_called() -> set[str]:
+    """Every `client.<method>(` the Slack handlers make."""
+    found: set[str] = set()
+    for path in (ROOT / "handlers" / "slack").rglob("*.py"):
+        found |= set(re.findall(r"client\.([a-z]+_[A-Za-z]+)\(", path.read_text()))
+    return found
+
+
+def test_manifest_is_valid_against_slacks_schema() -> None:
+    schema_path = SHARED / "schemas" / "slack-app-manifest.v1.schema.json"
+    if not schema_path.exists():
+        pytest.skip(f"{schema_path} is absent (CI has ../shared)")
+    jsonschema.validate(manifest(), json.loads(schema_path.read_text()))
+
+
+def test_manifest_declares_exactly_the_scopes_the_code_uses() -> None:
+    called = methods_called()
+    unknown = called - SCOPE_OF.keys()
+    assert not unknown, f"add these methods to SCOPE_OF with their scope: {sorted(unknown)}"
+    needed = {SCOPE_OF[m] for m in called} - {None}
+    needed.add("commands")  # the slash command itself
+    assert set(manifest()["oauth_config"]["scopes"]["bot"]) == needed
+
+
+def test_manifest_points_every_url_at_the_served_path() -> None:
+    m = manifest()
+    urls = [c["url"] for c in m["features"]["slash_commands"]]
+    interactivity = m["settings"].get("interactivity", {})
+    urls += [interactivity[k] for k in ("request_url", "message_menu_options_url") if k in interactivity]
+    urls += (
+        [m["settings"].get("event_subscriptions", {}).get("request_url")]
+        if "event_subscriptions" in m["settings"]
+        else []
+    )
+    assert urls and all(u.endswith(SLACK_PATH) for u in urls)
+    assert [c["command"] for c in m["features"]["slash_commands"]] == ["/retainer"]
