@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.core import Core
+from bot.messenger import Messenger
 from handlers.server import build_web_app
 from handlers.slack import build_app
+from handlers.slack.messenger import SlackMessenger
 from handlers.slack.workspace import Workspace, authenticate, make_client
 from sandbox.slack_api import SlackSandbox
 from store.db import check_up_to_date, make_engine, make_sessionmaker
@@ -41,6 +43,7 @@ class Runtime:
     web: web.Application
     signing_secret: str
     slack_app: Any = None
+    messengers: dict[str, Messenger] = field(default_factory=dict)
     sandbox: SlackSandbox | None = None
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "retainer"))
 

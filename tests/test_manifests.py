@@ -48,7 +48,7 @@ def methods_called() -> set[str]:
     """Every `client.<method>(` the Slack handlers make."""
     found: set[str] = set()
     for path in (ROOT / "handlers" / "slack").rglob("*.py"):
-        found |= set(re.findall(r"client\.([a-z]+_[A-Za-z]+)\(", path.read_text()))
+        found |= set(re.findall(r"client\.([a-z]+_[A-Za-z]+)\b", path.read_text()))
     return found
 
 
