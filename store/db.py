@@ -54,10 +54,25 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def unit_of_work(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
-    with sessions() as session, session.begin():
-        yield session
+def unit_of_work(sessions: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back if it raises.
+
+    `write=True` for a transaction that reads and then writes rows others may write at the same
+    moment: on SQLite it takes the write lock at BEGIN, so concurrent writers queue on the busy
+    timeout instead of failing on a stale snapshot; PostgreSQL's row locks need nothing extra."""
+    if not write:
+        with sessions() as session, session.begin():
+            yield session
+        return
+    engine = sessions.kw["bind"]
+    with engine.connect() as conn:
+        # conn.info lives as long as the pooled DBAPI connection: set it for this BEGIN only.
+        conn.info["write"] = True
+        try:
+            with sessions(bind=conn) as session, session.begin():
+                yield session
+        finally:
+            conn.info.pop("write", None)
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -1,0 +1,1104 @@
+"""`retainer import agency.yaml`: the SPEC §7 file, validated with readable errors, loaded idempotently.
+
+Parsing collects every problem in the file (as `path: message`) before anything is written; importing
+matches what is already stored (clients by slug, people by Slack id or email, a client's most recent
+retainer) and makes it equal to the file, so re-importing never duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import difflib
+import functools
+import re
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from bot.lookup import name_key
+from store.db import unit_of_work
+from store.models import (
+    Agency,
+    AuditEntry,
+    BaselineItem,
+    Channel,
+    ChannelKind,
+    Client,
+    ClientAlias,
+    MemberRole,
+    Person,
+    Retainer,
+    RetainerMember,
+    Role,
+    Stage,
+    TemplateTask,
+)
+
+
+class ImportErrors(Exception):
+    """Everything wrong with an import file (or with importing it), each as `path: message`."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        count = len(self.errors)
+        head = "1 problem" if count == 1 else f"{count} problems"
+        return "\n".join([f"Nothing was imported; {head} to fix:", *(f"  {e}" for e in self.errors)])
+
+
+# --- paths and messages ------------------------------------------------------------------------
+
+Loc = Sequence[str | int]
+
+
+def format_path(loc: Loc) -> str:
+    """`("clients", 2, "retainer", "monthly_hours")` -> `clients[2].retainer.monthly_hours`."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part == "[key]":
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _problem(loc: Loc, message: str) -> str:
+    path = format_path(loc)
+    return f"{path}: {message}" if path else message
+
+
+_OWN_ERROR_TYPES = {"retainer_import"}
+
+
+def _own_error(message: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("retainer_import", message, context)
+
+
+def _message_for(error: Any, model: type[BaseModel], loc: Loc) -> str:
+    """A short sentence for one pydantic error (its defaults read like a parser's, not a person's)."""
+    kind: str = error["type"]
+    ctx: dict[str, Any] = error.get("ctx") or {}
+    if kind in _OWN_ERROR_TYPES:
+        return error["msg"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        key = str(loc[-1]) if loc else ""
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        if close:
+            return f"unknown key; did you mean “{close[0]}”?"
+        return "unknown key; expected one of " + ", ".join(allowed) if allowed else "unknown key"
+    if error.get("input", ...) is None:
+        return "has no value"
+    if kind == "greater_than":
+        return "must be a positive number" if ctx.get("gt") == 0 else f"must be more than {ctx.get('gt')}"
+    if kind == "greater_than_equal":
+        return "must be 0 or more" if ctx.get("ge") == 0 else f"must be at least {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}"
+    if kind == "literal_error":
+        return "must be one of " + ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+    if kind == "too_short":
+        return "must name at least one person" if ctx.get("min_length") == 1 else "is too short"
+    return {
+        "int_parsing": "must be a whole number",
+        "int_type": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "float_parsing": "must be a number",
+        "float_type": "must be a number",
+        "finite_number": "must be a number",
+        "string_type": "must be text",
+        "string_too_short": "must not be empty",
+        "list_type": "must be a list",
+        "dict_type": "must be a mapping of keys to values",
+        "model_type": "must be a mapping of keys to values",
+        "model_attributes_type": "must be a mapping of keys to values",
+        "bool_parsing": "must be true or false",
+        "bool_type": "must be true or false",
+    }.get(kind, str(error.get("msg", "is not valid")))
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys the model accepts at `loc`, for "did you mean" on an unknown key."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if typing.get_origin(current) is list and args else None
+        elif isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            current = current.model_fields[part].annotation
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = options[0] if len(options) == 1 else annotation
+            if len(options) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+# --- the file's shape ----------------------------------------------------------------------------
+
+
+def _date(value: Any) -> Any:
+    # A plain YYYY-MM-DD only: pydantic would read a bare number as a Unix timestamp.
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    if value is None:
+        return value
+    raise _own_error("must be a date like 2026-01-31")
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _own_error("unknown timezone “{tz}”", tz=value) from None
+    return value
+
+
+def _country(value: str) -> str:
+    code = value.upper()
+    if code not in holidays.list_supported_countries():
+        raise _own_error("unknown country code “{code}”", code=value)
+    return code
+
+
+def _currency(value: str) -> str:
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise _own_error("must be 3 uppercase letters, like USD")
+    return value
+
+
+def _slug(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", value):
+        raise _own_error("must be lowercase letters, digits and hyphens, like “acme-corp”")
+    return value
+
+
+def _slack_user(value: str) -> str:
+    if not re.fullmatch(r"[UW][A-Z0-9]{2,}", value):
+        raise _own_error("“{value}” is not a Slack user id (like U01AM0001)", value=value)
+    return value
+
+
+def _slack_channel(value: str) -> str:
+    if not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
+        raise _own_error("“{value}” is not a Slack channel id (like C0ACME001)", value=value)
+    return value
+
+
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        raise _own_error("“{value}” is not an email address", value=value)
+    return value.lower()
+
+
+def _cycle_day(value: int) -> int:
+    if not 1 <= value <= 28:
+        raise _own_error("must be a day of the month from 1 to 28")
+    return value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Text = Annotated[str, Field(min_length=1)]
+Day = Annotated[dt.date, BeforeValidator(_date)]
+TimezoneName = Annotated[str, AfterValidator(_timezone)]
+CountryCode = Annotated[str, AfterValidator(_country)]
+SlackUser = Annotated[str, AfterValidator(_slack_user)]
+SlackChannel = Annotated[str, AfterValidator(_slack_channel)]
+PersonRef = Annotated[str, Field(min_length=1)]  # a Slack id, or the email of someone without one
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, coerce_numbers_to_str=True, frozen=True
+    )
+
+
+class AgencyInfo(_Strict):
+    name: Text
+    timezone: TimezoneName = "UTC"
+    country: CountryCode | None = None
+
+
+class PersonEntry(_Strict):
+    slack: SlackUser | None = None
+    name: Text
+    role: Annotated[Literal["am", "director", "team", "client"], BeforeValidator(_lower)]
+    email: Annotated[str, AfterValidator(_email)] | None = None
+    client: str | None = None  # a client's slug, for client contacts
+
+
+class TemplateEntry(_Strict):
+    title: Text
+    category: str | None = None
+    count: int = Field(default=1, ge=1)
+
+
+class RetainerEntry(_Strict):
+    start: Day
+    end: Day
+    monthly_hours: float = Field(gt=0, allow_inf_nan=False)
+    fee: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    currency: Annotated[str, AfterValidator(_currency)] | None = None
+    timezone: TimezoneName | None = None  # None: the agency's
+    country: CountryCode | None = None  # None: the agency's
+    cycle_start_day: Annotated[int, AfterValidator(_cycle_day)] = 1
+    ams: list[PersonRef] = Field(min_length=1)
+    director: PersonRef
+    team: list[PersonRef] = []
+    approvers: list[PersonRef] = []
+    channel: SlackChannel | None = None
+    internal_channel: SlackChannel | None = None
+    baseline: dict[Text, Annotated[int, Field(ge=0)]] = {}
+    template: list[TemplateEntry] = []
+
+    @property
+    def monthly_minutes(self) -> int:
+        return int((Decimal(str(self.monthly_hours)) * 60).quantize(Decimal(1), ROUND_HALF_UP))
+
+    @property
+    def fee_cents(self) -> int | None:
+        if self.fee is None:
+            return None
+        return int((Decimal(str(self.fee)) * 100).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+class _ClientFields(_Strict):
+    name: Text
+    slug: Annotated[str, AfterValidator(_slug)]
+    aliases: list[Text] = []
+
+
+class ClientEntry(_ClientFields):
+    retainer: RetainerEntry
+
+
+class AgencyFile(_Strict):
+    agency: AgencyInfo
+    people: list[PersonEntry] = []
+    clients: list[ClientEntry] = []
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that leaves dates as text (pydantic reads them) and notices keys given twice."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeated: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool):
+                continue
+            if key in seen:
+                mark = key_node.start_mark
+                self.repeated.append(
+                    f"line {mark.line + 1}, column {mark.column + 1}: key “{key}” appears twice"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+# YAML 1.1 reads yes/no/on/off as booleans, so Norway's `country: NO` would be false: only
+# true/false are booleans here, as in YAML 1.2.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _Loader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or exc.context or "not valid YAML"
+        if (
+            exc.problem
+            and exc.context
+            and exc.context_mark
+            and exc.context_mark.line != getattr(mark, "line", None)
+        ):
+            problem += f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
+        raise ImportErrors([f"{where}YAML syntax error: {problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ImportErrors([f"YAML syntax error: {exc}"]) from None
+    finally:
+        loader.dispose()
+    if loader.repeated:
+        raise ImportErrors(loader.repeated)
+    return data
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate(
+    model: type[M], raw: Any, loc: Loc, errors: list[str], *, described_by: type[BaseModel] | None = None
+) -> M | None:
+    """`raw` as a `model`, or None with its problems in `errors` (keys suggested from `described_by`)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        for error in exc.errors():
+            inner = tuple(error["loc"])
+            errors.append(_problem((*loc, *inner), _message_for(error, described_by or model, inner)))
+        return None
+
+
+@functools.cache
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    info = model.model_fields[name]
+    return TypeAdapter(Annotated[info.annotation, info])
+
+
+def _valid_fields(model: type[BaseModel], raw: Any) -> dict[str, Any]:
+    """The fields of `raw` that are valid on their own, so cross-checks still run beside other errors."""
+    if not isinstance(raw, dict):
+        return {}
+    values: dict[str, Any] = {}
+    for name in model.model_fields:
+        if name in raw:
+            with contextlib.suppress(ValidationError):
+                values[name] = _field_adapter(model, name).validate_python(raw[name])
+    return values
+
+
+def _list_at(raw: dict[str, Any], key: str, errors: list[str]) -> list[Any]:
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.append(_problem([key], "must be a list"))
+        return []
+    return value
+
+
+def parse_agency(text: str) -> AgencyFile:
+    """The agency file in `text`, or ImportErrors listing every problem in it."""
+    data = _load_yaml(text)
+    if data is None:
+        raise ImportErrors(["the file is empty; it needs agency:, people: and clients: (SPEC §7)"])
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else "a single value"
+        raise ImportErrors([f"the file must be a mapping with agency:, people: and clients: (it is {kind})"])
+
+    errors: list[str] = []
+    for key in data:
+        if key not in AgencyFile.model_fields:
+            errors.append(_problem([str(key)], _message_for({"type": "extra_forbidden"}, AgencyFile, [key])))
+    agency = None
+    if "agency" not in data:
+        errors.append(_problem(["agency"], "required"))
+    else:
+        agency = _validate(AgencyInfo, data["agency"], ["agency"], errors)
+
+    raw_people = _list_at(data, "people", errors)
+    raw_clients = _list_at(data, "clients", errors)
+    people = [_validate(PersonEntry, raw, ["people", i], errors) for i, raw in enumerate(raw_people)]
+    clients: list[ClientEntry | None] = []
+    for i, raw in enumerate(raw_clients):
+        if not isinstance(raw, dict):
+            errors.append(_problem(["clients", i], "must be a mapping of keys to values"))
+            clients.append(None)
+            continue
+        rest = {k: v for k, v in raw.items() if k != "retainer"}
+        head = _validate(_ClientFields, rest, ["clients", i], errors, described_by=ClientEntry)
+        retainer = None
+        if "retainer" not in raw:
+            errors.append(_problem(["clients", i, "retainer"], "required"))
+        else:
+            retainer = _validate(RetainerEntry, raw["retainer"], ["clients", i, "retainer"], errors)
+        ok = head is not None and retainer is not None
+        clients.append(ClientEntry(**dict(head or {}), retainer=retainer) if ok else None)
+
+    _cross_check(
+        raw_people,
+        [_valid_fields(_ClientFields, raw) for raw in raw_clients],
+        [
+            _valid_fields(RetainerEntry, raw.get("retainer") if isinstance(raw, dict) else None)
+            for raw in raw_clients
+        ],
+        errors,
+    )
+    if errors:
+        raise ImportErrors(sorted(errors, key=_entry_order))
+    assert agency is not None
+    return AgencyFile(
+        agency=agency,
+        people=[p for p in people if p is not None],
+        clients=[c for c in clients if c is not None],
+    )
+
+
+_SECTIONS = {"agency": 0, "people": 1, "clients": 2}
+
+
+def _entry_order(problem: str) -> tuple[int, int]:
+    """Problems grouped by the entry they are in, in file order (stable within an entry)."""
+    found = re.match(r"(\w+)(?:\[(\d+)\])?", problem)
+    if found is None:
+        return (len(_SECTIONS), 0)
+    return (_SECTIONS.get(found[1], len(_SECTIONS)), int(found[2] or -1))
+
+
+def _first_seen(
+    errors: list[str], seen: dict[Any, str], key: Any, loc: Loc, message: Callable[[str], str]
+) -> None:
+    """Record `key` at `loc`; if it was seen before, report it with where it was first."""
+    if key in seen:
+        errors.append(_problem(loc, message(seen[key])))
+    else:
+        seen[key] = format_path(loc)
+
+
+def _entry(path: str) -> str:
+    """`clients[0].retainer.slug` -> `clients[0]`: the list entry a path starts in."""
+    return path.split(".", 1)[0]
+
+
+def _cross_check(
+    raw_people: list[Any],
+    clients: list[dict[str, Any]],
+    retainers: list[dict[str, Any]],
+    errors: list[str],
+) -> None:
+    """What one entry alone can't tell: duplicates, references between entries, dates in order.
+
+    Works on each entry's individually valid fields, so a typo in one field doesn't hide the rest.
+    """
+    people = [_valid_fields(PersonEntry, raw) for raw in raw_people]
+    # Slack ids and emails written in the file but invalid there: reported once, at the person.
+    written = {
+        raw[k]
+        for raw in raw_people
+        if isinstance(raw, dict)
+        for k in ("slack", "email")
+        if isinstance(raw.get(k), str)
+    }
+    slugs: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for i, head in enumerate(clients):
+        if "slug" in head:
+            slug = head["slug"]
+            loc = ["clients", i, "slug"]
+            _first_seen(
+                errors, slugs, slug, loc, lambda at, s=slug: f"duplicate slug “{s}” (also {_entry(at)})"
+            )
+        if "name" in head:
+            name = head["name"]
+            loc = ["clients", i, "name"]
+            _first_seen(
+                errors,
+                names,
+                name_key(name),
+                loc,
+                lambda at, n=name: f"duplicate name “{n}” (also {_entry(at)})",
+            )
+    taken = {name_key(head["name"]): k for k, head in enumerate(clients) if "name" in head}
+    taken.update({head["slug"]: k for k, head in enumerate(clients) if "slug" in head})
+    alias_seen: dict[str, str] = {}
+    for i, head in enumerate(clients):
+        for j, alias in enumerate(head.get("aliases", [])):
+            key = name_key(alias)
+            loc = ["clients", i, "aliases", j]
+            if not key:
+                errors.append(_problem(loc, "must contain letters or digits"))
+            elif taken.get(key, i) != i:
+                errors.append(_problem(loc, f"“{alias}” is the name or slug of clients[{taken[key]}]"))
+            else:
+                _first_seen(
+                    errors, alias_seen, key, loc, lambda at, a=alias: f"duplicate alias “{a}” (also {at})"
+                )
+
+    by_ref: dict[str, dict[str, Any]] = {}
+    slack_seen: dict[str, str] = {}
+    email_seen: dict[str, str] = {}
+    for i, person in enumerate(people):
+        slack, email = person.get("slack"), person.get("email")
+        if slack is not None:
+            loc = ["people", i, "slack"]
+            _first_seen(
+                errors,
+                slack_seen,
+                slack,
+                loc,
+                lambda at, s=slack: f"duplicate Slack id “{s}” (also {_entry(at)})",
+            )
+            by_ref.setdefault(slack, person)
+        if email is not None:
+            loc = ["people", i, "email"]
+            _first_seen(
+                errors,
+                email_seen,
+                email,
+                loc,
+                lambda at, e=email: f"duplicate email “{e}” (also {_entry(at)})",
+            )
+            by_ref.setdefault(email, person)
+        raw = raw_people[i]
+        if isinstance(raw, dict) and raw.get("slack") is None and raw.get("email") is None:
+            errors.append(
+                _problem(["people", i], "needs a slack id or an email, to be found again on the next import")
+            )
+        client = person.get("client")
+        if person.get("role") == "client":
+            if client is None:
+                errors.append(
+                    _problem(["people", i, "client"], "required for a client contact (the client's slug)")
+                )
+            elif client not in slugs:
+                errors.append(_problem(["people", i, "client"], f"unknown client “{client}”"))
+        elif client is not None and "role" in person:
+            errors.append(
+                _problem(["people", i, "client"], "only client contacts (role client) belong to a client")
+            )
+
+    channels: dict[str, str] = {}
+    for i, retainer in enumerate(retainers):
+        loc: list[str | int] = ["clients", i, "retainer"]
+        slug = clients[i].get("slug")
+        if "start" in retainer and "end" in retainer and retainer["end"] <= retainer["start"]:
+            errors.append(_problem([*loc, "end"], f"must be after start ({retainer['start'].isoformat()})"))
+        refs: list[tuple[str, list[str | int]]] = []
+        for key in ("ams", "team", "approvers"):
+            refs += [(ref, [*loc, key, j]) for j, ref in enumerate(retainer.get(key, []))]
+        if "director" in retainer:
+            refs.append((retainer["director"], [*loc, "director"]))
+        for ref, ref_loc in refs:
+            person = by_ref.get(ref, by_ref.get(ref.lower()))
+            if person is None:
+                if ref not in written:
+                    errors.append(_problem(ref_loc, f"{ref} unknown: not in people"))
+                continue
+            role = person.get("role")
+            if ref_loc[-2] == "approvers":
+                if role not in ("client", None):
+                    errors.append(
+                        _problem(
+                            ref_loc, f"{ref} must be a client contact of {slug} (role client), not {role}"
+                        )
+                    )
+                elif role == "client" and person.get("client") not in (slug, None):
+                    errors.append(
+                        _problem(ref_loc, f"{ref} is a client contact of {person['client']}, not of {slug}")
+                    )
+            elif role == "client":
+                errors.append(_problem(ref_loc, f"{ref} is a client contact, not someone at the agency"))
+        for key in ("channel", "internal_channel"):
+            if key in retainer:
+                channel = retainer[key]
+                _first_seen(errors, channels, channel, [*loc, key], lambda at, c=channel: f"{c} is also {at}")
+        titles: dict[tuple[str, str | None], str] = {}
+        for j, task in enumerate(retainer.get("template", [])):
+            _first_seen(
+                errors,
+                titles,
+                (task.title, task.category),
+                [*loc, "template", j, "title"],
+                lambda at, t=task.title: (
+                    f"“{t}” is listed twice (also {at.rsplit('.', 1)[0]}); use count instead"
+                ),
+            )
+
+
+# --- importing -------------------------------------------------------------------------------------
+
+KINDS = ("agency", "clients", "aliases", "people", "retainers", "members", "channels", "baseline", "template")
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.removed)
+
+
+@dataclass
+class ImportSummary:
+    """What an import did, per kind of row: created, updated, unchanged, removed."""
+
+    counts: dict[str, Counts] = field(default_factory=lambda: {kind: Counts() for kind in KINDS})
+
+    @property
+    def changed(self) -> bool:
+        return any(c.changed for c in self.counts.values())
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {kind: dataclasses.asdict(c) for kind, c in self.counts.items()}
+
+    def lines(self) -> list[str]:
+        out = []
+        for kind, c in self.counts.items():
+            parts = [f"{c.created} created", f"{c.updated} updated", f"{c.unchanged} unchanged"]
+            if c.removed:
+                parts.append(f"{c.removed} removed")
+            out.append(f"{kind}: " + ", ".join(parts))
+        return out
+
+    def render(self) -> str:
+        head = "Imported." if self.changed else "Nothing to change: the database already matches the file."
+        return "\n".join([head, *self.lines()])
+
+    __str__ = render
+
+
+def _assign(obj: Any, **values: Any) -> bool:
+    """Set the attributes that differ; True when any did."""
+    changed = False
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed = True
+    return changed
+
+
+def _tally(counts: Counts, created: bool, changed: bool) -> None:
+    if created:
+        counts.created += 1
+    elif changed:
+        counts.updated += 1
+    else:
+        counts.unchanged += 1
+
+
+@dataclass
+class _Plan:
+    """What is stored for the entities the file names, read once before deciding anything."""
+
+    agency: Agency | None
+    clients: dict[str, Client]
+    people: list[Person | None]  # per file person: the stored one it is, or None (new)
+    aliases: dict[str, ClientAlias]
+    channels: dict[str, Channel]
+
+
+def _read_stored(session: Session, agency: AgencyFile, errors: list[str]) -> _Plan:
+    slugs = [c.slug for c in agency.clients]
+    clients = {
+        c.slug: c
+        for c in session.scalars(
+            select(Client)
+            .where(Client.slug.in_(slugs))
+            .options(
+                selectinload(Client.aliases),
+                selectinload(Client.retainers).selectinload(Retainer.members),
+                selectinload(Client.retainers).selectinload(Retainer.channels),
+                selectinload(Client.retainers).selectinload(Retainer.baseline),
+                selectinload(Client.retainers).selectinload(Retainer.template),
+            )
+        )
+    }
+    # A stored client of the same name under another slug would become a lookalike duplicate.
+    keys = {name_key(c.name): i for i, c in enumerate(agency.clients)}
+    for other in session.scalars(select(Client).where(Client.name_key.in_(keys), Client.slug.not_in(slugs))):
+        errors.append(
+            _problem(
+                ["clients", keys[other.name_key], "slug"],
+                f"“{other.name}” is already stored with slug “{other.slug}”; use that slug to update it",
+            )
+        )
+
+    slacks = [p.slack for p in agency.people if p.slack]
+    emails = [p.email for p in agency.people if p.email]
+    stored = session.scalars(
+        select(Person).where((Person.slack_user_id.in_(slacks)) | (Person.email.in_(emails)))
+    ).all()
+    by_slack = {p.slack_user_id: p for p in stored if p.slack_user_id}
+    by_email = {p.email: p for p in stored if p.email}
+
+    matched: list[Person | None] = []
+    claimed: dict[int, int] = {}
+    for i, entry in enumerate(agency.people):
+        person = by_slack.get(entry.slack) if entry.slack else None
+        if person is None and entry.email:
+            person = by_email.get(entry.email)
+            if (
+                person is not None
+                and entry.slack
+                and person.slack_user_id
+                and person.slack_user_id != entry.slack
+            ):
+                errors.append(
+                    _problem(
+                        ["people", i, "email"],
+                        f"{entry.email} already belongs to {person.name} ({person.slack_user_id})",
+                    )
+                )
+                person = None
+        elif person is not None and entry.email:
+            other = by_email.get(entry.email)
+            if other is not None and other is not person:
+                who = f"{other.name} ({other.slack_user_id})" if other.slack_user_id else other.name
+                errors.append(_problem(["people", i, "email"], f"{entry.email} already belongs to {who}"))
+        if person is not None:
+            if person.id in claimed:
+                errors.append(
+                    _problem(["people", i], f"is the same stored person as people[{claimed[person.id]}]")
+                )
+            claimed[person.id] = i
+        matched.append(person)
+
+    alias_keys = [name_key(a) for c in agency.clients for a in c.aliases]
+    aliases = {
+        a.alias_key: a
+        for a in session.scalars(
+            select(ClientAlias)
+            .where(ClientAlias.alias_key.in_(alias_keys))
+            .options(selectinload(ClientAlias.client))
+        )
+    }
+    for i, entry in enumerate(agency.clients):
+        for j, alias in enumerate(entry.aliases):
+            row = aliases.get(name_key(alias))
+            if row is not None and row.client.slug not in slugs:
+                errors.append(
+                    _problem(
+                        ["clients", i, "aliases", j], f"“{alias}” is already an alias of {row.client.name}"
+                    )
+                )
+
+    channel_ids = [
+        cid for c in agency.clients for cid in (c.retainer.channel, c.retainer.internal_channel) if cid
+    ]
+    channels = {
+        ch.external_id: ch
+        for ch in session.scalars(
+            select(Channel)
+            .where(Channel.platform == "slack", Channel.external_id.in_(channel_ids))
+            .options(selectinload(Channel.retainer).selectinload(Retainer.client))
+        )
+    }
+    for i, entry in enumerate(agency.clients):
+        for key in ("channel", "internal_channel"):
+            cid = getattr(entry.retainer, key)
+            bound = channels.get(cid) if cid else None
+            if bound is not None and bound.retainer.client.slug != entry.slug:
+                errors.append(
+                    _problem(
+                        ["clients", i, "retainer", key],
+                        f"{cid} is already bound to {bound.retainer.client.name}'s retainer",
+                    )
+                )
+    agency_row = session.scalars(select(Agency).order_by(Agency.id).limit(1)).first()
+    return _Plan(agency_row, clients, matched, aliases, channels)
+
+
+def import_agency(
+    session: Session, agency: AgencyFile, *, now: dt.datetime | None = None, source: str | None = None
+) -> ImportSummary:
+    """Make the database match `agency` (never duplicating); ImportErrors, before any write, on conflicts."""
+    errors: list[str] = []
+    plan = _read_stored(session, agency, errors)
+    if errors:
+        raise ImportErrors(errors)
+    summary = ImportSummary()
+    counts = summary.counts
+    info = agency.agency
+
+    row = plan.agency
+    if row is None:
+        session.add(Agency(name=info.name, timezone=info.timezone, country=info.country))
+        _tally(counts["agency"], True, False)
+    else:
+        _tally(
+            counts["agency"],
+            False,
+            _assign(row, name=info.name, timezone=info.timezone, country=info.country),
+        )
+
+    clients: dict[str, Client] = {}
+    for entry in agency.clients:
+        client = plan.clients.get(entry.slug)
+        if client is None:
+            client = Client(name=entry.name, slug=entry.slug, name_key=name_key(entry.name))
+            session.add(client)
+            _tally(counts["clients"], True, False)
+        else:
+            _tally(counts["clients"], False, _assign(client, name=entry.name, name_key=name_key(entry.name)))
+        clients[entry.slug] = client
+    _sync_aliases(session, agency, clients, counts["aliases"])
+    session.flush()
+
+    person_by_ref: dict[str, Person] = {}
+    for entry, person in zip(agency.people, plan.people, strict=True):
+        client_id = clients[entry.client].id if entry.client else None
+        values: dict[str, Any] = {"name": entry.name, "role": Role(entry.role), "client_id": client_id}
+        if entry.slack:
+            values["slack_user_id"] = entry.slack
+        if entry.email:
+            values["email"] = entry.email
+        if person is None:
+            person = Person(**values)
+            session.add(person)
+            _tally(counts["people"], True, False)
+        else:
+            _tally(counts["people"], False, _assign(person, **values))
+        for ref in (entry.slack, entry.email):
+            if ref:
+                person_by_ref[ref] = person
+    session.flush()
+
+    for entry in agency.clients:
+        client = clients[entry.slug]
+        retainer = _sync_retainer(session, entry, client, info, counts["retainers"])
+        _sync_members(session, entry.retainer, retainer, person_by_ref, counts["members"])
+        _sync_channels(session, entry.retainer, retainer, plan.channels, counts["channels"], now)
+        _sync_baseline(session, entry.retainer, retainer, counts["baseline"])
+        _sync_template(session, entry.retainer, retainer, counts["template"])
+    session.flush()
+
+    session.add(
+        AuditEntry(
+            at=now or dt.datetime.now(dt.UTC),
+            action="import",
+            subject="agency",
+            details={"source": source, "counts": summary.as_dict()},
+        )
+    )
+    session.flush()
+    return summary
+
+
+def _sync_aliases(session: Session, agency: AgencyFile, clients: dict[str, Client], counts: Counts) -> None:
+    wanted = {entry.slug: {name_key(a): a for a in entry.aliases} for entry in agency.clients}
+    # Removals first, so an alias moving from one client to another frees its unique key in time.
+    for slug, client in clients.items():
+        for row in list(client.aliases):
+            if row.alias_key not in wanted[slug]:
+                client.aliases.remove(row)
+                counts.removed += 1
+    session.flush()
+    for slug, client in clients.items():
+        existing = {row.alias_key: row for row in client.aliases}
+        for key, alias in wanted[slug].items():
+            row = existing.get(key)
+            if row is None:
+                client.aliases.append(ClientAlias(alias=alias, alias_key=key))
+                _tally(counts, True, False)
+            else:
+                _tally(counts, False, _assign(row, alias=alias))
+
+
+def _sync_retainer(
+    session: Session, entry: ClientEntry, client: Client, info: AgencyInfo, counts: Counts
+) -> Retainer:
+    terms = entry.retainer
+    values = {
+        "start_date": terms.start,
+        "end_date": terms.end,
+        "monthly_minutes": terms.monthly_minutes,
+        "fee_cents": terms.fee_cents,
+        "currency": terms.currency,
+        "timezone": terms.timezone or info.timezone,
+        "country": terms.country or info.country,
+        "cycle_start_day": terms.cycle_start_day,
+    }
+    current = max(client.retainers, key=lambda r: (r.start_date, r.id), default=None)
+    if current is None:
+        current = Retainer(client=client, stage=Stage.ACTIVE, **values)
+        session.add(current)
+        session.flush()
+        _tally(counts, True, False)
+    else:
+        _tally(counts, False, _assign(current, **values))
+    return current
+
+
+def _sync_members(
+    session: Session, terms: RetainerEntry, retainer: Retainer, people: dict[str, Person], counts: Counts
+) -> None:
+    wanted: list[tuple[int, MemberRole]] = []
+    for refs, role in (
+        (terms.ams, MemberRole.AM),
+        ([terms.director], MemberRole.DIRECTOR),
+        (terms.team, MemberRole.TEAM),
+        (terms.approvers, MemberRole.APPROVER),
+    ):
+        for ref in refs:
+            key = (people[ref if ref in people else ref.lower()].id, role)
+            if key not in wanted:
+                wanted.append(key)
+    for member in list(retainer.members):
+        if (member.person_id, member.role) not in wanted:
+            retainer.members.remove(member)
+            counts.removed += 1
+    have = {(m.person_id, m.role) for m in retainer.members}
+    for person_id, role in wanted:
+        if (person_id, role) in have:
+            counts.unchanged += 1
+        else:
+            retainer.members.append(RetainerMember(person_id=person_id, role=role))
+            counts.created += 1
+
+
+def _sync_channels(
+    session: Session,
+    terms: RetainerEntry,
+    retainer: Retainer,
+    stored: dict[str, Channel],
+    counts: Counts,
+    now: dt.datetime | None,
+) -> None:
+    wanted = {
+        cid: kind
+        for cid, kind in ((terms.channel, ChannelKind.CLIENT), (terms.internal_channel, ChannelKind.INTERNAL))
+        if cid
+    }
+    # A kind the file names replaces the binding of that kind; a kind it leaves out is left alone
+    # (channels linked later with `/retainer link` are not the file's to undo).
+    for channel in list(retainer.channels):
+        if (
+            channel.platform == "slack"
+            and channel.external_id not in wanted
+            and channel.kind in wanted.values()
+        ):
+            retainer.channels.remove(channel)
+            session.delete(channel)
+            counts.removed += 1
+    session.flush()
+    for cid, kind in wanted.items():
+        channel = stored.get(cid)
+        if channel is None:
+            channel = Channel(platform="slack", external_id=cid, kind=kind, retainer=retainer)
+            if now is not None:
+                channel.bound_at = now
+            session.add(channel)
+            _tally(counts, True, False)
+        else:
+            moved = channel.retainer is not retainer
+            if moved:
+                channel.retainer = retainer
+            _tally(counts, False, _assign(channel, kind=kind) or moved)
+
+
+def _sync_baseline(session: Session, terms: RetainerEntry, retainer: Retainer, counts: Counts) -> None:
+    for item in list(retainer.baseline):
+        if item.category not in terms.baseline:
+            retainer.baseline.remove(item)
+            counts.removed += 1
+    have = {item.category: item for item in retainer.baseline}
+    for category, per_month in terms.baseline.items():
+        item = have.get(category)
+        if item is None:
+            retainer.baseline.append(BaselineItem(category=category, per_month=per_month))
+            _tally(counts, True, False)
+        else:
+            _tally(counts, False, _assign(item, per_month=per_month))
+
+
+def _sync_template(session: Session, terms: RetainerEntry, retainer: Retainer, counts: Counts) -> None:
+    unmatched = list(retainer.template)
+    plan: list[tuple[TemplateEntry, TemplateTask | None]] = []
+    for entry in terms.template:
+        row = next((t for t in unmatched if (t.title, t.category) == (entry.title, entry.category)), None)
+        if row is not None:
+            unmatched.remove(row)
+        plan.append((entry, row))
+    for row in unmatched:
+        retainer.template.remove(row)
+        counts.removed += 1
+    for position, (entry, row) in enumerate(plan):
+        if row is None:
+            retainer.template.append(
+                TemplateTask(position=position, title=entry.title, category=entry.category, count=entry.count)
+            )
+            _tally(counts, True, False)
+        else:
+            _tally(counts, False, _assign(row, position=position, count=entry.count))
+
+
+def import_file(
+    sessions: sessionmaker[Session], path: str | Path, *, now: dt.datetime | None = None
+) -> ImportSummary:
+    """Parse and import `path` in one transaction: on any error nothing is written."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ImportErrors([f"cannot read {path}: {reason}"]) from None
+    agency = parse_agency(text)
+    with unit_of_work(sessions, write=True) as session:
+        return import_agency(session, agency, now=now, source=path.name)
+
+
+__all__ = [
+    "AgencyFile",
+    "ClientEntry",
+    "ImportErrors",
+    "ImportSummary",
+    "PersonEntry",
+    "RetainerEntry",
+    "format_path",
+    "import_agency",
+    "import_file",
+    "parse_agency",
+]
