@@ -4,7 +4,9 @@ order, and nothing at import time. The only module of the core that knows the pl
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,12 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.core import Core
+from bot.deliveries import Outbox, OutboxSettings
 from bot.messenger import Messenger
+from bot.scheduled import RhythmSettings, ScheduledPosts
 from handlers.server import build_web_app
 from handlers.slack import build_app
-from handlers.slack.messenger import SlackMessenger
+from handlers.slack.outbox import ChannelMessenger
 from handlers.slack.workspace import Workspace, authenticate, make_client
 from sandbox.slack_api import SlackSandbox
+from scheduler.clock import RhythmClock
 from store.db import check_up_to_date, make_engine, make_sessionmaker
 from store.models import Person, Role
 
@@ -46,6 +51,19 @@ class Runtime:
     messengers: dict[str, Messenger] = field(default_factory=dict)
     sandbox: SlackSandbox | None = None
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "retainer"))
+    rhythm: ScheduledPosts | None = None
+    clock_job: RhythmClock | None = None
+
+    def start_scheduler(self) -> RhythmClock:
+        """The in-process clock: asks the rhythm what is due every RETAINER_SCHEDULER_INTERVAL s."""
+        self.clock_job = RhythmClock(self.tick, self.settings.retainer_scheduler_interval).start()
+        return self.clock_job
+
+    def tick(self) -> None:
+        """One scheduler tick: the rhythm's due posts, then approval cards whose update did not land."""
+        assert self.rhythm is not None
+        self.rhythm.run_due()
+        self.core.approvals.retry_stale_cards(self.messengers["slack"])
 
     def health(self) -> dict[str, object]:
         try:
@@ -56,7 +74,14 @@ class Runtime:
         return {"ok": True, "database": "ok", "team": self.workspace.identity.team_id}
 
     def close(self) -> None:
+        if self.clock_job is not None:
+            self.clock_job.shutdown()
+        if self.rhythm is not None:
+            self.rhythm.outbox.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.slack_app is not None:
+            # Lazy listeners (decisions, channel set-up) finish before the database goes away.
+            self.slack_app.listener_runner.listener_executor.shutdown(wait=True)
         if self.sandbox is not None:
             self.sandbox.stop()
         self.engine.dispose()
@@ -70,7 +95,8 @@ def build_runtime(
     engine = make_engine(settings.database_url)
     check_up_to_date(engine)
     sessions = make_sessionmaker(engine)
-    core = Core(sessions, clock or SystemClock())
+    clock = clock or SystemClock()
+    core = Core(sessions, clock)
     if settings.demo:
         sandbox = sandbox or SlackSandbox(team_id=DEMO_TEAM_ID).start()
         seed_sandbox(sandbox, sessions)
@@ -94,6 +120,27 @@ def build_runtime(
         sandbox=sandbox,
     )
     runtime.web = build_web_app(slack, runtime.health, runtime.executor)
+    # Joins a public channel it was linked to but not invited into, instead of failing the post.
+    runtime.messengers["slack"] = ChannelMessenger(client)
+    outbox = Outbox(
+        sessions,
+        clock,
+        runtime.messengers,
+        OutboxSettings(
+            posts_per_second=settings.retainer_posts_per_second,
+            burst=max(1, int(settings.retainer_posts_per_second)),
+        ),
+    )
+    runtime.rhythm = ScheduledPosts(
+        sessions,
+        clock,
+        outbox,
+        RhythmSettings(
+            hour=settings.retainer_rhythm_hour,
+            grace=dt.timedelta(hours=settings.retainer_rhythm_grace_hours),
+            reminder_after_business_days=settings.retainer_reminder_after_business_days,
+        ),
+    )
     return runtime
 
 
@@ -132,8 +179,9 @@ class BackgroundServer:
         self._thread.join(10)
 
 
-def serve(settings: Settings, host: str, port: int) -> int:
-    """`retainer serve`: the web server until interrupted (and Socket Mode when configured)."""
+def serve(settings: Settings, host: str, port: int, *, scheduler: bool = True) -> int:
+    """`retainer serve`: the web server until interrupted (and Socket Mode when configured), with the
+    rhythm's scheduler in the same process unless `scheduler` is False."""
     runtime = build_runtime(settings)
     identity = runtime.workspace.identity
     if runtime.sandbox is not None:
@@ -155,8 +203,31 @@ def serve(settings: Settings, host: str, port: int) -> int:
 
         start_socket_mode(runtime, settings.slack_app_token)
     log.info("serving Slack on http://%s:%s/slack/events and health on /healthz", host, port)
+    if scheduler:
+        runtime.start_scheduler()
+        log.info("scheduler on: asking what is due every %s s", settings.retainer_scheduler_interval)
     try:
         web.run_app(runtime.web, host=host, port=port, print=None, access_log=None)
+    finally:
+        runtime.close()
+    return 0
+
+
+def run_scheduler(settings: Settings) -> int:
+    """`retainer scheduler`: the rhythm's clock alone, no web server, until SIGINT or SIGTERM. Run it
+    beside `retainer serve --no-scheduler`, or several of it: the delivery claims keep it exactly once."""
+    runtime = build_runtime(settings)
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    if runtime.sandbox is not None:
+        print(
+            f"No SLACK_BOT_TOKEN set: posting to the built-in local Slack server at {runtime.sandbox.api_url}"
+        )
+    runtime.start_scheduler()
+    log.info("scheduler running: asking what is due every %s s", settings.retainer_scheduler_interval)
+    try:
+        stop.wait()
     finally:
         runtime.close()
     return 0

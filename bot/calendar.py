@@ -1,4 +1,5 @@
-"""Cycle arithmetic: which month of a retainer a day falls in, and that month's first and last day."""
+"""Cycle arithmetic and the business calendar: which month of a retainer a day falls in, its first and
+last day, business days in the retainer's country, and local hours as instants."""
 
 from __future__ import annotations
 
@@ -83,3 +84,28 @@ def business_days_between(start: dt.date, end: dt.date, country: str | None) -> 
         day += dt.timedelta(days=1)
         count += is_business_day(day, country)
     return count
+
+
+def next_business_day(day: dt.date, country: str | None) -> dt.date:
+    """`day` itself if it is a business day, else the first business day after it."""
+    while not is_business_day(day, country):
+        day += dt.timedelta(days=1)
+    return day
+
+
+def business_days_back(day: dt.date, count: int, country: str | None) -> dt.date:
+    """The business day that starts the last `count` business days up to and including `day`."""
+    found = 0
+    while True:
+        if is_business_day(day, country):
+            found += 1
+            if found == count:
+                return day
+        day -= dt.timedelta(days=1)
+
+
+def local_instant(day: dt.date, hour: int, timezone: str) -> dt.datetime:
+    """`hour`:00 on `day` in `timezone`, as a UTC instant. Exactly one instant for every day and hour:
+    an hour skipped by a daylight-saving jump lands that much later (02:00 -> 03:00), an hour that
+    happens twice takes its first occurrence (fold=0), so a daily post neither doubles nor vanishes."""
+    return dt.datetime.combine(day, dt.time(hour), ZoneInfo(timezone)).astimezone(dt.UTC)

@@ -1,4 +1,4 @@
-"""The `retainer` command: serve, db upgrade, import, demo-data and ask."""
+"""The `retainer` command: serve, scheduler, db upgrade, import, demo-data and ask."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument(
+        "--no-scheduler",
+        dest="scheduler",
+        action="store_false",
+        help="do not run the monthly rhythm's scheduler in this process (run `retainer scheduler` instead)",
+    )
+
+    commands.add_parser(
+        "scheduler", help="run only the monthly rhythm's scheduler (scheduled posts, reminders, digests)"
+    )
 
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade", "current"])
@@ -40,7 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     ask = commands.add_parser("ask", help='send a signed "/retainer ..." to the bot and print the answer')
-    ask.add_argument("text", help='what you would type after /retainer, e.g. "status acme"')
+    ask.add_argument(
+        "text", nargs="?", default="", help='what you would type after /retainer, e.g. "status acme"'
+    )
+    ask.add_argument(
+        "--shortcut",
+        choices=["request_approval", "add_feedback"],
+        help="instead: post --message in --channel and use this message shortcut on it, printing the "
+        "approval card (or feedback note) it produces; runs on the built-in local Slack server",
+    )
+    ask.add_argument("--message", default="The draft is ready for your review.", help="with --shortcut")
+    ask.add_argument("--task", default=None, help="with --shortcut: the task id to pick (default: the first)")
     ask.add_argument("--user", default="U01AM0001", help="Slack user id asking (default: the first demo AM)")
     ask.add_argument("--channel", default=None, help="channel id the command is run in (default: a DM)")
     ask.add_argument(
@@ -67,7 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import serve
 
-    return serve(settings, args.host, args.port)
+    return serve(settings, args.host, args.port, scheduler=args.scheduler)
+
+
+def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import run_scheduler
+
+    return run_scheduler(settings)
 
 
 def _db(settings: Settings, args: argparse.Namespace) -> int:
@@ -121,13 +147,31 @@ def _demo_data(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _ask(settings: Settings, args: argparse.Namespace) -> int:
-    from handlers.slack.ask import ask
+    from handlers.slack.ask import ask, ask_shortcut
 
+    if args.shortcut:
+        shown = ask_shortcut(
+            settings,
+            args.shortcut,
+            message=args.message,
+            user=args.user,
+            channel=args.channel,
+            task=args.task,
+        )
+        print(shown)
+        return 0
     print(ask(settings, args.text, user=args.user, channel=args.channel, url=args.url))
     return 0
 
 
-COMMANDS = {"serve": _serve, "db": _db, "import": _import, "demo-data": _demo_data, "ask": _ask}
+COMMANDS = {
+    "serve": _serve,
+    "scheduler": _scheduler,
+    "db": _db,
+    "import": _import,
+    "demo-data": _demo_data,
+    "ask": _ask,
+}
 
 
 if __name__ == "__main__":

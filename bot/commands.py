@@ -17,6 +17,7 @@ from bot.calendar import Period, local_today, period_of
 from bot.cycles import open_cycle
 from bot.health import assess
 from bot.lookup import find_client, name_key
+from bot.onboarding import new_retainer_form
 from bot.parsing import (
     InputError,
     format_hours,
@@ -52,6 +53,7 @@ USAGE = {
     "task done": "/retainer task done <id>",
     "report": "/retainer report <client> [YYYY-MM]",
     "link": "/retainer link <client>",
+    "new": "/retainer new <client>",
 }
 INTERNAL_HELP = [
     ("status [client]", "hours, deliverables, approvals and health"),
@@ -60,6 +62,7 @@ INTERNAL_HELP = [
     ("task add <client> <title> [due] [@owner]", "add a deliverable to this month"),
     ("task done <id>", "mark a deliverable delivered"),
     ("report <client> [YYYY-MM]", "the monthly report"),
+    ("new <client>", "create a retainer and its shared channel"),
     ("link <client>", "bind this channel to the client's retainer"),
     ("help", "this list"),
 ]
@@ -442,6 +445,21 @@ def _link(call: Call, tokens: list[str]) -> Reply:
     return Reply(text.replace("**", ""), (Text(text),), Tone.GOOD)
 
 
+def _new(call: Call, tokens: list[str]) -> Reply:
+    """The new-retainer form (the platform opens it); the retainer is created when it is submitted."""
+    call.internal_only("Creating retainers")
+    typed = " ".join(tokens).strip()
+    if len(typed) > 200:
+        raise CommandError("Keep the client's name under 200 characters.", USAGE["new"])
+    if typed and (existing := find_client(call.session, typed).client) is not None:
+        raise CommandError(
+            f"{existing.name} is already a client: `/retainer status {existing.slug}` shows its retainer "
+            f"and `/retainer link {existing.slug}` binds a channel to it."
+        )
+    form = new_retainer_form(call.session, typed, call.viewer, call.request.now)
+    return Reply("Opening the form for a new retainer.", form=form)
+
+
 def _audit(call: Call, action: str, retainer_id: int, subject: str, details: dict[str, object]) -> None:
     call.session.add(
         AuditEntry(
@@ -465,4 +483,5 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
     "task done": _task_done,
     "report": _report,
     "link": _link,
+    "new": _new,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     slack_api_url: str = DEFAULT_SLACK_API_URL
     database_url: str = "sqlite:///retainer.db"
     retainer_http_timeout: float = 10.0
+    # The monthly rhythm (SPEC §5.4): the local hour scheduled posts go out (a retainer may set its
+    # own), how late a missed post is still worth sending, when a pending approval earns a reminder,
+    # how often the scheduler asks what is due, and how fast it may post to one Slack workspace.
+    retainer_rhythm_hour: int = Field(9, ge=0, le=23)
+    retainer_rhythm_grace_hours: float = Field(12.0, ge=0)
+    retainer_reminder_after_business_days: int = Field(2, ge=0)
+    retainer_scheduler_interval: float = Field(60.0, gt=0)
+    retainer_posts_per_second: float = Field(20.0, gt=0)
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -101,7 +109,10 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for problem in err.errors():
             message = str(problem["msg"]).removeprefix("Value error, ")
+            name = ".".join(map(str, problem["loc"])).upper()
             if problem["type"] == "missing":
-                message = f"{'.'.join(map(str, problem['loc'])).upper()} is required"
+                message = f"{name} is required"
+            elif problem["type"] != "value_error" and name:  # pydantic's own words lack the name
+                message = f"{name}: {message}"
             lines.append(message)
         raise SettingsError(lines) from None

@@ -11,7 +11,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import commands
 from bot.access import Viewer, resolve_viewer
+from bot.approvals import Approvals
 from bot.clock import Clock
+from bot.feedback import Intake
+from bot.onboarding import Onboarding
+from bot.people import People
+from bot.prompts import Confirmed, confirm_priorities
 from bot.replies import Reply, error
 from store.db import unit_of_work
 
@@ -24,6 +29,10 @@ class Core:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.people = People(sessions, clock)
+        self.intake = Intake(sessions, clock)
+        self.approvals = Approvals(sessions, clock)
+        self.onboarding = Onboarding(sessions, clock)
 
     def command(
         self,
@@ -49,6 +58,12 @@ class Core:
     def viewer(self, platform: str, user_id: str, is_home_user: Callable[[str], bool]) -> Viewer:
         with unit_of_work(self.sessions) as session:
             return resolve_viewer(session, platform, user_id, is_home_user)
+
+    def confirm_priorities(self, viewer: Viewer, cycle_id: int, channel_id: str | None) -> Confirmed:
+        """The client confirms a month's priorities from its planning post: stored once, committed
+        before the card is updated."""
+        with unit_of_work(self.sessions, write=True) as session:
+            return confirm_priorities(session, viewer, cycle_id, channel_id, self.clock.now())
 
     @staticmethod
     def unexpected(what: str, **context: object) -> Reply:

@@ -7,7 +7,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import Client, ClientAlias
@@ -33,24 +33,19 @@ class Match:
 
 
 def find_client(session: Session, typed: str) -> Match:
-    """The client `typed` names exactly (one indexed query), else close names to suggest."""
+    """The client `typed` names exactly, else close names to suggest. Slug, name and alias are
+    tried one indexed lookup at a time (an OR across the alias join would scan every client)."""
     key = name_key(typed)
     if not key:
         return Match(None)
-    exact = session.scalars(
-        select(Client)
-        .outerjoin(ClientAlias)
-        .where(
-            or_(
-                Client.slug == key.replace(" ", "-"),
-                Client.name_key == key,
-                ClientAlias.alias_key == key,
-            )
-        )
-        .limit(1)
-    ).first()
-    if exact is not None:
-        return Match(exact)
+    for query in (
+        select(Client).where(Client.slug == key.replace(" ", "-")),
+        select(Client).where(Client.name_key == key).order_by(Client.id).limit(1),
+        select(Client).join(ClientAlias).where(ClientAlias.alias_key == key),
+    ):
+        exact = session.scalars(query).first()
+        if exact is not None:
+            return Match(exact)
     return Match(None, suggest(session, key))
 
 

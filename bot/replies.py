@@ -1,13 +1,17 @@
 """The neutral message model: what the core answers, before a platform renders it.
 
 Text uses a small Markdown subset every renderer understands: **bold**, _italic_,
-[label](url) links and "• " bullets. Renderers own escaping and platform limits.
+[label](url) links, "• " bullets and {{time:UNIX|fallback}} instants (see `moment`).
+Renderers own escaping and platform limits. Forms (modals, task modules) are neutral too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 
 class Tone(StrEnum):
@@ -81,12 +85,120 @@ Block = Header | Text | Facts | Bar | Items | Context | Divider | Actions
 
 
 @dataclass(frozen=True)
+class Option:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class TextInput:
+    key: str
+    label: str
+    initial: str = ""
+    multiline: bool = False
+    optional: bool = False
+    max_length: int | None = None
+    placeholder: str = ""
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class NumberInput:
+    key: str
+    label: str
+    initial: str = ""
+    optional: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class DateInput:
+    key: str
+    label: str
+    initial: dt.date | None = None
+    optional: bool = False
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class PeopleInput:
+    """People of the chat platform, by their platform user ids."""
+
+    key: str
+    label: str
+    initial: tuple[str, ...] = ()
+    multiple: bool = True
+    optional: bool = False
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class ChoiceInput:
+    """A pick from `options`. A platform that cannot show a long list whole asks the core to search
+    it as the person types, by `source` (what to search); short lists are shown whole."""
+
+    key: str
+    label: str
+    options: tuple[Option, ...]
+    initial: tuple[str, ...] = ()
+    multiple: bool = False
+    optional: bool = False
+    hint: str = ""
+    source: str = ""
+
+
+Field = TextInput | NumberInput | DateInput | PeopleInput | ChoiceInput
+
+
+@dataclass(frozen=True)
+class Form:
+    """A form to fill in (a Slack modal, a Teams task module). `kind` says what submitting it does,
+    `state` comes back unchanged with the values, `intro` is shown above the fields."""
+
+    kind: str
+    title: str
+    submit: str
+    fields: tuple[Field, ...]
+    intro: tuple[Block, ...] = ()
+    state: str = ""
+
+
+@dataclass(frozen=True)
 class Reply:
-    """An answer: `text` is the one-line summary (notifications, fallbacks), `blocks` the body."""
+    """An answer: `text` is the one-line summary (notifications, fallbacks), `blocks` the body.
+    A reply with a `form` asks the platform to open it for the person instead of answering."""
 
     text: str
     blocks: tuple[Block, ...] = field(default_factory=tuple)
     tone: Tone = Tone.NEUTRAL
+    form: Form | None = None
+
+
+MOMENT = re.compile(r"\{\{time:(\d+)\|([^{}]*)\}\}")
+
+
+def moment(at: dt.datetime, timezone: str) -> str:
+    """An instant each platform shows in the reader's own timezone; where it cannot, it shows the
+    fallback, written in `timezone` (e.g. the retainer's)."""
+    local = at.astimezone(ZoneInfo(timezone))
+    fallback = f"{local:%b} {local.day}, {local:%Y} at {local:%-I:%M %p} {local.tzname()}"
+    return f"{{{{time:{int(at.timestamp())}|{fallback}}}}}"
+
+
+MENTION = re.compile(r"\{\{user:([A-Za-z0-9]+)\|([^{}]*)\}\}")
+
+
+def mention(user_id: str, name: str) -> str:
+    """A person named so that the platform notifies them (their platform user id); where it cannot,
+    their name. For message bodies, not for one-line summaries."""
+    return f"{{{{user:{user_id}|{name}}}}}"
+
+
+def plain_moments(text: str) -> str:
+    """`text` with its instants written out as their fallbacks (for logs and plain-text channels)."""
+    return MOMENT.sub(lambda m: m[2], text)
 
 
 def error(message: str, usage: str | None = None) -> Reply:

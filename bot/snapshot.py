@@ -42,6 +42,16 @@ class PendingApproval:
     since: dt.datetime
 
 
+@dataclass(frozen=True)
+class ScopeChange:
+    """An agreed change order of the cycle."""
+
+    agreed_on: dt.date
+    extra_minutes: int
+    extra_deliverables: int
+    note: str
+
+
 @dataclass
 class Snapshot:
     """What status, report, list and health read about one retainer in one cycle."""
@@ -54,6 +64,7 @@ class Snapshot:
     minutes_used: int = 0
     extra_minutes: int = 0
     pending: list[PendingApproval] = field(default_factory=list)
+    changes: list[ScopeChange] = field(default_factory=list)
 
     @property
     def client_name(self) -> str:
@@ -147,12 +158,22 @@ def load_snapshots(
     ):
         by_cycle[cycle_id].minutes_used = int(minutes or 0)
 
-    for cycle_id, minutes in session.execute(
-        select(ChangeOrder.cycle_id, func.sum(ChangeOrder.extra_minutes))
+    for order in session.execute(
+        select(
+            ChangeOrder.cycle_id,
+            ChangeOrder.agreed_on,
+            ChangeOrder.extra_minutes,
+            ChangeOrder.extra_deliverables,
+            ChangeOrder.note,
+        )
         .where(ChangeOrder.cycle_id.in_(list(by_cycle)))
-        .group_by(ChangeOrder.cycle_id)
+        .order_by(ChangeOrder.agreed_on, ChangeOrder.id)
     ):
-        by_cycle[cycle_id].extra_minutes = int(minutes or 0)
+        snapshot = by_cycle[order.cycle_id]
+        snapshot.extra_minutes += order.extra_minutes
+        snapshot.changes.append(
+            ScopeChange(order.agreed_on, order.extra_minutes, order.extra_deliverables, order.note)
+        )
 
     pending: defaultdict[int, list[PendingApproval]] = defaultdict(list)
     for request_task, cycle_id, created_at in session.execute(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.health import Health, Level
 from bot.parsing import format_hours, month_name
 from bot.replies import Bar, Block, Context, Facts, Header, Items, Reply, Text, Tone
-from bot.snapshot import Snapshot, TaskLine
+from bot.snapshot import ScopeChange, Snapshot, TaskLine
 from store.models import MemberRole
 
 MAX_LINES = 15
@@ -120,32 +120,100 @@ def _client_task(task: TaskLine) -> str:
 
 
 def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
-    """The monthly report of a cycle; the internal version adds hours and health."""
+    """The monthly report of a cycle: deliverables completed, what carried over, scope changes and
+    recommended priorities. The internal version adds hours used against allocation (a bar), health
+    and out-of-scope work; the client's never shows hours (SPEC §4)."""
     if s.cycle is None:
         return _no_cycle(s)
     title = f"Monthly report · {s.client_name} · {month_name(s.cycle.period)}"
-    carried = [
-        t for t in s.tasks if t.status == "carried_over" or (not t.done and s.cycle.phase.value == "closed")
-    ]
+    month_over = s.today > s.cycle.ends_on
+    carried = [t for t in s.tasks if t.status == "carried_over"]
+    waiting = {p.task_id for p in s.pending}
+    still_open = [t for t in s.open if t.id not in waiting]
+    counted = [t for t in s.tasks if t.status != "carried_over"] + carried
     blocks: list[Block] = [Header(title)]
+    summary = f"{title}: {len(s.done)} of {len(counted)} deliverables completed"
     if internal:
-        blocks.append(
-            Bar("Hours used", s.minutes_used / 60, s.minutes_allocated / 60, "h"),
-        )
+        used, allocated = s.minutes_used, s.minutes_allocated
+        blocks.append(Bar("Hours used", used / 60, allocated / 60, "h"))
+        facts = [("Deliverables", f"{len(s.done)} of {len(counted)} completed")]
         if health is not None:
-            blocks.append(Text(f"Health: {LEVEL_MARK[health.level]} {health.level.label}"))
-    blocks += [
-        _items("Completed", [t.title for t in s.done], empty="Nothing completed."),
-        _items("Still open", [_client_task(t) for t in s.open], empty="Nothing left open."),
-        _items("Carried over", [t.title for t in carried], empty="Nothing carried over."),
-    ]
+            facts.insert(0, ("Health", f"{LEVEL_MARK[health.level]} {health.level.label}"))
+        facts.append(("Hours", f"{format_hours(used)} of {format_hours(allocated)}"))
+        blocks.append(Facts(tuple(facts)))
+        summary += f", {format_hours(used)} of {format_hours(allocated)}"
+    else:
+        blocks.append(Text(f"This month we completed {len(s.done)} of {len(counted)} deliverables."))
+    blocks.append(_items("Completed", [t.title for t in s.done], empty="Nothing completed."))
+    if s.pending:
+        blocks.append(
+            _items(
+                "Waiting on the client" if internal else "Waiting on you",
+                [f"{p.task_title} · since {p.since:%b %-d}" for p in s.pending],
+            )
+        )
+    if not month_over or still_open:
+        blocks.append(
+            _items("Still open", [_task_line(t, internal) for t in still_open], empty="Nothing left open.")
+        )
+    blocks.append(
+        _items(
+            "Carried over to next month",
+            [t.title for t in carried],
+            empty="Nothing carried over." if month_over else "Nothing carried over yet.",
+        )
+    )
+    blocks.append(_items("Scope changes", [_scope_line(c, internal) for c in s.changes], empty="None."))
     if internal:
         oos = [t.title for t in s.tasks if t.out_of_scope]
         blocks.append(_items("Out of scope", oos, empty="No out-of-scope work."))
-    summary = f"{title}: {len(s.done)} of {len(s.tasks)} deliverables completed"
-    if internal:
-        summary += f", {format_hours(s.minutes_used)} of {format_hours(s.minutes_allocated)}"
+    blocks.append(_items("Recommended priorities", priorities(s, internal), empty="Carry on as planned."))
+    blocks.append(Context("internal version" if internal else f"Questions? {_am_line(s)}"))
     return Reply(summary, tuple(blocks))
+
+
+def _scope_line(change: ScopeChange, internal: bool) -> str:
+    parts = [f"{change.agreed_on:%b %-d}"]
+    if internal and change.extra_minutes:
+        parts.append(f"+{format_hours(change.extra_minutes)}")
+    if change.extra_deliverables:
+        n = change.extra_deliverables
+        parts.append(f"+{n} deliverable{'s' if n != 1 else ''}")
+    if change.note:
+        parts.append(change.note)
+    return " · ".join(parts)
+
+
+def _am_line(s: Snapshot) -> str:
+    ams = ", ".join(s.names(MemberRole.AM))
+    return f"Your account manager: {ams}" if ams else "Reply in this channel."
+
+
+def priorities(s: Snapshot, internal: bool, limit: int = 5) -> list[str]:
+    """What to do next, most pressing first: decisions waiting on the client, unfinished work, and for
+    the team the hours and scope signals that need a conversation."""
+    found: list[str] = []
+    if internal and s.minutes_allocated:
+        used = s.minutes_used / s.minutes_allocated
+        if used > 1:
+            found.append(f"Hours at {used:.0%} of allocation: agree a change order or rescope")
+        elif used - s.elapsed >= 0.15:
+            found.append(f"Hours at {used:.0%} with {s.elapsed:.0%} of the month gone: slow the burn")
+        unagreed = [t for t in s.tasks if t.out_of_scope]
+        if unagreed:
+            found.append(f"Agree a change order for {len(unagreed)} out-of-scope deliverable(s)")
+    for p in s.pending:
+        found.append(
+            f"Chase the client's approval of {p.task_title}"
+            if internal
+            else f"Approve or comment on {p.task_title}"
+        )
+    unfinished = [t for t in s.tasks if t.status == "carried_over"] or [
+        t for t in s.open if t.id not in {p.task_id for p in s.pending}
+    ]
+    for t in unfinished:
+        found.append(f"Finish {t.title}" + (" (carried over)" if t.status == "carried_over" else ""))
+    return found[:limit]
 
 
 def portfolio(title: str, rows: list[tuple[Snapshot, Health]], empty: str) -> Reply:

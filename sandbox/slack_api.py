@@ -242,6 +242,8 @@ class SlackSandbox:
             "chat.update": self._chat_update,
             "chat.getPermalink": self._chat_get_permalink,
             "conversations.create": self._conversations_create,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "conversations.info": self._conversations_info,
             "conversations.invite": self._conversations_invite,
             "conversations.inviteShared": self._conversations_invite_shared,
@@ -353,6 +355,19 @@ class SlackSandbox:
         """The D-prefixed direct-message channel id between the bot and user_id (stable per user)."""
         with self._lock:
             return self._im_for(user_id).id
+
+    def post_as(self, user_id: str, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A message a person writes in a channel (what message shortcuts act on); returns its ts."""
+        with self._lock:
+            channel_obj = self._channels[self._channel_ids_by_name.get(channel, channel)]
+            ts = self._next_ts()
+            message: dict[str, Any] = {"type": "message", "user": user_id, "text": text, "ts": ts}
+            if user_id in self._users:
+                message["team"] = self._users[user_id].team_id
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self._messages[channel_obj.id][ts] = message
+        return ts
 
     def fail(
         self,
@@ -798,6 +813,29 @@ class SlackSandbox:
         channel.members[self.bot_user_id] = None
         self._store_channel(channel)
         return {"ok": True, "channel": self._channel_obj(channel)}
+
+    def _conversations_history(self, args: Args) -> dict[str, Any]:
+        """Top-level messages, newest first (thread replies stay in their thread)."""
+        channel = self._channel(args)
+        top = [m for m in self._messages[channel.id].values() if m.get("thread_ts") in (None, m["ts"])]
+        return self._history(top[::-1], args)
+
+    def _conversations_replies(self, args: Args) -> dict[str, Any]:
+        """A thread: its parent, then its replies, oldest first."""
+        channel = self._channel(args)
+        parent = self._message(channel, args.get("ts"))
+        thread = [
+            m
+            for m in self._messages[channel.id].values()
+            if m["ts"] == parent["ts"] or m.get("thread_ts") == parent["ts"]
+        ]
+        return self._history(thread, args)
+
+    def _history(self, messages: list[dict[str, Any]], args: Args) -> dict[str, Any]:
+        if not _flag(args.get("include_all_metadata")):  # like Slack: metadata only when asked for
+            messages = [{k: v for k, v in m.items() if k != "metadata"} for m in messages]
+        page = _paginate(messages, args, "messages")
+        return {**page, "has_more": bool(page["response_metadata"]["next_cursor"])}
 
     def _conversations_info(self, args: Args) -> dict[str, Any]:
         return {"ok": True, "channel": self._channel_obj(self._channel(args))}

@@ -139,6 +139,13 @@ class ChannelKind(enum.StrEnum):
     INTERNAL = "internal"
 
 
+class DeliveryStatus(enum.StrEnum):
+    CLAIMED = "claimed"  # being sent, or waiting for its next attempt (lease_until)
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
 class EscalationState(enum.StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
@@ -208,6 +215,8 @@ class Retainer(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     country: Mapped[str | None] = mapped_column(String(8))
     cycle_start_day: Mapped[int] = mapped_column(Integer, default=1)
+    # Local hour of its scheduled posts; None: the installation's RETAINER_RHYTHM_HOUR.
+    rhythm_hour: Mapped[int | None] = mapped_column(Integer)
     stage: Mapped[Stage] = mapped_column(_enum(Stage), default=Stage.ACTIVE)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -296,6 +305,12 @@ class Cycle(Base):
     starts_on: Mapped[dt.date] = mapped_column(Date)
     ends_on: Mapped[dt.date] = mapped_column(Date)  # inclusive
     phase: Mapped[Phase] = mapped_column(_enum(Phase), default=Phase.PLANNING)
+    # The client confirmed the planned priorities (the planning post's button); set once.
+    priorities_confirmed_at: Mapped[dt.datetime | None] = mapped_column()
+    priorities_confirmed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL")
+    )
+    priorities_confirmed_by_external_id: Mapped[str | None] = mapped_column(String(64))
     retainer: Mapped[Retainer] = relationship(back_populates="cycles")
     tasks: Mapped[list[Task]] = relationship(back_populates="cycle", order_by="Task.id")
 
@@ -330,6 +345,7 @@ class Feedback(Base):
     side: Mapped[Side] = mapped_column(_enum(Side))
     text: Mapped[str] = mapped_column(Text)
     permalink: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(Text)  # what the person who filed it added
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     task: Mapped[Task] = relationship()
     author: Mapped[Person | None] = relationship()
@@ -342,6 +358,7 @@ class ApprovalRequest(Base):
     __table_args__ = (
         UniqueConstraint("task_id", "version"),
         Index("ix_approval_state", "state", "created_at"),
+        Index("ix_approval_card_dirty", "card_dirty_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
@@ -356,6 +373,11 @@ class ApprovalRequest(Base):
     channel_external_id: Mapped[str | None] = mapped_column(String(128))
     message_ts: Mapped[str | None] = mapped_column(String(64))
     source_permalink: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(Text)  # shown on the card under the deliverable
+    # Set when the posted card no longer shows the request's state (not posted yet, decided,
+    # superseded); cleared once the platform has the new card. A durable retry marker.
+    card_dirty_at: Mapped[dt.datetime | None] = mapped_column()
+    card_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     task: Mapped[Task] = relationship()
@@ -372,6 +394,29 @@ class ApprovalApprover(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
     request: Mapped[ApprovalRequest] = relationship(back_populates="approvers")
     person: Mapped[Person] = relationship()
+
+
+class MessageCapture(Base):
+    """A chat message someone is turning into feedback or an approval request, kept whole (a form's
+    hidden state is too small for it) from the moment the form opens until it is submitted once."""
+
+    __tablename__ = "message_capture"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # "feedback" or "approval"
+    platform: Mapped[str] = mapped_column(String(16))
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
+    channel_external_id: Mapped[str] = mapped_column(String(128))
+    message_ts: Mapped[str] = mapped_column(String(64))
+    thread_ts: Mapped[str | None] = mapped_column(String(64))
+    author_external_id: Mapped[str | None] = mapped_column(String(64))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    author_side: Mapped[Side] = mapped_column(_enum(Side))
+    text: Mapped[str] = mapped_column(Text)
+    permalink: Mapped[str | None] = mapped_column(String(500))
+    captured_by_external_id: Mapped[str] = mapped_column(String(64))
+    captured_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class TimeEntry(Base):
@@ -432,3 +477,33 @@ class AuditEntry(Base):
     subject: Mapped[str | None] = mapped_column(String(64))  # e.g. "task:12"
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     source: Mapped[str | None] = mapped_column(String(500))  # permalink of the message it came from
+
+
+class Delivery(Base):
+    """One scheduled post, claimed by inserting this row before it is sent (DESIGN §3): the unique key
+    makes it happen once across restarts, crashes and several schedulers."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (Index("ix_delivery_status_lease", "status", "lease_until"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # e.g. "checkpoint:12:2026-05"
+    kind: Mapped[str] = mapped_column(String(32))
+    retainer_id: Mapped[int | None] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
+    subject: Mapped[str] = mapped_column(String(64))  # what it is about: "period:2026-05", "approval:3"
+    platform: Mapped[str | None] = mapped_column(String(16))
+    conversation: Mapped[str | None] = mapped_column(String(128))  # channel or user id it goes to
+    private: Mapped[bool] = mapped_column(Boolean, default=False)  # to a person: `conversation` is a user
+    thread: Mapped[str | None] = mapped_column(String(64))
+    due_at: Mapped[dt.datetime] = mapped_column(index=True)
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # the scheduler sending it now
+    claimed_at: Mapped[dt.datetime | None] = mapped_column()
+    lease_until: Mapped[dt.datetime | None] = mapped_column()
+    # The last attempt may have reached the platform (a crash, a timeout, a 5xx): look before resending.
+    may_have_landed: Mapped[bool] = mapped_column(Boolean, default=False)
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+    message_conversation: Mapped[str | None] = mapped_column(String(128))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -29,6 +29,9 @@ SCOPE_OF = {
     "conversations_invite": "channels:manage",
     "conversations_inviteShared": "conversations.connect:write",
     "conversations_info": "channels:read",
+    "conversations_history": "channels:history",
+    "conversations_replies": "channels:history",
+    "conversations_list": "channels:read",
     "conversations_join": "channels:join",
     "conversations_members": "channels:read",
     "conversations_open": "im:write",
@@ -37,6 +40,17 @@ SCOPE_OF = {
     "views_push": None,
     "views_update": None,
     "views_publish": None,
+}
+
+
+# Scopes no method implies, each with where the code relies on it (the file must contain the text).
+FIELD_SCOPES = {
+    # users.info only shows profile.email with it: how invited client contacts are recognised.
+    "users:read.email": ("handlers/slack/workspace.py", 'info.get("email")'),
+    # A scheduled post recovered after a crash is looked for before it is sent again: in a private
+    # client channel (groups:history) or in the DM it went to (im:history).
+    "groups:history": ("handlers/slack/messenger.py", "self.client.conversations_history"),
+    "im:history": ("handlers/slack/messenger.py", "conversations_open, users=conversation"),
 }
 
 
@@ -64,7 +78,10 @@ def test_manifest_declares_exactly_the_scopes_the_code_uses() -> None:
     unknown = called - SCOPE_OF.keys()
     assert not unknown, f"add these methods to SCOPE_OF with their scope: {sorted(unknown)}"
     needed = {SCOPE_OF[m] for m in called} - {None}
-    needed.add("commands")  # the slash command itself
+    needed.add("commands")  # the slash command and the shortcuts
+    for scope, (path, text) in FIELD_SCOPES.items():
+        if text in (ROOT / path).read_text():
+            needed.add(scope)
     assert set(manifest()["oauth_config"]["scopes"]["bot"]) == needed
 
 
@@ -80,3 +97,11 @@ def test_manifest_points_every_url_at_the_served_path() -> None:
     )
     assert urls and all(u.endswith(SLACK_PATH) for u in urls)
     assert [c["command"] for c in m["features"]["slash_commands"]] == ["/retainer"]
+
+
+def test_manifest_declares_the_shortcuts_the_code_listens_for() -> None:
+    from handlers.slack.shortcuts import APPROVAL_SHORTCUT, FEEDBACK_SHORTCUT
+
+    declared = {s["callback_id"]: s["type"] for s in manifest()["features"]["shortcuts"]}
+    assert declared == {FEEDBACK_SHORTCUT: "message", APPROVAL_SHORTCUT: "message"}
+    assert manifest()["settings"]["interactivity"]["is_enabled"] is True

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from slack_bolt import App
 
 from bot.core import Core
-from handlers.slack import commands
+from handlers.slack import actions, commands, rhythm, shortcuts, views
 from handlers.slack.workspace import Workspace
 
 
@@ -17,7 +19,11 @@ def build_app(core: Core, workspace: Workspace, signing_secret: str) -> App:
         signing_secret=signing_secret,
         process_before_response=True,
         raise_error_for_unhandled_request=False,
+        # Lazy listeners run here. Bolt's default of 5 threads is easily held by a few channel
+        # setups pacing their invitations; `app.listener_runner.listener_executor.shutdown()`
+        # lets the work in flight finish on the way out.
+        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-lazy"),
     )
-    for module in (commands,):
+    for module in (commands, shortcuts, actions, views, rhythm):
         module.register(app, core, workspace)
     return app

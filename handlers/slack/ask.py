@@ -1,15 +1,19 @@
-"""`retainer ask`: a properly signed slash command sent to the bot, the answer printed as text."""
+"""`retainer ask`: a properly signed slash command sent to the bot, the answer printed as text; or a
+message shortcut used end to end against the local Slack server, showing the approval card it posts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.parse
+from functools import partial
+from typing import Any
 
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
-from bot.app import DEMO_SIGNING_SECRET, BackgroundServer, build_runtime
+from bot.app import DEMO_SIGNING_SECRET, DEMO_TEAM_ID, BackgroundServer, build_runtime
 from bot.config import Settings
 from handlers.server import SLACK_PATH
 from handlers.slack.render import as_text
@@ -17,7 +21,14 @@ from sandbox.slack_api import SlackSandbox
 
 
 def signed_slash_command(
-    secret: str, text: str, *, user: str, channel: str | None, response_url: str, team_id: str = "T0AGENCY"
+    secret: str,
+    text: str,
+    *,
+    user: str,
+    channel: str | None,
+    response_url: str,
+    team_id: str = "T0AGENCY",
+    trigger_id: str | None = None,
 ) -> tuple[str, dict[str, str]]:
     """The form body and headers Slack would send for `/retainer <text>`."""
     body = urllib.parse.urlencode(
@@ -34,7 +45,7 @@ def signed_slash_command(
             "api_app_id": "A0RETAINER",
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": f"{int(time.time())}.ask.trigger",
+            "trigger_id": trigger_id or f"{int(time.time())}.ask.trigger",
         }
     )
     timestamp = str(int(time.time()))
@@ -68,3 +79,107 @@ def ask(settings: Settings, text: str, *, user: str, channel: str | None, url: s
     if not response.content:
         return "(acknowledged with no message)"
     return as_text(json.loads(response.content))
+
+
+SHORTCUTS = ("request_approval", "add_feedback")
+
+
+def _signed_payload(secret: str, payload: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    timestamp = str(int(time.time()))
+    return body, {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body),
+    }
+
+
+def _submission(view: dict[str, Any], task: str, user: str) -> dict[str, Any]:
+    """The task form submitted with `task` picked and every other field as it opened."""
+    values: dict[str, Any] = {}
+    for block in view["blocks"]:
+        if block.get("type") != "input":
+            continue
+        element = block["element"]
+        if block["block_id"] == "task":
+            state: dict[str, Any] = {"type": element["type"], "selected_option": {"value": task}}
+        elif element["type"].startswith("multi_"):
+            state = {"type": element["type"], "selected_options": element.get("initial_options") or []}
+        else:
+            state = {"type": element["type"], "value": element.get("initial_value")}
+        values[block["block_id"]] = {element["action_id"]: state}
+    return {
+        "type": "view_submission",
+        "team": {"id": DEMO_TEAM_ID},
+        "user": {"id": user, "team_id": DEMO_TEAM_ID},
+        "view": {**view, "state": {"values": values}},
+    }
+
+
+def ask_shortcut(
+    settings: Settings, shortcut: str, *, message: str, user: str, channel: str | None, task: str | None
+) -> str:
+    """Use a message shortcut the way a person would, in-process against the local Slack server: post
+    `message` in `channel`, run the shortcut on it, submit its form (task `task`, else the first),
+    and print what it produced: the approval card, or the feedback's note in the thread."""
+    if not settings.demo:
+        return "retainer: --shortcut runs against the built-in local Slack server; unset SLACK_BOT_TOKEN."
+    if not channel:
+        return "retainer: --shortcut needs --channel, a client channel bound to a retainer (e.g. C0ACME0001)."
+    runtime = build_runtime(settings)
+    sandbox = runtime.sandbox
+    assert sandbox is not None
+    server = BackgroundServer(runtime.web)
+    try:
+        with contextlib.suppress(ValueError):  # already there
+            sandbox.add_channel(f"channel-{channel.lower()}", channel_id=channel, members=[user])
+        ts = sandbox.post_as(user, channel, message)
+        payload = {
+            "type": "message_action",
+            "callback_id": shortcut,
+            "team": {"id": DEMO_TEAM_ID},
+            "user": {"id": user, "team_id": DEMO_TEAM_ID},
+            "channel": {"id": channel},
+            "trigger_id": sandbox.new_trigger_id(),
+            "response_url": sandbox.response_url(),
+            "message_ts": ts,
+            "message": {"type": "message", "user": user, "ts": ts, "text": message},
+        }
+        post = partial(httpx.post, server.url + SLACK_PATH, timeout=10)
+        post(content=(signed := _signed_payload(runtime.signing_secret, payload))[0], headers=signed[1])
+        opened = sandbox.wait_for(lambda c: c.method in ("views.open", "response_url"), timeout=10)
+        if opened.method == "response_url":
+            return as_text(opened.args)
+        view = opened.response["view"]
+        options = (
+            next(b for b in view["blocks"] if b.get("block_id") == "task")["element"].get("options") or []
+        )
+        tasks = [o for o in options if o["value"] != "new"]
+        open_ones = [o for o in tasks if o["text"]["text"].endswith(("· in progress", "· to do"))]
+        picked = task or next((o["value"] for o in open_ones or tasks), None)
+        if picked is None:
+            return "retainer: this month has no tasks yet; add one with /retainer task add, or pass --task."
+        signed = _signed_payload(runtime.signing_secret, _submission(view, picked, user))
+        answer = post(content=signed[0], headers=signed[1])
+        if answer.content:
+            return "The form was not accepted: " + "; ".join(answer.json().get("errors", {}).values())
+        if shortcut == "request_approval":
+            card = sandbox.wait_for(
+                lambda c: (
+                    c.method == "chat.postMessage"
+                    and c.args.get("channel") == channel
+                    and any(b.get("type") == "actions" for b in c.args.get("blocks") or [])
+                ),
+                timeout=10,
+            )
+            return f"The approval card posted in {channel}:\n\n" + as_text(card.args)
+        note = sandbox.wait_for(
+            lambda c: c.method == "chat.postMessage" and c.args.get("thread_ts") == ts, timeout=10
+        )
+        return f"Filed as feedback; in the message's thread in {channel}:\n\n" + as_text(note.args)
+    except AssertionError as err:  # sandbox.wait_for: nothing came
+        return f"retainer: the bot did not answer as expected ({err})"
+    finally:
+        runtime.slack_app.listener_runner.listener_executor.shutdown(wait=True)
+        server.stop()
+        runtime.close()

@@ -1,5 +1,5 @@
-"""The Slack Messenger: posts, updates and DMs through the Web API, with slack_sdk's retries, and
-Slack's errors sorted into "gone for good" and "try again later"."""
+"""The Slack Messenger: posts, updates and DMs through the Web API, with slack_sdk's retries, Slack's
+errors sorted into "gone for good" and "try again later", and posts found again by their marker."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.messenger import DeliveryError, Posted
 from bot.replies import Reply
 from handlers.slack.render import render_message
+
+MARKER_EVENT = "retainer_delivery"  # metadata event type carrying a scheduled post's delivery key
+FIND_PAGES = 5  # how far back `find` looks: 5 pages of 200, far more than posts in a retry window
 
 # Errors after which the same post will never land without someone changing the workspace.
 PERMANENT = {
@@ -31,11 +34,55 @@ class SlackMessenger:
     def __init__(self, client: WebClient) -> None:
         self.client = client
 
-    def post(self, conversation: str, reply: Reply, *, thread: str | None = None) -> Posted:
+    def post(
+        self, conversation: str, reply: Reply, *, thread: str | None = None, marker: str | None = None
+    ) -> Posted:
+        extra = {}
+        if marker is not None:
+            # Message metadata: invisible to people, returned by conversations.history, so a retry
+            # after a crash can see that the first attempt landed instead of posting it twice.
+            extra["metadata"] = {"event_type": MARKER_EVENT, "event_payload": {"key": marker}}
         response = self._call(
-            self.client.chat_postMessage, channel=conversation, thread_ts=thread, **render_message(reply)
+            self.client.chat_postMessage,
+            channel=conversation,
+            thread_ts=thread,
+            **render_message(reply),
+            **extra,
         )
         return Posted(response["channel"], response["ts"])
+
+    def find(self, conversation: str, marker: str, *, thread: str | None = None) -> Posted | None:
+        channel = conversation
+        if conversation[:1] in ("U", "W"):  # a person: the bot's DM with them
+            channel = self._call(self.client.conversations_open, users=conversation)["channel"]["id"]
+        cursor = None
+        for _ in range(FIND_PAGES):
+            if thread:
+                response = self._call(
+                    self.client.conversations_replies,
+                    channel=channel,
+                    ts=thread,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            else:
+                response = self._call(
+                    self.client.conversations_history,
+                    channel=channel,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            for message in response.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == MARKER_EVENT and payload.get("key") == marker:
+                    return Posted(channel, message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return None
 
     def update(self, conversation: str, message_id: str, reply: Reply) -> Posted:
         response = self._call(
@@ -43,16 +90,28 @@ class SlackMessenger:
         )
         return Posted(response["channel"], response["ts"])
 
-    def direct(self, user_id: str, reply: Reply) -> Posted:
+    def direct(self, user_id: str, reply: Reply, *, marker: str | None = None) -> Posted:
         # chat.postMessage to a user id opens (or reuses) the bot's DM with them.
-        return self.post(user_id, reply)
+        return self.post(user_id, reply, marker=marker)
 
     @staticmethod
     def _call(method, **kwargs):  # type: ignore[no-untyped-def]
         try:
             return method(**kwargs)
         except SlackApiError as err:
-            reason = str(err.response.get("error") or f"HTTP {err.response.status_code}")
-            raise DeliveryError(reason, permanent=reason in PERMANENT) from err
+            # Still failing after slack_sdk's own retries (429 with Retry-After, 5xx, connection
+            # errors): say whether it is worth trying again, when, and whether it may have landed.
+            status = err.response.status_code
+            reason = str(err.response.get("error") or f"HTTP {status}")
+            retry_after = None
+            for name, value in (err.response.headers or {}).items():
+                if name.lower() == "retry-after":
+                    retry_after = float(value[0] if isinstance(value, list) else value)
+            raise DeliveryError(
+                reason, permanent=reason in PERMANENT, retry_after=retry_after, may_have_landed=status >= 500
+            ) from err
         except (SlackClientError, OSError) as err:
-            raise DeliveryError(f"{type(err).__name__}: {err}", permanent=False) from err
+            # A timeout or a dropped connection: the request may have been processed.
+            raise DeliveryError(
+                f"{type(err).__name__}: {err}", permanent=False, may_have_landed=True
+            ) from err

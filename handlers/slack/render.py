@@ -6,7 +6,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.replies import Actions, Bar, Block, Context, Divider, Facts, Header, Items, Reply, Text, Tone
+from bot.replies import (
+    MENTION,
+    MOMENT,
+    Actions,
+    Bar,
+    Block,
+    Context,
+    Divider,
+    Facts,
+    Header,
+    Items,
+    Reply,
+    Text,
+    Tone,
+    plain_moments,
+)
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -28,9 +43,12 @@ def escape(text: str) -> str:
 
 
 def mrkdwn(text: str) -> str:
-    """Neutral markup to Slack mrkdwn: **bold** -> *bold*, [label](url) -> <url|label>, rest escaped."""
+    """Neutral markup to Slack mrkdwn: **bold** -> *bold*, [label](url) -> <url|label>, instants to
+    Slack date formatting (shown in each reader's own timezone), the rest escaped."""
     text = _BOLD.sub(r"*\1*", escape(text))
-    return _LINK.sub(lambda m: f"<{m[2]}|{m[1]}>", text)
+    text = _LINK.sub(lambda m: f"<{m[2]}|{m[1]}>", text)
+    text = MENTION.sub(lambda m: f"<@{m[1]}>", text)
+    return MOMENT.sub(lambda m: f"<!date^{m[1]}^{{date_short_pretty}} at {{time}}|{m[2]}>", text)
 
 
 def clip(text: str, limit: int) -> str:
@@ -74,7 +92,11 @@ def render_block(block: Block) -> list[dict[str, Any]]:
             return [
                 {
                     "type": "header",
-                    "text": {"type": "plain_text", "text": clip(text, MAX_HEADER_TEXT), "emoji": True},
+                    "text": {
+                        "type": "plain_text",
+                        "text": clip(plain_moments(text), MAX_HEADER_TEXT),
+                        "emoji": True,
+                    },
                 }
             ]
         case Text(text):
@@ -140,11 +162,12 @@ def render_blocks(reply: Reply, max_blocks: int = MAX_BLOCKS) -> list[dict[str, 
 
 def render_message(reply: Reply) -> dict[str, Any]:
     """`text` and `blocks` for chat.postMessage, chat.update, an ack or a response_url post."""
-    return {"text": clip(reply.text, MAX_FALLBACK_TEXT), "blocks": render_blocks(reply)}
+    return {"text": clip(plain_moments(reply.text), MAX_FALLBACK_TEXT), "blocks": render_blocks(reply)}
 
 
 def _plain(mrkdwn_text: str) -> str:
-    text = re.sub(r"<(https?://[^|>]+)\|([^>]+)>", r"\2 (\1)", mrkdwn_text)
+    text = re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", mrkdwn_text)
+    text = re.sub(r"<(https?://[^|>]+)\|([^>]+)>", r"\2 (\1)", text)
     text = re.sub(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])", r"\1", text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 

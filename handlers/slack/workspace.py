@@ -15,6 +15,8 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.people import Profile
+
 log = logging.getLogger(__name__)
 MEMBERSHIP_TTL_SECONDS = 3600
 
@@ -46,15 +48,21 @@ class Identity:
 
 
 class Workspace:
-    """The app's home workspace; answers "is this user one of ours?" from `users.info`, cached."""
+    """The app's home workspace; answers "is this user one of ours?" (and who they are) from
+    `users.info`, cached."""
 
     def __init__(self, client: WebClient, identity: Identity) -> None:
         self.client = client
         self.identity = identity
-        self._members: dict[str, tuple[bool, float]] = {}
+        self._members: dict[str, tuple[Profile, float]] = {}
         self._lock = threading.Lock()
 
     def is_home_user(self, user_id: str) -> bool:
+        return self.profile(user_id).home
+
+    def profile(self, user_id: str) -> Profile:
+        """What Slack says about a user: in our workspace or not, their name and (with the
+        users:read.email scope) their email, which links invited client contacts to their rows."""
         with self._lock:
             cached = self._members.get(user_id)
         if cached and cached[1] > time.monotonic():
@@ -66,11 +74,14 @@ class Workspace:
             log.warning(
                 "users.info for %s failed (%s); treating them as external", user_id, err.response.get("error")
             )
-            return False
+            return Profile(user_id, home=False)
         home = user.get("team_id") == self.identity.team_id and not user.get("is_stranger", False)
+        info = user.get("profile") or {}
+        name = user.get("real_name") or info.get("real_name") or user.get("name") or ""
+        profile = Profile(user_id, home=home, name=name, email=info.get("email"))
         with self._lock:
-            self._members[user_id] = (home, time.monotonic() + MEMBERSHIP_TTL_SECONDS)
-        return home
+            self._members[user_id] = (profile, time.monotonic() + MEMBERSHIP_TTL_SECONDS)
+        return profile
 
 
 def authenticate(client: WebClient) -> Identity:

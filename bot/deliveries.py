@@ -1,0 +1,458 @@
+"""Sending scheduled posts exactly once (DESIGN §2-3): claim by inserting the delivery row, send, mark
+sent; recover a dead sender's claims (looking in the channel first); back off; fail dead channels."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.messenger import DeliveryError, Messenger, Posted
+from bot.replies import Reply
+from bot.rhythm import PostKind
+from store.db import unit_of_work
+from store.models import Delivery, DeliveryStatus
+
+log = logging.getLogger(__name__)
+INSERT_BATCH = 500  # rows per INSERT: 13 parameters each, far below SQLite's and PostgreSQL's caps
+
+
+@dataclass(frozen=True)
+class Post:
+    """One post to deliver: its unique key, what it is, when it fell due and where it goes. A post
+    with a `reason` and no conversation cannot go anywhere and is recorded as skipped."""
+
+    key: str
+    kind: PostKind
+    retainer_id: int | None
+    subject: str
+    due_at: dt.datetime
+    platform: str | None = None
+    conversation: str | None = None
+    thread: str | None = None
+    private: bool = False  # `conversation` is a person's platform user id
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A post with its content, ready to claim and send; `retake` is set for a claim being recovered
+    (its row id, the attempts seen, whether the last attempt may have landed)."""
+
+    post: Post
+    reply: Reply
+    details: dict[str, Any] = field(default_factory=dict)
+    retake: tuple[int, int, bool] | None = None
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    lease: dt.timedelta = dt.timedelta(seconds=60)  # how long a claim stays ours without renewal
+    max_attempts: int = 8
+    backoff: dt.timedelta = dt.timedelta(seconds=30)  # doubled after each failed attempt
+    max_backoff: dt.timedelta = dt.timedelta(minutes=30)
+    posts_per_second: float | None = None  # pace for one workspace; None: as fast as it answers
+    burst: int = 1
+    workers: int = 8
+
+
+@dataclass
+class Outcome:
+    """What one run did, by delivery key (thread-safe counters for the report and the logs)."""
+
+    sent: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)  # had landed before a crash: marked, not re-sent
+    failed: list[tuple[str, int]] = field(default_factory=list)  # (key, delivery id), for good
+    retrying: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    taken: list[str] = field(default_factory=list)  # someone else had it
+    lost: list[str] = field(default_factory=list)  # our claim was taken over while we sent
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, what: str, item: Any) -> None:
+        with self._lock:
+            getattr(self, what).append(item)
+
+    def merge(self, other: Outcome) -> None:
+        for name in ("sent", "found", "failed", "retrying", "skipped", "taken", "lost"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def counts(self) -> dict[str, int]:
+        names = ("sent", "found", "failed", "retrying", "skipped", "taken", "lost")
+        return {name: len(getattr(self, name)) for name in names}
+
+
+class Pacer:
+    """A token bucket on our side matching the platform's cap, so concurrent senders go as fast as
+    allowed and no faster (a 429 costs a Retry-After second; pacing costs nothing)."""
+
+    def __init__(self, rate: float | None, burst: int = 1) -> None:
+        self.rate, self.capacity = rate, float(max(1, burst))
+        self._tokens, self._updated = self.capacity, time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if self.rate is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            self._tokens -= 1  # below zero: a reserved slot in the future, first come first served
+            delay = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if delay > 0:
+            time.sleep(delay)
+
+
+def sender_name() -> str:
+    """Who holds a claim: host, process and a random part (a restarted process is someone else)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Insert delivery rows whose key is not taken yet; (id, key) of those inserted. One statement:
+    INSERT ... ON CONFLICT (key) DO NOTHING RETURNING, on SQLite and PostgreSQL alike."""
+    if not rows:
+        return []
+    make = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    made = []
+    for i in range(0, len(rows), INSERT_BATCH):  # within the drivers' limits on bound parameters
+        statement = (
+            make(Delivery)
+            .values(list(rows[i : i + INSERT_BATCH]))
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(Delivery.id, Delivery.key)
+        )
+        made += [(row.id, row.key) for row in session.execute(statement)]
+    return made
+
+
+def _row(post: Post, status: DeliveryStatus, now: dt.datetime, **values: Any) -> dict[str, Any]:
+    return {
+        "key": post.key,
+        "kind": post.kind.value,
+        "retainer_id": post.retainer_id,
+        "subject": post.subject,
+        "platform": post.platform,
+        "conversation": post.conversation,
+        "private": post.private,
+        "thread": post.thread,
+        "due_at": post.due_at,
+        "status": status,
+        "attempts": 0,
+        "may_have_landed": False,
+        "details": {},
+        **values,
+    }
+
+
+class Outbox:
+    """Claims, sends and marks posts; recovers claims left behind; one per process.
+
+    A sender keeps its claims alive with a lease it renews while it works. A claim whose sender died
+    (its lease ran out) is taken over by exactly one other sender (a compare-and-set on the attempt
+    count), which first looks for the message in the conversation, since every post carries its key
+    as invisible metadata, and posts it only if it is not there. Rate limits and outages back off; a
+    conversation that is gone fails the post with its reason and does not stop the others."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        messengers: Mapping[str, Messenger],
+        settings: OutboxSettings | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.sessions, self.clock, self.messengers = sessions, clock, messengers
+        self.settings = settings or OutboxSettings()
+        self.name = name or sender_name()
+        self.pacer = Pacer(self.settings.posts_per_second, self.settings.burst)
+        self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="delivery")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- recording without sending -----------------------------------------------------------------
+
+    def skip(self, posts: Sequence[Post], reasons: Mapping[str, str] | None = None) -> list[str]:
+        """Record posts as skipped (missed beyond grace, nowhere to go, nothing to say); the keys newly
+        recorded. A key already claimed or sent is left alone."""
+        if not posts:
+            return []
+        now = self.clock.now()
+        rows = [
+            _row(p, DeliveryStatus.SKIPPED, now, reason=(reasons or {}).get(p.key) or p.reason) for p in posts
+        ]
+        with unit_of_work(self.sessions, write=True) as session:
+            made = [key for _, key in insert_new(session, rows)]
+        by_key = {p.key: p for p in posts}
+        for key in made[:50]:
+            log.info(
+                "skipped %s (due %s): %s",
+                key,
+                by_key[key].due_at.isoformat(),
+                (reasons or {}).get(key) or by_key[key].reason,
+            )
+        if len(made) > 50:
+            log.info("skipped %d more posts", len(made) - 50)
+        return made
+
+    def stale(self, session: Session, limit: int = 5000) -> list[tuple[Post, int, int, bool]]:
+        """Claims whose sender died or whose retry is due: (post, row id, attempts, may have landed)."""
+        now = self.clock.now()
+        query: Select[Any] = (
+            select(Delivery)
+            .where(Delivery.status == DeliveryStatus.CLAIMED, Delivery.lease_until <= now)
+            .order_by(Delivery.due_at, Delivery.id)
+            .limit(limit)
+        )
+        rows = session.scalars(query).all()
+        return [
+            (
+                Post(
+                    r.key,
+                    PostKind(r.kind),
+                    r.retainer_id,
+                    r.subject,
+                    r.due_at,
+                    r.platform,
+                    r.conversation,
+                    r.thread,
+                    private=r.private,
+                ),
+                r.id,
+                r.attempts,
+                r.may_have_landed,
+            )
+            for r in rows
+        ]
+
+    def drop(self, row_id: int, attempts: int, reason: str) -> bool:
+        """Skip a recovered claim that has nothing left to say (e.g. the approval was decided)."""
+        with unit_of_work(self.sessions, write=True) as session:
+            done = session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == row_id,
+                    Delivery.status == DeliveryStatus.CLAIMED,
+                    Delivery.attempts == attempts,
+                )
+                .values(status=DeliveryStatus.SKIPPED, reason=reason, claimed_by=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            return done.rowcount == 1
+
+    # --- sending -------------------------------------------------------------------------------------
+
+    def deliver(self, items: Sequence[Outgoing]) -> Outcome:
+        """Send each item exactly once. One conversation's posts go out in order, one after the other;
+        different conversations go out concurrently, paced to the workspace's cap."""
+        outcome = Outcome()
+        by_conversation: defaultdict[tuple[str | None, str | None], list[Outgoing]] = defaultdict(list)
+        for item in sorted(items, key=lambda i: (i.post.due_at, i.post.kind.order)):
+            by_conversation[(item.post.platform, item.post.conversation)].append(item)
+        futures: set[Future[None]] = {
+            self._pool.submit(self._send_all, group, outcome) for group in by_conversation.values()
+        }
+        renew_every = max(0.05, self.settings.lease.total_seconds() / 3)
+        renewed = time.monotonic()
+        while futures:
+            done, futures = wait(futures, timeout=renew_every, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()
+            if futures and time.monotonic() - renewed >= renew_every:
+                self._renew()
+                renewed = time.monotonic()
+        return outcome
+
+    def _renew(self) -> None:
+        """Keep our claims in flight alive while we work on them."""
+        now = self.clock.now()
+        with unit_of_work(self.sessions, write=True) as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.claimed_by == self.name, Delivery.status == DeliveryStatus.CLAIMED)
+                .values(lease_until=now + self.settings.lease)
+                .execution_options(synchronize_session=False)
+            )
+
+    def _send_all(self, group: list[Outgoing], outcome: Outcome) -> None:
+        for item in group:
+            try:
+                self._send(item, outcome)
+            except Exception:
+                # A bug, not a platform answer: the claim stays and is retried after its lease.
+                log.exception("unexpected error delivering %s", item.post.key)
+
+    def _send(self, item: Outgoing, outcome: Outcome) -> None:
+        post = item.post
+        if item.retake is None:
+            self.pacer.wait()  # pace before claiming: a claim is then held only while its request is out
+            claimed = self._claim(item)
+            if claimed is None:
+                outcome.add("taken", post.key)
+                return
+            row_id, attempt, look_first = claimed, 1, False
+        else:
+            row_id, seen, look_first = item.retake
+            if not self._retake(row_id, seen):
+                outcome.add("taken", post.key)
+                return
+            attempt = seen + 1
+        messenger = self.messengers.get(post.platform or "")
+        if messenger is None or post.conversation is None:
+            self._fail(
+                row_id, attempt, f"no way to reach {post.platform}:{post.conversation}", outcome, post, True
+            )
+            return
+        try:
+            if look_first:
+                found = messenger.find(post.conversation, post.key, thread=post.thread)
+                if found is not None:
+                    self._mark_sent(row_id, attempt, found, outcome, post.key, found_again=True)
+                    return
+            if item.retake is not None:
+                self.pacer.wait()
+            if post.private:
+                posted = messenger.direct(post.conversation, item.reply, marker=post.key)
+            else:
+                posted = messenger.post(post.conversation, item.reply, thread=post.thread, marker=post.key)
+        except DeliveryError as err:
+            if err.permanent:
+                self._fail(row_id, attempt, err.reason, outcome, post, permanent=True)
+            elif attempt >= self.settings.max_attempts:
+                reason = f"gave up after {attempt} attempts: {err.reason}"
+                self._fail(row_id, attempt, reason, outcome, post, permanent=False)
+            else:
+                self._release(row_id, attempt, err, outcome, post.key)
+            return
+        self._mark_sent(row_id, attempt, posted, outcome, post.key)
+
+    def _claim(self, item: Outgoing) -> int | None:
+        """Insert the delivery row: the claim. None if the key is someone else's already."""
+        now = self.clock.now()
+        row = _row(
+            item.post,
+            DeliveryStatus.CLAIMED,
+            now,
+            attempts=1,
+            claimed_by=self.name,
+            claimed_at=now,
+            lease_until=now + self.settings.lease,
+            # Until we hear back, this attempt may land: whoever recovers the claim looks first.
+            may_have_landed=True,
+            details=item.details,
+        )
+        with unit_of_work(self.sessions, write=True) as session:
+            made = insert_new(session, [row])
+        return made[0][0] if made else None
+
+    def _retake(self, row_id: int, seen: int) -> bool:
+        """Take over a claim whose lease ran out; exactly one sender wins (compare and set)."""
+        now = self.clock.now()
+        with unit_of_work(self.sessions, write=True) as session:
+            done = session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == row_id,
+                    Delivery.status == DeliveryStatus.CLAIMED,
+                    Delivery.attempts == seen,
+                    Delivery.lease_until <= now,
+                )
+                .values(
+                    attempts=seen + 1,
+                    claimed_by=self.name,
+                    claimed_at=now,
+                    lease_until=now + self.settings.lease,
+                    may_have_landed=True,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return done.rowcount == 1
+
+    def _ours(self, row_id: int, attempt: int) -> Any:
+        return (Delivery.id == row_id) & (Delivery.claimed_by == self.name) & (Delivery.attempts == attempt)
+
+    def _mark_sent(
+        self, row_id: int, attempt: int, posted: Posted, outcome: Outcome, key: str, found_again: bool = False
+    ) -> None:
+        now = self.clock.now()
+        with unit_of_work(self.sessions, write=True) as session:
+            done = session.execute(
+                update(Delivery)
+                .where(self._ours(row_id, attempt))
+                .values(
+                    status=DeliveryStatus.SENT,
+                    sent_at=now,
+                    message_conversation=posted.conversation,
+                    message_id=posted.message_id,
+                    claimed_by=None,
+                    lease_until=None,
+                    may_have_landed=False,
+                    reason="found in the channel after an interrupted attempt" if found_again else None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        if done.rowcount != 1:
+            # Only if we stalled past our lease mid-send: someone else retook it (and looked first).
+            log.warning("lost the claim on %s while sending it (sender %s)", key, self.name)
+            outcome.add("lost", key)
+            return
+        outcome.add("found" if found_again else "sent", key)
+
+    def _release(self, row_id: int, attempt: int, err: DeliveryError, outcome: Outcome, key: str) -> None:
+        """Give the claim back for a later attempt, after a backoff (or the platform's Retry-After)."""
+        backoff = min(self.settings.max_backoff, self.settings.backoff * 2 ** (attempt - 1))
+        if err.retry_after:
+            backoff = max(backoff, dt.timedelta(seconds=err.retry_after))
+        now = self.clock.now()
+        with unit_of_work(self.sessions, write=True) as session:
+            session.execute(
+                update(Delivery)
+                .where(self._ours(row_id, attempt))
+                .values(
+                    claimed_by=None,
+                    lease_until=now + backoff,
+                    reason=err.reason,
+                    may_have_landed=err.may_have_landed,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        log.warning("%s: attempt %d failed (%s); next try in %s", key, attempt, err.reason, backoff)
+        outcome.add("retrying", key)
+
+    def _fail(
+        self, row_id: int, attempt: int, reason: str, outcome: Outcome, post: Post, permanent: bool
+    ) -> None:
+        """Give up on a post. `permanent`: the conversation cannot take posts (gone, archived, bot
+        removed), which the AMs are told about once."""
+        with unit_of_work(self.sessions, write=True) as session:
+            done = session.execute(
+                update(Delivery)
+                .where(self._ours(row_id, attempt))
+                .values(
+                    status=DeliveryStatus.FAILED,
+                    reason=reason,
+                    claimed_by=None,
+                    lease_until=None,
+                    details={"permanent": permanent},
+                )
+                .execution_options(synchronize_session=False)
+            )
+        if done.rowcount == 1:
+            log.warning("%s failed for good: %s", post.key, reason)
+            outcome.add("failed", (post.key, row_id))

@@ -1,0 +1,118 @@
+"""Buttons: Approve and Request changes on approval cards, and "Link #channel" in a setup report.
+Each acks at once; the decision is committed by a lazy listener before the card is touched."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused
+from bot.core import Core
+from bot.feedback import deliver
+from bot.messenger import Posted
+from bot.onboarding import LINK_ACTION
+from bot.replies import error
+from handlers.slack.outbox import ChannelMessenger, answer_privately
+from handlers.slack.render_forms import render_modal
+from handlers.slack.setup import ChannelSetup
+from handlers.slack.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def request_id_of(body: dict[str, Any]) -> int | None:
+    value = str(body["actions"][0].get("value") or "")
+    return int(value) if value.isdigit() else None
+
+
+def register(app: App, core: Core, workspace: Workspace) -> None:
+    messenger = ChannelMessenger(workspace.client)
+    setup = ChannelSetup(core, workspace)
+
+    def ack_at_once(ack: Ack) -> None:
+        ack()
+
+    def approve(body: dict[str, Any], respond: Callable[..., Any]) -> None:
+        user = body["user"]["id"]
+        try:
+            request_id = request_id_of(body)
+            if request_id is None:
+                answer_privately(respond, error("This button is not one of mine; nothing changed."))
+                return
+            viewer = core.people.identify("slack", user, workspace.profile)
+            container = body.get("container") or {}
+            card_at = (
+                (container["channel_id"], container["message_ts"]) if "message_ts" in container else None
+            )
+            outcome = core.approvals.decide(request_id, Decision.APPROVE, viewer, card_at=card_at)
+        except Exception:
+            answer_privately(respond, core.unexpected("approve", user=user))
+            return
+        if isinstance(outcome, Refused):
+            answer_privately(respond, outcome.reply)
+            return
+        # Committed above; only the click that decided gets here, so the card is updated once.
+        try:
+            core.approvals.sync_card(messenger, outcome.request_id)
+        except Exception:
+            core.unexpected("updating an approval card", request=outcome.request_id)
+        deliver(messenger, outcome.posts)
+        retry_stale_cards()
+
+    def retry_stale_cards() -> None:
+        # Cards whose update ran out of retries earlier get another go whenever cards are being
+        # worked on anyway (the scheduler's tick does the same when nobody clicks for a while).
+        try:
+            core.approvals.retry_stale_cards(messenger)
+        except Exception:
+            core.unexpected("retrying approval cards")
+
+    def open_changes_form(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
+        user = body["user"]["id"]
+        try:
+            request_id = request_id_of(body)
+            if request_id is None:
+                answer_privately(respond, error("This button is not one of mine; nothing changed."))
+                return
+            viewer = core.people.identify("slack", user, workspace.profile)
+            reply = core.approvals.changes_form(request_id, viewer)
+        except Exception:
+            answer_privately(respond, core.unexpected("request changes", user=user))
+            return
+        if reply.form is None:
+            answer_privately(respond, reply)
+            return
+        try:
+            client.views_open(trigger_id=body["trigger_id"], view=render_modal(reply.form))
+        except SlackApiError as err:
+            log.warning("views.open for request changes failed: %s", err.response.get("error"))
+            answer_privately(respond, error("Slack could not open the form in time; please click again."))
+
+    def link_existing(body: dict[str, Any], respond: Callable[..., Any]) -> None:
+        user = body["user"]["id"]
+        try:
+            value = json.loads(body["actions"][0]["value"])
+            viewer = core.people.identify("slack", user, workspace.profile)
+            if not viewer.internal:
+                answer_privately(respond, error("Linking channels is for the agency's team."))
+                return
+            message = body.get("message") or {}
+            channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+            thread = message.get("thread_ts") or message.get("ts")
+            parent = Posted(channel, thread) if thread else None
+            refusal = setup.link_existing(int(value["r"]), str(value["c"]), str(value["n"]), viewer, parent)
+        except Exception:
+            answer_privately(respond, core.unexpected("link existing channel", user=user))
+            return
+        if refusal is not None:
+            answer_privately(respond, refusal)
+
+    app.action(APPROVE_ACTION)(ack=ack_at_once, lazy=[approve])
+    app.action(CHANGES_ACTION)(ack=ack_at_once, lazy=[open_changes_form])
+    app.action(LINK_ACTION)(ack=ack_at_once, lazy=[link_existing])

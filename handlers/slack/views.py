@@ -1,0 +1,199 @@
+"""Modal submissions (feedback, approval request, request changes, new retainer) and the options of
+their searchable task lists. A submission is checked and written inside the ack, so a problem shows
+next to its field; what is posted about it afterwards goes to a lazy listener."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.approvals import Decided, Decision, Refused, Requested
+from bot.core import Core
+from bot.feedback import Filed, Invalid, Post, deliver
+from bot.onboarding import NewRetainer
+from bot.replies import Reply, Text, plain_moments
+from handlers.slack.outbox import ChannelMessenger
+from handlers.slack.render import clip, render_message
+from handlers.slack.render_forms import callback_id, form_values, render_option
+from handlers.slack.setup import ChannelSetup
+from handlers.slack.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_TEXT = 2000  # per field, in a view_submission's response_action "errors"
+
+
+def field_errors(errors: dict[str, str]) -> dict[str, str]:
+    return {key: clip(plain_moments(text), MAX_ERROR_TEXT) for key, text in errors.items()}
+
+
+def register(app: App, core: Core, workspace: Workspace) -> None:
+    messenger = ChannelMessenger(workspace.client)
+    setup = ChannelSetup(core, workspace)
+
+    def failed(ack: Ack, key: str, what: str, body: dict[str, Any]) -> None:
+        reply = core.unexpected(what, user=body["user"]["id"])
+        ack(response_action="errors", errors=field_errors({key: reply.text}))
+
+    # ----- Add as feedback -----------------------------------------------------------------------
+
+    def take_feedback(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        try:
+            outcome = core.intake.file_feedback(
+                view["private_metadata"], form_values(view), body["user"]["id"]
+            )
+        except Exception:
+            failed(ack, "task", "feedback form", body)
+            return
+        if isinstance(outcome, Invalid):
+            ack(response_action="errors", errors=field_errors(outcome.errors))
+            return
+        ack()
+        if isinstance(outcome, Filed):
+            context["filed"] = outcome
+
+    def tell_about_feedback(context: BoltContext, client: WebClient) -> None:
+        filed: Filed | None = context.get("filed")
+        if filed is None:
+            return
+        try:
+            if filed.source is not None and (link := permalink(client, *filed.source)):
+                core.intake.attach_permalink(filed.capture_id, link, feedback_id=filed.feedback_id)
+            posts = core.intake.feedback_posts(filed.feedback_id, filed.capture_id)
+        except Exception:
+            core.unexpected("feedback notices", feedback=filed.feedback_id)
+            return
+        deliver(messenger, posts)
+
+    # ----- Request approval ----------------------------------------------------------------------
+
+    def take_request(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        try:
+            outcome = core.approvals.submit_request(
+                view["private_metadata"], form_values(view), body["user"]["id"]
+            )
+        except Exception:
+            failed(ack, "task", "approval form", body)
+            return
+        if isinstance(outcome, Invalid):
+            ack(response_action="errors", errors=field_errors(outcome.errors))
+            return
+        ack()
+        if isinstance(outcome, Requested):
+            context["requested"] = outcome
+
+    def post_card(body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        requested: Requested | None = context.get("requested")
+        if requested is None:
+            return
+        try:
+            if requested.source is not None and (link := permalink(client, *requested.source)):
+                core.approvals.attach_permalink(requested.request_id, requested.capture_id, link)
+            problem = core.approvals.sync_card(messenger, requested.request_id)
+            for old in requested.superseded:  # their cards say so and lose their buttons
+                core.approvals.sync_card(messenger, old)
+        except Exception:
+            reply = core.unexpected("posting an approval card", request=requested.request_id)
+            deliver(messenger, [_direct(body["user"]["id"], reply.text)])
+            return
+        user = body["user"]["id"]
+        if problem is not None and problem.permanent:
+            text = (
+                f"The approval request is saved, but its card cannot be posted in the client's channel "
+                f"({problem.reason}). Invite me to the channel, then send the request again."
+            )
+            deliver(messenger, [_direct(user, text)])
+            return
+        note = core.approvals.request_note(requested.request_id)
+        if note is not None:
+            try:
+                client.chat_postEphemeral(channel=requested.asked_in, user=user, **render_message(note))
+            except SlackApiError as err:
+                log.warning("request confirmation not shown to %s: %s", user, err.response.get("error"))
+
+    # ----- Request changes -----------------------------------------------------------------------
+
+    def take_changes(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        try:
+            viewer = core.people.identify("slack", body["user"]["id"], workspace.profile)
+            reason = str(form_values(view).get("reason") or "")
+            outcome = core.approvals.decide(int(view["private_metadata"]), Decision.CHANGES, viewer, reason)
+        except Exception:
+            failed(ack, "reason", "request changes form", body)
+            return
+        if isinstance(outcome, Refused):
+            # Shown in the form, to this person only: what the request's state is now.
+            ack(response_action="errors", errors=field_errors({"reason": outcome.reply.text}))
+            return
+        ack()
+        context["decided"] = outcome
+
+    def after_changes(context: BoltContext) -> None:
+        decided: Decided | None = context.get("decided")
+        if decided is None:
+            return
+        try:
+            core.approvals.sync_card(messenger, decided.request_id)
+        except Exception:
+            core.unexpected("updating an approval card", request=decided.request_id)
+        deliver(messenger, decided.posts)
+
+    # ----- New retainer --------------------------------------------------------------------------
+
+    def check_new_retainer(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        try:
+            outcome = core.onboarding.check(form_values(view), "slack")
+        except Exception:
+            failed(ack, "name", "new retainer form", body)
+            return
+        if isinstance(outcome, Invalid):
+            ack(response_action="errors", errors=field_errors(outcome.errors))
+            return
+        ack()
+        context["new_retainer"] = outcome
+
+    def set_up(body: dict[str, Any], context: BoltContext) -> None:
+        data: NewRetainer | None = context.get("new_retainer")
+        if data is None:
+            return
+        try:
+            setup.create_and_set_up(data, body["user"]["id"])
+        except Exception:
+            reply = core.unexpected("new retainer setup", client=data.name)
+            deliver(messenger, [_direct(body["user"]["id"], reply.text)])
+
+    # ----- searchable task lists -----------------------------------------------------------------
+
+    def task_options(ack: Ack, body: dict[str, Any]) -> None:
+        try:
+            options = core.intake.task_options(
+                body["view"]["private_metadata"], body["user"]["id"], str(body.get("value") or "")
+            )
+        except Exception:
+            core.unexpected("task options", user=body["user"]["id"])
+            options = []
+        ack(options=[render_option(o) for o in options])
+
+    app.view(callback_id("feedback"))(ack=take_feedback, lazy=[tell_about_feedback])
+    app.view(callback_id("approval"))(ack=take_request, lazy=[post_card])
+    app.view(callback_id("changes"))(ack=take_changes, lazy=[after_changes])
+    app.view(callback_id("new_retainer"))(ack=check_new_retainer, lazy=[set_up])
+    app.options("task")(task_options)
+
+
+def permalink(client: WebClient, channel: str, ts: str) -> str | None:
+    try:
+        return str(client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"])
+    except SlackApiError as err:
+        log.warning("no permalink for %s in %s: %s", ts, channel, err.response.get("error"))
+        return None
+
+
+def _direct(user_id: str, text: str) -> Post:
+    return Post(user_id, Reply(text, (Text(text),)), direct=True)

@@ -1,0 +1,282 @@
+"""Exactly once, nothing lost, as the channel shows it: a crash between claim and send, two schedulers
+racing, a restart after downtime, limits and outages beyond slack_sdk's retries, a channel gone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+from slack_sdk.http_retry import builtin_handlers, handler
+from sqlalchemy import update
+
+from bot.clock import FixedClock
+from bot.messenger import Posted
+from bot.replies import Reply
+from sandbox.slack_api import SlackSandbox
+from store.db import unit_of_work
+from store.models import Channel, DeliveryStatus
+from tests.rhythm_world import ACME, ACME_INTERNAL, MAYA, World, build_world
+from tests.test_rhythm_year import SleepRecorder
+
+UTC = dt.UTC
+CHECKPOINT = dt.datetime(2026, 5, 15, 13, tzinfo=UTC)  # Acme's May checkpoint: 9:00 in New York
+
+
+@pytest.fixture
+def world(sessions, slack_sandbox: SlackSandbox) -> Iterator[World]:  # type: ignore[no-untyped-def]
+    made = build_world(sessions, FixedClock(CHECKPOINT - dt.timedelta(minutes=1)), slack_sandbox)
+    made.scheduler(name="primer").run_due()  # what fell due before the instant under test
+    made.clock.set(CHECKPOINT)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
+    recorder = SleepRecorder()
+    monkeypatch.setattr(builtin_handlers, "time", recorder)
+    monkeypatch.setattr(handler, "time", recorder)
+    return recorder
+
+
+class Crash(BaseException):
+    """The process dies: nothing after this point runs (not an error the code could handle)."""
+
+
+class CrashingMessenger:
+    """A messenger whose process dies while sending `key`: before the request leaves, or after Slack
+    has posted the message but before anyone hears back."""
+
+    def __init__(self, inner, key: str, after_posting: bool) -> None:  # type: ignore[no-untyped-def]
+        self.inner, self.key, self.after_posting = inner, key, after_posting
+
+    def post(self, conversation: str, reply: Reply, *, thread=None, marker=None) -> Posted:  # type: ignore[no-untyped-def]
+        if marker != self.key:
+            return self.inner.post(conversation, reply, thread=thread, marker=marker)
+        if self.after_posting:
+            self.inner.post(conversation, reply, thread=thread, marker=marker)
+        raise Crash
+
+    def find(self, conversation: str, marker: str, *, thread=None) -> Posted | None:  # type: ignore[no-untyped-def]
+        return self.inner.find(conversation, marker, thread=thread)
+
+    def direct(self, user_id: str, reply: Reply, *, marker=None) -> Posted:  # type: ignore[no-untyped-def]
+        return self.post(user_id, reply, marker=marker)
+
+    def update(self, conversation: str, message_id: str, reply: Reply) -> Posted:
+        return self.inner.update(conversation, message_id, reply)
+
+
+def key(world: World, kind: str, slug: str = "acme", period: str = "2026-05") -> str:
+    return f"{kind}:{world.retainers[slug]}:{period}"
+
+
+def postmessage_calls(world: World, marker: str) -> list[int]:
+    return [
+        c.status
+        for c in world.sandbox.calls_to("chat.postMessage")
+        if (c.args.get("metadata") or {}).get("event_payload", {}).get("key") == marker
+    ]
+
+
+@pytest.mark.parametrize("after_posting", [False, True], ids=["before-slack", "after-slack"])
+def test_a_crash_between_claim_and_send_is_recovered_once(world: World, after_posting: bool) -> None:
+    progress = key(world, "progress")
+    dying = world.scheduler(
+        name="dies", messenger=CrashingMessenger(world.messenger(), progress, after_posting)
+    )
+    with pytest.raises(Crash):
+        dying.run_due()
+    dying.outbox.close()  # the process is gone; its claim stays behind
+    row = world.deliveries()[progress]
+    assert (row.status, row.claimed_by, row.may_have_landed) == (DeliveryStatus.CLAIMED, "dies", True)
+    assert len(world.posted().get(progress, [])) == (1 if after_posting else 0)
+
+    restarted = world.scheduler(name="restarted")
+    restarted.run_due()  # the claim is still leased: left alone
+    assert world.deliveries()[progress].status is DeliveryStatus.CLAIMED
+    world.clock.advance(dt.timedelta(seconds=61))
+    restarted.run_due()
+
+    row = world.deliveries()[progress]
+    assert (row.status, row.claimed_by, row.attempts) == (DeliveryStatus.SENT, None, 2)
+    assert len(world.posted()[progress]) == 1  # in the channel exactly once
+    assert postmessage_calls(world, progress) == [200]  # and posted exactly once
+    assert world.sandbox.calls_to("conversations.history")  # it looked before posting again
+    if after_posting:
+        assert row.reason == "found in the channel after an interrupted attempt"
+        assert row.message_id == world.posted()[progress][0]["ts"]
+    assert len(world.posted()[key(world, "checkpoint")]) == 1  # the other post was not disturbed
+
+
+def test_two_schedulers_racing_through_a_month_send_every_post_once(world: World) -> None:
+    one, two = world.scheduler(name="one", workers=3), world.scheduler(name="two", workers=3)
+    errors: list[BaseException] = []
+    sent_by: dict[str, list[str]] = {"one": [], "two": []}
+    start = dt.datetime(2026, 5, 15, 14, tzinfo=UTC)
+    instants = [start + dt.timedelta(hours=h) for h in range(0, 24 * 20, 3)]  # May 15 - June 4
+    for now in instants:
+        world.clock.set(now)
+        barrier = threading.Barrier(2)
+
+        def run(scheduler, barrier=barrier) -> None:  # type: ignore[no-untyped-def]
+            try:
+                barrier.wait()
+                sent_by[scheduler.outbox.name] += scheduler.run_due().sent
+            except BaseException as err:
+                errors.append(err)
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in (one, two)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    rows = world.deliveries()
+    sent = {k for k, d in rows.items() if d.status is DeliveryStatus.SENT and d.due_at >= CHECKPOINT}
+    assert len(sent) >= 20  # reviews, reports, plannings, kickoffs, digests of three retainers
+    posted = world.posted()
+    assert {k: len(posted[k]) for k in sent} == dict.fromkeys(sent, 1)
+    assert sum(len(v) for v in posted.values()) == len(
+        {k for k, d in rows.items() if d.status is DeliveryStatus.SENT}
+    )
+    assert {d.status for d in rows.values()} <= {DeliveryStatus.SENT, DeliveryStatus.SKIPPED}
+    assert sent_by["one"] and sent_by["two"]  # both really worked, and between them sent each once
+    assert sorted(sent_by["one"] + sent_by["two"]) == sorted(sent)
+
+
+def test_a_restart_sends_what_is_still_useful_and_logs_the_rest_as_skipped(
+    sessions, slack_sandbox: SlackSandbox, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    made = build_world(sessions, FixedClock(dt.datetime(2026, 5, 31, tzinfo=UTC)), slack_sandbox)
+    made.scheduler(name="before").run_due()
+    # Down from May 31 until June 1, 21:00 UTC: Kaiju's month turn (10:00 Tokyo = 01:00 UTC, 20 h ago)
+    # is past the 12 h grace; Acme's (9:00 New York = 13:00 UTC, 8 h ago) is not.
+    made.clock.set(dt.datetime(2026, 6, 1, 21, tzinfo=UTC))
+    with caplog.at_level(logging.INFO, logger="bot.deliveries"):
+        made.scheduler(name="after").run_due()
+    rows, posted = made.deliveries(), made.posted()
+    acme, kaiju = made.retainers["acme"], made.retainers["kaiju"]
+    for kind in (
+        "report:{}:2026-05",
+        "report_internal:{}:2026-05",
+        "planning:{}:2026-06",
+        "kickoff:{}:2026-06",
+    ):
+        assert rows[kind.format(acme)].status is DeliveryStatus.SENT
+        assert len(posted[kind.format(acme)]) == 1
+        missed = next(k for k in rows if k.startswith(kind.format(kaiju)))
+        assert rows[missed].status is DeliveryStatus.SKIPPED and missed not in posted
+        assert rows[missed].reason == "missed by 20 h (grace 12 h)"
+        assert f"skipped {missed}" in caplog.text
+    made.close()
+
+
+def test_a_channel_that_no_longer_exists_fails_its_posts_tells_the_am_once_and_the_rest_go_on(
+    world: World,
+) -> None:
+    with unit_of_work(world.sessions) as session:  # the client channel was deleted in Slack
+        session.execute(update(Channel).where(Channel.external_id == ACME).values(external_id="C0DELETED1"))
+    world.clock.set(CHECKPOINT)
+    scheduler = world.scheduler(name="s")
+    scheduler.run_due()
+    rows, posted = world.deliveries(), world.posted()
+    progress, checkpoint = key(world, "progress"), key(world, "checkpoint")
+    assert (rows[progress].status, rows[progress].reason) == (DeliveryStatus.FAILED, "channel_not_found")
+    assert (
+        rows[checkpoint].status is DeliveryStatus.SENT and posted[checkpoint][0]["channel"] == ACME_INTERNAL
+    )
+    notice = f"channel_gone:slack:C0DELETED1:p{world.people[MAYA]}"
+    assert rows[notice].status is DeliveryStatus.SENT
+    assert "Acme Corp" in posted[notice][0]["text"] and "/retainer link acme" in posted[notice][0]["text"]
+
+    # The delivery review fails too a week later (May 22: Memorial Day is not one of its five
+    # business days); Maya is not told again.
+    world.clock.set(dt.datetime(2026, 5, 22, 13, tzinfo=UTC))
+    scheduler.run_due()
+    rows = world.deliveries()
+    assert rows[key(world, "review")].status is DeliveryStatus.FAILED
+    assert [k for k in rows if k.startswith("channel_gone:")] == [notice]
+    told = [m for m in world.sandbox.messages(MAYA) if "channel_gone" in str(m.get("metadata"))]
+    assert len(told) == 1
+
+
+def test_rate_limits_beyond_the_sdks_retries_back_off_as_slack_asks(
+    world: World, sleeps: SleepRecorder
+) -> None:
+    checkpoint, progress = key(world, "checkpoint"), key(world, "progress")
+    scheduler = world.scheduler(name="s", workers=1)  # one at a time: the checkpoint goes first
+    world.sandbox.fail("chat.postMessage", status=429, retry_after=30, times=6)
+    scheduler.run_due()
+    assert sleeps.waits and all(w >= 30 for w in sleeps.waits) and len(sleeps.waits) == 5  # slack_sdk's
+    rows = world.deliveries()
+    assert rows[progress].status is DeliveryStatus.SENT
+    assert (rows[checkpoint].status, rows[checkpoint].reason) == (DeliveryStatus.CLAIMED, "ratelimited")
+    assert rows[checkpoint].lease_until == CHECKPOINT + dt.timedelta(seconds=30)  # Retry-After, not sooner
+    assert rows[checkpoint].may_have_landed is False  # a 429 never posts
+
+    world.clock.advance(dt.timedelta(seconds=29))
+    scheduler.run_due()
+    assert world.deliveries()[checkpoint].status is DeliveryStatus.CLAIMED
+    world.clock.advance(dt.timedelta(seconds=1))
+    scheduler.run_due()
+    assert world.deliveries()[checkpoint].status is DeliveryStatus.SENT
+    assert postmessage_calls(world, checkpoint) == [429] * 6 + [200]
+    assert not world.sandbox.calls_to("conversations.history")  # nothing could have landed: no look
+    assert len(world.posted()[checkpoint]) == 1
+
+
+def test_server_errors_and_timeouts_are_retried_after_looking_first(
+    world: World, sleeps: SleepRecorder
+) -> None:
+    checkpoint = key(world, "checkpoint")
+    scheduler = world.scheduler(name="s", workers=1)
+    world.sandbox.fail("chat.postMessage", status=500, times=4)  # slack_sdk retries 3 times
+    scheduler.run_due()
+    row = world.deliveries()[checkpoint]
+    assert (row.status, row.reason, row.may_have_landed) == (DeliveryStatus.CLAIMED, "internal_error", True)
+
+    world.sandbox.fail("chat.postMessage", timeout=True)  # held open: the client gives up after 1 s
+    world.clock.advance(dt.timedelta(seconds=30))
+    scheduler.run_due()
+    row = world.deliveries()[checkpoint]
+    assert (row.status, row.attempts, row.may_have_landed) == (DeliveryStatus.CLAIMED, 2, True)
+    assert row.reason.startswith("TimeoutError")
+
+    world.clock.advance(dt.timedelta(seconds=60))  # the second backoff: 2 x 30 s
+    scheduler.run_due()
+    row = world.deliveries()[checkpoint]
+    assert (row.status, row.attempts) == (DeliveryStatus.SENT, 3)
+    assert len(world.sandbox.calls_to("conversations.history")) == 2  # looked before each resend
+    assert len(world.posted()[checkpoint]) == 1
+
+
+def test_a_post_that_keeps_failing_gives_up_after_the_last_attempt(
+    world: World, sleeps: SleepRecorder
+) -> None:
+    checkpoint = key(world, "checkpoint")
+    scheduler = world.scheduler(name="s", workers=1)
+    world.sandbox.fail("chat.postMessage", status=503, times=2 * 8 * 4)  # 2 posts, 8 tries of 4 calls
+    for _ in range(8):
+        scheduler.run_due()
+        world.clock.advance(dt.timedelta(hours=1))
+    row = world.deliveries()[checkpoint]
+    assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 8)
+    assert row.reason == "gave up after 8 attempts: service_unavailable"
+    assert not [k for k in world.deliveries() if k.startswith("channel_gone:")]  # not a gone channel
+
+
+def test_thousands_of_missed_posts_are_recorded_in_one_go(world: World) -> None:
+    from bot.deliveries import Post
+    from bot.rhythm import PostKind
+
+    outbox = world.scheduler(name="s").outbox
+    posts = [
+        Post(f"review:{n}:2026-01", PostKind.REVIEW, None, "period:2026-01", CHECKPOINT, reason="missed")
+        for n in range(6000)  # 78,000 bound parameters in one statement would be over PostgreSQL's limit
+    ]
+    assert len(outbox.skip(posts)) == 6000
+    assert outbox.skip(posts[:10]) == []  # already recorded: nothing twice
