@@ -90,11 +90,8 @@ def main() -> None:
             "large": database(Path(tmp), args.large, args.months),
         }
 
-        bare = App(
-            token=sandbox.bot_token,
-            signing_secret=SECRET,
-            client=WebClient(token=sandbox.bot_token, base_url=sandbox.api_url),
-        )
+        # Default settings; only the Web API base URL differs (its auth.test goes to the sandbox).
+        bare = App(signing_secret=SECRET, client=WebClient(token=sandbox.bot_token, base_url=sandbox.api_url))
 
         @bare.command("/retainer")
         def noop(ack):  # type: ignore[no-untyped-def]

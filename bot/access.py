@@ -6,12 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from store.models import Channel, ChannelKind, Person, Role
 
 PLATFORM_ID_COLUMN = {"slack": Person.slack_user_id, "teams": Person.teams_aad_id}
+# Built once: every request starts by asking who this is.
+_PERSON_BY_PLATFORM_ID = {
+    platform: select(Person.id, Person.name, Person.role).where(column == bindparam("user_id"))
+    for platform, column in PLATFORM_ID_COLUMN.items()
+}
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ def resolve_viewer(
 ) -> Viewer:
     """The viewer for a platform user id. People the database knows carry their role; anyone else
     is internal only if the platform says they belong to the agency's own workspace or tenant."""
-    person = session.scalars(select(Person).where(PLATFORM_ID_COLUMN[platform] == user_id)).first()
+    person = session.execute(_PERSON_BY_PLATFORM_ID[platform], {"user_id": user_id}).first()
     if person is not None:
         return Viewer(platform, user_id, person.role.internal, person.id, person.name, person.role)
     return Viewer(platform, user_id, internal=is_home_user(user_id))
@@ -47,12 +52,13 @@ class Binding:
     kind: ChannelKind
 
 
+_BINDING = select(Channel.retainer_id, Channel.kind).where(
+    Channel.platform == bindparam("platform"), Channel.external_id == bindparam("channel_id")
+)
+
+
 def channel_binding(session: Session, platform: str, channel_id: str | None) -> Binding | None:
     if not channel_id:
         return None
-    row = session.execute(
-        select(Channel.retainer_id, Channel.kind).where(
-            Channel.platform == platform, Channel.external_id == channel_id
-        )
-    ).first()
+    row = session.execute(_BINDING, {"platform": platform, "channel_id": channel_id}).first()
     return Binding(row.retainer_id, row.kind) if row else None

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, joinedload
 
 from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
 from bot.calendar import Period, local_today, period_of
@@ -29,7 +29,7 @@ from bot.parsing import (
     words,
 )
 from bot.replies import Context, Reply, Text, Tone
-from bot.snapshot import load_snapshots
+from bot.snapshot import load_snapshots, snapshots_of
 from bot.views import portfolio, report, status_client, status_internal
 from store.models import (
     AuditEntry,
@@ -110,7 +110,7 @@ def run(session: Session, request: Request, text: str) -> Reply:
         known = ", ".join(f"`{n}`" for n in SUBCOMMANDS if n != "help")
         shown = tokens[0] if len(tokens[0]) <= 40 else tokens[0][:40] + "…"
         raise CommandError(f"I don't know the command “{shown}”. Try one of {known}, or `help`.")
-    binding = channel_binding(session, request.viewer.platform, request.channel_id)
+    binding = None if request.in_dm else channel_binding(session, request.viewer.platform, request.channel_id)
     return handler(Call(session, request, binding), rest)
 
 
@@ -169,11 +169,17 @@ class Call:
         return CommandError(message)
 
 
+_RETAINERS_OF_CLIENT = (
+    select(Retainer)
+    .where(Retainer.client_id == bindparam("client_id"))
+    .options(joinedload(Retainer.client))
+    .order_by(Retainer.start_date.desc())
+)
+
+
 def current_retainer(session: Session, client_id: int, now: dt.datetime) -> Retainer | None:
     """The client's retainer in force today, else its most recent one."""
-    retainers = session.scalars(
-        select(Retainer).where(Retainer.client_id == client_id).order_by(Retainer.start_date.desc())
-    ).all()
+    retainers = session.scalars(_RETAINERS_OF_CLIENT, {"client_id": client_id}).all()
     for retainer in retainers:
         if retainer.start_date <= local_today(now, retainer.timezone) <= retainer.end_date:
             return retainer
@@ -191,7 +197,7 @@ def _status(call: Call, tokens: list[str]) -> Reply:
     retainer, rest = call.client_retainer(tokens, USAGE["status"])
     if rest:
         raise call.unknown(" ".join(tokens))
-    (snapshot,) = load_snapshots(call.session, [retainer.id], call.request.now)
+    (snapshot,) = snapshots_of(call.session, [retainer], call.request.now)
     if call.viewer.internal:
         return status_internal(snapshot, assess(snapshot))
     return status_client(snapshot)
@@ -211,7 +217,7 @@ def _report(call: Call, tokens: list[str]) -> Reply:
     retainer, rest = call.client_retainer(tokens, USAGE["report"])
     if rest:
         raise call.unknown(" ".join(tokens))
-    (snapshot,) = load_snapshots(call.session, [retainer.id], call.request.now, period)
+    (snapshot,) = snapshots_of(call.session, [retainer], call.request.now, period)
     if snapshot.cycle is None:
         raise CommandError(f"{retainer.client.name} has no cycle for {month_name(str(snapshot.period))}.")
     health = assess(snapshot) if call.viewer.internal else None

@@ -7,7 +7,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from store.models import Client, ClientAlias
@@ -32,18 +32,22 @@ class Match:
     suggestions: tuple[str, ...] = ()
 
 
+# Built once (a status answer runs them on every request): slug, then name, then alias.
+_EXACT = (
+    select(Client).where(Client.slug == bindparam("value")),
+    select(Client).where(Client.name_key == bindparam("value")).order_by(Client.id).limit(1),
+    select(Client).join(ClientAlias).where(ClientAlias.alias_key == bindparam("value")),
+)
+
+
 def find_client(session: Session, typed: str) -> Match:
     """The client `typed` names exactly, else close names to suggest. Slug, name and alias are
     tried one indexed lookup at a time (an OR across the alias join would scan every client)."""
     key = name_key(typed)
     if not key:
         return Match(None)
-    for query in (
-        select(Client).where(Client.slug == key.replace(" ", "-")),
-        select(Client).where(Client.name_key == key).order_by(Client.id).limit(1),
-        select(Client).join(ClientAlias).where(ClientAlias.alias_key == key),
-    ):
-        exact = session.scalars(query).first()
+    for query, value in zip(_EXACT, (key.replace(" ", "-"), key, key), strict=True):
+        exact = session.scalars(query, {"value": value}).first()
         if exact is not None:
             return Match(exact)
     return Match(None, suggest(session, key))

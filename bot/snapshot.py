@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import BindParameter, bindparam, func, select
+from sqlalchemy.orm import Session, joinedload
 
 from bot.calendar import Period, elapsed_fraction, local_today, period_of
 from store.models import (
@@ -16,6 +17,7 @@ from store.models import (
     ChangeOrder,
     Cycle,
     MemberRole,
+    Person,
     Retainer,
     RetainerMember,
     Task,
@@ -65,6 +67,7 @@ class Snapshot:
     extra_minutes: int = 0
     pending: list[PendingApproval] = field(default_factory=list)
     changes: list[ScopeChange] = field(default_factory=list)
+    people: dict[MemberRole, list[str]] = field(default_factory=dict)  # names by their role here
 
     @property
     def client_name(self) -> str:
@@ -89,55 +92,106 @@ class Snapshot:
         return [t for t in self.tasks if not t.done and t.status != "carried_over"]
 
     def names(self, role: MemberRole) -> list[str]:
-        return [m.person.name for m in self.retainer.members if m.role is role]
+        return self.people.get(role, [])
+
+
+def _ids(name: str) -> BindParameter[Any]:
+    return bindparam(name, expanding=True)
+
+
+# Built once: a status answer runs these on every request, and building a select() costs more
+# than SQLite takes to answer it. Rows come back as tuples through the connection, not entities.
+_RETAINERS = select(Retainer).where(Retainer.id.in_(_ids("ids"))).options(joinedload(Retainer.client))
+_MEMBERS = (
+    select(RetainerMember.retainer_id, RetainerMember.role, Person.name)
+    .join(Person, Person.id == RetainerMember.person_id)
+    .where(RetainerMember.retainer_id.in_(_ids("ids")))
+    .order_by(RetainerMember.id)
+)
+_CYCLES = select(Cycle).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
+_TASKS = (
+    select(
+        Task.id,
+        Task.cycle_id,
+        Task.title,
+        Task.status,
+        Task.due_on,
+        Task.carried_over_from_id,
+        Task.out_of_scope,
+        Person.name.label("owner"),
+    )
+    .outerjoin(Person, Person.id == Task.owner_id)
+    .where(Task.cycle_id.in_(_ids("cycles")))
+    .order_by(Task.due_on.is_(None), Task.due_on, Task.id)
+)
+_MINUTES = (
+    select(TimeEntry.cycle_id, func.sum(TimeEntry.minutes))
+    .where(TimeEntry.cycle_id.in_(_ids("cycles")))
+    .group_by(TimeEntry.cycle_id)
+)
+_CHANGES = (
+    select(
+        ChangeOrder.cycle_id,
+        ChangeOrder.agreed_on,
+        ChangeOrder.extra_minutes,
+        ChangeOrder.extra_deliverables,
+        ChangeOrder.note,
+    )
+    .where(ChangeOrder.cycle_id.in_(_ids("cycles")))
+    .order_by(ChangeOrder.agreed_on, ChangeOrder.id)
+)
+# Driven by the cycle's task ids through the (task_id, version) index, the state filtered in
+# Python: with `state = 'pending'` in SQL, SQLite walks every pending request of the agency.
+_APPROVALS = (
+    select(ApprovalRequest.task_id, ApprovalRequest.state, ApprovalRequest.created_at)
+    .where(ApprovalRequest.task_id.in_(_ids("tasks")))
+    .order_by(ApprovalRequest.created_at, ApprovalRequest.id)
+)
 
 
 def load_snapshots(
     session: Session, retainer_ids: list[int], now: dt.datetime, period: Period | None = None
 ) -> list[Snapshot]:
-    """Snapshots for `retainer_ids` (in that order) of the cycle containing today in each retainer's
-    timezone, or of `period` when given. Six queries whatever the number of retainers."""
+    """Snapshots for `retainer_ids` (in that order); see `snapshots_of`."""
     if not retainer_ids:
         return []
-    retainers = session.scalars(
-        select(Retainer)
-        .where(Retainer.id.in_(retainer_ids))
-        .options(
-            selectinload(Retainer.client),
-            selectinload(Retainer.members).selectinload(RetainerMember.person),
-        )
-    ).all()
-    by_id = {r.id: r for r in retainers}
+    by_id = {r.id: r for r in session.scalars(_RETAINERS, {"ids": retainer_ids}).unique()}
+    return snapshots_of(session, [by_id[r] for r in retainer_ids if r in by_id], now, period)
+
+
+def snapshots_of(
+    session: Session, retainers: Sequence[Retainer], now: dt.datetime, period: Period | None = None
+) -> list[Snapshot]:
+    """Snapshots of the cycle containing today in each retainer's timezone, or of `period` when
+    given: six queries whatever the number of retainers (a status answer is on the hot path)."""
+    if not retainers:
+        return []
     snapshots: dict[int, Snapshot] = {}
-    for rid in retainer_ids:
-        if rid not in by_id:
-            continue
-        retainer = by_id[rid]
+    for retainer in retainers:
         today = local_today(now, retainer.timezone)
-        snapshots[rid] = Snapshot(
+        snapshots[retainer.id] = Snapshot(
             retainer, today, period or period_of(today, retainer.cycle_start_day), cycle=None
         )
+    ids = list(snapshots)
+    conn = session.connection()
 
-    wanted = {(s.retainer.id, str(s.period)) for s in snapshots.values()}
-    cycles = session.scalars(
-        select(Cycle).where(Cycle.retainer_id.in_(list(snapshots)), Cycle.period.in_({p for _, p in wanted}))
-    ).all()
-    for cycle in cycles:
-        if (cycle.retainer_id, cycle.period) in wanted:
-            snapshots[cycle.retainer_id].cycle = cycle
+    for retainer_id, role, name in conn.execute(_MEMBERS, {"ids": ids}):
+        snapshots[retainer_id].people.setdefault(role, []).append(name)
+
+    periods = list({str(s.period) for s in snapshots.values()})
+    for cycle in session.scalars(_CYCLES, {"ids": ids, "periods": periods}):
+        snapshot = snapshots[cycle.retainer_id]
+        if cycle.period == str(snapshot.period):
+            snapshot.cycle = cycle
     by_cycle = {s.cycle.id: s for s in snapshots.values() if s.cycle is not None}
     if not by_cycle:
-        return [snapshots[r] for r in retainer_ids if r in snapshots]
+        return list(snapshots.values())
+    cycles = list(by_cycle)
 
-    tasks = session.scalars(
-        select(Task)
-        .where(Task.cycle_id.in_(list(by_cycle)))
-        .options(selectinload(Task.owner))
-        .order_by(Task.due_on.is_(None), Task.due_on, Task.id)
-    ).all()
     titles: dict[int, str] = {}
-    for task in tasks:
-        titles[task.id] = task.title
+    cycle_of: dict[int, int] = {}
+    for task in conn.execute(_TASKS, {"cycles": cycles}):
+        titles[task.id], cycle_of[task.id] = task.title, task.cycle_id
         by_cycle[task.cycle_id].tasks.append(
             TaskLine(
                 id=task.id,
@@ -145,45 +199,26 @@ def load_snapshots(
                 status=task.status.value,
                 done=task.status.done,
                 due_on=task.due_on,
-                owner=task.owner.name if task.owner else None,
+                owner=task.owner,
                 carried_over=task.carried_over_from_id is not None,
                 out_of_scope=task.out_of_scope,
             )
         )
 
-    for cycle_id, minutes in session.execute(
-        select(TimeEntry.cycle_id, func.sum(TimeEntry.minutes))
-        .where(TimeEntry.cycle_id.in_(list(by_cycle)))
-        .group_by(TimeEntry.cycle_id)
-    ):
+    for cycle_id, minutes in conn.execute(_MINUTES, {"cycles": cycles}):
         by_cycle[cycle_id].minutes_used = int(minutes or 0)
 
-    for order in session.execute(
-        select(
-            ChangeOrder.cycle_id,
-            ChangeOrder.agreed_on,
-            ChangeOrder.extra_minutes,
-            ChangeOrder.extra_deliverables,
-            ChangeOrder.note,
-        )
-        .where(ChangeOrder.cycle_id.in_(list(by_cycle)))
-        .order_by(ChangeOrder.agreed_on, ChangeOrder.id)
-    ):
+    for order in conn.execute(_CHANGES, {"cycles": cycles}):
         snapshot = by_cycle[order.cycle_id]
         snapshot.extra_minutes += order.extra_minutes
         snapshot.changes.append(
             ScopeChange(order.agreed_on, order.extra_minutes, order.extra_deliverables, order.note)
         )
 
-    pending: defaultdict[int, list[PendingApproval]] = defaultdict(list)
-    for request_task, cycle_id, created_at in session.execute(
-        select(ApprovalRequest.task_id, Task.cycle_id, ApprovalRequest.created_at)
-        .join(Task, Task.id == ApprovalRequest.task_id)
-        .where(Task.cycle_id.in_(list(by_cycle)), ApprovalRequest.state == ApprovalState.PENDING)
-        .order_by(ApprovalRequest.created_at)
-    ):
-        pending[cycle_id].append(PendingApproval(request_task, titles.get(request_task, "?"), created_at))
-    for cycle_id, items in pending.items():
-        by_cycle[cycle_id].pending = items
+    if titles:
+        for task_id, state, created_at in conn.execute(_APPROVALS, {"tasks": list(titles)}):
+            if state is ApprovalState.PENDING:
+                pending = PendingApproval(task_id, titles[task_id], created_at)
+                by_cycle[cycle_of[task_id]].pending.append(pending)
 
-    return [snapshots[r] for r in retainer_ids if r in snapshots]
+    return list(snapshots.values())
