@@ -508,32 +508,3 @@ class Delivery(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
-
-class TeamsConversation(Base):
-    """A Microsoft Teams conversation the bot can speak in (a channel, a group chat or a 1:1 chat) and
-    its Bot Framework conversation reference, stored when the app is installed there or first spoken
-    to, so that proactive posts survive restarts (DESIGN §4)."""
-
-    __tablename__ = "teams_conversation"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    # A channel's own id (never a thread's "…;messageid=…"), a group chat's or a 1:1 chat's.
-    conversation_id: Mapped[str] = mapped_column(String(512), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "channel", "groupChat" or "personal"
-    tenant_id: Mapped[str | None] = mapped_column(String(64))
-    service_url: Mapped[str] = mapped_column(String(500))
-    user_aad_id: Mapped[str | None] = mapped_column(String(64), index=True)  # a 1:1 chat: with whom
-    reference: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the serialized reference
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
-class TeamsUser(Base):
-    """What Teams said about one of its users: the Bot Framework id that mentions and 1:1 chats need,
-    and their tenant. People are matched to it by `Person.teams_aad_id` (or, once, by email)."""
-
-    __tablename__ = "teams_user"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    aad_object_id: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[str] = mapped_column(String(200))  # "29:…"
-    tenant_id: Mapped[str | None] = mapped_column(String(64))
-    name: Mapped[str | None] = mapped_column(String(200))
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
