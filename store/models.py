@@ -507,4 +507,3 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
-
