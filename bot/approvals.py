@@ -21,8 +21,8 @@ from bot.feedback import (
     Post,
     choose_task,
     client_channel,
-    load_capture,
     new_task,
+    open_submission,
     people_to_tell,
     platform_id,
     quote,
@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 APPROVE_ACTION = "approval_approve"
 CHANGES_ACTION = "approval_changes"
 MAX_REASON = 2000
-MAX_NOTE = 1000
 RETRY_AFTER = dt.timedelta(minutes=10)  # a card still out of date this long is retried by the tick
 
 
@@ -317,14 +316,10 @@ class Approvals:
     ) -> Requested | Invalid | Duplicate:
         now = self.clock.now()
         with unit_of_work(self.sessions, write=True) as session:
-            capture = load_capture(session, state, user_id)
-            if capture is None or capture.purpose != "approval":
-                return Invalid({"task": "This form has expired; use the shortcut on the message again."})
-            if capture.used_at is not None:
-                return Duplicate()
-            note = " ".join(str(values.get("note") or "").split()) or None
-            if note and len(note) > MAX_NOTE:
-                return Invalid({"note": f"Keep the note under {MAX_NOTE} characters."})
+            opened = open_submission(session, state, user_id, "approval", values)
+            if isinstance(opened, Invalid | Duplicate):
+                return opened
+            capture, note = opened
             retainer = session.get_one(Retainer, capture.retainer_id)
             approver_ids = self._approvers(session, retainer, values.get("approvers"))
             if isinstance(approver_ids, Invalid):

@@ -189,6 +189,21 @@ def load_capture(session: Session, state: str, user_id: str) -> MessageCapture |
     return capture
 
 
+def open_submission(
+    session: Session, state: str, user_id: str, purpose: str, values: dict[str, object]
+) -> tuple[MessageCapture, str | None] | Invalid | Duplicate:
+    """The submitter's unused capture behind a feedback or approval form, and its tidied note."""
+    capture = load_capture(session, state, user_id)
+    if capture is None or capture.purpose != purpose:
+        return Invalid({"task": "This form has expired; use the shortcut on the message again."})
+    if capture.used_at is not None:
+        return Duplicate()
+    note = " ".join(str(values.get("note") or "").split()) or None
+    if note and len(note) > MAX_NOTE:
+        return Invalid({"note": f"Keep the note under {MAX_NOTE} characters."})
+    return capture, note
+
+
 def choose_task(session: Session, capture: MessageCapture, values: dict[str, object]) -> Task | str | Invalid:
     """The existing task a submitted form names, or the title of the new task it asks for."""
     chosen = str(values.get("task") or "")
@@ -389,14 +404,10 @@ class Intake:
         """Store the feedback a submitted form describes; what to post once it is stored."""
         now = self.clock.now()
         with unit_of_work(self.sessions, write=True) as session:
-            capture = load_capture(session, state, user_id)
-            if capture is None or capture.purpose != "feedback":
-                return Invalid({"task": "This form has expired; use the shortcut on the message again."})
-            if capture.used_at is not None:
-                return Duplicate()
-            note = " ".join(str(values.get("note") or "").split()) or None
-            if note and len(note) > MAX_NOTE:
-                return Invalid({"note": f"Keep the note under {MAX_NOTE} characters."})
+            opened = open_submission(session, state, user_id, "feedback", values)
+            if isinstance(opened, Invalid | Duplicate):
+                return opened
+            capture, note = opened
             choice = choose_task(session, capture, values)
             if isinstance(choice, Invalid):
                 return choice
