@@ -20,12 +20,15 @@ from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.core import Core
 from bot.deliveries import Outbox, OutboxSettings
-from bot.messenger import Messenger
+from bot.messenger import Messenger, Switchboard
 from bot.scheduled import RhythmSettings, ScheduledPosts
+from bot.watch import HealthWatch, WatchSettings
 from handlers.server import build_web_app
 from handlers.slack import build_app
+from handlers.slack.home import SlackHomes
 from handlers.slack.outbox import ChannelMessenger
 from handlers.slack.workspace import Workspace, authenticate, make_client
+from handlers.teams import Teams, build_teams, describe
 from sandbox.slack_api import SlackSandbox
 from scheduler.clock import RhythmClock
 from store.db import check_up_to_date, make_engine, make_sessionmaker
@@ -53,6 +56,9 @@ class Runtime:
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "retainer"))
     rhythm: ScheduledPosts | None = None
     clock_job: RhythmClock | None = None
+    watch: HealthWatch | None = None  # the daily health scan, escalation DMs, home tab refreshes
+    teams: Teams | None = None
+    switchboard: Messenger | None = None  # each message to the platform its conversation is on
 
     def start_scheduler(self) -> RhythmClock:
         """The in-process clock: asks the rhythm what is due every RETAINER_SCHEDULER_INTERVAL s."""
@@ -60,10 +66,13 @@ class Runtime:
         return self.clock_job
 
     def tick(self) -> None:
-        """One scheduler tick: the rhythm's due posts, then approval cards whose update did not land."""
+        """One scheduler tick: the rhythm's due posts, the daily health scan with its escalation DMs and
+        home tab refreshes, then approval cards whose update did not land."""
         assert self.rhythm is not None
         self.rhythm.run_due()
-        self.core.approvals.retry_stale_cards(self.messengers["slack"])
+        if self.watch is not None:
+            self.watch.run_due()
+        self.core.approvals.retry_stale_cards(self.switchboard or self.messengers["slack"])
 
     def health(self) -> dict[str, object]:
         try:
@@ -82,6 +91,8 @@ class Runtime:
         if self.slack_app is not None:
             # Lazy listeners (decisions, channel set-up) finish before the database goes away.
             self.slack_app.listener_runner.listener_executor.shutdown(wait=True)
+        if self.teams is not None:
+            self.teams.close()
         if self.sandbox is not None:
             self.sandbox.stop()
         self.engine.dispose()
@@ -119,9 +130,12 @@ def build_runtime(
         slack_app=slack,
         sandbox=sandbox,
     )
-    runtime.web = build_web_app(slack, runtime.health, runtime.executor)
     # Joins a public channel it was linked to but not invited into, instead of failing the post.
     runtime.messengers["slack"] = ChannelMessenger(client)
+    runtime.switchboard = Switchboard(sessions, runtime.messengers)
+    runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
+    runtime.messengers["teams"] = runtime.teams.messenger
+    runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle)
     outbox = Outbox(
         sessions,
         clock,
@@ -140,6 +154,14 @@ def build_runtime(
             grace=dt.timedelta(hours=settings.retainer_rhythm_grace_hours),
             reminder_after_business_days=settings.retainer_reminder_after_business_days,
         ),
+    )
+    runtime.watch = HealthWatch(
+        sessions,
+        clock,
+        outbox,
+        WatchSettings(hour=settings.retainer_rhythm_hour),
+        dashboard=core.dashboard,
+        homes={"slack": SlackHomes(client)},
     )
     return runtime
 
@@ -203,6 +225,8 @@ def serve(settings: Settings, host: str, port: int, *, scheduler: bool = True) -
 
         start_socket_mode(runtime, settings.slack_app_token)
     log.info("serving Slack on http://%s:%s/slack/events and health on /healthz", host, port)
+    if runtime.teams is not None:
+        (log.info if runtime.teams.authenticated else log.warning)(describe(runtime.teams))
     if scheduler:
         runtime.start_scheduler()
         log.info("scheduler on: asking what is due every %s s", settings.retainer_scheduler_interval)

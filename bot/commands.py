@@ -13,9 +13,11 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
+from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
 from bot.cycles import open_cycle
-from bot.health import assess
+from bot.dashboard import load_rows
+from bot.health import DEFAULT_THRESHOLDS, assess
 from bot.lookup import find_client, name_key
 from bot.onboarding import new_retainer_form
 from bot.parsing import (
@@ -40,6 +42,7 @@ from store.models import (
     Retainer,
     RetainerMember,
     Role,
+    Stage,
     Task,
     TaskStatus,
     TimeEntry,
@@ -54,6 +57,7 @@ USAGE = {
     "report": "/retainer report <client> [YYYY-MM]",
     "link": "/retainer link <client>",
     "new": "/retainer new <client>",
+    "brief": "/retainer brief <client>",
 }
 INTERNAL_HELP = [
     ("status [client]", "hours, deliverables, approvals and health"),
@@ -62,6 +66,7 @@ INTERNAL_HELP = [
     ("task add <client> <title> [due] [@owner]", "add a deliverable to this month"),
     ("task done <id>", "mark a deliverable delivered"),
     ("report <client> [YYYY-MM]", "the monthly report"),
+    ("brief <client>", "before a client meeting: delivered, waiting, hours, feedback, risks, talking points"),
     ("new <client>", "create a retainer and its shared channel"),
     ("link <client>", "bind this channel to the client's retainer"),
     ("help", "this list"),
@@ -225,38 +230,33 @@ def _report(call: Call, tokens: list[str]) -> Reply:
 
 
 def _list(call: Call, tokens: list[str]) -> Reply:
+    """Accounts ranked by attention, the same way the home tab ranks them (bot/dashboard.py)."""
     call.internal_only("The account list")
     scope = " ".join(tokens).lower()
     if scope not in ("", "all", "mine"):
         raise CommandError(f"`list` takes nothing or `all`, not “{scope}”.", USAGE["list"])
+    retainers = select(Retainer.id).where(Retainer.stage != Stage.ENDED)
     if scope == "all":
         if not call.viewer.is_director:
             raise CommandError("`list all` is for directors; `/retainer list` shows your accounts.")
-        ids = list(call.session.scalars(select(Retainer.id).order_by(Retainer.id)))
         title = "All accounts"
     else:
-        ids = []
-        if call.viewer.person_id is not None:
-            ids = list(
-                call.session.scalars(
-                    select(RetainerMember.retainer_id)
-                    .where(RetainerMember.person_id == call.viewer.person_id)
-                    .distinct()
-                )
-            )
+        person = call.viewer.person_id if call.viewer.person_id is not None else -1
+        mine = select(RetainerMember.retainer_id).where(RetainerMember.person_id == person)
+        retainers = retainers.where(Retainer.id.in_(mine))
         title = "Your accounts"
-    snapshots = load_snapshots(call.session, ids, call.request.now)
-    rows = [(s, assess(s)) for s in snapshots if s.retainer.stage.value != "ended"]
-    rows.sort(
-        key=lambda row: (
-            -row[1].level,
-            -(row[0].minutes_used / max(row[0].minutes_allocated, 1)),
-            row[0].client_name,
-        )
-    )
-    return portfolio(
-        title, rows, "You have no accounts yet. Directors can see every account with `list all`."
-    )
+    rows = load_rows(call.session, retainers, call.request.now, DEFAULT_THRESHOLDS)
+    empty = "You have no accounts yet. Directors can see every account with `list all`."
+    return portfolio(title, rows, empty, with_am=scope == "all")
+
+
+def _brief(call: Call, tokens: list[str]) -> Reply:
+    """A pre-meeting brief on one client (bot/brief.py)."""
+    call.internal_only("The brief")
+    retainer, rest = call.client_retainer(tokens, USAGE["brief"])
+    if rest:
+        raise call.unknown(" ".join(tokens))
+    return brief(call.session, retainer.id, call.request.now)
 
 
 def _log(call: Call, tokens: list[str]) -> Reply:
@@ -422,12 +422,9 @@ def _link(call: Call, tokens: list[str]) -> Reply:
         raise CommandError(
             f"This channel is bound to {bound.client.name}; a channel belongs to one retainer only."
         )
+    # A retainer has one client channel, on whichever platform: linking one on Teams moves it there.
     previous = call.session.scalars(
-        select(Channel).where(
-            Channel.retainer_id == retainer.id,
-            Channel.kind == ChannelKind.CLIENT,
-            Channel.platform == platform,
-        )
+        select(Channel).where(Channel.retainer_id == retainer.id, Channel.kind == ChannelKind.CLIENT)
     ).first()
     if previous is not None:
         call.session.delete(previous)
@@ -490,4 +487,5 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
     "report": _report,
     "link": _link,
     "new": _new,
+    "brief": _brief,
 }

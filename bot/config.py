@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_TEAMS_SERVICE_URL = "https://smba.trafficmanager.net/teams/"
+GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 class SettingsError(Exception):
@@ -37,6 +39,14 @@ class Settings(BaseSettings):
     retainer_reminder_after_business_days: int = Field(2, ge=0)
     retainer_scheduler_interval: float = Field(60.0, gt=0)
     retainer_posts_per_second: float = Field(20.0, gt=0)
+    # Microsoft Teams through Bot Framework. Without an app id, /api/messages takes unauthenticated
+    # requests (local development against a Bot Connector stand-in) and says so at start-up.
+    microsoft_app_id: str | None = None
+    microsoft_app_password: str | None = None
+    microsoft_app_tenant_id: str | None = None  # the bot's own tenant (single-tenant registrations)
+    microsoft_app_type: str | None = None  # MultiTenant or SingleTenant; default: by the tenant id
+    teams_tenant_id: str | None = None  # the agency's Microsoft 365 tenant: who is internal
+    teams_service_url: str = DEFAULT_TEAMS_SERVICE_URL  # for 1:1 chats nobody has started yet
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -84,6 +94,54 @@ class Settings(BaseSettings):
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, not {backend}")
         return value
+
+    @field_validator("microsoft_app_id", "microsoft_app_tenant_id", "teams_tenant_id")
+    @classmethod
+    def _guid(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not GUID.match(value):
+            name = str(info.field_name).upper()
+            raise ValueError(f"{name} must be a GUID like 00000000-0000-0000-0000-000000000000")
+        return value
+
+    @field_validator("microsoft_app_type")
+    @classmethod
+    def _app_type(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() not in ("multitenant", "singletenant"):
+            raise ValueError(f"MICROSOFT_APP_TYPE must be MultiTenant or SingleTenant, not “{value}”")
+        return value
+
+    @field_validator("teams_service_url")
+    @classmethod
+    def _service_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError(f"TEAMS_SERVICE_URL must be an http(s) URL, not “{value}”")
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _teams(self) -> Settings:
+        if self.microsoft_app_id and not self.microsoft_app_password:
+            raise ValueError("MICROSOFT_APP_PASSWORD is required with MICROSOFT_APP_ID")
+        if self.microsoft_app_password and not self.microsoft_app_id:
+            raise ValueError("MICROSOFT_APP_PASSWORD needs MICROSOFT_APP_ID too")
+        if self.teams_app_type == "SingleTenant" and not self.microsoft_app_tenant_id:
+            raise ValueError("MICROSOFT_APP_TENANT_ID is required for a SingleTenant bot")
+        return self
+
+    @property
+    def teams_app_type(self) -> str:
+        if self.microsoft_app_type:
+            return "SingleTenant" if self.microsoft_app_type.lower() == "singletenant" else "MultiTenant"
+        return "SingleTenant" if self.microsoft_app_tenant_id else "MultiTenant"
+
+    @property
+    def teams_authenticated(self) -> bool:
+        """Bot Framework tokens are checked on /api/messages (an app id is configured)."""
+        return self.microsoft_app_id is not None
+
+    @property
+    def agency_tenant(self) -> str | None:
+        """The agency's own Microsoft 365 tenant: Teams users from anywhere else are external."""
+        return self.teams_tenant_id or self.microsoft_app_tenant_id
 
     @model_validator(mode="after")
     def _pairs(self) -> Settings:

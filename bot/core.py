@@ -13,6 +13,9 @@ from bot import commands
 from bot.access import Viewer, resolve_viewer
 from bot.approvals import Approvals
 from bot.clock import Clock
+from bot.dashboard import Dashboard
+from bot.engagement import Engagement
+from bot.escalations import Escalations
 from bot.feedback import Intake
 from bot.onboarding import Onboarding
 from bot.people import People
@@ -33,6 +36,9 @@ class Core:
         self.intake = Intake(sessions, clock)
         self.approvals = Approvals(sessions, clock)
         self.onboarding = Onboarding(sessions, clock)
+        self.dashboard = Dashboard(sessions, clock)
+        self.escalations = Escalations(sessions, clock)
+        self.engagement = Engagement(sessions, clock)
 
     def command(
         self,

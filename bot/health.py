@@ -1,11 +1,18 @@
-"""Account health that explains itself: green / amber / red, each reason with its numbers."""
+"""Account health that explains itself: green / amber / red with every reason and its numbers, as a pure
+function of a retainer's recent history (`History`, loaded in bulk by `bot/history.py`). No I/O here.
+
+Every reason names its signal (`key`), so an escalation can tell a new signal, or one that crossed into
+a higher band, from one the director has already been told about."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import IntEnum
 
-from bot.calendar import business_days_between
+from bot.calendar import business_days_between, elapsed_fraction, local_today
+from bot.parsing import month_name
 from bot.snapshot import Snapshot
 
 
@@ -21,19 +28,53 @@ class Level(IntEnum):
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Where each signal starts to matter; one object so they are documented and tuned in one place."""
+    """Where each signal starts to matter, in one place (documented in the README, "Health thresholds").
 
-    burn_ahead_amber: float = 0.15  # hours used ahead of month elapsed, in points of allocation
+    Shares are fractions (0.15 = 15 points or 15 %); days are calendar days unless they say business."""
+
+    # Hours: used share of the allocation ahead of the share of the month gone; over 100 % is red.
+    burn_ahead_amber: float = 0.15
     burn_ahead_red: float = 0.30
+    # Over allocation this many cycles in a row (the current one counts once it is over): restructure.
+    restructure_after_cycles: int = 3
+    # Scope creep: deliverables per month of a baseline category, averaged over the last cycles, above
+    # the baseline by this share, not covered by a change order.
+    scope_window_cycles: int = 3
+    scope_creep_amber: float = 0.25
+    scope_creep_red: float = 0.50
+    # Approvals waiting on the client.
     approval_overdue_business_days: int = 3
     approval_overdue_red_business_days: int = 6
+    # Changes requested on a rising share of decisions: the last cycles against the ones before.
+    changes_recent_cycles: int = 2
+    changes_earlier_cycles: int = 3
+    changes_min_decisions: int = 4  # in each window, or the ratio says nothing
+    changes_rise_amber: float = 0.20
+    changes_rise_red: float = 0.40
+    # Engagement: the client side's messages in the shared channel, the recent days against their own
+    # average over the days before.
+    engagement_recent_days: int = 14
+    engagement_baseline_days: int = 56
+    engagement_min_messages: int = 8  # over the baseline days, or there is no habit to fall from
+    engagement_drop_amber: float = 0.50
+    engagement_drop_red: float = 0.80
+    planning_unanswered_business_days: int = 3
+    # Renewal: within this many days the stage moves to `renewal`; amber or red then is a risk.
     renewal_window_days: int = 90
+    # Escalations: closed once the account has stayed out of red this many business days; "Snooze".
+    recover_after_business_days: int = 5
+    snooze_days: int = 7
+
+
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 @dataclass(frozen=True)
 class Reason:
     level: Level
     text: str
+    key: str = ""  # the signal: "burn", "scope_creep:blog_post", ...
+    hard: bool = False  # escalates on its own (restructure, renewal at risk)
 
 
 @dataclass(frozen=True)
@@ -41,39 +82,353 @@ class Health:
     level: Level
     reasons: tuple[Reason, ...]
 
+    @property
+    def signals(self) -> dict[str, Level]:
+        """Each amber or red signal with its level: what "worse" is measured against."""
+        found: dict[str, Level] = {}
+        for r in self.reasons:
+            if r.level >= Level.AMBER and r.key:
+                found[r.key] = max(r.level, found.get(r.key, Level.GREEN))
+        return found
 
-def assess(snapshot: Snapshot, thresholds: Thresholds = Thresholds()) -> Health:
-    """Health of the snapshot's cycle from what it holds; no I/O."""
-    reasons: list[Reason] = []
-    allocated = snapshot.minutes_allocated
-    if snapshot.cycle is not None and allocated > 0:
-        used, elapsed = snapshot.minutes_used / allocated, snapshot.elapsed
-        numbers = f"hours at {used:.0%} with {elapsed:.0%} of the month gone"
-        if used > 1:
-            reasons.append(Reason(Level.RED, f"over allocation: {numbers}"))
-        elif used - elapsed >= thresholds.burn_ahead_red:
-            reasons.append(Reason(Level.RED, numbers))
-        elif used - elapsed >= thresholds.burn_ahead_amber:
-            reasons.append(Reason(Level.AMBER, numbers))
+    @property
+    def escalates(self) -> bool:
+        """Red, or a hard trigger: the director hears about it."""
+        return self.level is Level.RED or any(r.hard for r in self.reasons)
 
-    country = snapshot.retainer.country
-    ages = [business_days_between(p.since.date(), snapshot.today, country) for p in snapshot.pending]
-    overdue = [a for a in ages if a >= thresholds.approval_overdue_business_days]
-    if overdue:
-        level = Level.RED if max(overdue) >= thresholds.approval_overdue_red_business_days else Level.AMBER
-        count = len(overdue)
-        reasons.append(
-            Reason(
-                level,
-                f"{count} approval{'s' if count != 1 else ''} waiting {max(overdue)} business days",
-            )
+    @property
+    def concerns(self) -> tuple[Reason, ...]:
+        return tuple(r for r in self.reasons if r.level > Level.GREEN)
+
+
+def attention(health: Health) -> tuple[int, int, int, int]:
+    """Sort key, most in need of attention first: level, hard triggers, red reasons, amber reasons."""
+    reds = sum(1 for r in health.reasons if r.level is Level.RED)
+    ambers = sum(1 for r in health.reasons if r.level is Level.AMBER)
+    return (-health.level, -sum(1 for r in health.reasons if r.hard), -reds, -ambers)
+
+
+# --- what the health reads ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CycleFacts:
+    """One cycle of a retainer, as the signals read it."""
+
+    period: str
+    starts_on: dt.date
+    ends_on: dt.date
+    minutes_used: int = 0
+    minutes_allocated: int = 0  # the monthly hours plus the cycle's change orders
+    asked: Mapping[str, int] = field(default_factory=dict)  # deliverables by category, no change order
+    extra_deliverables: int = 0  # change orders' deliverables not tied to a task: cover any category
+    delivered: int = 0
+    planned: int = 0  # the cycle's deliverables, without those carried over to the next one
+    approved: int = 0  # decisions on the cycle's deliverables
+    changes_requested: int = 0
+    planning_sent_on: dt.date | None = None  # the local day its planning post went out
+    priorities_confirmed: bool = False
+
+    @property
+    def used(self) -> float | None:
+        return self.minutes_used / self.minutes_allocated if self.minutes_allocated else None
+
+    @property
+    def over(self) -> bool:
+        return self.minutes_allocated > 0 and self.minutes_used > self.minutes_allocated
+
+
+@dataclass(frozen=True)
+class History:
+    """What a retainer's health is computed from: its trailing cycles (oldest first; the last is the
+    current one once it has begun), approvals waiting, the client side's messages and the term."""
+
+    retainer_id: int
+    today: dt.date
+    end_date: dt.date
+    country: str | None = None
+    baseline: Mapping[str, int] = field(default_factory=dict)
+    cycles: tuple[CycleFacts, ...] = ()
+    pending: tuple[dt.date, ...] = ()  # the local day each waiting approval was asked for
+    messages_recent: int | None = None  # client-side messages, last `engagement_recent_days` days
+    messages_before: int | None = None  # ... in the `engagement_baseline_days` before those
+
+    @property
+    def current(self) -> CycleFacts | None:
+        if self.cycles and self.cycles[-1].starts_on <= self.today:
+            return self.cycles[-1]
+        return None
+
+
+def assess(
+    snapshot: Snapshot, thresholds: Thresholds = DEFAULT_THRESHOLDS, history: History | None = None
+) -> Health:
+    """Health of a snapshot's retainer: the full set of signals from `history` when given, else the
+    ones the snapshot's own cycle shows (hours, approvals, renewal)."""
+    return assess_history(history or history_of(snapshot), thresholds)
+
+
+def history_of(s: Snapshot) -> History:
+    """The part of a retainer's history one snapshot holds: its cycle and what waits in it."""
+    cycles: tuple[CycleFacts, ...] = ()
+    if s.cycle is not None:
+        cycles = (
+            CycleFacts(
+                s.cycle.period,
+                s.cycle.starts_on,
+                s.cycle.ends_on,
+                minutes_used=s.minutes_used,
+                minutes_allocated=s.minutes_allocated,
+                delivered=len(s.done),
+                planned=sum(1 for t in s.tasks if t.status != "carried_over"),
+            ),
         )
+    zone = s.retainer.timezone
+    return History(
+        s.retainer.id,
+        s.today,
+        s.retainer.end_date,
+        s.retainer.country,
+        cycles=cycles,
+        pending=tuple(local_today(p.since, zone) for p in s.pending),
+    )
 
-    days_left = (snapshot.retainer.end_date - snapshot.today).days
+
+def assess_history(h: History, t: Thresholds = DEFAULT_THRESHOLDS) -> Health:
+    reasons = [
+        *_hours(h, t),
+        *_restructure(h, t),
+        *_scope_creep(h, t),
+        *_approvals(h, t),
+        *_changes(h, t),
+        *_engagement(h, t),
+        *_planning(h, t),
+    ]
+    reasons += _renewal(h, t, max((r.level for r in reasons), default=Level.GREEN))
     worst = max((r.level for r in reasons), default=Level.GREEN)
-    if 0 <= days_left <= thresholds.renewal_window_days:
-        at_risk = worst >= Level.AMBER
-        text = f"renews in {days_left} days" + (" and the account is not healthy" if at_risk else "")
-        reasons.append(Reason(Level.RED if at_risk else Level.GREEN, text))
-        worst = max(worst, reasons[-1].level)
-    return Health(worst, tuple(sorted(reasons, key=lambda r: -r.level)))
+    ordered = sorted(reasons, key=lambda r: (-r.level, not r.hard))
+    return Health(worst, tuple(ordered))
+
+
+# --- the signals ----------------------------------------------------------------------------------
+
+
+def _share(value: float) -> float:
+    """A share rounded past float noise, so that 0.3 - 0.1 meets a threshold of 0.2 as it should."""
+    return round(value, 9)
+
+
+def _hours(h: History, t: Thresholds) -> list[Reason]:
+    c = h.current
+    if c is None or c.used is None:
+        return []
+    used, elapsed = c.used, elapsed_fraction(h.today, c.starts_on, c.ends_on)
+    numbers = f"hours at {used:.0%} with {elapsed:.0%} of the month gone"
+    ahead = _share(used - elapsed)
+    if used > 1:
+        return [Reason(Level.RED, f"over allocation: {numbers}", "over_allocation")]
+    if ahead >= t.burn_ahead_red:
+        return [Reason(Level.RED, numbers, "burn")]
+    if ahead >= t.burn_ahead_amber:
+        return [Reason(Level.AMBER, numbers, "burn")]
+    return []
+
+
+def over_allocation_streak(h: History) -> list[CycleFacts]:
+    """The cycles over allocation in a row up to now, oldest first: the finished ones before the
+    current cycle, and the current one once it is over too."""
+    c = h.current
+    earlier = [x for x in h.cycles if x is not c and x.ends_on < h.today]
+    streak: list[CycleFacts] = [c] if c is not None and c.over else []
+    for cycle in reversed(earlier):
+        if not cycle.over:
+            break
+        streak.append(cycle)
+    return streak[::-1]
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _restructure(h: History, t: Thresholds) -> list[Reason]:
+    streak = over_allocation_streak(h)
+    n = len(streak)
+    if n < 2:
+        return []
+    months = f"{month_name(streak[0].period)} to {month_name(streak[-1].period)}"
+    if n >= t.restructure_after_cycles:
+        text = f"{ordinal(n)} month over allocation in a row ({months}): time to restructure the retainer"
+        return [Reason(Level.RED, text, "restructure", hard=True)]
+    return [Reason(Level.AMBER, f"{n} months over allocation in a row ({months})", "restructure")]
+
+
+def _per_month(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+
+
+def category_label(category: str) -> str:
+    return category.replace("_", " ")
+
+
+def _scope_creep(h: History, t: Thresholds) -> list[Reason]:
+    window = h.cycles[-t.scope_window_cycles :] if t.scope_window_cycles > 0 else ()
+    baseline = {c: n for c, n in h.baseline.items() if n > 0}
+    if not window or not baseline:
+        return []
+    totals = dict.fromkeys(baseline, 0)
+    for cycle in window:
+        excess = {c: max(0, cycle.asked.get(c, 0) - n) for c, n in baseline.items()}
+        cover = cycle.extra_deliverables  # a change order's deliverables not tied to a task
+        for c in sorted(excess, key=lambda c: (-excess[c], c)):
+            taken = min(cover, excess[c])
+            excess[c] -= taken
+            cover -= taken
+        for c, n in baseline.items():
+            totals[c] += min(cycle.asked.get(c, 0), n) + excess[c]
+    reasons = []
+    for c, n in sorted(baseline.items()):
+        per_month = totals[c] / len(window)
+        if per_month <= n:
+            continue
+        over = _share(per_month / n - 1)
+        level = (
+            Level.RED
+            if over >= t.scope_creep_red
+            else Level.AMBER
+            if over >= t.scope_creep_amber
+            else Level.GREEN
+        )
+        if level is Level.GREEN:
+            continue
+        months = f"the last {len(window)} months" if len(window) > 1 else "this month"
+        text = (
+            f"{category_label(c)}: {_per_month(per_month)} deliverables a month over {months} vs. "
+            f"a baseline of {n}, no change order"
+        )
+        reasons.append(Reason(level, text, f"scope_creep:{c}"))
+    return reasons
+
+
+def _approvals(h: History, t: Thresholds) -> list[Reason]:
+    ages = [business_days_between(day, h.today, h.country) for day in h.pending]
+    overdue = [a for a in ages if a >= t.approval_overdue_business_days]
+    if not overdue:
+        return []
+    level = Level.RED if max(overdue) >= t.approval_overdue_red_business_days else Level.AMBER
+    count = len(overdue)
+    text = f"{count} approval{'s' if count != 1 else ''} waiting {max(overdue)} business days"
+    return [Reason(level, text, "approvals_overdue")]
+
+
+def _changes(h: History, t: Thresholds) -> list[Reason]:
+    k, e = t.changes_recent_cycles, t.changes_earlier_cycles
+    recent, earlier = h.cycles[-k:] if k else (), h.cycles[-(k + e) : -k] if k else ()
+    r_changes = sum(c.changes_requested for c in recent)
+    r_all = r_changes + sum(c.approved for c in recent)
+    e_changes = sum(c.changes_requested for c in earlier)
+    e_all = e_changes + sum(c.approved for c in earlier)
+    if r_all < t.changes_min_decisions or e_all < t.changes_min_decisions:
+        return []
+    now, before = r_changes / r_all, e_changes / e_all
+    rise = _share(now - before)
+    if rise < t.changes_rise_amber:
+        return []
+    level = Level.RED if rise >= t.changes_rise_red else Level.AMBER
+    text = (
+        f"changes requested on {now:.0%} of decisions over the last {len(recent)} months "
+        f"({r_changes} of {r_all}), up from {before:.0%} before"
+    )
+    return [Reason(level, text, "changes_ratio")]
+
+
+def _engagement(h: History, t: Thresholds) -> list[Reason]:
+    if h.messages_recent is None or h.messages_before is None:
+        return []
+    if h.messages_before < t.engagement_min_messages or t.engagement_baseline_days <= 0:
+        return []
+    usual = h.messages_before * t.engagement_recent_days / t.engagement_baseline_days
+    drop = _share(1 - h.messages_recent / usual)
+    if drop < t.engagement_drop_amber:
+        return []
+    level = Level.RED if drop >= t.engagement_drop_red else Level.AMBER
+    text = (
+        f"client messages down {drop:.0%} vs. the previous {_span(t.engagement_baseline_days)} "
+        f"({h.messages_recent} in the last {_span(t.engagement_recent_days)}, "
+        f"{_per_month(round(usual, 1))} usually)"
+    )
+    return [Reason(level, text, "engagement")]
+
+
+def _span(days: int) -> str:
+    return f"{days // 7} weeks" if days % 7 == 0 and days >= 14 else f"{days} days"
+
+
+def _planning(h: History, t: Thresholds) -> list[Reason]:
+    c = h.current
+    if c is None or c.planning_sent_on is None or c.priorities_confirmed:
+        return []
+    days = business_days_between(c.planning_sent_on, h.today, h.country)
+    if days < t.planning_unanswered_business_days:
+        return []
+    text = f"planning post unanswered for {days} business days: priorities not confirmed"
+    return [Reason(Level.AMBER, text, "planning_unanswered")]
+
+
+def _renewal(h: History, t: Thresholds, worst: Level) -> list[Reason]:
+    days_left = (h.end_date - h.today).days
+    if days_left < 0:
+        text = f"the term ended {-days_left} days ago ({h.end_date:%b %-d}): renew or end the retainer"
+        return [Reason(Level.AMBER, text, "term_ended")]
+    if days_left > t.renewal_window_days:
+        return []
+    if worst >= Level.AMBER:
+        text = f"renews in {days_left} days and the account is {worst.label}: renewal at risk"
+        return [Reason(Level.RED, text, "renewal_at_risk", hard=True)]
+    return [Reason(Level.GREEN, f"renews in {days_left} days", "renewal")]
+
+
+def in_renewal_window(h: History, t: Thresholds = DEFAULT_THRESHOLDS) -> bool:
+    return 0 <= (h.end_date - h.today).days <= t.renewal_window_days
+
+
+# --- what to do about it --------------------------------------------------------------------------
+
+INTERVENTIONS = {
+    "restructure": "Restructure the retainer: hours and scope no longer match the work it takes",
+    "over_allocation": "Change order proposal: agree the extra hours with the client, or pause the extras",
+    "burn": "Scope review: agree with the client what can wait before the month's hours run out",
+    "scope_creep": "Change order proposal for the extra deliverables, or hold the line at the baseline",
+    "approvals_overdue": "Chase approvals: ask the client's approvers for a decision, or book a short call",
+    "planning_unanswered": "Chase the month's priorities: a short call to confirm the plan",
+    "changes_ratio": "Quality review: go through the recent change requests with the team, tighten briefs",
+    "engagement": "Check in with the client: a call to hear how it is going, before they go quiet for good",
+    "renewal_at_risk": "Renewal conversation now, with a plan for the issues above",
+    "term_ended": "Renewal conversation: the term has ended",
+}
+
+
+def recommended(health: Health, limit: int = 3) -> list[str]:
+    """Interventions for the account's concerns, the most pressing first."""
+    found: list[str] = []
+    for r in health.concerns:
+        text = INTERVENTIONS.get(r.key.split(":")[0])
+        if text and text not in found:
+            found.append(text)
+    return found[:limit]
+
+
+def trend(h: History, cycles: int = 3) -> list[str]:
+    """The last cycles in numbers, oldest first: hours against allocation, deliverables, decisions."""
+    lines = []
+    for c in h.cycles[-cycles:]:
+        bits = [month_name(c.period) + (" (so far)" if c is h.current and h.today <= c.ends_on else "")]
+        if c.used is not None:
+            bits.append(f"hours {c.used:.0%} of allocation")
+        bits.append(f"{c.delivered} of {c.planned} delivered")
+        decisions = c.approved + c.changes_requested
+        if decisions:
+            bits.append(f"changes requested on {c.changes_requested} of {decisions} decisions")
+        lines.append(" · ".join(bits))
+    return lines

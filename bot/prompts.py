@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from bot.access import Viewer, channel_binding
 from bot.calendar import Period, business_days_between, local_today
-from bot.health import Health, Level, assess
+from bot.escalations import ESCALATION_KINDS, escalation_posts
+from bot.health import Health, History, Level, assess
+from bot.history import load_accounts
 from bot.parsing import format_hours, month_name
 from bot.replies import (
     Actions,
@@ -405,12 +407,20 @@ def write(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[str,
         ids = sorted({w.retainer_id for w in group if w.retainer_id is not None})
         snapshots = {s.retainer.id: s for s in load_snapshots(session, ids, now, Period.parse(period))}
         confirmers = _confirmers(session, [s.cycle for s in snapshots.values() if s.cycle is not None])
+        # The team's posts of the month under way show the account's full health, as the dashboard does.
+        histories: dict[int, History] = {}
+        if any(w.kind in (PostKind.KICKOFF, PostKind.CHECKPOINT) for w in group):
+            for a in load_accounts(session, ids, now):
+                if a.history.current is not None and a.history.current.period == period:
+                    histories[a.retainer_id] = a.history
         for w in group:
             s = snapshots.get(w.retainer_id or 0)
             if s is None or s.cycle is None:
                 out[w.key] = Written(None, f"no cycle for {period}")
                 continue
-            out[w.key] = Written(_cycle_post(w.kind, s, confirmers.get(s.cycle.id)))
+            out[w.key] = Written(
+                _cycle_post(w.kind, s, confirmers.get(s.cycle.id), histories.get(s.retainer.id))
+            )
     reminders = [w for w in wanted if w.kind is PostKind.REMINDER]
     if reminders:
         out |= _reminders(session, reminders, now)
@@ -420,17 +430,23 @@ def write(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[str,
     for w in wanted:
         if w.kind is PostKind.CHANNEL_GONE:
             out[w.key] = _channel_gone(session, w)
+    escalations = [(w.key, w.kind) for w in wanted if w.kind in ESCALATION_KINDS]
+    if escalations:
+        for key, content in escalation_posts(session, escalations, now).items():
+            out[key] = Written(content) if isinstance(content, Reply) else Written(None, content)
     return out
 
 
-def _cycle_post(kind: PostKind, s: Snapshot, confirmed_by: str | None) -> Reply:
+def _cycle_post(
+    kind: PostKind, s: Snapshot, confirmed_by: str | None, history: History | None = None
+) -> Reply:
     match kind:
         case PostKind.PLANNING:
             return planning_post(s, confirmed_by)
         case PostKind.KICKOFF:
-            return kickoff_post(s, assess(s))
+            return kickoff_post(s, assess(s, history=history))
         case PostKind.CHECKPOINT:
-            return checkpoint_post(s, assess(s))
+            return checkpoint_post(s, assess(s, history=history))
         case PostKind.PROGRESS:
             return progress_post(s)
         case PostKind.REVIEW:
@@ -508,6 +524,7 @@ def _triage(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[st
         accounts_of[person_id].append(retainer_id)
     all_ids = sorted({rid for ids in accounts_of.values() for rid in ids})
     snapshots = {s.retainer.id: s for s in load_snapshots(session, all_ids, now)}
+    histories = {a.retainer_id: a.history for a in load_accounts(session, all_ids, now)}
     activity = _activity(session, all_ids, now - dt.timedelta(days=7), now)
     planning_keys = [
         f"planning:{s.retainer.id}:{s.period}" for s in snapshots.values() if s.cycle is not None
@@ -539,7 +556,7 @@ def _triage(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[st
         accounts = [
             Account(
                 snapshots[rid],
-                assess(snapshots[rid]),
+                assess(snapshots[rid], history=histories.get(rid)),
                 activity[rid],
                 failed[rid],
                 unconfirmed=f"planning:{rid}:{snapshots[rid].period}" in posted

@@ -187,12 +187,12 @@ def moment(at: dt.datetime, timezone: str) -> str:
     return f"{{{{time:{int(at.timestamp())}|{fallback}}}}}"
 
 
-MENTION = re.compile(r"\{\{user:([A-Za-z0-9]+)\|([^{}]*)\}\}")
+MENTION = re.compile(r"\{\{user:([A-Za-z0-9-]+)\|([^{}]*)\}\}")
 
 
 def mention(user_id: str, name: str) -> str:
-    """A person named so that the platform notifies them (their platform user id); where it cannot,
-    their name. For message bodies, not for one-line summaries."""
+    """A person named so that the platform notifies them (their platform user id: a Slack id, a Teams
+    AAD object id); where it cannot, their name. For message bodies, not for one-line summaries."""
     return f"{{{{user:{user_id}|{name}}}}}"
 
 

@@ -39,6 +39,9 @@ class PostKind(StrEnum):
     REMINDER = "reminder"  # a pending approval, to its approvers, at most once a day
     TRIAGE = "triage"  # Monday morning, to each AM: all their accounts in one message
     CHANNEL_GONE = "channel_gone"  # to the AMs, once, when a channel no longer takes posts
+    ESCALATION = "escalation"  # to the director: an account turned red, or got worse (bot/escalations.py)
+    ESCALATION_NOTE = "escalation_note"  # to the AMs: the director was told
+    ESCALATION_CLOSED = "escalation_closed"  # to the director and the AMs: the account recovered
 
     @property
     def order(self) -> int:
@@ -62,6 +65,9 @@ AUDIENCE = {
     PostKind.REMINDER: Audience.CLIENT,
     PostKind.TRIAGE: Audience.PERSON,
     PostKind.CHANNEL_GONE: Audience.PERSON,
+    PostKind.ESCALATION: Audience.PERSON,
+    PostKind.ESCALATION_NOTE: Audience.PERSON,
+    PostKind.ESCALATION_CLOSED: Audience.PERSON,
 }
 
 

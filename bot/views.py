@@ -3,13 +3,20 @@ and risk; client views carry only delivered work, what is coming and what waits 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from bot.health import Health, Level
 from bot.parsing import format_hours, month_name
 from bot.replies import Bar, Block, Context, Facts, Header, Items, Reply, Text, Tone
 from bot.snapshot import ScopeChange, Snapshot, TaskLine
 from store.models import MemberRole
 
+if TYPE_CHECKING:
+    from bot.dashboard import Row
+
 MAX_LINES = 15
+MAX_LIST = 150  # accounts in one `list` answer; the home tab pages through any number
 LEVEL_MARK = {Level.GREEN: "🟢", Level.AMBER: "🟠", Level.RED: "🔴"}
 LEVEL_TONE = {Level.GREEN: Tone.GOOD, Level.AMBER: Tone.WARNING, Level.RED: Tone.DANGER}
 STATUS_WORDS = {
@@ -216,21 +223,26 @@ def priorities(s: Snapshot, internal: bool, limit: int = 5) -> list[str]:
     return found[:limit]
 
 
-def portfolio(title: str, rows: list[tuple[Snapshot, Health]], empty: str) -> Reply:
-    """`list`: accounts ranked by attention (red first), each with its reason."""
+def portfolio(title: str, rows: Sequence[Row], empty: str, *, with_am: bool = False) -> Reply:
+    """`list`: accounts ranked by attention (bot/dashboard.py's ranking), each colour-coded with its
+    reasons and numbers; red and amber first, the ones on track after."""
     if not rows:
         return Reply(empty, (Text(empty),))
-    lines = []
-    for s, health in rows:
-        used = s.minutes_used / s.minutes_allocated if s.minutes_allocated else 0
-        reason = health.reasons[0].text if health.reasons and health.level > Level.GREEN else "on track"
-        lines.append(
-            f"{LEVEL_MARK[health.level]} **{s.client_name}** · {used:.0%} of hours · "
-            f"{len(s.done)}/{len(s.tasks)} done · {len(s.pending)} pending · {reason}"
-        )
-    counts = {level: sum(1 for _, h in rows if h.level is level) for level in Level}
+    counts = {level: sum(1 for r in rows if r.health.level is level) for level in Level}
     summary = (
         f"{title}: {len(rows)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "
         f"{counts[Level.GREEN]} green"
     )
-    return Reply(summary, (Header(title), Items("By attention", tuple(lines)), Context(summary)))
+    attention = [r.line(with_am=with_am) for r in rows if r.health.level > Level.GREEN]
+    calm = [r.line(with_am=with_am) for r in rows if r.health.level is Level.GREEN]
+    blocks: list[Block] = [Header(title)]
+    if attention:
+        blocks.append(
+            Items("Needs attention", tuple(attention[:MAX_LIST]), more=max(0, len(attention) - MAX_LIST))
+        )
+    if calm:
+        room = max(0, MAX_LIST - len(attention))
+        blocks.append(Items("On track", tuple(calm[:room]), more=len(calm) - min(room, len(calm))))
+    blocks.append(Context(summary))
+    worst = max((r.health.level for r in rows), default=Level.GREEN)
+    return Reply(summary, tuple(blocks), LEVEL_TONE[worst])

@@ -1,4 +1,4 @@
-"""The one HTTP server: Slack's requests on /slack/events, a health check, and (later) Teams.
+"""The one HTTP server: Slack's requests on /slack/events, Teams' on /api/messages, a health check.
 
 aiohttp because Bot Framework's Teams integration is aiohttp; the Bolt app is synchronous and runs
 in a thread pool so a slow database never blocks the event loop."""
@@ -6,18 +6,22 @@ in a thread pool so a slow database never blocks the event loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from slack_bolt import App, BoltRequest, BoltResponse
 
 SLACK_PATH = "/slack/events"
+TEAMS_PATH = "/api/messages"
 HEALTH_PATH = "/healthz"
 
 
 def build_web_app(
-    slack: App | None, health: Callable[[], dict[str, object]], executor: ThreadPoolExecutor
+    slack: App | None,
+    health: Callable[[], dict[str, object]],
+    executor: ThreadPoolExecutor,
+    teams: Callable[[web.Request], Awaitable[web.Response]] | None = None,
 ) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
         assert slack is not None
@@ -37,4 +41,6 @@ def build_web_app(
     app.router.add_get(HEALTH_PATH, healthz)
     if slack is not None:
         app.router.add_post(SLACK_PATH, slack_events)
+    if teams is not None:
+        app.router.add_post(TEAMS_PATH, teams)
     return app

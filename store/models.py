@@ -449,18 +449,93 @@ class ChangeOrder(Base):
 
 
 class Escalation(Base):
-    """An account that crossed a risk threshold, and what the director did about it."""
+    """An account that crossed a risk threshold, and what the director did about it.
+
+    At most one is open per retainer (`open_for` holds the retainer's id until it is resolved, and
+    is unique). `revision` moves up each time the account gets worse; `notified_revision` is the
+    last one its people were told about, and `notify_due_at` says when a DM or a closing note is due
+    (the scheduler's durable to-do: the DMs themselves are claimed as unique deliveries)."""
 
     __tablename__ = "escalation"
+    __table_args__ = (Index("ix_escalation_notify_due", "notify_due_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
     state: Mapped[EscalationState] = mapped_column(_enum(EscalationState), default=EscalationState.OPEN)
-    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)  # [{key, level, text, hard}], latest scan
     opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column()
     snoozed_until: Mapped[dt.datetime | None] = mapped_column()
     resolved_at: Mapped[dt.datetime | None] = mapped_column()
-    dms: Mapped[list[Any]] = mapped_column(default=list)
+    dms: Mapped[list[Any]] = mapped_column(default=list)  # [{revision, keys, at}] as each was sent
+    open_for: Mapped[int | None] = mapped_column(Integer, unique=True)
+    level: Mapped[str] = mapped_column(String(8), default="red")
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    notified_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    notify_due_at: Mapped[dt.datetime | None] = mapped_column()
+    peak: Mapped[dict[str, Any]] = mapped_column(default=dict)  # signal -> highest level told
+    brief: Mapped[dict[str, Any]] = mapped_column(default=dict)  # trend, recommendations, what is new
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    snoozed_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    recovering_since: Mapped[dt.date | None] = mapped_column(Date)  # first healthy scan after red
+    closed_noted_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class HealthState(Base):
+    """Each live retainer's health as the daily scan last found it, and the scan's claim on it: a
+    retainer is scanned once a local business day, by whichever scheduler claims it first."""
+
+    __tablename__ = "health_state"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), unique=True)
+    level: Mapped[str] = mapped_column(String(8), default="green")
+    signals: Mapped[dict[str, Any]] = mapped_column(default=dict)  # signal -> level, amber and red
+    checked_on: Mapped[dt.date | None] = mapped_column(Date)  # the local day of the last scan
+    claimed_until: Mapped[dt.datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    changed_at: Mapped[dt.datetime | None] = mapped_column()  # when its level or signals last moved
+
+
+class ChannelActivity(Base):
+    """Messages each side wrote in a retainer's shared channel on one local day: only counts and the
+    last one's time, never the text (engagement, SPEC §5.5)."""
+
+    __tablename__ = "channel_activity"
+    __table_args__ = (UniqueConstraint("retainer_id", "day", "side"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    side: Mapped[Side] = mapped_column(_enum(Side))
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[dt.datetime] = mapped_column()
+
+
+class PlatformEvent(Base):
+    """An event a platform delivered, by its id, inserted before it is acted on: a retried delivery
+    of the same event finds its row and changes nothing (DESIGN §4)."""
+
+    __tablename__ = "platform_event"
+    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class HomeView(Base):
+    """Someone who opened the app's home tab (the dashboard): which page they are on and what it last
+    showed them, so it is published again only when something on it changed."""
+
+    __tablename__ = "home_view"
+    __table_args__ = (UniqueConstraint("platform", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    page: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column()
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    stamp: Mapped[str | None] = mapped_column(String(200))  # the store's change stamp it was built at
 
 
 class AuditEntry(Base):
@@ -507,3 +582,33 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class TeamsConversation(Base):
+    """A Microsoft Teams conversation the bot can speak in (a channel, a group chat or a 1:1 chat) and
+    its Bot Framework conversation reference, stored when the app is installed there or first spoken
+    to, so that proactive posts survive restarts (DESIGN §4)."""
+
+    __tablename__ = "teams_conversation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # A channel's own id (never a thread's "…;messageid=…"), a group chat's or a 1:1 chat's.
+    conversation_id: Mapped[str] = mapped_column(String(512), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "channel", "groupChat" or "personal"
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    service_url: Mapped[str] = mapped_column(String(500))
+    user_aad_id: Mapped[str | None] = mapped_column(String(64), index=True)  # a 1:1 chat: with whom
+    reference: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the serialized reference
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TeamsUser(Base):
+    """What Teams said about one of its users: the Bot Framework id that mentions and 1:1 chats need,
+    and their tenant. People are matched to it by `Person.teams_aad_id` (or, once, by email)."""
+
+    __tablename__ = "teams_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    aad_object_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(200))  # "29:…"
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -185,3 +185,7 @@ def bot(database_url: str, engine: Engine, slack_sandbox, clock: FixedClock) -> 
     finally:
         server.stop()
         runtime.close()
+
+
+# Teams: the whole bot over HTTP, answering on a local Bot Connector stand-in (tests/teams_world.py).
+from tests.teams_world import bot_connector, teams, teams_agency  # noqa: E402, F401

@@ -263,3 +263,68 @@ def block_kit_problems(blocks: list[dict[str, Any]], max_blocks: int = 50) -> li
 def finish_lazy_work(bot: Any) -> None:
     """Let the bot's lazy listeners finish before the test's database and Slack go away."""
     bot.runtime.slack_app.listener_runner.listener_executor.shutdown(wait=True)
+
+
+# --- Events API ---------------------------------------------------------------------------------------
+
+
+def event_callback(event: dict[str, Any], *, event_id: str, team: str = "T0AGENCY") -> dict[str, Any]:
+    """An Events API delivery (`event_callback`) wrapping `event`, as Slack posts it to the request URL."""
+    event = {"event_ts": event.get("ts") or f"{time.time():.6f}", **event}
+    return {
+        "token": "unused-verification-token",
+        "team_id": team,
+        "api_app_id": APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "authed_users": ["UBOTRETAIN"],
+    }
+
+
+def send_event(bot: Any, payload: dict[str, Any], *, retry: int | None = None) -> httpx.Response:
+    """Post an event signed like Slack does; `retry` sets X-Slack-Retry-Num as Slack's redeliveries do."""
+    body = json.dumps(payload)
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": SignatureVerifier(bot.SECRET).generate_signature(timestamp=timestamp, body=body),
+    }
+    if retry is not None:
+        headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+    return bot.post(body, headers)
+
+
+def home_opened(user: str, *, event_id: str, tab: str = "home") -> dict[str, Any]:
+    """`app_home_opened`: someone opened the app's Home (or Messages) tab."""
+    return event_callback(
+        {"type": "app_home_opened", "user": user, "channel": "D0HOME0001", "tab": tab}, event_id=event_id
+    )
+
+
+def home_action(sandbox: Any, *, user: str, action_id: str, value: str) -> dict[str, Any]:
+    """A `block_actions` payload from a button on the user's App Home tab."""
+    return {
+        "type": "block_actions",
+        "user": _user(user),
+        "api_app_id": APP_ID,
+        "token": "unused-verification-token",
+        "container": {"type": "view", "view_id": "V0HOME0001"},
+        "trigger_id": sandbox.new_trigger_id(),
+        "team": TEAM,
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "view": {"id": "V0HOME0001", "type": "home", "blocks": []},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "value": value,
+                "block_id": "pages",
+                "text": {"type": "plain_text", "text": "Next"},
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }

@@ -54,6 +54,18 @@ FIELD_SCOPES = {
 }
 
 
+# Events the code listens for (`app.event("...")`) -> the subscriptions they take, and their scopes.
+SUBSCRIPTIONS_OF = {
+    "app_home_opened": ("app_home_opened",),
+    "message": ("message.channels", "message.groups"),
+}
+EVENT_SCOPES = {
+    "app_home_opened": None,
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+}
+
+
 def manifest() -> dict:
     return yaml.safe_load(MANIFEST.read_text())
 
@@ -63,6 +75,14 @@ def methods_called() -> set[str]:
     found: set[str] = set()
     for path in (ROOT / "handlers" / "slack").rglob("*.py"):
         found |= set(re.findall(r"client\.([a-z]+_[A-Za-z]+)\b", path.read_text()))
+    return found
+
+
+def events_listened() -> set[str]:
+    """Every `app.event("<type>")` the Slack handlers register."""
+    found: set[str] = set()
+    for path in (ROOT / "handlers" / "slack").rglob("*.py"):
+        found |= set(re.findall(r"app\.event\(\"([a-z_.]+)\"\)", path.read_text()))
     return found
 
 
@@ -82,6 +102,8 @@ def test_manifest_declares_exactly_the_scopes_the_code_uses() -> None:
     for scope, (path, text) in FIELD_SCOPES.items():
         if text in (ROOT / path).read_text():
             needed.add(scope)
+    subscribed = manifest()["settings"].get("event_subscriptions", {}).get("bot_events", [])
+    needed |= {EVENT_SCOPES[event] for event in subscribed} - {None}
     assert set(manifest()["oauth_config"]["scopes"]["bot"]) == needed
 
 
@@ -105,3 +127,13 @@ def test_manifest_declares_the_shortcuts_the_code_listens_for() -> None:
     declared = {s["callback_id"]: s["type"] for s in manifest()["features"]["shortcuts"]}
     assert declared == {FEEDBACK_SHORTCUT: "message", APPROVAL_SHORTCUT: "message"}
     assert manifest()["settings"]["interactivity"]["is_enabled"] is True
+
+
+def test_manifest_subscribes_to_exactly_the_events_the_code_listens_for() -> None:
+    listened = events_listened()
+    unknown = listened - SUBSCRIPTIONS_OF.keys()
+    assert not unknown, f"add these events to SUBSCRIPTIONS_OF: {sorted(unknown)}"
+    wanted = {subscription for event in listened for subscription in SUBSCRIPTIONS_OF[event]}
+    assert set(manifest()["settings"]["event_subscriptions"]["bot_events"]) == wanted
+    # The dashboard is published as the App Home tab: the tab must be on when the code publishes it.
+    assert manifest()["features"]["app_home"]["home_tab_enabled"] is ("app_home_opened" in listened)

@@ -24,6 +24,7 @@ from bot.replies import (
 )
 
 MAX_BLOCKS = 50
+MAX_HOME_BLOCKS = 100  # an App Home view; the dashboard groups accounts into sections and pages
 MAX_SECTION_TEXT = 3000
 MAX_HEADER_TEXT = 150
 MAX_FIELDS = 10
@@ -163,6 +164,11 @@ def render_blocks(reply: Reply, max_blocks: int = MAX_BLOCKS) -> list[dict[str, 
 def render_message(reply: Reply) -> dict[str, Any]:
     """`text` and `blocks` for chat.postMessage, chat.update, an ack or a response_url post."""
     return {"text": clip(plain_moments(reply.text), MAX_FALLBACK_TEXT), "blocks": render_blocks(reply)}
+
+
+def render_home(reply: Reply) -> dict[str, Any]:
+    """The `view` for views.publish: the reply as an App Home tab, within its 100 blocks."""
+    return {"type": "home", "blocks": render_blocks(reply, MAX_HOME_BLOCKS)}
 
 
 def _plain(mrkdwn_text: str) -> str:

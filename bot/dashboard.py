@@ -1,0 +1,472 @@
+"""The cross-account dashboard (SPEC §5.6): accounts ranked by attention, colour-coded with their
+reasons, for `/retainer list` and the app's home tab (an AM's accounts with pending approvals and
+"this week"; for a director every account with its open escalations). A fixed number of queries
+whatever the number of accounts; a home tab is published again only when what it shows changed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.access import Viewer
+from bot.calendar import business_days_between, local_today
+from bot.clock import Clock
+from bot.health import DEFAULT_THRESHOLDS, Health, Level, Thresholds, assess_history, attention
+from bot.history import Account, load_accounts, scope_filter
+from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text
+from bot.rhythm import cycle_days
+from bot.views import LEVEL_MARK, LEVEL_TONE
+from store.db import unit_of_work
+from store.models import (
+    ApprovalRequest,
+    ApprovalState,
+    AuditEntry,
+    Client,
+    Cycle,
+    Escalation,
+    EscalationState,
+    HealthState,
+    HomeView,
+    MemberRole,
+    Person,
+    Retainer,
+    RetainerMember,
+    Role,
+    Stage,
+    Task,
+    TaskStatus,
+    TimeEntry,
+)
+
+log = logging.getLogger(__name__)
+
+HOME_PAGE_ACTION = "home_page"
+PAGE_SIZE = 200  # accounts on one page of a home tab: well inside 100 blocks with their reasons
+MAX_LINE = 400
+MAX_SIDE_LINES = 30  # pending approvals, this week
+LIVE_STAGES = (Stage.ACTIVE, Stage.AT_RISK, Stage.RENEWAL)
+
+
+class HomePublisher(Protocol):
+    def publish_home(self, user_id: str, reply: Reply) -> None:
+        """Show `reply` as the person's home tab (a platform error is raised as DeliveryError)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EscalationLine:
+    id: int
+    state: EscalationState
+    opened_at: dt.datetime
+    told: bool  # its first DM went out
+    acknowledged_by: str | None
+    snoozed_until: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One account, assessed: what the list and the home tab rank and show."""
+
+    account: Account
+    health: Health
+    escalation: EscalationLine | None = None
+
+    @property
+    def used(self) -> float | None:
+        current = self.account.history.current
+        return current.used if current is not None else None
+
+    def line(self, *, with_am: bool = False) -> str:
+        a, c = self.account, self.account.history.current
+        bits = [f"{LEVEL_MARK[self.health.level]} **{a.client_name}**"]
+        if c is not None and c.used is not None:
+            bits.append(f"{c.used:.0%} of hours")
+        if c is not None:
+            bits.append(f"{c.delivered}/{c.planned} done")
+        bits.append(f"{len(a.history.pending)} pending")
+        if with_am:
+            bits.append(", ".join(a.names(MemberRole.AM)) or "no AM")
+        concerns = self.health.concerns
+        if concerns:
+            reason = "; ".join(r.text for r in concerns[:2]) + (
+                f" (+{len(concerns) - 2} more)" if len(concerns) > 2 else ""
+            )
+        else:
+            reason = next((r.text for r in self.health.reasons), "on track")
+        if self.escalation is not None and self.escalation.told:
+            reason += " · director told"
+        line = " · ".join(bits) + " · " + reason
+        return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
+
+
+def rank(rows: Sequence[Row]) -> list[Row]:
+    """Most in need of attention first: level, hard triggers, red and amber reasons, hours, name."""
+    return sorted(rows, key=lambda r: (*attention(r.health), -(r.used or 0.0), r.account.client_name))
+
+
+def live_retainers() -> Select[Any]:
+    return select(Retainer.id).where(Retainer.stage.in_(LIVE_STAGES))
+
+
+def accounts_of(person_id: int) -> Select[Any]:
+    """The live retainers someone works on, in any role."""
+    return (
+        select(RetainerMember.retainer_id)
+        .join(Retainer, Retainer.id == RetainerMember.retainer_id)
+        .where(RetainerMember.person_id == person_id, Retainer.stage.in_(LIVE_STAGES))
+    )
+
+
+def load_rows(
+    session: Session, scope: Sequence[int] | Select[Any], now: dt.datetime, thresholds: Thresholds
+) -> list[Row]:
+    """Every account of `scope`, assessed, with its open escalation, ranked."""
+    accounts = load_accounts(session, scope, now, thresholds)
+    escalations = open_escalations(session, scope)
+    return rank(
+        [Row(a, assess_history(a.history, thresholds), escalations.get(a.retainer_id)) for a in accounts]
+    )
+
+
+def open_escalations(session: Session, scope: Sequence[int] | Select[Any]) -> dict[int, EscalationLine]:
+    found = {}
+    for e in session.execute(
+        select(
+            Escalation.id,
+            Escalation.retainer_id,
+            Escalation.state,
+            Escalation.opened_at,
+            Escalation.notified_revision,
+            Escalation.snoozed_until,
+            Person.name,
+        )
+        .outerjoin(Person, Person.id == Escalation.acknowledged_by_id)
+        .where(Escalation.open_for.is_not(None), scope_filter(Escalation.retainer_id, scope))
+    ):
+        found[e.retainer_id] = EscalationLine(
+            e.id,
+            e.state,
+            e.opened_at,
+            e.notified_revision > 0,
+            e.name if e.state is EscalationState.ACKNOWLEDGED else None,
+            e.snoozed_until if e.state is EscalationState.SNOOZED else None,
+        )
+    return found
+
+
+# --- the home tab ------------------------------------------------------------------------------------
+
+
+def external_home() -> Reply:
+    """What a client sees in the app's home: how to use it in their channel, nothing internal."""
+    text = (
+        "Hi! Your agency uses Retainer Bot to keep this month's work, approvals and updates in your "
+        "shared channel. Type `/retainer status` there to see what was delivered and what waits on you."
+    )
+    return Reply("Retainer Bot", (Header("Retainer Bot"), Text(text)))
+
+
+def home(
+    session: Session,
+    viewer: Viewer,
+    now: dt.datetime,
+    page: int = 0,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> Reply:
+    """The home tab for `viewer`: a director's covers every live account, anyone else's their own."""
+    if not viewer.internal:
+        return external_home()
+    director = viewer.role is Role.DIRECTOR
+    if director:
+        scope: Select[Any] = live_retainers()
+    elif viewer.person_id is not None:
+        scope = accounts_of(viewer.person_id)
+    else:
+        text = "You have no accounts yet. Once you are an AM or on the team of a retainer, it shows here."
+        return Reply(text, (Header("Your accounts"), Text(text)))
+    rows = load_rows(session, scope, now, thresholds)
+    if not rows:
+        text = "You have no accounts yet."
+        return Reply(text, (Header("Every account" if director else "Your accounts"), Text(text)))
+    return _home_reply(session, viewer, rows, now, page, director, scope)
+
+
+def _home_reply(
+    session: Session,
+    viewer: Viewer,
+    rows: list[Row],
+    now: dt.datetime,
+    page: int,
+    director: bool,
+    scope: Select[Any],
+) -> Reply:
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    page = max(0, min(page, pages - 1))
+    shown = rows[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    counts = {level: sum(1 for r in rows if r.health.level is level) for level in Level}
+    today = local_today(now, rows[0].account.timezone)
+    title = "Every account" if director else "Your accounts"
+    summary = (
+        f"{title}: {len(rows)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "
+        f"{counts[Level.GREEN]} green"
+    )
+    blocks: list[Block] = [
+        Header(f"{title} · {today:%a %b} {today.day}"),
+        Context(summary + " · most in need of attention first"),
+    ]
+    escalated = [r for r in rows if r.escalation is not None]
+    if escalated:
+        blocks.append(
+            Items("Open escalations", tuple(_escalation_line(r) for r in escalated[:MAX_SIDE_LINES]))
+        )
+    attention_rows = [r for r in shown if r.health.level > Level.GREEN]
+    calm = [r for r in shown if r.health.level is Level.GREEN]
+    if attention_rows:
+        blocks.append(Items("Needs attention", tuple(r.line(with_am=director) for r in attention_rows)))
+    if calm:
+        blocks.append(Items("On track", tuple(r.line(with_am=director) for r in calm)))
+    if not director:
+        blocks.append(
+            _items("Pending approvals", pending_lines(session, scope, now), "Nothing waits on a client.")
+        )
+        blocks.append(_items("This week", this_week(session, rows, scope, now), "Nothing due this week."))
+    if pages > 1:
+        first, last = page * PAGE_SIZE + 1, page * PAGE_SIZE + len(shown)
+        blocks.append(Context(f"Accounts {first}–{last} of {len(rows)}, page {page + 1} of {pages}"))
+        buttons = []
+        if page > 0:
+            buttons.append(Button("‹ Previous", HOME_PAGE_ACTION, str(page - 1)))
+        if page < pages - 1:
+            buttons.append(Button("Next ›", HOME_PAGE_ACTION, str(page + 1)))
+        blocks.append(Actions(tuple(buttons)))
+    blocks.append(
+        Context("`/retainer list` ranks the same way · `/retainer brief <client>` before a client meeting")
+    )
+    worst = max((r.health.level for r in rows), default=Level.GREEN)
+    return Reply(summary, tuple(blocks), LEVEL_TONE[worst])
+
+
+def _items(title: str, lines: list[str], empty: str) -> Items:
+    return Items(title, tuple(lines[:MAX_SIDE_LINES]), more=max(0, len(lines) - MAX_SIDE_LINES), empty=empty)
+
+
+def _escalation_line(r: Row) -> str:
+    e = r.escalation
+    assert e is not None
+    zone = r.account.timezone
+    opened = local_today(e.opened_at, zone)
+    bits = [f"{LEVEL_MARK[r.health.level]} **{r.account.client_name}**", f"opened {opened:%b} {opened.day}"]
+    if e.acknowledged_by:
+        bits.append(f"acknowledged by {e.acknowledged_by}")
+    elif e.snoozed_until is not None:
+        until = local_today(e.snoozed_until, zone)
+        bits.append(f"snoozed until {until:%b} {until.day}")
+    elif e.told:
+        bits.append("director told, not acknowledged yet")
+    else:
+        bits.append("director about to be told")
+    bits.append("AM " + (", ".join(r.account.names(MemberRole.AM)) or "none"))
+    concern = next(iter(r.health.concerns), None)
+    if concern is not None:
+        bits.append(concern.text)
+    return " · ".join(bits)
+
+
+def pending_lines(session: Session, scope: Select[Any], now: dt.datetime) -> list[str]:
+    """Approvals waiting on the clients of `scope`, longest waiting first."""
+    lines = []
+    for created_at, title, client, timezone, country in session.execute(
+        select(ApprovalRequest.created_at, Task.title, Client.name, Retainer.timezone, Retainer.country)
+        .join(Task, Task.id == ApprovalRequest.task_id)
+        .join(Retainer, Retainer.id == Task.retainer_id)
+        .join(Client, Client.id == Retainer.client_id)
+        .where(scope_filter(Task.retainer_id, scope), ApprovalRequest.state == ApprovalState.PENDING)
+        .order_by(ApprovalRequest.created_at, ApprovalRequest.id)
+    ):
+        waited = business_days_between(local_today(created_at, timezone), local_today(now, timezone), country)
+        lines.append(f"{client} · {title} · {waited} business day{'s' if waited != 1 else ''}")
+    return lines
+
+
+def this_week(session: Session, rows: list[Row], scope: Select[Any], now: dt.datetime) -> list[str]:
+    """What falls in the next seven days: deliverables due (or overdue), the client posts of the
+    month (delivery review, report) and renewals."""
+    found: list[tuple[dt.date, str]] = []
+    todays = {r.account.retainer_id: r.account.history.today for r in rows}
+    names = {r.account.retainer_id: r.account.client_name for r in rows}
+    first, last = min(todays.values()), max(todays.values())
+    for retainer_id, title, due_on, owner in session.execute(
+        select(Task.retainer_id, Task.title, Task.due_on, Person.name)
+        .join(Cycle, Cycle.id == Task.cycle_id)
+        .outerjoin(Person, Person.id == Task.owner_id)
+        .where(
+            scope_filter(Task.retainer_id, scope),
+            Cycle.ends_on >= first,
+            Task.due_on.is_not(None),
+            Task.due_on <= last + dt.timedelta(days=7),
+            # Done, moved on, or waiting on the client (that is under "Pending approvals").
+            Task.status.in_([TaskStatus.TODO, TaskStatus.IN_PROGRESS, TaskStatus.CHANGES_REQUESTED]),
+        )
+        .order_by(Task.due_on, Task.id)
+    ):
+        today = todays.get(retainer_id)
+        if today is None or due_on > today + dt.timedelta(days=7):
+            continue
+        who = f" ({owner})" if owner else ""
+        if due_on < today:
+            found.append(
+                (due_on, f"overdue since {due_on:%b} {due_on.day} · {names[retainer_id]} · {title}{who}")
+            )
+        else:
+            found.append((due_on, f"{due_on:%a %b} {due_on.day} · {names[retainer_id]} · {title} due{who}"))
+    for r in rows:
+        a = r.account
+        today, current = a.history.today, a.history.current
+        if current is not None:
+            days = cycle_days(current.starts_on, current.ends_on, a.country)
+            for day, what in ((days.review, "delivery review post"), (days.report, "monthly report")):
+                if today <= day <= today + dt.timedelta(days=7):
+                    found.append((day, f"{day:%a %b} {day.day} · {a.client_name} · {what}"))
+        end = a.history.end_date
+        if today <= end <= today + dt.timedelta(days=7):
+            found.append((end, f"{end:%a %b} {end.day} · {a.client_name} · the term ends: renewal"))
+    found.sort(key=lambda item: item[0])
+    return [line for _, line in found]
+
+
+# --- publishing and keeping it fresh --------------------------------------------------------------------
+
+
+def change_stamp(session: Session, now: dt.datetime) -> str:
+    """Changes when anything a dashboard shows may have changed: decisions and other audited changes,
+    hours, tasks, approvals, a health level, an escalation, or the day."""
+    row = session.execute(
+        select(
+            select(func.max(AuditEntry.id)).scalar_subquery(),
+            select(func.max(TimeEntry.id)).scalar_subquery(),
+            select(func.max(Task.id)).scalar_subquery(),
+            select(func.max(ApprovalRequest.id)).scalar_subquery(),
+            select(func.max(Escalation.id)).scalar_subquery(),
+            select(func.max(HealthState.changed_at)).scalar_subquery(),
+        )
+    ).one()
+    changed = row[5].isoformat(timespec="seconds") if row[5] else "-"
+    return ":".join(str(x or 0) for x in row[:5]) + f":{changed}:{now:%Y-%m-%d}"
+
+
+def digest(reply: Reply) -> str:
+    return hashlib.sha256(repr(reply).encode()).hexdigest()
+
+
+class Dashboard:
+    """Home tabs: shown when opened, published again when what they show has changed."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Clock, thresholds: Thresholds = DEFAULT_THRESHOLDS
+    ) -> None:
+        self.sessions, self.clock, self.thresholds = sessions, clock, thresholds
+        self._stamp: str | None = None
+
+    def build(self, viewer: Viewer, page: int = 0) -> Reply:
+        with unit_of_work(self.sessions) as session:
+            return home(session, viewer, self.clock.now(), page, self.thresholds)
+
+    def show(self, publisher: HomePublisher, viewer: Viewer, page: int | None = None) -> Reply:
+        """Publish `viewer`'s home tab now (it was opened, or paged); remembered for refreshes."""
+        now = self.clock.now()
+        with unit_of_work(self.sessions) as session:
+            stamp = change_stamp(session, now)
+            stored = session.scalars(
+                select(HomeView).where(
+                    HomeView.platform == viewer.platform, HomeView.user_id == viewer.user_id
+                )
+            ).first()
+            page = page if page is not None else (stored.page if stored else 0)
+            reply = home(session, viewer, now, page, self.thresholds)
+        publisher.publish_home(viewer.user_id, reply)
+        if viewer.internal:
+            self._remember(viewer, page, reply, stamp, now)
+        return reply
+
+    def _remember(self, viewer: Viewer, page: int, reply: Reply, stamp: str, now: dt.datetime) -> None:
+        values = {
+            "person_id": viewer.person_id,
+            "page": page,
+            "published_at": now,
+            "content_hash": digest(reply),
+            "stamp": stamp,
+        }
+        with unit_of_work(self.sessions, write=True) as session:
+            row = session.scalars(
+                select(HomeView).where(
+                    HomeView.platform == viewer.platform, HomeView.user_id == viewer.user_id
+                )
+            ).first()
+            if row is None:
+                session.add(
+                    HomeView(platform=viewer.platform, user_id=viewer.user_id, opened_at=now, **values)
+                )
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+
+    def refresh(self, publishers: Mapping[str, HomePublisher]) -> int:
+        """Publish again the home tabs whose content changed since they were last published; how many.
+        Nothing is read beyond one stamp while nothing has changed."""
+        now = self.clock.now()
+        with unit_of_work(self.sessions) as session:
+            stamp = change_stamp(session, now)
+            if stamp == self._stamp:
+                return 0
+            views = session.execute(
+                select(
+                    HomeView.id,
+                    HomeView.platform,
+                    HomeView.user_id,
+                    HomeView.page,
+                    HomeView.content_hash,
+                    Person,
+                )
+                .outerjoin(Person, Person.id == HomeView.person_id)
+                .where(or_(HomeView.stamp.is_(None), HomeView.stamp != stamp))
+                .order_by(HomeView.id)
+            ).all()
+        published, failed = 0, False
+        for view_id, platform, user_id, page, content_hash, person in views:
+            publisher = publishers.get(platform)
+            if publisher is None:
+                continue
+            viewer = _viewer_of(platform, user_id, person)
+            with unit_of_work(self.sessions) as session:
+                reply = home(session, viewer, now, page, self.thresholds)
+            new_hash = digest(reply)
+            if new_hash != content_hash:
+                try:
+                    publisher.publish_home(user_id, reply)
+                except Exception as err:  # reported and retried on the next tick, never raised into it
+                    log.warning("home tab of %s not refreshed: %s", user_id, err)
+                    failed = True
+                    continue
+                published += 1
+            with unit_of_work(self.sessions, write=True) as session:
+                row = session.get(HomeView, view_id)
+                if row is not None:
+                    row.stamp, row.content_hash = stamp, new_hash
+                    if new_hash != content_hash:
+                        row.published_at = now
+        if not failed:
+            self._stamp = stamp
+        return published
+
+
+def _viewer_of(platform: str, user_id: str, person: Person | None) -> Viewer:
+    if person is None:
+        return Viewer(platform, user_id, internal=True)
+    return Viewer(platform, user_id, person.role.internal, person.id, person.name, person.role)

@@ -1,0 +1,482 @@
+"""The Teams bot: messages to it are `/retainer` words (1:1, or @mentioning it in a channel or chat),
+installs store the conversation reference, card buttons (Action.Execute) decide approvals, and the
+message action "Add as feedback" / "Request approval" opens the task-picking form in a task module.
+It only translates: who is asking, what they typed or clicked; the core decides and answers."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import replace
+from functools import partial
+from typing import Any, TypeVar
+
+from botbuilder.core import CardFactory, InvokeResponse, TurnContext
+from botbuilder.core.teams import TeamsActivityHandler, TeamsInfo
+from botbuilder.schema import ChannelAccount
+from botbuilder.schema.teams import (
+    MessagingExtensionAction,
+    MessagingExtensionActionResponse,
+    TaskModuleContinueResponse,
+    TaskModuleMessageResponse,
+    TaskModuleRequest,
+    TaskModuleResponse,
+    TaskModuleTaskInfo,
+)
+
+from bot.access import Viewer
+from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused, Requested
+from bot.core import Core
+from bot.feedback import Filed, Invalid, Post, SourceMessage, deliver
+from bot.messenger import DeliveryError, Messenger
+from bot.people import Profile
+from bot.prompts import CONFIRM_ACTION
+from bot.replies import ChoiceInput, Form, Reply, Text, TextInput, error, plain_moments
+from handlers.teams.messenger import card_activity
+from handlers.teams.references import PERSONAL, References, Where, where
+from handlers.teams.render import render_card, render_form, submitted
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_COMMAND = "add_feedback"
+APPROVAL_COMMAND = "request_approval"
+PURPOSES = {FEEDBACK_COMMAND: "feedback", APPROVAL_COMMAND: "approval"}
+CARD = "application/vnd.microsoft.card.adaptive"
+MESSAGE = "application/vnd.microsoft.activity.message"
+MEMBER_TTL_SECONDS = 3600
+OUTSIDERS = ("guest", "anonymous")  # Teams user roles that are never the agency's own people
+INSIDE_IDENTITIES = ("aadUser", "onPremiseAadUser")  # a message author of some organisation's directory
+FORMS_KEPT = 500
+
+T = TypeVar("T")
+
+
+def command_text(activity_text: str | None, bot_name: str | None = None) -> str:
+    """What was typed to the bot, its own @mention already removed: Teams' HTML and entities as plain
+    text, other people's mentions as `@First.Last` (how commands name an owner), a leading mention of
+    the bot that was left anyway and a habitual "/retainer" dropped."""
+
+    def named(match: re.Match[str]) -> str:
+        name = ".".join(html.unescape(match[1]).split())
+        return f" @{name} " if name else " "
+
+    text = re.sub(r"<at>(.*?)</at>", named, activity_text or "")
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(html.unescape(text).replace("\xa0", " ").split())
+    if bot_name:
+        bot = "@" + ".".join(bot_name.split())
+        if text.lower() == bot.lower() or text.lower().startswith(bot.lower() + " "):
+            text = text[len(bot) :].strip()
+    return re.sub(r"^/?retainer\b\s*", "", text, flags=re.IGNORECASE)
+
+
+def message_text(content: str | None) -> str:
+    """A Teams message body (HTML) as the plain text feedback keeps."""
+    text = re.sub(r"<br\s*/?>|</p>|</div>", "\n", content or "", flags=re.IGNORECASE)
+    text = re.sub(r"<[^>]+>", "", text)
+    lines = [" ".join(html.unescape(line).replace("\xa0", " ").split()) for line in text.split("\n")]
+    return "\n".join(line for line in lines if line).strip()
+
+
+def message_response(text: str) -> dict[str, Any]:
+    """An Action.Execute answer shown only to whoever clicked; the card stays as it is."""
+    return {"statusCode": 200, "type": MESSAGE, "value": plain_moments(text)}
+
+
+def card_response(reply: Reply) -> dict[str, Any]:
+    """An Action.Execute answer that replaces the card for whoever clicked (everyone else gets the
+    same card through the message update)."""
+    return {"statusCode": 200, "type": CARD, "value": render_card(reply)}
+
+
+def task_message(text: str) -> TaskModuleMessageResponse:
+    return TaskModuleMessageResponse(value=plain_moments(text))
+
+
+def task_form(form: Form, errors: dict[str, str] | None = None) -> TaskModuleContinueResponse:
+    card = CardFactory.adaptive_card(render_form(form, errors))
+    return TaskModuleContinueResponse(
+        value=TaskModuleTaskInfo(title=form.title, card=card, width="medium", height="large")
+    )
+
+
+def welcome(kind: str) -> Reply:
+    if kind == PERSONAL:
+        text = (
+            "Hi, I'm Retainer Bot. Send me the same words as `/retainer` in Slack: for example "
+            "`status acme`, `list` or `report acme`. `help` lists everything you can do."
+        )
+    else:
+        text = (
+            "Thanks for adding me. Someone from the agency can bind this conversation to a client's "
+            "retainer by mentioning me with `link <client>`; its planning posts, approvals and reports "
+            "then land here. Mention me with `help` to see what I can do."
+        )
+    return Reply(plain_moments(text).replace("`", ""), (Text(text),))
+
+
+class Directory:
+    """What Teams says about its users (the connector's member lookup), cached for an hour: in the
+    agency's tenant or not, their name and email. Anyone Teams cannot tell us about is external."""
+
+    def __init__(self, agency_tenant: str | None, references: References) -> None:
+        self.agency_tenant = agency_tenant
+        self.references = references
+        self._cache: dict[str, tuple[Profile, float]] = {}
+        self._lock = threading.Lock()
+
+    async def profile(
+        self, turn_context: TurnContext, member_id: str, aad_id: str, *, name: str | None = None
+    ) -> Profile:
+        with self._lock:
+            cached = self._cache.get(aad_id)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            member = await TeamsInfo.get_member(turn_context, member_id)
+        except Exception as err:  # least privilege: someone Teams cannot describe is external
+            log.warning("Teams member lookup for %s failed (%s); treating them as external", aad_id, err)
+            return Profile(aad_id, home=False, name=name or "")
+        tenant = member.tenant_id or where(turn_context.activity).tenant_id
+        role = (member.user_role or "user").lower()
+        home = bool(self.agency_tenant) and tenant == self.agency_tenant and role not in OUTSIDERS
+        email = member.email or (
+            member.user_principal_name if "@" in (member.user_principal_name or "") else None
+        )
+        profile = Profile(aad_id, home=home, name=member.name or name or "", email=email)
+        if member.id:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.references.remember_user, aad_id, member.id, tenant, member.name
+            )
+        with self._lock:
+            self._cache[aad_id] = (profile, time.monotonic() + MEMBER_TTL_SECONDS)
+        return profile
+
+
+class RetainerBot(TeamsActivityHandler):
+    def __init__(
+        self,
+        core: Core,
+        references: References,
+        directory: Directory,
+        teams: Messenger,
+        messenger: Messenger,
+        executor: Executor,
+    ) -> None:
+        self.core, self.references, self.directory = core, references, directory
+        self.teams = teams  # this bot's own conversations: private answers, the planning card clicked
+        # The core's posts (cards, notices to owners) go where their conversation or person lives:
+        # a retainer's client channel may be on Slack while its client approves in Teams.
+        self.messenger = messenger
+        self.executor = executor
+        self._forms: OrderedDict[str, Form] = OrderedDict()  # shown forms, to show again with errors
+        self._forms_lock = threading.Lock()
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The core's work (database, messengers) off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        if activity.conversation is not None and activity.service_url:
+            try:
+                await self.run(self.references.remember, activity)
+            except Exception:
+                log.exception(
+                    "could not store the Teams conversation reference of %s", activity.conversation.id
+                )
+        await super().on_turn(turn_context)
+
+    # ----- who is asking ------------------------------------------------------------------------
+
+    async def identify(self, turn_context: TurnContext, account: ChannelAccount | None = None) -> Viewer:
+        """The viewer behind a Teams user: a person known by AAD object id, else by the email Teams
+        shows (linked the first time), else internal only if they are of the agency's own tenant."""
+        account = account or turn_context.activity.from_property
+        aad = account.aad_object_id if account is not None else None
+        if not aad:
+            return Viewer(
+                "teams", account.id if account else "", internal=False, name=account.name if account else None
+            )
+        known = await self.run(self.core.viewer, "teams", aad, lambda _: False)
+        if known.person_id is not None:
+            return known
+        profile = await self.directory.profile(turn_context, account.id or aad, aad, name=account.name)
+        return await self.run(self.core.people.identify, "teams", aad, lambda _: profile)
+
+    # ----- commands -----------------------------------------------------------------------------
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        try:
+            TurnContext.remove_recipient_mention(activity)
+        except (KeyError, TypeError, AttributeError):  # a mention entity of another shape
+            log.debug("mention entities not understood: %r", activity.entities)
+        text = command_text(activity.text, activity.recipient.name if activity.recipient else None)
+        place = where(activity)
+        try:
+            viewer = await self.identify(turn_context)
+            reply = await self.run(
+                self.core.command,
+                "teams",
+                viewer.user_id,
+                text,
+                channel_id=place.conversation_id,
+                in_dm=place.kind == PERSONAL,
+                is_home_user=lambda _: viewer.internal,
+            )
+        except Exception:
+            reply, viewer = self.core.unexpected("teams command", text=text[:200]), None
+        if reply.form is not None:
+            reply = error(
+                "Creating a retainer with its channel is done from Slack (`/retainer new`) or with "
+                "`retainer import`. In Teams, bind an existing channel or chat to a client's retainer with "
+                "`link <client>` there."
+            )
+        await self.answer(turn_context, viewer, place, reply)
+
+    async def answer(
+        self, turn_context: TurnContext, viewer: Viewer | None, place: Where, reply: Reply
+    ) -> None:
+        """The answer where only the asker reads it, as `/retainer` answers are: in a 1:1 chat as it
+        is; in a channel or group chat an internal answer goes to the asker's 1:1 chat (the client may
+        be reading the channel), an external one (the client layer of that channel) in the thread."""
+        if place.kind == PERSONAL or viewer is None or not viewer.internal:
+            await turn_context.send_activity(card_activity(reply))
+            return
+        try:
+            await self.run(self.teams.direct, viewer.user_id, reply)
+            text = "I've answered you in our 1:1 chat."
+        except DeliveryError as err:
+            log.warning("private answer to %s not delivered: %s", viewer.user_id, err.reason)
+            text = (
+                "I couldn't reach you in a 1:1 chat. Open a chat with me and ask there: answers for "
+                "the agency stay private."
+            )
+        await turn_context.send_activity(card_activity(Reply(text, (Text(text),))))
+
+    async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
+        # The reference is stored by on_turn. No member lookups (the base class would look up every
+        # member added); a welcome when the bot itself was added.
+        activity = turn_context.activity
+        bot_id = activity.recipient.id if activity.recipient else None
+        if any(member.id == bot_id for member in activity.members_added or []):
+            await turn_context.send_activity(card_activity(welcome(where(activity).kind)))
+
+    # ----- card buttons (Action.Execute) ---------------------------------------------------------
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        if turn_context.activity.name == "adaptiveCard/action":
+            # Answered here: an Action.Execute may answer with a message (a private no), which the
+            # SDK's AdaptiveCardInvokeResponse model cannot serialize.
+            action = (turn_context.activity.value or {}).get("action") or {}
+            try:
+                body = await self.card_action(turn_context, str(action.get("verb") or ""), action.get("data"))
+            except Exception:
+                body = message_response(self.core.unexpected("teams card action").text)
+            return InvokeResponse(status=200, body=body)
+        return await super().on_invoke_activity(turn_context)
+
+    async def card_action(self, turn_context: TurnContext, verb: str, data: object) -> dict[str, Any]:
+        value = str((data or {}).get("value") or "") if isinstance(data, dict) else ""
+        if verb not in (APPROVE_ACTION, CONFIRM_ACTION) or not value.isdigit():
+            return message_response("This button is not one of mine; nothing changed.")
+        activity = turn_context.activity
+        place = where(activity)
+        viewer = await self.identify(turn_context)
+        if verb == APPROVE_ACTION:
+            card_at = (place.conversation_id, activity.reply_to_id) if activity.reply_to_id else None
+            outcome = await self.run(
+                self.core.approvals.decide, int(value), Decision.APPROVE, viewer, card_at=card_at
+            )
+            if isinstance(outcome, Refused):
+                return message_response(outcome.reply.text)
+            # Committed: the card is brought up to date in place (for everyone), the owner told.
+            await self.after_decision(outcome.request_id, outcome.posts)
+            card = await self.run(self.core.approvals.card, outcome.request_id)
+            return card_response(card.reply) if card else message_response("Approved.")
+        confirmed = await self.run(self.core.confirm_priorities, viewer, int(value), place.conversation_id)
+        if confirmed.card is not None and activity.reply_to_id:
+            try:
+                await self.run(self.teams.update, place.conversation_id, activity.reply_to_id, confirmed.card)
+            except DeliveryError as err:
+                log.warning("planning card %s not updated: %s", activity.reply_to_id, err.reason)
+        if confirmed.note is not None:
+            return message_response(confirmed.note.text)
+        if confirmed.card is not None:
+            return card_response(confirmed.card)
+        return message_response("Nothing changed.")
+
+    async def after_decision(self, request_id: int, posts: tuple[Post, ...]) -> None:
+        try:
+            await self.run(self.core.approvals.sync_card, self.messenger, request_id)
+        except Exception:
+            self.core.unexpected("updating an approval card", request=request_id)
+        await self.run(deliver, self.messenger, posts)
+
+    # ----- task modules: "Request changes" ------------------------------------------------------
+
+    async def on_teams_task_module_fetch(
+        self, turn_context: TurnContext, task_module_request: TaskModuleRequest
+    ) -> TaskModuleResponse:
+        data = task_module_request.data if isinstance(task_module_request.data, dict) else {}
+        value = str(data.get("value") or "")
+        if data.get("action") != CHANGES_ACTION or not value.isdigit():
+            return TaskModuleResponse(task=task_message("This button is not one of mine; nothing changed."))
+        try:
+            viewer = await self.identify(turn_context)
+            reply = await self.run(self.core.approvals.changes_form, int(value), viewer)
+        except Exception:
+            reply = self.core.unexpected("teams request changes", request=value)
+        if reply.form is None:
+            return TaskModuleResponse(task=task_message(reply.text))
+        self.keep(reply.form)
+        return TaskModuleResponse(task=task_form(reply.form))
+
+    async def on_teams_task_module_submit(
+        self, turn_context: TurnContext, task_module_request: TaskModuleRequest
+    ) -> TaskModuleResponse | None:
+        form = submitted(task_module_request.data)
+        if form is None or form[0] != "changes" or not form[1].isdigit():
+            return TaskModuleResponse(task=task_message("This form is not one of mine; nothing changed."))
+        kind, state, values = form
+        try:
+            viewer = await self.identify(turn_context)
+            reason = str(values.get("reason") or "")
+            outcome = await self.run(self.core.approvals.decide, int(state), Decision.CHANGES, viewer, reason)
+        except Exception:
+            return TaskModuleResponse(task=task_message(self.core.unexpected("teams request changes").text))
+        if isinstance(outcome, Refused):
+            # Shown in the form, to this person only, as Slack does: what the request's state is now.
+            shown = self.shown(kind, state)
+            if shown is None:
+                return TaskModuleResponse(task=task_message(outcome.reply.text))
+            return TaskModuleResponse(task=task_form(refill(shown, values), {"reason": outcome.reply.text}))
+        await self.after_decision(outcome.request_id, outcome.posts)
+        return None  # closes the dialog; the card in the channel shows the decision
+
+    # ----- the message action: "Add as feedback" / "Request approval" ---------------------------
+
+    async def on_teams_messaging_extension_fetch_task(
+        self, turn_context: TurnContext, action: MessagingExtensionAction
+    ) -> MessagingExtensionActionResponse:
+        purpose = PURPOSES.get(action.command_id or "")
+        if purpose is None or action.message_payload is None:
+            return MessagingExtensionActionResponse(task=task_message("That action is not one of mine."))
+        try:
+            reply = await self.open_form(turn_context, purpose, action)
+        except Exception:
+            reply = self.core.unexpected("teams message action", purpose=purpose)
+        if reply.form is None:
+            return MessagingExtensionActionResponse(task=task_message(reply.text))
+        self.keep(reply.form)
+        return MessagingExtensionActionResponse(task=task_form(reply.form))
+
+    async def open_form(
+        self, turn_context: TurnContext, purpose: str, action: MessagingExtensionAction
+    ) -> Reply:
+        payload = action.message_payload
+        place = where(turn_context.activity)
+        viewer = await self.identify(turn_context)
+        sender = payload.from_property.user if payload.from_property else None
+        author: Viewer | None = None
+        if sender is not None and sender.id:
+            if sender.user_identity_type in INSIDE_IDENTITIES:
+                account = ChannelAccount(id=sender.id, aad_object_id=sender.id, name=sender.display_name)
+                author = await self.identify(turn_context, account)
+            else:  # another organisation's user, or an anonymous guest
+                known = await self.run(self.core.viewer, "teams", sender.id, lambda _: False)
+                author = known if known.person_id else replace(known, name=sender.display_name)
+        source = SourceMessage(
+            channel_id=place.conversation_id,
+            ts=str(payload.id),
+            thread_ts=payload.reply_to_id or place.thread_id,
+            author_id=sender.id if sender else None,
+            text=message_text(payload.body.content if payload.body else ""),
+        )
+        reply = await self.run(self.core.intake.open_form, purpose, viewer, source, author)
+        if reply.form is not None and payload.link_to_message:
+            await self.run(self.core.intake.set_permalink, int(reply.form.state), payload.link_to_message)
+        return reply
+
+    async def on_teams_messaging_extension_submit_action(
+        self, turn_context: TurnContext, action: MessagingExtensionAction
+    ) -> MessagingExtensionActionResponse:
+        form = submitted(action.data)
+        if form is None or form[0] not in ("feedback", "approval"):
+            return MessagingExtensionActionResponse(task=task_message("This form is not one of mine."))
+        kind, state, values = form
+        try:
+            viewer = await self.identify(turn_context)
+            if kind == "feedback":
+                outcome: object = await self.run(
+                    self.core.intake.file_feedback, state, values, viewer.user_id
+                )
+            else:
+                outcome = await self.run(self.core.approvals.submit_request, state, values, viewer.user_id)
+        except Exception:
+            return MessagingExtensionActionResponse(
+                task=task_message(self.core.unexpected("teams form").text)
+            )
+        if isinstance(outcome, Invalid):
+            shown = self.shown(kind, state)
+            if shown is None:
+                return MessagingExtensionActionResponse(task=task_message(" ".join(outcome.errors.values())))
+            return MessagingExtensionActionResponse(task=task_form(refill(shown, values), outcome.errors))
+        if isinstance(outcome, Filed):
+            posts = await self.run(self.core.intake.feedback_posts, outcome.feedback_id, outcome.capture_id)
+            await self.run(deliver, self.messenger, posts)
+        elif isinstance(outcome, Requested):
+            return MessagingExtensionActionResponse(task=task_message(await self.post_card(outcome)))
+        return MessagingExtensionActionResponse()  # closes the dialog
+
+    async def post_card(self, requested: Requested) -> str:
+        """The approval card in the client's channel (and the superseded ones marked so); what to tell
+        whoever asked."""
+        try:
+            problem = await self.run(self.core.approvals.sync_card, self.messenger, requested.request_id)
+            for old in requested.superseded:
+                await self.run(self.core.approvals.sync_card, self.messenger, old)
+        except Exception:
+            return self.core.unexpected("posting an approval card", request=requested.request_id).text
+        if problem is not None and problem.permanent:
+            return (
+                "The approval request is saved, but its card cannot be posted in the client's channel "
+                f"({problem.reason}). Add me to that channel, then send the request again."
+            )
+        note = await self.run(self.core.approvals.request_note, requested.request_id)
+        return note.text if note is not None else "Sent for approval."
+
+    # ----- forms shown, to show again with their errors ------------------------------------------
+
+    def keep(self, form: Form) -> None:
+        with self._forms_lock:
+            self._forms[f"{form.kind}:{form.state}"] = form
+            while len(self._forms) > FORMS_KEPT:
+                self._forms.popitem(last=False)
+
+    def shown(self, kind: str, state: str) -> Form | None:
+        with self._forms_lock:
+            return self._forms.get(f"{kind}:{state}")
+
+
+def refill(form: Form, values: dict[str, object]) -> Form:
+    """The form with what was typed in it, to show again next to the errors."""
+    fields = []
+    for field in form.fields:
+        value = values.get(field.key)
+        if isinstance(field, TextInput) and isinstance(value, str):
+            field = replace(field, initial=value)
+        elif isinstance(field, ChoiceInput) and value:
+            chosen = value if isinstance(value, list) else [str(value)]
+            field = replace(field, initial=tuple(str(v) for v in chosen))
+        fields.append(field)
+    return replace(form, fields=tuple(fields))

@@ -1,0 +1,137 @@
+"""The dashboard at agency scale, through Slack: an AM's App Home with 15 accounts and a director's with
+500 (paged within Block Kit's 100 blocks), ranked as `/retainer list` ranks them, in the same number of
+SQL statements whatever the number of accounts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.access import Viewer
+from bot.dashboard import HOME_PAGE_ACTION, PAGE_SIZE
+from bot.demo import fill_demo
+from handlers.slack.render import as_text
+from store.db import unit_of_work
+from store.models import Client, Person, Retainer, RetainerMember
+from tests.health_world import statements
+from tests.slack_payloads import (
+    block_kit_problems,
+    finish_lazy_work,
+    home_action,
+    home_opened,
+    send,
+    send_event,
+)
+
+MAYA, SAM = "U01AM0001", "U01DR0001"
+TODAY = dt.date(2026, 11, 17)
+ACCOUNT = re.compile(r"^• [🔴🟠🟢] (.+?) · ", re.MULTILINE)
+
+
+def demo(bot, retainers: int) -> None:  # type: ignore[no-untyped-def]
+    with unit_of_work(bot.sessions) as session:
+        made = fill_demo(session, retainers=retainers, months=6, seed=0, today=TODAY)
+    for person in made.people:
+        if person.internal:
+            bot.sandbox.add_user(person.slack_id, real_name=person.name)
+
+
+def publishes(bot, user: str) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    return [c.args["view"] for c in bot.sandbox.calls_to("views.publish") if c.args.get("user_id") == user]
+
+
+def names_on(text: str) -> list[str]:
+    """The accounts listed under "Needs attention" and "On track", in order."""
+    names, listing = [], False
+    for line in text.splitlines():
+        if not line.startswith("• "):
+            listing = line in ("Needs attention", "On track") or (listing and line.startswith("…"))
+            continue
+        if listing and (match := ACCOUNT.match(line)):
+            names.append(match[1])
+    return names
+
+
+def viewer(bot, slack_id: str) -> Viewer:  # type: ignore[no-untyped-def]
+    with bot.sessions() as session:
+        p = session.scalars(select(Person).where(Person.slack_user_id == slack_id)).one()
+        return Viewer("slack", slack_id, True, p.id, p.name, p.role)
+
+
+def test_an_am_with_fifteen_accounts(bot) -> None:  # type: ignore[no-untyped-def]
+    demo(bot, 39)
+    with bot.sessions() as session:
+        maya = session.scalars(select(Person.id).where(Person.slack_user_id == MAYA)).one()
+        mine = set(
+            session.scalars(
+                select(Client.name)
+                .join(Retainer, Retainer.client_id == Client.id)
+                .join(RetainerMember, RetainerMember.retainer_id == Retainer.id)
+                .where(RetainerMember.person_id == maya)
+            )
+        )
+    assert len(mine) == 15
+    send_event(bot, home_opened(MAYA, event_id="Ev0DASH0001"))
+    bot.sandbox.wait_for("views.publish")
+    (view,) = publishes(bot, MAYA)
+    assert block_kit_problems(view["blocks"], max_blocks=100) == []
+    text = as_text(view)
+    shown = names_on(text)
+    assert sorted(shown) == sorted(mine)  # every account, once
+    assert (
+        "Your accounts: 15 accounts" in text and "Pending approvals\n• " in text and "This week\n• " in text
+    )
+    # Ranked by attention, the same order as `/retainer list`.
+    levels = [line[2] for line in text.splitlines() if line.startswith("• ") and " · " in line][: len(shown)]
+    assert levels == sorted(levels, key="🔴🟠🟢".index)
+    assert names_on(bot.answer("list", user=MAYA)) == shown
+    finish_lazy_work(bot)
+
+
+def test_a_director_with_five_hundred_accounts_pages_through_all_of_them(bot) -> None:  # type: ignore[no-untyped-def]
+    demo(bot, 500)
+    bot.runtime.watch.run_due()  # the daily scan: escalations for the red accounts
+    send_event(bot, home_opened(SAM, event_id="Ev0DASH0002"))
+    bot.sandbox.wait_for("views.publish")
+    pages = -(-500 // PAGE_SIZE)
+    for page in range(1, pages):
+        send(bot, home_action(bot.sandbox, user=SAM, action_id=HOME_PAGE_ACTION, value=str(page)))
+        bot.sandbox.wait_for(lambda c, n=page: len(publishes(bot, SAM)) > n)
+    finish_lazy_work(bot)
+    views = publishes(bot, SAM)
+    assert len(views) == pages
+    seen: list[str] = []
+    for n, view in enumerate(views):
+        assert block_kit_problems(view["blocks"], max_blocks=100) == []
+        text = as_text(view)
+        assert f"page {n + 1} of {pages}" in text and "Every account: 500 accounts" in text
+        assert "Open escalations\n• 🔴 " in text
+        seen += names_on(text)
+    with bot.sessions() as session:
+        every = set(session.scalars(select(Client.name)))
+        escalated = session.scalar(
+            select(func.count()).select_from(Retainer).where(Retainer.stage == "at_risk")
+        )
+    assert len(seen) == 500 and set(seen) == every
+    assert escalated and escalated < 500
+    # A fixed number of statements for the director's dashboard: none per account.
+    director = viewer(bot, SAM)
+    with statements(bot.runtime.engine) as run:
+        bot.runtime.core.dashboard.build(director)
+    assert len([s for s in run if s.lstrip().upper().startswith("SELECT")]) == DIRECTOR_QUERIES
+
+
+DIRECTOR_QUERIES = 12  # accounts (11, see bot/history.py) and their open escalations
+
+
+@pytest.mark.parametrize("retainers", [3, 40])
+def test_the_directors_dashboard_takes_the_same_statements_at_any_size(bot, retainers) -> None:  # type: ignore[no-untyped-def]
+    demo(bot, retainers)
+    director = viewer(bot, SAM)
+    with statements(bot.runtime.engine) as run:
+        reply = bot.runtime.core.dashboard.build(director)
+    assert f"Every account: {retainers} accounts" in reply.text
+    assert len([s for s in run if s.lstrip().upper().startswith("SELECT")]) == DIRECTOR_QUERIES
