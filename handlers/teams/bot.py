@@ -34,6 +34,7 @@ from botbuilder.schema.teams import (
 from bot.access import Viewer
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused, Requested
 from bot.core import Core
+from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
 from bot.feedback import Filed, Invalid, Post, SourceMessage, deliver
 from bot.messenger import DeliveryError, Messenger
 from bot.people import Profile
@@ -44,6 +45,7 @@ from handlers.teams.references import PERSONAL, References, Where, where
 from handlers.teams.render import render_card, render_form, submitted
 
 log = logging.getLogger(__name__)
+ESCALATION_ACTIONS = (ACKNOWLEDGE_ACTION, SNOOZE_ACTION, OPEN_ACTION)
 
 FEEDBACK_COMMAND = "add_feedback"
 APPROVAL_COMMAND = "request_approval"
@@ -287,11 +289,13 @@ class RetainerBot(TeamsActivityHandler):
 
     async def card_action(self, turn_context: TurnContext, verb: str, data: object) -> dict[str, Any]:
         value = str((data or {}).get("value") or "") if isinstance(data, dict) else ""
-        if verb not in (APPROVE_ACTION, CONFIRM_ACTION) or not value.isdigit():
+        if verb not in (APPROVE_ACTION, CONFIRM_ACTION, *ESCALATION_ACTIONS) or not value.isdigit():
             return message_response("This button is not one of mine; nothing changed.")
         activity = turn_context.activity
         place = where(activity)
         viewer = await self.identify(turn_context)
+        if verb in ESCALATION_ACTIONS:
+            return await self.escalation_action(turn_context, verb, int(value), viewer)
         if verb == APPROVE_ACTION:
             card_at = (place.conversation_id, activity.reply_to_id) if activity.reply_to_id else None
             outcome = await self.run(
@@ -314,6 +318,20 @@ class RetainerBot(TeamsActivityHandler):
         if confirmed.card is not None:
             return card_response(confirmed.card)
         return message_response("Nothing changed.")
+
+    async def escalation_action(
+        self, turn_context: TurnContext, verb: str, escalation_id: int, viewer: Viewer
+    ) -> dict[str, Any]:
+        """A director's Acknowledge / Snooze 7 days / Open account on an escalation DM, as on Slack."""
+        if verb == OPEN_ACTION:
+            status = await self.run(self.core.escalations.open_account, escalation_id, viewer)
+            await turn_context.send_activity(card_activity(status))
+            return message_response(status.text)
+        acted = await self.run(self.core.escalations.act, escalation_id, verb, viewer)
+        if acted.note is not None:  # nothing changed: say why, privately, and leave the card
+            return message_response(acted.note.text)
+        # Committed: the Action.Execute answer replaces the DM's card in place.
+        return card_response(acted.card) if acted.card else message_response("Nothing changed.")
 
     async def after_decision(self, request_id: int, posts: tuple[Post, ...]) -> None:
         try:
