@@ -253,7 +253,8 @@ def _state_blocks(f: EscalationFacts, now: dt.datetime) -> list[Block]:
     blocks: list[Block] = []
     buttons = []
     snoozed = f.snoozed is not None and f.state is EscalationState.SNOOZED and f.snoozed[1] > now
-    if f.acknowledged is not None and f.state is EscalationState.ACKNOWLEDGED:
+    # Acknowledged stays so through a snooze; an update after it (worse) asks for it again.
+    if f.acknowledged is not None and f.state in (EscalationState.ACKNOWLEDGED, EscalationState.SNOOZED):
         blocks.append(Text(f"✅ Acknowledged by {f.acknowledged[0]} on {f.day(f.acknowledged[1])}."))
     else:
         buttons.append(Button("Acknowledge", ACKNOWLEDGE_ACTION, str(f.id), Tone.GOOD))

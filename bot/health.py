@@ -69,7 +69,7 @@ class Thresholds:
 DEFAULT_THRESHOLDS = Thresholds()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reason:
     level: Level
     text: str
@@ -77,7 +77,7 @@ class Reason:
     hard: bool = False  # escalates on its own (restructure, renewal at risk)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Health:
     level: Level
     reasons: tuple[Reason, ...]
@@ -111,7 +111,7 @@ def attention(health: Health) -> tuple[int, int, int, int]:
 # --- what the health reads ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CycleFacts:
     """One cycle of a retainer, as the signals read it."""
 
@@ -138,7 +138,7 @@ class CycleFacts:
         return self.minutes_allocated > 0 and self.minutes_used > self.minutes_allocated
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class History:
     """What a retainer's health is computed from: its trailing cycles (oldest first; the last is the
     current one once it has begun), approvals waiting, the client side's messages and the term."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, select
@@ -40,10 +41,11 @@ from store.models import (
 # Enough cycles for every signal: the changes-requested ratio compares the last two with the three
 # before them; a restructure streak longer than that is still "over for months".
 TRAILING_CYCLES = 6
+NOTHING: Mapping[str, int] = MappingProxyType({})
 Scope = Sequence[int] | Select[Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     role: MemberRole
     person_id: int
@@ -60,9 +62,10 @@ class Member:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Account:
-    """One retainer as the dashboard, the list and the scan see it: who runs it, and its history."""
+    """One retainer as the dashboard, the list and the scan see it: who runs it (its AMs and directors)
+    and its history."""
 
     retainer_id: int
     client_name: str
@@ -83,7 +86,7 @@ class Account:
         return [m.name for m in self.members if m.role is role]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cycle:
     """A cycle's facts as the queries find them, before they become a CycleFacts."""
 
@@ -92,7 +95,7 @@ class _Cycle:
     starts_on: dt.date
     ends_on: dt.date
     confirmed: bool
-    asked: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    asked: dict[str, int] | None = None
     linked: int = 0  # deliverables tied to a change order
     extra_minutes: int = 0
     extra_deliverables: int = 0
@@ -116,7 +119,10 @@ def load_accounts(
     to the one containing today in the retainer's timezone."""
     if not isinstance(scope, Select) and not scope:
         return []
-    rows = session.execute(
+    # Read through the connection: rows stream as plain tuples (the ORM would gather each result
+    # whole first, thousands of rows the garbage collector then walks again and again).
+    conn = session.connection()
+    rows = conn.execute(
         select(
             Retainer.id,
             Client.name,
@@ -162,7 +168,7 @@ def load_accounts(
     cycle_ids = select(Cycle.id).where(in_window)
 
     members: defaultdict[int, list[Member]] = defaultdict(list)
-    for retainer_id, role, person_id, name, slack, teams in session.execute(
+    for retainer_id, role, person_id, name, slack, teams in conn.execute(
         select(
             RetainerMember.retainer_id,
             RetainerMember.role,
@@ -172,13 +178,16 @@ def load_accounts(
             Person.teams_aad_id,
         )
         .join(Person, Person.id == RetainerMember.person_id)
-        .where(scope_filter(RetainerMember.retainer_id, scope))
+        .where(
+            scope_filter(RetainerMember.retainer_id, scope),
+            RetainerMember.role.in_([MemberRole.AM, MemberRole.DIRECTOR]),  # who runs the account
+        )
         .order_by(RetainerMember.id)
     ):
         members[retainer_id].append(Member(role, person_id, name, slack, teams))
 
     baselines: defaultdict[int, dict[str, int]] = defaultdict(dict)
-    for retainer_id, category, per_month in session.execute(
+    for retainer_id, category, per_month in conn.execute(
         select(BaselineItem.retainer_id, BaselineItem.category, BaselineItem.per_month).where(
             scope_filter(BaselineItem.retainer_id, scope)
         )
@@ -186,7 +195,7 @@ def load_accounts(
         baselines[retainer_id][category] = per_month
 
     by_cycle: dict[int, _Cycle] = {}
-    for c in session.execute(
+    for c in conn.execute(
         select(
             Cycle.id,
             Cycle.retainer_id,
@@ -205,7 +214,7 @@ def load_accounts(
     def counted(condition: ColumnElement[bool]) -> Any:
         return func.sum(case((condition, 1), else_=0))
 
-    for cycle_id, category, planned, delivered, linked, asked in session.execute(
+    for cycle_id, category, planned, delivered, linked, asked in conn.execute(
         select(
             Task.cycle_id,
             Task.category,
@@ -224,17 +233,19 @@ def load_accounts(
         cycle.delivered += int(delivered or 0)
         cycle.linked += int(linked or 0)
         if category and asked:
-            cycle.asked[category] += int(asked)
+            if cycle.asked is None:
+                cycle.asked = {}
+            cycle.asked[category] = cycle.asked.get(category, 0) + int(asked)
 
     minutes: dict[int, int] = {}
-    for cycle_id, used in session.execute(
+    for cycle_id, used in conn.execute(
         select(TimeEntry.cycle_id, func.sum(TimeEntry.minutes))
         .where(TimeEntry.cycle_id.in_(cycle_ids))
         .group_by(TimeEntry.cycle_id)
     ):
         minutes[cycle_id] = int(used or 0)
 
-    for cycle_id, extra, deliverables in session.execute(
+    for cycle_id, extra, deliverables in conn.execute(
         select(
             ChangeOrder.cycle_id,
             func.sum(ChangeOrder.extra_minutes),
@@ -250,7 +261,7 @@ def load_accounts(
     # Decisions on the cycle's deliverables. The state is summed, not filtered: with the state in the
     # WHERE clause SQLite walks every decided request of the agency through the state index.
     decisions: dict[int, tuple[int, int]] = {}
-    for cycle_id, approved, changes in session.execute(
+    for cycle_id, approved, changes in conn.execute(
         select(
             Task.cycle_id,
             counted(ApprovalRequest.state == ApprovalState.APPROVED),
@@ -264,7 +275,7 @@ def load_accounts(
 
     zones = {r.id: r.timezone for r in rows}
     pending: defaultdict[int, list[dt.date]] = defaultdict(list)
-    for retainer_id, created_at in session.execute(
+    for retainer_id, created_at in conn.execute(
         select(Task.retainer_id, ApprovalRequest.created_at)
         .join(Task, Task.id == ApprovalRequest.task_id)
         .where(scope_filter(Task.retainer_id, scope), ApprovalRequest.state == ApprovalState.PENDING)
@@ -274,7 +285,7 @@ def load_accounts(
             pending[retainer_id].append(local_today(created_at, zones[retainer_id]))
 
     planning: dict[tuple[int, str], dt.date] = {}
-    for retainer_id, subject, sent_at in session.execute(
+    for retainer_id, subject, sent_at in conn.execute(
         select(Delivery.retainer_id, Delivery.subject, Delivery.sent_at).where(
             scope_filter(Delivery.retainer_id, scope),
             Delivery.kind == PostKind.PLANNING.value,
@@ -299,7 +310,7 @@ def load_accounts(
                 c.ends_on,
                 minutes_used=minutes.get(cycle_id, 0),
                 minutes_allocated=monthly[c.retainer_id] + c.extra_minutes,
-                asked=dict(c.asked),
+                asked=c.asked or NOTHING,
                 extra_deliverables=max(0, c.extra_deliverables - c.linked),
                 delivered=c.delivered,
                 planned=c.planned,
@@ -319,7 +330,7 @@ def load_accounts(
             today[r.id],
             r.end_date,
             r.country,
-            baseline=baselines.get(r.id, {}),
+            baseline=baselines.get(r.id, NOTHING),
             cycles=facts,
             pending=tuple(pending.get(r.id, ())),
             messages_recent=recent,
@@ -363,7 +374,7 @@ def _client_messages(
         )
     first = days[0] - dt.timedelta(days=recent + baseline)
     found: dict[int, tuple[int, int]] = {}
-    for row in session.execute(
+    for row in session.connection().execute(
         select(ChannelActivity.retainer_id, *sums)
         .where(
             scope_filter(ChannelActivity.retainer_id, scope),

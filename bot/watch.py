@@ -64,7 +64,7 @@ class WatchSettings:
     hour: int = 9  # local hour of the scan on each business day, unless the retainer sets its own
     thresholds: Thresholds = DEFAULT_THRESHOLDS
     lease: dt.timedelta = dt.timedelta(minutes=10)  # a claimed scan left behind is redone after this
-    batch: int = 1000  # retainers per claim, read and write
+    batch: int = 2000  # retainers per claim, read and write
     keep_events: dt.timedelta = dt.timedelta(days=7)  # platform event ids kept to spot retries
 
 
@@ -153,6 +153,7 @@ class HealthWatch:
             else:
                 due[today].append(r.id)
         self._next_at = None if due else min(later, default=None)
+        del rows, later  # thousands of rows: not kept alive (and walked by the GC) while scanning
         for day, ids in sorted(due.items()):
             for start in range(0, len(ids), self.settings.batch):
                 claimed = self._claim(ids[start : start + self.settings.batch], day, now)

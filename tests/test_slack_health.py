@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 from pathlib import Path
 
 import jsonschema
@@ -14,7 +15,9 @@ import pytest
 from slack_sdk.http_retry import builtin_handlers, handler
 from sqlalchemy import func, select
 
+from bot.deliveries import Outbox
 from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
+from bot.watch import HealthWatch
 from handlers.slack.render import as_text
 from store.db import unit_of_work
 from store.models import (
@@ -133,6 +136,10 @@ def test_the_director_is_told_once_and_the_buttons_work(bot, agency) -> None:  #
     escalation = str(escalation_id(bot))
     click(bot, ACME_CONTACT, ACKNOWLEDGE_ACTION, escalation, team="T0CLIENT")
     private_answer(bot, "Only a director can act on an escalation. Nothing changed.")
+    click(bot, ACME_CONTACT, OPEN_ACTION, escalation, team="T0CLIENT")
+    private_answer(bot, "I can't show that account.")
+    click(bot, AM, SNOOZE_ACTION, escalation)  # the AM is told, but it is the director's to act on
+    private_answer(bot, "Only a director can act on an escalation. Nothing changed.")
 
     click(bot, DIRECTOR, ACKNOWLEDGE_ACTION, escalation)
     update = bot.sandbox.wait_for("chat.update")
@@ -179,6 +186,30 @@ def test_a_snoozed_escalation_that_gets_worse_is_told_when_the_snooze_ends(bot, 
     assert len(bot.sandbox.messages(DIRECTOR)) == 2
 
 
+def test_two_schedulers_at_the_same_moment_tell_the_director_once(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+    outboxes = [Outbox(bot.sessions, clock, bot.runtime.messengers, name=f"s{n}") for n in range(2)]
+    watches = [HealthWatch(bot.sessions, clock, o, name=o.name) for o in outboxes]
+    start = threading.Barrier(len(watches))
+
+    def run(watch: HealthWatch) -> None:
+        start.wait()
+        watch.run_due()
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in watches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for o in outboxes:
+        o.close()
+    assert len(bot.sandbox.messages(DIRECTOR)) == 1
+    assert sum("Heads-up" in as_text(m) for m in bot.sandbox.messages(AM)) == 1
+    with bot.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Escalation)) == 1
+        stages = session.scalars(select(AuditEntry.action).where(AuditEntry.action == "stage_changed")).all()
+    assert len(stages) == 2  # Acme to at_risk, Globex to renewal: each once
+
+
 class NoSleep:
     """Stands in for `time` in slack_sdk's retry handlers: they retry at once."""
 
@@ -195,7 +226,9 @@ def test_a_dm_that_failed_is_retried_once_by_the_scheduler(bot, agency, clock, m
     bot.runtime.watch.run_due()
     assert bot.sandbox.messages(DIRECTOR) == bot.sandbox.messages(AM) == []
     with bot.sessions() as session:
-        claims = session.scalars(select(Delivery).where(Delivery.kind.like("escalation%"))).all()
+        claims = session.scalars(
+            select(Delivery).where(Delivery.kind.like("escalation%")).order_by(Delivery.kind)
+        ).all()
     assert [(c.kind, c.status, c.may_have_landed) for c in claims] == [
         ("escalation", DeliveryStatus.CLAIMED, True),
         ("escalation_note", DeliveryStatus.CLAIMED, True),
