@@ -17,7 +17,7 @@ from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
 from bot.cycles import open_cycle
 from bot.dashboard import load_rows
-from bot.health import DEFAULT_THRESHOLDS, assess
+from bot.health import DEFAULT_THRESHOLDS, assess, with_daily_scan
 from bot.lookup import find_client, name_key
 from bot.onboarding import new_retainer_form
 from bot.parsing import (
@@ -38,6 +38,7 @@ from store.models import (
     Channel,
     ChannelKind,
     Client,
+    HealthState,
     Person,
     Retainer,
     RetainerMember,
@@ -182,6 +183,11 @@ _RETAINERS_OF_CLIENT = (
 )
 
 
+_SCANNED = select(HealthState.signals, HealthState.checked_on).where(
+    HealthState.retainer_id == bindparam("retainer_id")
+)
+
+
 def current_retainer(session: Session, client_id: int, now: dt.datetime) -> Retainer | None:
     """The client's retainer in force today, else its most recent one."""
     retainers = session.scalars(_RETAINERS_OF_CLIENT, {"client_id": client_id}).all()
@@ -204,7 +210,11 @@ def _status(call: Call, tokens: list[str]) -> Reply:
         raise call.unknown(" ".join(tokens))
     (snapshot,) = snapshots_of(call.session, [retainer], call.request.now)
     if call.viewer.internal:
-        return status_internal(snapshot, assess(snapshot))
+        scanned = call.session.execute(_SCANNED, {"retainer_id": retainer.id}).first()
+        health = assess(snapshot)
+        if scanned is not None:
+            health = with_daily_scan(health, scanned.signals or {}, scanned.checked_on)
+        return status_internal(snapshot, health)
     return status_client(snapshot)
 
 

@@ -432,3 +432,34 @@ def trend(h: History, cycles: int = 3) -> list[str]:
             bits.append(f"changes requested on {c.changes_requested} of {decisions} decisions")
         lines.append(" · ".join(bits))
     return lines
+
+
+# What the daily scan's stored signals mean, for a view that only has the current month in hand.
+SCAN_LABELS = {
+    "restructure": "over allocation month after month",
+    "scope_creep": "more deliverables than the baseline, no change order",
+    "changes_ratio": "changes requested on a rising share of deliveries",
+    "engagement": "client messages falling",
+    "planning_unanswered": "the planning post is unanswered",
+    "renewal_at_risk": "renewal at risk",
+}
+
+
+def with_daily_scan(live: Health, scanned: Mapping[str, str], scanned_on: dt.date | None) -> Health:
+    """The month's live health, plus what this morning's scan of the whole history found that one
+    month cannot show (restructure, scope creep, engagement…), so every view tells the same story."""
+    shown = {r.key.split(":")[0] for r in live.reasons}
+    extra = []
+    for key, label in scanned.items():
+        family = key.split(":")[0]
+        if family in SCAN_LABELS and family not in shown:
+            category = f" ({key.split(':', 1)[1].replace('_', ' ')})" if ":" in key else ""
+            when = f"daily scan {scanned_on:%b %-d}" if scanned_on else "daily scan"
+            text = f"{SCAN_LABELS[family]}{category} ({when}; `/retainer brief` has the numbers)"
+            extra.append(
+                Reason(Level[label.upper()], text, key, hard=family in ("restructure", "renewal_at_risk"))
+            )
+    if not extra:
+        return live
+    reasons = sorted((*live.reasons, *extra), key=lambda r: (-r.level, not r.hard))
+    return Health(max(live.level, *(r.level for r in extra)), tuple(reasons))
