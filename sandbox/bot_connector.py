@@ -8,11 +8,9 @@ Bot Framework-shaped bodies, keeps what was posted, and records every call so te
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import re
-import socket
 import sys
 import threading
 import time
@@ -20,9 +18,11 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from sandbox.server import TrackingServer
 
 AGENCY_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CARD = "application/vnd.microsoft.card.adaptive"
@@ -349,37 +349,10 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(TrackingServer):
     def __init__(self, address: tuple[str, int], connector: BotConnector) -> None:
         super().__init__(address, _Handler)
         self.connector = connector
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

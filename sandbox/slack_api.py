@@ -12,8 +12,6 @@ import json
 import math
 import re
 import secrets
-import socket
-import sys
 import threading
 import time
 import traceback
@@ -22,10 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sandbox.server import TrackingServer
 
 # Form fields that Slack clients send as JSON strings; decoded into Python objects in Call.args.
 JSON_FIELDS = frozenset({"blocks", "attachments", "view", "metadata"})
@@ -977,40 +977,10 @@ class SlackSandbox:
         return response
 
 
-class _Server(ThreadingHTTPServer):
-    """A thread per connection; tracks open connections so stop() can close idle keep-alive ones."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024  # the default of 5 drops connections under benchmark fan-out
-
+class _Server(TrackingServer):
     def __init__(self, address: tuple[str, int], sandbox: SlackSandbox) -> None:
         super().__init__(address, _Handler)
         self.sandbox = sandbox
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # a client hung up (e.g. after its own timeout): routine here
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
