@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sandbox.server import TrackingServer
+from sandbox.server import TrackingServer, wait_for_call
 
 AGENCY_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CARD = "application/vnd.microsoft.card.adaptive"
@@ -200,20 +200,7 @@ class BotConnector:
 
     def wait_for(self, predicate: Callable[[Call], bool] | str, timeout: float = 5.0) -> Call:
         """Block until a recorded call satisfies `predicate` (or is that operation) and return it."""
-        matches = (lambda call: call.method == predicate) if isinstance(predicate, str) else predicate
-        deadline = time.monotonic() + timeout
-        checked = 0
-        with self._changed:
-            while True:
-                for call in self.calls[checked:]:
-                    if matches(call):
-                        return call
-                checked = len(self.calls)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    seen = ", ".join(f"{c.method}->{c.status}" for c in self.calls) or "none"
-                    raise AssertionError(f"no matching connector call within {timeout}s; calls seen: {seen}")
-                self._changed.wait(remaining)
+        return wait_for_call(self.calls, self._changed, predicate, timeout, "connector")
 
     def messages(self, conversation: str) -> list[dict[str, Any]]:
         """What the bot posted in a conversation (a channel's thread replies included), oldest first,

@@ -1,4 +1,4 @@
-"""The HTTP server under both stand-ins: a thread per connection, tracked so stop() can close idle
+"""What both stand-ins share: an HTTP server with a thread per connection, tracked so stop() can close idle
 keep-alive connections at once instead of waiting for clients to hang up."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ import contextlib
 import socket
 import sys
 import threading
+import time
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -42,3 +44,29 @@ class TrackingServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], OSError):
             return  # a client hung up (e.g. after its own timeout): routine here
         super().handle_error(request, client_address)
+
+
+def wait_for_call(
+    calls: Sequence[Any],
+    changed: threading.Condition,
+    predicate: Callable[[Any], bool] | str,
+    timeout: float,
+    what: str,
+) -> Any:
+    """Block on `changed` until a recorded call satisfies `predicate` (or is that method) and return
+    it; AssertionError listing the calls seen if none does within `timeout` seconds. Tests wait with
+    this instead of sleeping."""
+    matches = (lambda call: call.method == predicate) if isinstance(predicate, str) else predicate
+    deadline = time.monotonic() + timeout
+    checked = 0
+    with changed:
+        while True:
+            for call in calls[checked:]:
+                if matches(call):
+                    return call
+            checked = len(calls)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                seen = ", ".join(f"{c.method}->{c.status}" for c in calls) or "none"
+                raise AssertionError(f"no matching {what} call within {timeout}s; calls seen: {seen}")
+            changed.wait(remaining)

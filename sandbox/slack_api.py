@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sandbox.server import TrackingServer
+from sandbox.server import TrackingServer, wait_for_call
 
 # Form fields that Slack clients send as JSON strings; decoded into Python objects in Call.args.
 JSON_FIELDS = frozenset({"blocks", "attachments", "view", "metadata"})
@@ -417,20 +417,7 @@ class SlackSandbox:
 
         Raises AssertionError listing the calls seen if none does within timeout seconds.
         """
-        matches = (lambda call: call.method == predicate) if isinstance(predicate, str) else predicate
-        deadline = time.monotonic() + timeout
-        checked = 0
-        with self._calls_changed:
-            while True:
-                for call in self.calls[checked:]:
-                    if matches(call):
-                        return call
-                checked = len(self.calls)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    seen = ", ".join(f"{c.method}->{c.status}" for c in self.calls) or "none"
-                    raise AssertionError(f"no matching Slack call within {timeout}s; calls seen: {seen}")
-                self._calls_changed.wait(remaining)
+        return wait_for_call(self.calls, self._calls_changed, predicate, timeout, "Slack")
 
     def messages(self, channel: str) -> list[dict[str, Any]]:
         """Messages in a channel (id, name, or user id for the bot's DM), oldest first, edits applied."""
