@@ -31,9 +31,9 @@ from bot.access import Viewer
 from bot.calendar import is_business_day, local_today
 from bot.clock import FixedClock
 from bot.dashboard import home
-from bot.deliveries import Outbox
-from bot.demo import fill_demo
-from bot.watch import HealthWatch, WatchSettings
+from retainer.demo import fill_demo
+from scheduler.health_scan import HealthWatch, WatchSettings
+from scheduler.outbox import Outbox
 from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade
 from store.models import (
     AuditEntry,

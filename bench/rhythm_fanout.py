@@ -36,9 +36,9 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from bot.clock import FixedClock
-from bot.deliveries import Outbox, OutboxSettings
-from bot.scheduled import RhythmSettings, ScheduledPosts
 from sandbox.slack_api import RateLimits, SlackSandbox
+from scheduler.outbox import Outbox, OutboxSettings
+from scheduler.posts import RhythmSettings, ScheduledPosts
 from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade
 from store.models import (
     Agency,

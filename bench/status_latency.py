@@ -27,10 +27,10 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.app import build_runtime
 from bot.clock import FixedClock
 from bot.config import load_settings
-from bot.demo import fill_demo
+from retainer.app import build_runtime
+from retainer.demo import fill_demo
 from sandbox.slack_api import SlackSandbox
 from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade
 

@@ -140,7 +140,7 @@ class BotUnderTest:
         return httpx.post(self.url + "/slack/events", content=body, headers=headers, timeout=10)
 
     def command(self, text: str, *, user: str, channel: str | None = None):  # type: ignore[no-untyped-def]
-        from handlers.slack.ask import signed_slash_command
+        from retainer.ask import signed_slash_command
 
         body, headers = signed_slash_command(
             self.SECRET, text, user=user, channel=channel, response_url=self.sandbox.response_url()
@@ -168,8 +168,8 @@ def slack_sandbox() -> Iterator[object]:
 
 @pytest.fixture
 def bot(database_url: str, engine: Engine, slack_sandbox, clock: FixedClock) -> Iterator[BotUnderTest]:  # type: ignore[no-untyped-def]
-    from bot.app import BackgroundServer, build_runtime
     from bot.config import load_settings
+    from retainer.app import BackgroundServer, build_runtime
 
     settings = load_settings(
         slack_bot_token=slack_sandbox.bot_token,

@@ -12,13 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import FixedClock
-from bot.deliveries import Outbox, OutboxSettings
 from bot.lookup import name_key
 from bot.messenger import Messenger
-from bot.scheduled import RhythmSettings, ScheduledPosts
 from handlers.slack.messenger import MARKER_EVENT, SlackMessenger
 from handlers.slack.workspace import make_client
 from sandbox.slack_api import SlackSandbox
+from scheduler.outbox import Outbox, OutboxSettings
+from scheduler.posts import RhythmSettings, ScheduledPosts
 from store.db import unit_of_work
 from store.models import (
     Agency,

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from bot.app import BackgroundServer, Runtime, build_runtime
 from bot.clock import FixedClock
 from bot.config import load_settings
+from retainer.app import BackgroundServer, Runtime, build_runtime
 from sandbox.bot_connector import AGENCY_TENANT, BotConnector
 from store.db import unit_of_work
 from store.models import ApprovalRequest, Channel, ChannelKind, Person

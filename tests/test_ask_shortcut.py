@@ -4,7 +4,7 @@ workspace (the bot runs in-process against the built-in local Slack server)."""
 from __future__ import annotations
 
 from bot.config import load_settings
-from handlers.slack.ask import ask_shortcut
+from retainer.ask import ask_shortcut
 from store.db import unit_of_work
 from tests.builders import ACME_CHANNEL, AM, build_agency
 

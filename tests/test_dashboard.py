@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from bot.access import Viewer
 from bot.dashboard import HOME_PAGE_ACTION, PAGE_SIZE
-from bot.demo import fill_demo
 from handlers.slack.render import as_text
+from retainer.demo import fill_demo
 from store.db import unit_of_work
 from store.models import Client, Person, Retainer, RetainerMember
 from tests.health_world import statements

@@ -156,7 +156,7 @@ def test_a_restart_sends_what_is_still_useful_and_logs_the_rest_as_skipped(
     # Down from May 31 until June 1, 21:00 UTC: Kaiju's month turn (10:00 Tokyo = 01:00 UTC, 20 h ago)
     # is past the 12 h grace; Acme's (9:00 New York = 13:00 UTC, 8 h ago) is not.
     made.clock.set(dt.datetime(2026, 6, 1, 21, tzinfo=UTC))
-    with caplog.at_level(logging.INFO, logger="bot.deliveries"):
+    with caplog.at_level(logging.INFO, logger="scheduler.outbox"):
         made.scheduler(name="after").run_due()
     rows, posted = made.deliveries(), made.posted()
     acme, kaiju = made.retainers["acme"], made.retainers["kaiju"]
@@ -270,8 +270,8 @@ def test_a_post_that_keeps_failing_gives_up_after_the_last_attempt(
 
 
 def test_thousands_of_missed_posts_are_recorded_in_one_go(world: World) -> None:
-    from bot.deliveries import Post
     from bot.rhythm import PostKind
+    from scheduler.outbox import Post
 
     outbox = world.scheduler(name="s").outbox
     posts = [

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-import bot.demo
+import retainer.demo
 from bot.calendar import elapsed_fraction
-from bot.demo import DemoDataRefused, DemoSummary, fill_demo
+from retainer.demo import DemoDataRefused, DemoSummary, fill_demo
 from store.db import unit_of_work
 from store.models import (
     ApprovalApprover,
@@ -295,7 +295,7 @@ def test_the_fast_sqlite_path_stores_exactly_what_sqlalchemy_core_would(
     _fill(sessions, retainers=6, months=4)
     fast = raw()
     empty_tables(engine)
-    monkeypatch.setattr(bot.demo, "FAST_SQLITE", False)
+    monkeypatch.setattr(retainer.demo, "FAST_SQLITE", False)
     _fill(sessions, retainers=6, months=4)
     assert raw() == fast
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.importer import ImportErrors, format_path, import_file, parse_agency
+from retainer.importer import ImportErrors, format_path, import_file, parse_agency
 from store.models import (
     Agency,
     AuditEntry,

@@ -8,7 +8,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
-from handlers.slack.ask import signed_slash_command
+from retainer.ask import signed_slash_command
 from store.db import unit_of_work
 from store.models import AuditEntry, Base, Channel, Task, TaskStatus, TimeEntry
 from tests.builders import (

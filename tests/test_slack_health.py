@@ -15,10 +15,10 @@ import pytest
 from slack_sdk.http_retry import builtin_handlers, handler
 from sqlalchemy import func, select
 
-from bot.deliveries import Outbox
 from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
-from bot.watch import HealthWatch
 from handlers.slack.render import as_text
+from scheduler.health_scan import HealthWatch
+from scheduler.outbox import Outbox
 from store.db import unit_of_work
 from store.models import (
     AuditEntry,

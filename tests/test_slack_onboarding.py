@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from handlers.slack.ask import signed_slash_command
+from retainer.ask import signed_slash_command
 from store.db import unit_of_work
 from store.models import (
     AuditEntry,

@@ -9,9 +9,9 @@ import re
 import pytest
 from sqlalchemy import select
 
-from bot.cli import main
 from bot.prompts import CONFIRM_ACTION
 from handlers.slack.render import as_text
+from retainer.cli import main
 from store.db import unit_of_work
 from store.models import AuditEntry, Cycle, Delivery, DeliveryStatus
 from tests.builders import ACME_CHANNEL, ACME_CONTACT, AM, GLOBEX_CHANNEL, GLOBEX_CONTACT, build_agency

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bot.app import build_runtime
 from bot.config import SettingsError, load_settings
+from retainer.app import build_runtime
 from store.db import DatabaseBehind, make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_two_bad_settings_are_two_lines(monkeypatch: pytest.MonkeyPatch) -> None
 def test_the_command_line_prints_the_lines_and_exits_2(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "SLACK_BOT_TOKEN": "nope", "SLACK_API_URL": "ftp://x"}
     out = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "serve"],
+        [sys.executable, "-m", "retainer.cli", "serve"],
         cwd=tmp_path,
         env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -275,7 +275,7 @@ APP_ID = "11111111-2222-4333-8444-555555555555"
 def test_with_credentials_an_unauthenticated_request_is_refused(
     database_url, engine, slack_sandbox, bot_connector, clock
 ) -> None:  # type: ignore[no-untyped-def]
-    from bot.app import BackgroundServer
+    from retainer.app import BackgroundServer
 
     connector = bot_connector
     runtime = make_runtime(

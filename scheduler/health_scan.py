@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.calendar import is_business_day, local_instant, local_today
 from bot.clock import Clock
 from bot.dashboard import Dashboard, HomePublisher
-from bot.deliveries import Outbox, Outcome, Outgoing, Post, sender_name
 from bot.escalations import (
     LIVE_STAGES,
     Move,
@@ -42,6 +41,7 @@ from bot.health import DEFAULT_THRESHOLDS, Health, Thresholds, assess_history
 from bot.history import Account, Member, load_accounts
 from bot.replies import Reply
 from bot.rhythm import PostKind
+from scheduler.outbox import Outbox, Outcome, Outgoing, Post, sender_name
 from store.db import unit_of_work
 from store.models import (
     AuditEntry,

@@ -11,7 +11,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 JOB_ID = "rhythm"
 
 
-class RhythmClock:
+class Ticker:
     """Calls `tick` every `interval` seconds, the first time as soon as it starts (which is how posts
     missed while nothing ran go out on start-up). Never two ticks at once; late ticks coalesce."""
 
@@ -34,7 +34,7 @@ class RhythmClock:
         # and what was due is still due (the database is the schedule), so nothing is lost.
         self.tick()
 
-    def start(self) -> RhythmClock:
+    def start(self) -> Ticker:
         self.scheduler.start()
         return self
 

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
-from bot.app import DEMO_SIGNING_SECRET, DEMO_TEAM_ID, BackgroundServer, build_runtime
 from bot.config import Settings
 from handlers.server import SLACK_PATH
 from handlers.slack.render import as_text
+from retainer.app import DEMO_SIGNING_SECRET, DEMO_TEAM_ID, BackgroundServer, build_runtime
 from sandbox.slack_api import SlackSandbox
 
 

@@ -85,13 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import serve
+    from retainer.app import serve
 
     return serve(settings, args.host, args.port, scheduler=args.scheduler)
 
 
 def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import run_scheduler
+    from retainer.app import run_scheduler
 
     return run_scheduler(settings)
 
@@ -107,7 +107,7 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.importer import ImportErrors, import_file
+    from retainer.importer import ImportErrors, import_file
 
     engine = make_engine(settings.database_url)
     from store.db import check_up_to_date
@@ -125,7 +125,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo_data(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.demo import DemoDataRefused, fill_demo
+    from retainer.demo import DemoDataRefused, fill_demo
 
     engine = make_engine(settings.database_url)
     from store.db import check_up_to_date
@@ -147,7 +147,7 @@ def _demo_data(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _ask(settings: Settings, args: argparse.Namespace) -> int:
-    from handlers.slack.ask import ask, ask_shortcut
+    from retainer.ask import ask, ask_shortcut
 
     if args.shortcut:
         shown = ask_shortcut(

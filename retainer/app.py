@@ -1,5 +1,5 @@
 """The composition root: builds settings, database, core, the Slack app and the web server, in that
-order, and nothing at import time. The only module of the core that knows the platforms exist."""
+order, and nothing at import time. It sits above every other package and is imported by none."""
 
 from __future__ import annotations
 
@@ -19,10 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.core import Core
-from bot.deliveries import Outbox, OutboxSettings
 from bot.messenger import Messenger, Switchboard
-from bot.scheduled import RhythmSettings, ScheduledPosts
-from bot.watch import HealthWatch, WatchSettings
 from handlers.server import build_web_app
 from handlers.slack import build_app
 from handlers.slack.home import SlackHomes
@@ -30,7 +27,10 @@ from handlers.slack.outbox import ChannelMessenger
 from handlers.slack.workspace import Workspace, authenticate, make_client
 from handlers.teams import Teams, build_teams, describe
 from sandbox.slack_api import SlackSandbox
-from scheduler.clock import RhythmClock
+from scheduler.health_scan import HealthWatch, WatchSettings
+from scheduler.outbox import Outbox, OutboxSettings
+from scheduler.posts import RhythmSettings, ScheduledPosts
+from scheduler.ticker import Ticker
 from store.db import check_up_to_date, make_engine, make_sessionmaker
 from store.models import Person, Role
 
@@ -55,14 +55,14 @@ class Runtime:
     sandbox: SlackSandbox | None = None
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "retainer"))
     rhythm: ScheduledPosts | None = None
-    clock_job: RhythmClock | None = None
+    clock_job: Ticker | None = None
     watch: HealthWatch | None = None  # the daily health scan, escalation DMs, home tab refreshes
     teams: Teams | None = None
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
 
-    def start_scheduler(self) -> RhythmClock:
+    def start_scheduler(self) -> Ticker:
         """The in-process clock: asks the rhythm what is due every RETAINER_SCHEDULER_INTERVAL s."""
-        self.clock_job = RhythmClock(self.tick, self.settings.retainer_scheduler_interval).start()
+        self.clock_job = Ticker(self.tick, self.settings.retainer_scheduler_interval).start()
         return self.clock_job
 
     def tick(self) -> None:

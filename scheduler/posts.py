@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.calendar import Period, local_today
 from bot.clock import Clock
 from bot.cycles import open_cycle, phase_on
-from bot.deliveries import Outbox, Outcome, Outgoing, Post
 from bot.prompts import LIVE_STAGES, Wanted, write
 from bot.rhythm import (
     AUDIENCE,
@@ -28,6 +27,7 @@ from bot.rhythm import (
     reminder_due,
     triage_between,
 )
+from scheduler.outbox import Outbox, Outcome, Outgoing, Post
 from store.db import unit_of_work
 from store.models import (
     Agency,
