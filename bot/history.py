@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from bot.calendar import local_today, period_of
+from bot.calendar import business_days_between, local_today, period_of
 from bot.health import DEFAULT_THRESHOLDS, CycleFacts, History, Thresholds
 from bot.rhythm import PostKind
 from store.models import (
@@ -43,6 +43,60 @@ from store.models import (
 TRAILING_CYCLES = 6
 NOTHING: Mapping[str, int] = MappingProxyType({})
 Scope = Sequence[int] | Select[Any]
+# Up to this many retainers, their pending approvals are found through their own tasks; beyond, through
+# the pending requests of the whole agency (see `pending_approvals`).
+FEW_RETAINERS = 50
+# What counts as a completed deliverable, everywhere (the status, the list, the report, the trend...).
+COMPLETED = tuple(s for s in TaskStatus if s.done)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """An approval request waiting on the client, on a deliverable of whichever cycle: one of last
+    month's waits on them as much as one of this month's."""
+
+    task_id: int
+    task_title: str
+    since: dt.datetime  # when it was asked for
+    asked_on: dt.date  # ... as a day in the retainer's calendar
+
+    def waited(self, today: dt.date, country: str | None) -> int:
+        """Business days it has waited, in the retainer's country."""
+        return business_days_between(self.asked_on, today, country)
+
+
+def pending_approvals(
+    conn: Connection, scope: Scope, zones: Mapping[int, str]
+) -> dict[int, list[PendingApproval]]:
+    """The approvals waiting on the client of each retainer in `scope` (whose timezones `zones` holds),
+    oldest first: every pending request, whatever cycle its deliverable is in. The one source of
+    "pending approvals" for every view.
+
+    Pending requests are few and tasks many, but SQLite, asked for both a retainer and the state, walks
+    every pending request of the agency through the state index even for one retainer. For a few
+    retainers the walk starts at their own tasks (their retainer index, then each task's requests, the
+    state read in Python); for more, at the pending requests."""
+    query = (
+        select(
+            Task.retainer_id,
+            Task.id,
+            Task.title,
+            ApprovalRequest.state,
+            ApprovalRequest.created_at,
+        )
+        .join(ApprovalRequest, ApprovalRequest.task_id == Task.id)
+        .where(scope_filter(Task.retainer_id, scope))
+        .order_by(ApprovalRequest.created_at, ApprovalRequest.id)
+    )
+    if isinstance(scope, Select) or len(scope) > FEW_RETAINERS:
+        query = query.where(ApprovalRequest.state == ApprovalState.PENDING)
+    found: dict[int, list[PendingApproval]] = {}
+    for retainer_id, task_id, title, state, created_at in conn.execute(query):
+        zone = zones.get(retainer_id)
+        if state is ApprovalState.PENDING and zone is not None:
+            waiting = PendingApproval(task_id, title, created_at, local_today(created_at, zone))
+            found.setdefault(retainer_id, []).append(waiting)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +132,7 @@ class Account:
     monthly_minutes: int
     members: tuple[Member, ...]
     history: History
+    pending: tuple[PendingApproval, ...] = ()  # the approvals `history.pending` dates, in full
 
     def people(self, role: MemberRole) -> list[Member]:
         return [m for m in self.members if m.role is role]
@@ -209,8 +264,9 @@ def load_accounts(
             confirmed = c.priorities_confirmed_at is not None
             by_cycle[c.id] = _Cycle(c.retainer_id, c.period, c.starts_on, c.ends_on, confirmed)
 
-    # One row per cycle and category, the counts summed in SQL: what was planned, delivered, tied to a
-    # change order, and asked for in the cycle itself (not a copy of a carried-over deliverable).
+    # One row per cycle and category, the counts summed in SQL: the cycle's deliverables (those carried
+    # over to the next month too: they were this month's and were not completed), the completed ones,
+    # those tied to a change order, and those asked for in the cycle itself (not a carried-over copy).
     def counted(condition: ColumnElement[bool]) -> Any:
         return func.sum(case((condition, 1), else_=0))
 
@@ -218,8 +274,8 @@ def load_accounts(
         select(
             Task.cycle_id,
             Task.category,
-            counted(Task.status != TaskStatus.CARRIED_OVER),
-            counted(Task.status.in_([TaskStatus.APPROVED, TaskStatus.DELIVERED])),
+            func.count(),
+            counted(Task.status.in_(COMPLETED)),
             counted(Task.change_order_id.is_not(None)),
             counted(Task.change_order_id.is_(None) & Task.carried_over_from_id.is_(None)),
         )
@@ -274,15 +330,8 @@ def load_accounts(
         decisions[cycle_id] = (int(approved or 0), int(changes or 0))
 
     zones = {r.id: r.timezone for r in rows}
-    pending: defaultdict[int, list[dt.date]] = defaultdict(list)
-    for retainer_id, created_at in conn.execute(
-        select(Task.retainer_id, ApprovalRequest.created_at)
-        .join(Task, Task.id == ApprovalRequest.task_id)
-        .where(scope_filter(Task.retainer_id, scope), ApprovalRequest.state == ApprovalState.PENDING)
-        .order_by(ApprovalRequest.created_at)
-    ):
-        if retainer_id in zones:
-            pending[retainer_id].append(local_today(created_at, zones[retainer_id]))
+    ids = [r.id for r in rows]
+    pending = pending_approvals(conn, ids if len(ids) <= FEW_RETAINERS else scope, zones)
 
     planning: dict[tuple[int, str], dt.date] = {}
     for retainer_id, subject, sent_at in conn.execute(
@@ -332,7 +381,7 @@ def load_accounts(
             r.country,
             baseline=baselines.get(r.id, NOTHING),
             cycles=facts,
-            pending=tuple(pending.get(r.id, ())),
+            pending=tuple(p.asked_on for p in pending.get(r.id, ())),
             messages_recent=recent,
             messages_before=before,
         )
@@ -349,6 +398,7 @@ def load_accounts(
                 r.monthly_minutes,
                 tuple(members.get(r.id, ())),
                 history,
+                tuple(pending.get(r.id, ())),
             )
         )
     return accounts

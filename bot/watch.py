@@ -25,7 +25,6 @@ from bot.clock import Clock
 from bot.dashboard import Dashboard, HomePublisher
 from bot.deliveries import Outbox, Outcome, Outgoing, Post, sender_name
 from bot.escalations import (
-    LIVE_STAGES,
     Move,
     Seen,
     brief_of,
@@ -36,9 +35,8 @@ from bot.escalations import (
     note_key,
     peak_of,
     reasons_json,
-    stage_for,
 )
-from bot.health import DEFAULT_THRESHOLDS, Health, Thresholds, assess_history
+from bot.health import DEFAULT_THRESHOLDS, LIVE_STAGES, Health, Thresholds, assess_history, stage_for
 from bot.history import Account, Member, load_accounts
 from bot.replies import Reply
 from bot.rhythm import PostKind
