@@ -9,11 +9,11 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.calendar import business_days_between, elapsed_fraction, local_instant, local_today
+from bot.account import assessed
+from bot.calendar import elapsed_fraction, local_instant, local_today
 from bot.feedback import quote
-from bot.health import DEFAULT_THRESHOLDS, Health, Level, Thresholds, assess, category_label, trend
-from bot.history import load_accounts
-from bot.parsing import format_hours, month_name
+from bot.health import DEFAULT_THRESHOLDS, Health, Level, Thresholds, category_label, trend
+from bot.parsing import business_days, format_hours, month_name, plural
 from bot.replies import Block, Context, Facts, Header, Items, Reply, Text
 from bot.rhythm import PostKind
 from bot.snapshot import Snapshot, load_snapshots
@@ -41,9 +41,8 @@ DONE = (TaskStatus.APPROVED, TaskStatus.DELIVERED)
 def brief(
     session: Session, retainer_id: int, now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> Reply:
-    (snapshot,) = load_snapshots(session, [retainer_id], now)
-    (account,) = load_accounts(session, [retainer_id], now, thresholds)
-    health = assess(snapshot, thresholds, account.history)
+    (a,) = assessed(session, load_snapshots(session, [retainer_id], now), now, thresholds)
+    snapshot, account, health = a.snapshot, a.account, a.health
     zone, today = account.timezone, account.history.today
     since, what = _touchpoint(session, retainer_id, snapshot, now)
     since_day = local_today(since, zone)
@@ -57,9 +56,7 @@ def brief(
         )
     ]
     waiting = [
-        f"{p.task_title} · {business_days_between(local_today(p.since, zone), today, account.country)} "
-        "business days"
-        for p in snapshot.pending
+        f"{p.task_title} · {business_days(p.waited(today, account.country))}" for p in snapshot.pending
     ]
     current = account.history.current
     if current is not None and current.planning_sent_on is not None and not current.priorities_confirmed:
@@ -93,10 +90,12 @@ def brief(
     days_left = (account.history.end_date - today).days
     facts = (
         ("Health", f"{LEVEL_MARK[health.level]} {health.level.label}"),
-        ("Stage", account.stage.value.replace("_", " ")),
+        ("Stage", a.stage.value.replace("_", " ")),
         (
             "Renews",
-            f"{account.history.end_date:%Y-%m-%d} ({days_left} days)" if days_left >= 0 else "term ended",
+            f"{account.history.end_date:%Y-%m-%d} ({plural(days_left, 'day')})"
+            if days_left >= 0
+            else "term ended",
         ),
         ("AM", ", ".join(account.names(MemberRole.AM)) or "none"),
     )
@@ -168,9 +167,9 @@ def talking_points(s: Snapshot, health: Health, days_left: int, t: Thresholds) -
             points.append("How is it going for them? They have been quieter in the channel")
     carried = [t_ for t_ in s.tasks if t_.carried_over and not t_.done]
     if carried:
-        points.append(f"{len(carried)} deliverable(s) carried over from last month: agree new dates")
+        points.append(f"{plural(len(carried), 'deliverable')} carried over from last month: agree new dates")
     if 0 <= days_left <= t.renewal_window_days:
-        points.append(f"The renewal in {days_left} days: their plans for the next term")
+        points.append(f"The renewal in {plural(days_left, 'day')}: their plans for the next term")
     coming = [t_ for t_ in s.open if t_.due_on and t_.due_on >= s.today and t_.status != "awaiting_approval"]
     if coming:
         points.append("Coming up: " + ", ".join(t_.title for t_ in coming[:2]))

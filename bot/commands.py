@@ -13,11 +13,12 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
+from bot.account import assessed
 from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
 from bot.cycles import open_cycle
 from bot.dashboard import load_rows
-from bot.health import DEFAULT_THRESHOLDS, assess, with_daily_scan
+from bot.health import DEFAULT_THRESHOLDS
 from bot.lookup import find_client, name_key
 from bot.onboarding import new_retainer_form
 from bot.parsing import (
@@ -38,7 +39,6 @@ from store.models import (
     Channel,
     ChannelKind,
     Client,
-    HealthState,
     Person,
     Retainer,
     RetainerMember,
@@ -183,11 +183,6 @@ _RETAINERS_OF_CLIENT = (
 )
 
 
-_SCANNED = select(HealthState.signals, HealthState.checked_on).where(
-    HealthState.retainer_id == bindparam("retainer_id")
-)
-
-
 def current_retainer(session: Session, client_id: int, now: dt.datetime) -> Retainer | None:
     """The client's retainer in force today, else its most recent one."""
     retainers = session.scalars(_RETAINERS_OF_CLIENT, {"client_id": client_id}).all()
@@ -208,14 +203,13 @@ def _status(call: Call, tokens: list[str]) -> Reply:
     retainer, rest = call.client_retainer(tokens, USAGE["status"])
     if rest:
         raise call.unknown(" ".join(tokens))
-    (snapshot,) = snapshots_of(call.session, [retainer], call.request.now)
+    snapshots = snapshots_of(call.session, [retainer], call.request.now)
     if call.viewer.internal:
-        scanned = call.session.execute(_SCANNED, {"retainer_id": retainer.id}).first()
-        health = assess(snapshot)
-        if scanned is not None:
-            health = with_daily_scan(health, scanned.signals or {}, scanned.checked_on)
-        return status_internal(snapshot, health)
-    return status_client(snapshot)
+        # The account's health of its whole history, as the list, the App Home and the daily scan
+        # find it (whether or not the scan has run today): a fixed number of indexed queries.
+        (a,) = assessed(call.session, snapshots, call.request.now)
+        return status_internal(a.snapshot, a.health, a.stage)
+    return status_client(snapshots[0])
 
 
 _PERIOD = re.compile(r"^\d{4}-\d{1,2}$")
@@ -235,8 +229,10 @@ def _report(call: Call, tokens: list[str]) -> Reply:
     (snapshot,) = snapshots_of(call.session, [retainer], call.request.now, period)
     if snapshot.cycle is None:
         raise CommandError(f"{retainer.client.name} has no cycle for {month_name(str(snapshot.period))}.")
-    health = assess(snapshot) if call.viewer.internal else None
-    return report(snapshot, call.viewer.internal, health)
+    if not call.viewer.internal:
+        return report(snapshot, internal=False)
+    (a,) = assessed(call.session, [snapshot], call.request.now)
+    return report(snapshot, internal=True, health=a.health)
 
 
 def _list(call: Call, tokens: list[str]) -> Reply:

@@ -16,19 +16,26 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer
-from bot.calendar import business_days_between, local_today
+from bot.calendar import local_today
 from bot.clock import Clock
-from bot.health import DEFAULT_THRESHOLDS, Health, Level, Thresholds, assess_history, attention
+from bot.health import (
+    DEFAULT_THRESHOLDS,
+    LIVE_STAGES,
+    Health,
+    Level,
+    Thresholds,
+    assess_history,
+    attention,
+)
 from bot.history import Account, load_accounts, scope_filter
+from bot.parsing import business_days, delivered_of, plural
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text
 from bot.rhythm import cycle_days
 from bot.views import LEVEL_MARK, LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
     ApprovalRequest,
-    ApprovalState,
     AuditEntry,
-    Client,
     Cycle,
     Escalation,
     EscalationState,
@@ -39,7 +46,6 @@ from store.models import (
     Retainer,
     RetainerMember,
     Role,
-    Stage,
     Task,
     TaskStatus,
     TimeEntry,
@@ -51,7 +57,6 @@ HOME_PAGE_ACTION = "home_page"
 PAGE_SIZE = 200  # accounts on one page of a home tab: well inside 100 blocks with their reasons
 MAX_LINE = 400
 MAX_SIDE_LINES = 30  # pending approvals, this week
-LIVE_STAGES = (Stage.ACTIVE, Stage.AT_RISK, Stage.RENEWAL)
 
 
 class HomePublisher(Protocol):
@@ -89,8 +94,8 @@ class Row:
         if c is not None and c.used is not None:
             bits.append(f"{c.used:.0%} of hours")
         if c is not None:
-            bits.append(f"{c.delivered}/{c.planned} done")
-        bits.append(f"{len(a.history.pending)} pending")
+            bits.append(delivered_of(c.delivered, c.planned))
+        bits.append(plural(len(a.pending), "pending approval"))
         if with_am:
             bits.append(", ".join(a.names(MemberRole.AM)) or "no AM")
         concerns = self.health.concerns
@@ -233,9 +238,7 @@ def _home_reply(
     if calm:
         blocks.append(Items("On track", tuple(r.line(with_am=director) for r in calm)))
     if not director:
-        blocks.append(
-            _items("Pending approvals", pending_lines(session, scope, now), "Nothing waits on a client.")
-        )
+        blocks.append(_items("Pending approvals", pending_lines(rows), "Nothing waits on a client."))
         blocks.append(_items("This week", this_week(session, rows, scope, now), "Nothing due this week."))
     if pages > 1:
         first, last = page * PAGE_SIZE + 1, page * PAGE_SIZE + len(shown)
@@ -279,20 +282,14 @@ def _escalation_line(r: Row) -> str:
     return " · ".join(bits)
 
 
-def pending_lines(session: Session, scope: Select[Any], now: dt.datetime) -> list[str]:
-    """Approvals waiting on the clients of `scope`, longest waiting first."""
-    lines = []
-    for created_at, title, client, timezone, country in session.execute(
-        select(ApprovalRequest.created_at, Task.title, Client.name, Retainer.timezone, Retainer.country)
-        .join(Task, Task.id == ApprovalRequest.task_id)
-        .join(Retainer, Retainer.id == Task.retainer_id)
-        .join(Client, Client.id == Retainer.client_id)
-        .where(scope_filter(Task.retainer_id, scope), ApprovalRequest.state == ApprovalState.PENDING)
-        .order_by(ApprovalRequest.created_at, ApprovalRequest.id)
-    ):
-        waited = business_days_between(local_today(created_at, timezone), local_today(now, timezone), country)
-        lines.append(f"{client} · {title} · {waited} business day{'s' if waited != 1 else ''}")
-    return lines
+def pending_lines(rows: Sequence[Row]) -> list[str]:
+    """Approvals waiting on the clients of `rows` (of any cycle), longest waiting first."""
+    waiting = [(p, r.account) for r in rows for p in r.account.pending]
+    waiting.sort(key=lambda item: (item[0].since, item[0].task_id))
+    return [
+        f"{a.client_name} · {p.task_title} · {business_days(p.waited(a.history.today, a.country))}"
+        for p, a in waiting
+    ]
 
 
 def this_week(session: Session, rows: list[Row], scope: Select[Any], now: dt.datetime) -> list[str]:

@@ -18,21 +18,19 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer
+from bot.account import assessed
 from bot.calendar import business_days_between
 from bot.clock import Clock
 from bot.health import (
     DEFAULT_THRESHOLDS,
     Health,
-    History,
     Level,
     Reason,
     Thresholds,
-    assess,
-    in_renewal_window,
     recommended,
     trend,
 )
-from bot.history import Account, load_accounts
+from bot.history import Account
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text, Tone, error
 from bot.rhythm import PostKind
 from bot.snapshot import load_snapshots
@@ -48,13 +46,11 @@ from store.models import (
     Retainer,
     RetainerMember,
     Role,
-    Stage,
 )
 
 ACKNOWLEDGE_ACTION = "escalation_acknowledge"
 SNOOZE_ACTION = "escalation_snooze"
 OPEN_ACTION = "escalation_open_account"
-LIVE_STAGES = (Stage.ACTIVE, Stage.AT_RISK, Stage.RENEWAL)
 ESCALATION_KINDS = (PostKind.ESCALATION, PostKind.ESCALATION_NOTE, PostKind.ESCALATION_CLOSED)
 
 
@@ -99,19 +95,6 @@ def next_move(
         return Move.RECOVERING, ()
     days = business_days_between(seen.recovering_since, today, country)
     return (Move.RECOVERED, ()) if days >= thresholds.recover_after_business_days else (Move.RECOVERING, ())
-
-
-def stage_for(
-    stage: Stage, health: Health, history: History, thresholds: Thresholds = DEFAULT_THRESHOLDS
-) -> Stage:
-    """The lifecycle stage the health calls for: `at_risk` while it escalates, `renewal` within the
-    renewal window (or past the end of the term), else `active`. Prospects and ended ones stay."""
-    if stage not in LIVE_STAGES:
-        return stage
-    if health.escalates:
-        return Stage.AT_RISK
-    overdue = history.end_date < history.today
-    return Stage.RENEWAL if overdue or in_renewal_window(history, thresholds) else Stage.ACTIVE
 
 
 def reasons_json(health: Health) -> list[dict[str, Any]]:
@@ -505,7 +488,6 @@ class Escalations:
 
 
 def account_status(session: Session, retainer_id: int, now: dt.datetime, thresholds: Thresholds) -> Reply:
-    """`/retainer status`'s internal view with the full health (every signal of the history)."""
-    (snapshot,) = load_snapshots(session, [retainer_id], now)
-    (account,) = load_accounts(session, [retainer_id], now, thresholds)
-    return status_internal(snapshot, assess(snapshot, thresholds, account.history))
+    """`/retainer status`'s internal view, as the command answers it."""
+    (a,) = assessed(session, load_snapshots(session, [retainer_id], now), now, thresholds)
+    return status_internal(a.snapshot, a.health, a.stage)

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from bot.calendar import business_days_between, elapsed_fraction, local_today
-from bot.parsing import month_name
-from bot.snapshot import Snapshot
+from bot.calendar import business_days_between, elapsed_fraction
+from bot.parsing import business_days, delivered_of, month_name, plural
+from store.models import Stage
 
 
 class Level(IntEnum):
@@ -122,8 +122,8 @@ class CycleFacts:
     minutes_allocated: int = 0  # the monthly hours plus the cycle's change orders
     asked: Mapping[str, int] = field(default_factory=dict)  # deliverables by category, no change order
     extra_deliverables: int = 0  # change orders' deliverables not tied to a task: cover any category
-    delivered: int = 0
-    planned: int = 0  # the cycle's deliverables, without those carried over to the next one
+    delivered: int = 0  # ... completed (approved or delivered)
+    planned: int = 0  # the cycle's deliverables, those carried over to the next one too
     approved: int = 0  # decisions on the cycle's deliverables
     changes_requested: int = 0
     planning_sent_on: dt.date | None = None  # the local day its planning post went out
@@ -158,40 +158,6 @@ class History:
         if self.cycles and self.cycles[-1].starts_on <= self.today:
             return self.cycles[-1]
         return None
-
-
-def assess(
-    snapshot: Snapshot, thresholds: Thresholds = DEFAULT_THRESHOLDS, history: History | None = None
-) -> Health:
-    """Health of a snapshot's retainer: the full set of signals from `history` when given, else the
-    ones the snapshot's own cycle shows (hours, approvals, renewal)."""
-    return assess_history(history or history_of(snapshot), thresholds)
-
-
-def history_of(s: Snapshot) -> History:
-    """The part of a retainer's history one snapshot holds: its cycle and what waits in it."""
-    cycles: tuple[CycleFacts, ...] = ()
-    if s.cycle is not None:
-        cycles = (
-            CycleFacts(
-                s.cycle.period,
-                s.cycle.starts_on,
-                s.cycle.ends_on,
-                minutes_used=s.minutes_used,
-                minutes_allocated=s.minutes_allocated,
-                delivered=len(s.done),
-                planned=sum(1 for t in s.tasks if t.status != "carried_over"),
-            ),
-        )
-    zone = s.retainer.timezone
-    return History(
-        s.retainer.id,
-        s.today,
-        s.retainer.end_date,
-        s.retainer.country,
-        cycles=cycles,
-        pending=tuple(local_today(p.since, zone) for p in s.pending),
-    )
 
 
 def assess_history(h: History, t: Thresholds = DEFAULT_THRESHOLDS) -> Health:
@@ -317,8 +283,7 @@ def _approvals(h: History, t: Thresholds) -> list[Reason]:
     if not overdue:
         return []
     level = Level.RED if max(overdue) >= t.approval_overdue_red_business_days else Level.AMBER
-    count = len(overdue)
-    text = f"{count} approval{'s' if count != 1 else ''} waiting {max(overdue)} business days"
+    text = f"{plural(len(overdue), 'approval')} waiting {business_days(max(overdue))}"
     return [Reason(level, text, "approvals_overdue")]
 
 
@@ -372,25 +337,43 @@ def _planning(h: History, t: Thresholds) -> list[Reason]:
     days = business_days_between(c.planning_sent_on, h.today, h.country)
     if days < t.planning_unanswered_business_days:
         return []
-    text = f"planning post unanswered for {days} business days: priorities not confirmed"
+    text = f"planning post unanswered for {business_days(days)}: priorities not confirmed"
     return [Reason(Level.AMBER, text, "planning_unanswered")]
 
 
 def _renewal(h: History, t: Thresholds, worst: Level) -> list[Reason]:
     days_left = (h.end_date - h.today).days
     if days_left < 0:
-        text = f"the term ended {-days_left} days ago ({h.end_date:%b %-d}): renew or end the retainer"
+        text = (
+            f"the term ended {plural(-days_left, 'day')} ago ({h.end_date:%b %-d}): renew or end the retainer"
+        )
         return [Reason(Level.AMBER, text, "term_ended")]
     if days_left > t.renewal_window_days:
         return []
     if worst >= Level.AMBER:
-        text = f"renews in {days_left} days and the account is {worst.label}: renewal at risk"
+        text = f"renews in {plural(days_left, 'day')} and the account is {worst.label}: renewal at risk"
         return [Reason(Level.RED, text, "renewal_at_risk", hard=True)]
-    return [Reason(Level.GREEN, f"renews in {days_left} days", "renewal")]
+    return [Reason(Level.GREEN, f"renews in {plural(days_left, 'day')}", "renewal")]
 
 
 def in_renewal_window(h: History, t: Thresholds = DEFAULT_THRESHOLDS) -> bool:
     return 0 <= (h.end_date - h.today).days <= t.renewal_window_days
+
+
+LIVE_STAGES = (Stage.ACTIVE, Stage.AT_RISK, Stage.RENEWAL)
+
+
+def stage_for(
+    stage: Stage, health: Health, history: History, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> Stage:
+    """The lifecycle stage the health calls for: `at_risk` while it escalates, `renewal` within the
+    renewal window (or past the end of the term), else `active`. Prospects and ended ones stay."""
+    if stage not in LIVE_STAGES:
+        return stage
+    if health.escalates:
+        return Stage.AT_RISK
+    overdue = history.end_date < history.today
+    return Stage.RENEWAL if overdue or in_renewal_window(history, thresholds) else Stage.ACTIVE
 
 
 # --- what to do about it --------------------------------------------------------------------------
@@ -426,40 +409,9 @@ def trend(h: History, cycles: int = 3) -> list[str]:
         bits = [month_name(c.period) + (" (so far)" if c is h.current and h.today <= c.ends_on else "")]
         if c.used is not None:
             bits.append(f"hours {c.used:.0%} of allocation")
-        bits.append(f"{c.delivered} of {c.planned} delivered")
+        bits.append(delivered_of(c.delivered, c.planned))
         decisions = c.approved + c.changes_requested
         if decisions:
-            bits.append(f"changes requested on {c.changes_requested} of {decisions} decisions")
+            bits.append(f"changes requested on {c.changes_requested} of {plural(decisions, 'decision')}")
         lines.append(" · ".join(bits))
     return lines
-
-
-# What the daily scan's stored signals mean, for a view that only has the current month in hand.
-SCAN_LABELS = {
-    "restructure": "over allocation month after month",
-    "scope_creep": "more deliverables than the baseline, no change order",
-    "changes_ratio": "changes requested on a rising share of deliveries",
-    "engagement": "client messages falling",
-    "planning_unanswered": "the planning post is unanswered",
-    "renewal_at_risk": "renewal at risk",
-}
-
-
-def with_daily_scan(live: Health, scanned: Mapping[str, str], scanned_on: dt.date | None) -> Health:
-    """The month's live health, plus what this morning's scan of the whole history found that one
-    month cannot show (restructure, scope creep, engagement…), so every view tells the same story."""
-    shown = {r.key.split(":")[0] for r in live.reasons}
-    extra = []
-    for key, label in scanned.items():
-        family = key.split(":")[0]
-        if family in SCAN_LABELS and family not in shown:
-            category = f" ({key.split(':', 1)[1].replace('_', ' ')})" if ":" in key else ""
-            when = f"daily scan {scanned_on:%b %-d}" if scanned_on else "daily scan"
-            text = f"{SCAN_LABELS[family]}{category} ({when}; `/retainer brief` has the numbers)"
-            extra.append(
-                Reason(Level[label.upper()], text, key, hard=family in ("restructure", "renewal_at_risk"))
-            )
-    if not extra:
-        return live
-    reasons = sorted((*live.reasons, *extra), key=lambda r: (-r.level, not r.hard))
-    return Health(max(live.level, *(r.level for r in extra)), tuple(reasons))

@@ -5,16 +5,17 @@ subquery selecting them (a dashboard passes "every live retainer" and never list
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import BindParameter, ColumnElement, Connection, Select, and_, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
-from bot.calendar import local_today, period_of
+from bot.calendar import business_days_between, local_today, period_of
 from bot.health import DEFAULT_THRESHOLDS, CycleFacts, History, Thresholds
 from bot.rhythm import PostKind
 from store.models import (
@@ -43,6 +44,63 @@ from store.models import (
 TRAILING_CYCLES = 6
 NOTHING: Mapping[str, int] = MappingProxyType({})
 Scope = Sequence[int] | Select[Any]
+# Up to this many retainers, their pending approvals are found through their own tasks; beyond, through
+# the pending requests of the whole agency (see `pending_approvals`).
+FEW_RETAINERS = 50
+# What counts as a completed deliverable, everywhere (the status, the list, the report, the trend...).
+COMPLETED = tuple(s for s in TaskStatus if s.done)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """An approval request waiting on the client, on a deliverable of whichever cycle: one of last
+    month's waits on them as much as one of this month's."""
+
+    task_id: int
+    task_title: str
+    since: dt.datetime  # when it was asked for
+    asked_on: dt.date  # ... as a day in the retainer's calendar
+
+    def waited(self, today: dt.date, country: str | None) -> int:
+        """Business days it has waited, in the retainer's country."""
+        return business_days_between(self.asked_on, today, country)
+
+
+@functools.lru_cache(maxsize=2)
+def _list_pending(few: bool) -> Select[Any]:
+    return _pending_statement(IDS, few)
+
+
+def _pending_statement(scope: ScopeClause, few: bool) -> Select[Any]:
+    query = (
+        select(Task.retainer_id, Task.id, Task.title, ApprovalRequest.state, ApprovalRequest.created_at)
+        .join(ApprovalRequest, ApprovalRequest.task_id == Task.id)
+        .where(Task.retainer_id.in_(scope))
+        .order_by(ApprovalRequest.created_at, ApprovalRequest.id)
+    )
+    return query if few else query.where(ApprovalRequest.state == ApprovalState.PENDING)
+
+
+def pending_approvals(
+    conn: Connection, scope: Scope, zones: Mapping[int, str]
+) -> dict[int, list[PendingApproval]]:
+    """The approvals waiting on the client of each retainer in `scope` (whose timezones `zones` holds),
+    oldest first: every pending request, whatever cycle its deliverable is in. The one source of
+    "pending approvals" for every view.
+
+    Pending requests are few and tasks many, but SQLite, asked for both a retainer and the state, walks
+    every pending request of the agency through the state index even for one retainer. For a few
+    retainers the walk starts at their own tasks (their retainer index, then each task's requests, the
+    state read in Python); for more, at the pending requests."""
+    few = not isinstance(scope, Select) and len(scope) <= FEW_RETAINERS
+    query = _list_pending(few) if not isinstance(scope, Select) else _pending_statement(scope, False)
+    found: dict[int, list[PendingApproval]] = {}
+    for retainer_id, task_id, title, state, created_at in _execute(conn, query, scope):
+        zone = zones.get(retainer_id)
+        if state is ApprovalState.PENDING and zone is not None:
+            waiting = PendingApproval(task_id, title, created_at, local_today(created_at, zone))
+            found.setdefault(retainer_id, []).append(waiting)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +136,7 @@ class Account:
     monthly_minutes: int
     members: tuple[Member, ...]
     history: History
+    pending: tuple[PendingApproval, ...] = ()  # the approvals `history.pending` dates, in full
 
     def people(self, role: MemberRole) -> list[Member]:
         return [m for m in self.members if m.role is role]
@@ -107,6 +166,135 @@ def scope_filter(column: Any, scope: Scope) -> ColumnElement[bool]:
     return column.in_(scope if isinstance(scope, Select) else list(scope))
 
 
+# The retainers of a list scope, bound at execution: statements over them are built once (building a
+# select() costs more than SQLite takes to answer it, and a status answer runs eleven of them).
+IDS = bindparam("ids", expanding=True)
+ScopeClause = BindParameter[Any] | Select[Any]
+
+
+def _execute(conn: Connection, statement: Select[Any], scope: Scope, **params: Any) -> Any:
+    if not isinstance(scope, Select):
+        params["ids"] = list(scope)
+    return conn.execute(statement, params)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The history's statements over one scope, their values bound at execution."""
+
+    retainers: Select[Any]
+    members: Select[Any]
+    baselines: Select[Any]
+    cycles: Select[Any]
+    tasks: Select[Any]
+    minutes: Select[Any]
+    changes: Select[Any]
+    decisions: Select[Any]
+    planning: Select[Any]
+
+
+def _counted(condition: ColumnElement[bool]) -> Any:
+    return func.sum(case((condition, 1), else_=0))
+
+
+@functools.cache
+def _list_statements() -> _Statements:
+    return _statements_of(IDS)
+
+
+def _statements_of(scope: ScopeClause) -> _Statements:
+    in_window = and_(
+        Cycle.retainer_id.in_(scope),
+        Cycle.ends_on >= bindparam("earliest"),
+        Cycle.starts_on <= bindparam("latest"),
+    )
+    # The rows of those cycles are found through `cycle_id IN (subquery)`: SQLite then walks each
+    # table's cycle index for the cycles wanted (a join lets it scan the whole table to group by).
+    cycle_ids = select(Cycle.id).where(in_window)
+    return _Statements(
+        retainers=select(
+            Retainer.id,
+            Client.name,
+            Client.slug,
+            Retainer.stage,
+            Retainer.timezone,
+            Retainer.country,
+            Retainer.cycle_start_day,
+            Retainer.rhythm_hour,
+            Retainer.end_date,
+            Retainer.monthly_minutes,
+        )
+        .join(Client, Client.id == Retainer.client_id)
+        .where(Retainer.id.in_(scope))
+        .order_by(Retainer.id),
+        members=select(
+            RetainerMember.retainer_id,
+            RetainerMember.role,
+            Person.id,
+            Person.name,
+            Person.slack_user_id,
+            Person.teams_aad_id,
+        )
+        .join(Person, Person.id == RetainerMember.person_id)
+        .where(
+            RetainerMember.retainer_id.in_(scope),
+            RetainerMember.role.in_([MemberRole.AM, MemberRole.DIRECTOR]),  # who runs the account
+        )
+        .order_by(RetainerMember.id),
+        baselines=select(BaselineItem.retainer_id, BaselineItem.category, BaselineItem.per_month).where(
+            BaselineItem.retainer_id.in_(scope)
+        ),
+        cycles=select(
+            Cycle.id,
+            Cycle.retainer_id,
+            Cycle.period,
+            Cycle.starts_on,
+            Cycle.ends_on,
+            Cycle.priorities_confirmed_at,
+        ).where(in_window),
+        # One row per cycle and category, the counts summed in SQL: the cycle's deliverables (those
+        # carried over to the next month too: they were that month's and were not completed), the
+        # completed ones, those tied to a change order, and those asked for in the cycle itself (not a
+        # carried-over copy).
+        tasks=select(
+            Task.cycle_id,
+            Task.category,
+            func.count(),
+            _counted(Task.status.in_(COMPLETED)),
+            _counted(Task.change_order_id.is_not(None)),
+            _counted(Task.change_order_id.is_(None) & Task.carried_over_from_id.is_(None)),
+        )
+        .where(Task.cycle_id.in_(cycle_ids.where(Cycle.ends_on >= bindparam("since_tasks"))))
+        .group_by(Task.cycle_id, Task.category),
+        minutes=select(TimeEntry.cycle_id, func.sum(TimeEntry.minutes))
+        .where(TimeEntry.cycle_id.in_(cycle_ids))
+        .group_by(TimeEntry.cycle_id),
+        changes=select(
+            ChangeOrder.cycle_id,
+            func.sum(ChangeOrder.extra_minutes),
+            func.sum(ChangeOrder.extra_deliverables),
+        )
+        .where(ChangeOrder.cycle_id.in_(cycle_ids))
+        .group_by(ChangeOrder.cycle_id),
+        # Decisions on the cycle's deliverables. The state is summed, not filtered: with the state in
+        # the WHERE clause SQLite walks every decided request of the agency through the state index.
+        decisions=select(
+            Task.cycle_id,
+            _counted(ApprovalRequest.state == ApprovalState.APPROVED),
+            _counted(ApprovalRequest.state == ApprovalState.CHANGES_REQUESTED),
+        )
+        .join(Task, Task.id == ApprovalRequest.task_id)
+        .where(Task.cycle_id.in_(cycle_ids.where(Cycle.ends_on >= bindparam("since_decisions"))))
+        .group_by(Task.cycle_id),
+        planning=select(Delivery.retainer_id, Delivery.subject, Delivery.sent_at).where(
+            Delivery.retainer_id.in_(scope),
+            Delivery.kind == PostKind.PLANNING.value,
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.due_at >= bindparam("planning_since"),
+        ),
+    )
+
+
 def load_accounts(
     session: Session,
     scope: Scope,
@@ -122,23 +310,8 @@ def load_accounts(
     # Read through the connection: rows stream as plain tuples (the ORM would gather each result
     # whole first, thousands of rows the garbage collector then walks again and again).
     conn = session.connection()
-    rows = conn.execute(
-        select(
-            Retainer.id,
-            Client.name,
-            Client.slug,
-            Retainer.stage,
-            Retainer.timezone,
-            Retainer.country,
-            Retainer.cycle_start_day,
-            Retainer.rhythm_hour,
-            Retainer.end_date,
-            Retainer.monthly_minutes,
-        )
-        .join(Client, Client.id == Retainer.client_id)
-        .where(scope_filter(Retainer.id, scope))
-        .order_by(Retainer.id)
-    ).all()
+    q = _statements_of(scope) if isinstance(scope, Select) else _list_statements()
+    rows = _execute(conn, q.retainers, scope).all()
     if not rows:
         return []
     today = {r.id: local_today(now, r.timezone) for r in rows}
@@ -160,71 +333,24 @@ def load_accounts(
         latest = max(latest, today[r.id])
         for k in range(cycles):
             wanted[(r.id, str(first.shift(k)))] = None
-    in_window = and_(
-        scope_filter(Cycle.retainer_id, scope), Cycle.ends_on >= earliest, Cycle.starts_on <= latest
-    )
-    # The rows of those cycles are found through `cycle_id IN (subquery)`: SQLite then walks each
-    # table's cycle index for the cycles wanted (a join lets it scan the whole table to group by).
-    cycle_ids = select(Cycle.id).where(in_window)
+    window = {"earliest": earliest, "latest": latest}
 
     members: defaultdict[int, list[Member]] = defaultdict(list)
-    for retainer_id, role, person_id, name, slack, teams in conn.execute(
-        select(
-            RetainerMember.retainer_id,
-            RetainerMember.role,
-            Person.id,
-            Person.name,
-            Person.slack_user_id,
-            Person.teams_aad_id,
-        )
-        .join(Person, Person.id == RetainerMember.person_id)
-        .where(
-            scope_filter(RetainerMember.retainer_id, scope),
-            RetainerMember.role.in_([MemberRole.AM, MemberRole.DIRECTOR]),  # who runs the account
-        )
-        .order_by(RetainerMember.id)
-    ):
+    for retainer_id, role, person_id, name, slack, teams in _execute(conn, q.members, scope):
         members[retainer_id].append(Member(role, person_id, name, slack, teams))
 
     baselines: defaultdict[int, dict[str, int]] = defaultdict(dict)
-    for retainer_id, category, per_month in conn.execute(
-        select(BaselineItem.retainer_id, BaselineItem.category, BaselineItem.per_month).where(
-            scope_filter(BaselineItem.retainer_id, scope)
-        )
-    ):
+    for retainer_id, category, per_month in _execute(conn, q.baselines, scope):
         baselines[retainer_id][category] = per_month
 
     by_cycle: dict[int, _Cycle] = {}
-    for c in conn.execute(
-        select(
-            Cycle.id,
-            Cycle.retainer_id,
-            Cycle.period,
-            Cycle.starts_on,
-            Cycle.ends_on,
-            Cycle.priorities_confirmed_at,
-        ).where(in_window)
-    ):
+    for c in _execute(conn, q.cycles, scope, **window):
         if (c.retainer_id, c.period) in wanted:
             confirmed = c.priorities_confirmed_at is not None
             by_cycle[c.id] = _Cycle(c.retainer_id, c.period, c.starts_on, c.ends_on, confirmed)
 
-    # One row per cycle and category, the counts summed in SQL: what was planned, delivered, tied to a
-    # change order, and asked for in the cycle itself (not a copy of a carried-over deliverable).
-    def counted(condition: ColumnElement[bool]) -> Any:
-        return func.sum(case((condition, 1), else_=0))
-
-    for cycle_id, category, planned, delivered, linked, asked in conn.execute(
-        select(
-            Task.cycle_id,
-            Task.category,
-            counted(Task.status != TaskStatus.CARRIED_OVER),
-            counted(Task.status.in_([TaskStatus.APPROVED, TaskStatus.DELIVERED])),
-            counted(Task.change_order_id.is_not(None)),
-            counted(Task.change_order_id.is_(None) & Task.carried_over_from_id.is_(None)),
-        )
-        .where(Task.cycle_id.in_(cycle_ids.where(Cycle.ends_on >= since_tasks)))
-        .group_by(Task.cycle_id, Task.category)
+    for cycle_id, category, planned, delivered, linked, asked in _execute(
+        conn, q.tasks, scope, **window, since_tasks=since_tasks
     ):
         cycle = by_cycle.get(cycle_id)
         if cycle is None:
@@ -238,61 +364,27 @@ def load_accounts(
             cycle.asked[category] = cycle.asked.get(category, 0) + int(asked)
 
     minutes: dict[int, int] = {}
-    for cycle_id, used in conn.execute(
-        select(TimeEntry.cycle_id, func.sum(TimeEntry.minutes))
-        .where(TimeEntry.cycle_id.in_(cycle_ids))
-        .group_by(TimeEntry.cycle_id)
-    ):
+    for cycle_id, used in _execute(conn, q.minutes, scope, **window):
         minutes[cycle_id] = int(used or 0)
 
-    for cycle_id, extra, deliverables in conn.execute(
-        select(
-            ChangeOrder.cycle_id,
-            func.sum(ChangeOrder.extra_minutes),
-            func.sum(ChangeOrder.extra_deliverables),
-        )
-        .where(ChangeOrder.cycle_id.in_(cycle_ids))
-        .group_by(ChangeOrder.cycle_id)
-    ):
+    for cycle_id, extra, deliverables in _execute(conn, q.changes, scope, **window):
         if cycle_id in by_cycle:
             by_cycle[cycle_id].extra_minutes = int(extra or 0)
             by_cycle[cycle_id].extra_deliverables = int(deliverables or 0)
 
-    # Decisions on the cycle's deliverables. The state is summed, not filtered: with the state in the
-    # WHERE clause SQLite walks every decided request of the agency through the state index.
     decisions: dict[int, tuple[int, int]] = {}
-    for cycle_id, approved, changes in conn.execute(
-        select(
-            Task.cycle_id,
-            counted(ApprovalRequest.state == ApprovalState.APPROVED),
-            counted(ApprovalRequest.state == ApprovalState.CHANGES_REQUESTED),
-        )
-        .join(Task, Task.id == ApprovalRequest.task_id)
-        .where(Task.cycle_id.in_(cycle_ids.where(Cycle.ends_on >= since_decisions)))
-        .group_by(Task.cycle_id)
+    for cycle_id, approved, changes in _execute(
+        conn, q.decisions, scope, **window, since_decisions=since_decisions
     ):
         decisions[cycle_id] = (int(approved or 0), int(changes or 0))
 
     zones = {r.id: r.timezone for r in rows}
-    pending: defaultdict[int, list[dt.date]] = defaultdict(list)
-    for retainer_id, created_at in conn.execute(
-        select(Task.retainer_id, ApprovalRequest.created_at)
-        .join(Task, Task.id == ApprovalRequest.task_id)
-        .where(scope_filter(Task.retainer_id, scope), ApprovalRequest.state == ApprovalState.PENDING)
-        .order_by(ApprovalRequest.created_at)
-    ):
-        if retainer_id in zones:
-            pending[retainer_id].append(local_today(created_at, zones[retainer_id]))
+    ids = [r.id for r in rows]
+    pending = pending_approvals(conn, ids if len(ids) <= FEW_RETAINERS else scope, zones)
 
     planning: dict[tuple[int, str], dt.date] = {}
-    for retainer_id, subject, sent_at in conn.execute(
-        select(Delivery.retainer_id, Delivery.subject, Delivery.sent_at).where(
-            scope_filter(Delivery.retainer_id, scope),
-            Delivery.kind == PostKind.PLANNING.value,
-            Delivery.status == DeliveryStatus.SENT,
-            Delivery.due_at >= dt.datetime.combine(earliest, dt.time(), dt.UTC) - dt.timedelta(days=1),
-        )
-    ):
+    planning_since = dt.datetime.combine(earliest, dt.time(), dt.UTC) - dt.timedelta(days=1)
+    for retainer_id, subject, sent_at in _execute(conn, q.planning, scope, planning_since=planning_since):
         if retainer_id in zones and sent_at is not None:
             period = subject.removeprefix("period:")
             planning[(retainer_id, period)] = local_today(sent_at, zones[retainer_id])
@@ -332,7 +424,7 @@ def load_accounts(
             r.country,
             baseline=baselines.get(r.id, NOTHING),
             cycles=facts,
-            pending=tuple(pending.get(r.id, ())),
+            pending=tuple(p.asked_on for p in pending.get(r.id, ())),
             messages_recent=recent,
             messages_before=before,
         )
@@ -349,6 +441,7 @@ def load_accounts(
                 r.monthly_minutes,
                 tuple(members.get(r.id, ())),
                 history,
+                tuple(pending.get(r.id, ())),
             )
         )
     return accounts
@@ -361,32 +454,47 @@ def _client_messages(
     to each retainer's own today: one query, one pair of sums per distinct local day among them."""
     days = sorted(set(today.values()))
     recent, baseline = t.engagement_recent_days, t.engagement_baseline_days
-    sums = []
-    for day in days:
+    params: dict[str, Any] = {
+        "first": days[0] - dt.timedelta(days=recent + baseline),
+        "last": days[-1],
+    }
+    for k, day in enumerate(days):
         split = day - dt.timedelta(days=recent)
-        start = split - dt.timedelta(days=baseline)
-        day_column = ChannelActivity.day
-        sums.append(
-            func.sum(case((and_(day_column > split, day_column <= day), ChannelActivity.messages), else_=0))
-        )
-        sums.append(
-            func.sum(case((and_(day_column > start, day_column <= split), ChannelActivity.messages), else_=0))
-        )
-    first = days[0] - dt.timedelta(days=recent + baseline)
+        params |= {f"day{k}": day, f"split{k}": split, f"start{k}": split - dt.timedelta(days=baseline)}
+    statement = (
+        _messages_statement(scope, len(days)) if isinstance(scope, Select) else _list_messages(len(days))
+    )
     found: dict[int, tuple[int, int]] = {}
-    for row in session.connection().execute(
-        select(ChannelActivity.retainer_id, *sums)
-        .where(
-            scope_filter(ChannelActivity.retainer_id, scope),
-            ChannelActivity.side == Side.CLIENT,
-            ChannelActivity.day > first,
-            ChannelActivity.day <= days[-1],
-        )
-        .group_by(ChannelActivity.retainer_id)
-    ):
+    for row in _execute(session.connection(), statement, scope, **params):
         retainer_id = row[0]
         if retainer_id not in today:
             continue
         k = days.index(today[retainer_id])
         found[retainer_id] = (int(row[1 + 2 * k] or 0), int(row[2 + 2 * k] or 0))
     return found
+
+
+@functools.lru_cache(maxsize=8)
+def _list_messages(days: int) -> Select[Any]:
+    return _messages_statement(IDS, days)
+
+
+def _messages_statement(scope: ScopeClause, days: int) -> Select[Any]:
+    """Messages per retainer, a pair of sums for each of `days` local days (bound as day<k>, split<k>
+    and start<k>: the recent days are (split, day], the baseline days before them (start, split])."""
+    day, messages = ChannelActivity.day, ChannelActivity.messages
+    sums = []
+    for k in range(days):
+        split = bindparam(f"split{k}")
+        sums.append(func.sum(case((and_(day > split, day <= bindparam(f"day{k}")), messages), else_=0)))
+        sums.append(func.sum(case((and_(day > bindparam(f"start{k}"), day <= split), messages), else_=0)))
+    return (
+        select(ChannelActivity.retainer_id, *sums)
+        .where(
+            ChannelActivity.retainer_id.in_(scope),
+            ChannelActivity.side == Side.CLIENT,
+            day > bindparam("first"),
+            day <= bindparam("last"),
+        )
+        .group_by(ChannelActivity.retainer_id)
+    )

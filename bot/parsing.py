@@ -1,4 +1,5 @@
-"""Reading what people type: words, amounts of time, due dates and mentions, with errors worth reading."""
+"""Reading what people type: words, amounts of time, due dates and mentions, with errors worth reading;
+and writing numbers back for people: hours, months, counts of things."""
 
 from __future__ import annotations
 
@@ -105,6 +106,20 @@ def format_hours(minutes: int) -> str:
     hours = minutes / 60
     text = f"{hours:.2f}".rstrip("0").rstrip(".")
     return f"{text} h"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """A count with its noun: "1 approval", "3 approvals", "0 approvals"."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def business_days(count: int) -> str:
+    return plural(count, "business day")
+
+
+def delivered_of(done: int, total: int) -> str:
+    """A month's deliverables completed, in every view alike: "5 of 6 delivered"."""
+    return f"{done} of {total} delivered"
 
 
 def month_name(period: str) -> str:

@@ -12,11 +12,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from bot.access import Viewer, channel_binding
+from bot.account import assessed
 from bot.calendar import Period, business_days_between, local_today
 from bot.escalations import ESCALATION_KINDS, escalation_posts
-from bot.health import Health, History, Level, assess
-from bot.history import load_accounts
-from bot.parsing import format_hours, month_name
+from bot.health import LIVE_STAGES, Health, Level
+from bot.parsing import business_days, delivered_of, format_hours, month_name, plural
 from bot.replies import (
     Actions,
     Bar,
@@ -49,14 +49,12 @@ from store.models import (
     Retainer,
     RetainerMember,
     Role,
-    Stage,
     Task,
     TimeEntry,
 )
 
 CONFIRM_ACTION = "rhythm_confirm_priorities"
 MAX_LINES = 15
-LIVE_STAGES = (Stage.ACTIVE, Stage.AT_RISK, Stage.RENEWAL)
 
 
 @dataclass(frozen=True)
@@ -99,11 +97,6 @@ def _internal_line(task: TaskLine) -> str:
 def _am(s: Snapshot) -> Context | None:
     ams = ", ".join(s.names(MemberRole.AM))
     return Context(f"Your account manager: {ams}") if ams else None
-
-
-def waited(s: Snapshot, since: dt.datetime) -> int:
-    """Business days an approval has waited, in the retainer's calendar."""
-    return business_days_between(local_today(since, s.retainer.timezone), s.today, s.retainer.country)
 
 
 def at_risk(s: Snapshot) -> list[str]:
@@ -195,14 +188,14 @@ def checkpoint_post(s: Snapshot, health: Health) -> Reply:
             (
                 ("Health", f"{LEVEL_MARK[health.level]} {health.level.label}"),
                 ("Hours burn", f"{share:.0%} of hours with {s.elapsed:.0%} of the month gone"),
-                ("Deliverables", f"{len(s.done)} of {len(s.tasks) - _moved(s)} done"),
+                ("Deliverables", delivered_of(len(s.done), len(s.tasks))),
                 ("Approvals waiting", str(len(s.pending))),
             )
         ),
         _items("At risk", at_risk(s), empty="Nothing at risk."),
         _items(
             "Approvals waiting",
-            [f"{p.task_title} · {waited(s, p.since)} business days" for p in s.pending],
+            [f"{p.task_title} · {business_days(p.waited(s.today, s.retainer.country))}" for p in s.pending],
             empty="No approvals waiting.",
         ),
     ]
@@ -216,20 +209,16 @@ def checkpoint_post(s: Snapshot, health: Health) -> Reply:
     return Reply(summary, tuple(blocks), LEVEL_TONE[health.level])
 
 
-def _moved(s: Snapshot) -> int:
-    return sum(1 for t in s.tasks if t.status == "carried_over")
-
-
 def progress_post(s: Snapshot) -> Reply:
     """Mid-month, client channel: a short note on progress; no hours."""
     assert s.cycle is not None
     month = month_name(s.cycle.period)
     waiting = {p.task_id for p in s.pending}
     coming = [t for t in s.open if t.id not in waiting]
-    total = len(s.tasks) - _moved(s)
+    delivered = delivered_of(len(s.done), len(s.tasks))
     blocks: list[Block] = [
         Header(f"Mid-month update · {s.client_name} · {month}"),
-        Text(f"Halfway through {month}: {len(s.done)} of {total} deliverables delivered."),
+        Text(f"Halfway through {month}: {delivered}."),
         _items("Delivered so far", [t.title for t in s.done], empty="Nothing delivered yet."),
     ]
     if s.pending:
@@ -239,7 +228,7 @@ def progress_post(s: Snapshot) -> Reply:
     blocks.append(_items("Coming up", [t.title + _due(t) for t in coming], empty="Nothing else planned."))
     if (am := _am(s)) is not None:
         blocks.append(am)
-    return Reply(f"{s.client_name}, {month}: {len(s.done)} of {total} delivered", tuple(blocks))
+    return Reply(f"{s.client_name}, {month}: {delivered}", tuple(blocks))
 
 
 def review_post(s: Snapshot) -> Reply:
@@ -286,10 +275,10 @@ def reminder_post(r: ReminderFacts) -> Reply:
         else ("Could someone on your side approve it or request changes on the card?")
     )
     text = (
-        f"Reminder: **{r.task_title}** has waited for approval for {r.business_days} business days "
+        f"Reminder: **{r.task_title}** has waited for approval for {business_days(r.business_days)} "
         f"(since {r.since:%b %-d}). {ask}"
     )
-    summary = f"Reminder: {r.task_title} waits for your approval ({r.business_days} business days)"
+    summary = f"Reminder: {r.task_title} waits for your approval ({business_days(r.business_days)})"
     return Reply(summary, (Text(text),), Tone.WARNING)
 
 
@@ -324,7 +313,8 @@ def triage_post(name: str, day: dt.date, accounts: list[Account], last_week: dic
         reason = a.health.reasons[0].text if a.health.reasons and a.health.level > Level.GREEN else "on track"
         lines.append(
             f"{LEVEL_MARK[a.health.level]} **{s.client_name}** · {now['used']:.0%} of hours · "
-            f"{now['done']}/{len(s.tasks) - _moved(s)} done · {now['pending']} pending · {reason}"
+            f"{delivered_of(now['done'], len(s.tasks))} · "
+            f"{plural(now['pending'], 'pending approval')} · {reason}"
         )
         before = last_week.get(str(s.retainer.id))
         changed = []
@@ -343,9 +333,9 @@ def triage_post(name: str, day: dt.date, accounts: list[Account], last_week: dic
         if changed:
             changes.append(f"{s.client_name}: " + ", ".join(changed))
         for p in s.pending:
-            days = waited(s, p.since)
+            days = p.waited(s.today, s.retainer.country)
             if days >= 3:
-                needs.append(f"{s.client_name}: chase approval of {p.task_title} ({days} business days)")
+                needs.append(f"{s.client_name}: chase approval of {p.task_title} ({business_days(days)})")
         needs += [f"{s.client_name}: {line}" for line in at_risk(s)]
         # Red reasons other than approvals, which the chase lines above already cover.
         needs += [
@@ -393,6 +383,7 @@ CYCLE_KINDS = {
     PostKind.REPORT,
     PostKind.REPORT_INTERNAL,
 }
+TEAM_KINDS = (PostKind.KICKOFF, PostKind.CHECKPOINT, PostKind.REPORT_INTERNAL)  # with the health
 
 
 def write(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[str, Written]:
@@ -407,19 +398,18 @@ def write(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[str,
         ids = sorted({w.retainer_id for w in group if w.retainer_id is not None})
         snapshots = {s.retainer.id: s for s in load_snapshots(session, ids, now, Period.parse(period))}
         confirmers = _confirmers(session, [s.cycle for s in snapshots.values() if s.cycle is not None])
-        # The team's posts of the month under way show the account's full health, as the dashboard does.
-        histories: dict[int, History] = {}
-        if any(w.kind in (PostKind.KICKOFF, PostKind.CHECKPOINT) for w in group):
-            for a in load_accounts(session, ids, now):
-                if a.history.current is not None and a.history.current.period == period:
-                    histories[a.retainer_id] = a.history
+        # The team's posts show the account's health as every other view does (bot/account.py).
+        health: dict[int, Health] = {}
+        if any(w.kind in TEAM_KINDS for w in group):
+            told = [s for s in snapshots.values() if s.cycle is not None]
+            health = {a.snapshot.retainer.id: a.health for a in assessed(session, told, now)}
         for w in group:
             s = snapshots.get(w.retainer_id or 0)
             if s is None or s.cycle is None:
                 out[w.key] = Written(None, f"no cycle for {period}")
                 continue
             out[w.key] = Written(
-                _cycle_post(w.kind, s, confirmers.get(s.cycle.id), histories.get(s.retainer.id))
+                _cycle_post(w.kind, s, confirmers.get(s.cycle.id), health.get(s.retainer.id))
             )
     reminders = [w for w in wanted if w.kind is PostKind.REMINDER]
     if reminders:
@@ -437,25 +427,24 @@ def write(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[str,
     return out
 
 
-def _cycle_post(
-    kind: PostKind, s: Snapshot, confirmed_by: str | None, history: History | None = None
-) -> Reply:
+def _cycle_post(kind: PostKind, s: Snapshot, confirmed_by: str | None, health: Health | None) -> Reply:
     match kind:
         case PostKind.PLANNING:
             return planning_post(s, confirmed_by)
-        case PostKind.KICKOFF:
-            return kickoff_post(s, assess(s, history=history))
-        case PostKind.CHECKPOINT:
-            return checkpoint_post(s, assess(s, history=history))
         case PostKind.PROGRESS:
             return progress_post(s)
         case PostKind.REVIEW:
             return review_post(s)
         case PostKind.REPORT:
             return report(s, internal=False)
-        case PostKind.REPORT_INTERNAL:
-            return report(s, internal=True, health=assess(s))
-    raise ValueError(f"not a cycle post: {kind}")
+    if kind not in TEAM_KINDS or health is None:
+        raise ValueError(f"not a cycle post, or one without the account's health: {kind}")
+    match kind:
+        case PostKind.KICKOFF:
+            return kickoff_post(s, health)
+        case PostKind.CHECKPOINT:
+            return checkpoint_post(s, health)
+    return report(s, internal=True, health=health)
 
 
 def _confirmers(session: Session, cycles: list[Cycle]) -> dict[int, str]:
@@ -524,7 +513,7 @@ def _triage(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[st
         accounts_of[person_id].append(retainer_id)
     all_ids = sorted({rid for ids in accounts_of.values() for rid in ids})
     snapshots = {s.retainer.id: s for s in load_snapshots(session, all_ids, now)}
-    histories = {a.retainer_id: a.history for a in load_accounts(session, all_ids, now)}
+    health = {a.snapshot.retainer.id: a.health for a in assessed(session, list(snapshots.values()), now)}
     activity = _activity(session, all_ids, now - dt.timedelta(days=7), now)
     planning_keys = [
         f"planning:{s.retainer.id}:{s.period}" for s in snapshots.values() if s.cycle is not None
@@ -556,7 +545,7 @@ def _triage(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[st
         accounts = [
             Account(
                 snapshots[rid],
-                assess(snapshots[rid], history=histories.get(rid)),
+                health[rid],
                 activity[rid],
                 failed[rid],
                 unconfirmed=f"planning:{rid}:{snapshots[rid].period}" in posted

@@ -11,9 +11,8 @@ from sqlalchemy import BindParameter, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from bot.calendar import Period, elapsed_fraction, local_today, period_of
+from bot.history import PendingApproval, pending_approvals
 from store.models import (
-    ApprovalRequest,
-    ApprovalState,
     ChangeOrder,
     Cycle,
     MemberRole,
@@ -38,13 +37,6 @@ class TaskLine:
 
 
 @dataclass(frozen=True)
-class PendingApproval:
-    task_id: int
-    task_title: str
-    since: dt.datetime
-
-
-@dataclass(frozen=True)
 class ScopeChange:
     """An agreed change order of the cycle."""
 
@@ -65,7 +57,7 @@ class Snapshot:
     tasks: list[TaskLine] = field(default_factory=list)
     minutes_used: int = 0
     extra_minutes: int = 0
-    pending: list[PendingApproval] = field(default_factory=list)
+    pending: list[PendingApproval] = field(default_factory=list)  # of any cycle (bot/history.py)
     changes: list[ScopeChange] = field(default_factory=list)
     people: dict[MemberRole, list[str]] = field(default_factory=dict)  # names by their role here
 
@@ -85,6 +77,8 @@ class Snapshot:
 
     @property
     def done(self) -> list[TaskLine]:
+        """The cycle's completed deliverables: of `len(tasks)`, every deliverable of the cycle (one carried
+        over to the next month was this month's and was not completed), as the history counts them."""
         return [t for t in self.tasks if t.done]
 
     @property
@@ -140,13 +134,6 @@ _CHANGES = (
     .where(ChangeOrder.cycle_id.in_(_ids("cycles")))
     .order_by(ChangeOrder.agreed_on, ChangeOrder.id)
 )
-# Driven by the cycle's task ids through the (task_id, version) index, the state filtered in
-# Python: with `state = 'pending'` in SQL, SQLite walks every pending request of the agency.
-_APPROVALS = (
-    select(ApprovalRequest.task_id, ApprovalRequest.state, ApprovalRequest.created_at)
-    .where(ApprovalRequest.task_id.in_(_ids("tasks")))
-    .order_by(ApprovalRequest.created_at, ApprovalRequest.id)
-)
 
 
 def load_snapshots(
@@ -163,7 +150,8 @@ def snapshots_of(
     session: Session, retainers: Sequence[Retainer], now: dt.datetime, period: Period | None = None
 ) -> list[Snapshot]:
     """Snapshots of the cycle containing today in each retainer's timezone, or of `period` when
-    given: six queries whatever the number of retainers (a status answer is on the hot path)."""
+    given, with the approvals waiting on the client (of any cycle): six queries whatever the number of
+    retainers (a status answer is on the hot path)."""
     if not retainers:
         return []
     snapshots: dict[int, Snapshot] = {}
@@ -174,6 +162,9 @@ def snapshots_of(
         )
     ids = list(snapshots)
     conn = session.connection()
+    zones = {r.id: r.timezone for r in retainers}
+    for retainer_id, waiting in pending_approvals(conn, ids, zones).items():
+        snapshots[retainer_id].pending = waiting
 
     for retainer_id, role, name in conn.execute(_MEMBERS, {"ids": ids}):
         snapshots[retainer_id].people.setdefault(role, []).append(name)
@@ -188,10 +179,7 @@ def snapshots_of(
         return list(snapshots.values())
     cycles = list(by_cycle)
 
-    titles: dict[int, str] = {}
-    cycle_of: dict[int, int] = {}
     for task in conn.execute(_TASKS, {"cycles": cycles}):
-        titles[task.id], cycle_of[task.id] = task.title, task.cycle_id
         by_cycle[task.cycle_id].tasks.append(
             TaskLine(
                 id=task.id,
@@ -214,11 +202,5 @@ def snapshots_of(
         snapshot.changes.append(
             ScopeChange(order.agreed_on, order.extra_minutes, order.extra_deliverables, order.note)
         )
-
-    if titles:
-        for task_id, state, created_at in conn.execute(_APPROVALS, {"tasks": list(titles)}):
-            if state is ApprovalState.PENDING:
-                pending = PendingApproval(task_id, titles[task_id], created_at)
-                by_cycle[cycle_of[task_id]].pending.append(pending)
 
     return list(snapshots.values())

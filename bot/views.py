@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.health import Health, Level
-from bot.parsing import format_hours, month_name
+from bot.parsing import delivered_of, format_hours, month_name, plural
 from bot.replies import Bar, Block, Context, Facts, Header, Items, Reply, Text, Tone
 from bot.snapshot import ScopeChange, Snapshot, TaskLine
-from store.models import MemberRole
+from store.models import MemberRole, Stage
 
 if TYPE_CHECKING:
     from bot.dashboard import Row
@@ -53,7 +53,9 @@ def _no_cycle(s: Snapshot) -> Reply:
     return Reply(text, (Header(s.client_name), Text(text)))
 
 
-def status_internal(s: Snapshot, health: Health) -> Reply:
+def status_internal(s: Snapshot, health: Health, stage: Stage) -> Reply:
+    """The agency's view of the month: hours, deliverables and approvals, with the account's health
+    (bot/health.py, of its whole history) and the stage that health calls for."""
     if s.cycle is None:
         return _no_cycle(s)
     r = s.retainer
@@ -62,7 +64,7 @@ def status_internal(s: Snapshot, health: Health) -> Reply:
     days_left = (r.end_date - s.today).days
     summary = (
         f"{s.client_name}: {format_hours(used)} of {format_hours(allocated)} used, "
-        f"{len(s.done)} of {len(s.tasks)} deliverables done, {len(s.pending)} pending approvals"
+        f"{delivered_of(len(s.done), len(s.tasks))}, {plural(len(s.pending), 'pending approval')}"
     )
     blocks: list[Block] = [
         Header(f"{s.client_name} · {month_name(s.cycle.period)}"),
@@ -72,10 +74,13 @@ def status_internal(s: Snapshot, health: Health) -> Reply:
                 ("Phase", s.cycle.phase.value),
                 ("Hours", f"{format_hours(used)} of {format_hours(allocated)} ({share:.0%})"),
                 ("Month gone", f"{s.elapsed:.0%}"),
-                ("Deliverables", f"{len(s.done)} of {len(s.tasks)} done"),
+                ("Deliverables", delivered_of(len(s.done), len(s.tasks))),
                 ("Pending approvals", str(len(s.pending))),
-                ("Stage", r.stage.value.replace("_", " ")),
-                ("Renews", f"{r.end_date:%Y-%m-%d} ({days_left} days)" if days_left >= 0 else "ended"),
+                ("Stage", stage.value.replace("_", " ")),
+                (
+                    "Renews",
+                    f"{r.end_date:%Y-%m-%d} ({plural(days_left, 'day')})" if days_left >= 0 else "ended",
+                ),
             )
         ),
         Bar("Hours used", used / 60, allocated / 60, "h"),
@@ -137,22 +142,22 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
     carried = [t for t in s.tasks if t.status == "carried_over"]
     waiting = {p.task_id for p in s.pending}
     still_open = [t for t in s.open if t.id not in waiting]
-    counted = [t for t in s.tasks if t.status != "carried_over"] + carried
+    delivered = delivered_of(len(s.done), len(s.tasks))
     blocks: list[Block] = [Header(title)]
-    summary = f"{title}: {len(s.done)} of {len(counted)} deliverables completed"
+    summary = f"{title}: {delivered}"
     if internal:
         used, allocated = s.minutes_used, s.minutes_allocated
         blocks.append(Bar("Hours used", used / 60, allocated / 60, "h"))
-        facts = [("Deliverables", f"{len(s.done)} of {len(counted)} completed")]
+        facts = [("Deliverables", delivered)]
         if health is not None:
             facts.insert(0, ("Health", f"{LEVEL_MARK[health.level]} {health.level.label}"))
         facts.append(("Hours", f"{format_hours(used)} of {format_hours(allocated)}"))
         blocks.append(Facts(tuple(facts)))
         summary += f", {format_hours(used)} of {format_hours(allocated)}"
     else:
-        blocks.append(Text(f"This month we completed {len(s.done)} of {len(counted)} deliverables."))
+        blocks.append(Text(f"{month_name(s.cycle.period)}: {delivered}."))
     blocks.append(_items("Completed", [t.title for t in s.done], empty="Nothing completed."))
-    if s.pending:
+    if s.pending:  # waiting now, whichever month the deliverable is of
         blocks.append(
             _items(
                 "Waiting on the client" if internal else "Waiting on you",
@@ -184,8 +189,7 @@ def _scope_line(change: ScopeChange, internal: bool) -> str:
     if internal and change.extra_minutes:
         parts.append(f"+{format_hours(change.extra_minutes)}")
     if change.extra_deliverables:
-        n = change.extra_deliverables
-        parts.append(f"+{n} deliverable{'s' if n != 1 else ''}")
+        parts.append("+" + plural(change.extra_deliverables, "deliverable"))
     if change.note:
         parts.append(change.note)
     return " · ".join(parts)
@@ -208,7 +212,7 @@ def priorities(s: Snapshot, internal: bool, limit: int = 5) -> list[str]:
             found.append(f"Hours at {used:.0%} with {s.elapsed:.0%} of the month gone: slow the burn")
         unagreed = [t for t in s.tasks if t.out_of_scope]
         if unagreed:
-            found.append(f"Agree a change order for {len(unagreed)} out-of-scope deliverable(s)")
+            found.append(f"Agree a change order for {plural(len(unagreed), 'out-of-scope deliverable')}")
     for p in s.pending:
         found.append(
             f"Chase the client's approval of {p.task_title}"

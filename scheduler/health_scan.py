@@ -24,7 +24,6 @@ from bot.calendar import is_business_day, local_instant, local_today
 from bot.clock import Clock
 from bot.dashboard import Dashboard, HomePublisher
 from bot.escalations import (
-    LIVE_STAGES,
     Move,
     Seen,
     brief_of,
@@ -35,9 +34,8 @@ from bot.escalations import (
     note_key,
     peak_of,
     reasons_json,
-    stage_for,
 )
-from bot.health import DEFAULT_THRESHOLDS, Health, Thresholds, assess_history
+from bot.health import DEFAULT_THRESHOLDS, LIVE_STAGES, Health, Thresholds, assess_history, stage_for
 from bot.history import Account, Member, load_accounts
 from bot.replies import Reply
 from bot.rhythm import PostKind

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from bot.escalations import Move, Seen, next_move, stage_for
+from bot.escalations import Move, Seen, next_move
 from bot.health import (
     CycleFacts,
     Health,
@@ -18,6 +18,7 @@ from bot.health import (
     assess_history,
     attention,
     recommended,
+    stage_for,
     trend,
 )
 from store.models import EscalationState, Stage

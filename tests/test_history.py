@@ -9,9 +9,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from bot.health import assess, assess_history
+from bot.health import assess_history
 from bot.history import load_accounts
-from bot.snapshot import load_snapshots
 from store.db import unit_of_work
 from store.models import BaselineItem, Cycle, Phase, Retainer, Side, Task, TaskStatus
 from tests.builders import build_agency
@@ -101,15 +100,6 @@ def test_every_signal_from_the_store(sessions, agency) -> None:  # type: ignore[
         ("renewal", "renews in 44 days")
     ]
     assert (globex.history.messages_recent, globex.history.messages_before) == (10, 0)
-
-
-def test_a_snapshot_alone_gives_the_signals_it_can_see(sessions, agency) -> None:  # type: ignore[no-untyped-def]
-    with sessions() as session:
-        (snapshot,) = load_snapshots(session, [agency.acme.id], NOW)
-        (account,) = load_accounts(session, [agency.acme.id], NOW)
-    alone = {r.key for r in assess(snapshot).reasons}
-    full = {r.key for r in assess(snapshot, history=account.history).reasons}
-    assert alone == {"burn", "approvals_overdue", "renewal_at_risk"} and alone < full
 
 
 def test_carried_over_and_change_ordered_deliverables_are_not_scope_creep(sessions, agency) -> None:  # type: ignore[no-untyped-def]

@@ -113,8 +113,8 @@ def test_the_monday_digest_is_colour_coded_and_says_what_changed(sessions, agenc
     with sessions() as session:
         text = text_of(session, PostKind.TRIAGE, None, f"person:{maya}", monday)
     assert "Your accounts this week · Mon Nov 23" in text
-    assert "• 🔴 Acme Corp · 70% of hours · 2/5 done · 2 pending" in text
-    assert "• 🟢 Globex · 20% of hours · 0/1 done · 0 pending · on track" in text
+    assert "• 🔴 Acme Corp · 70% of hours · 2 of 5 delivered · 2 pending approvals" in text
+    assert "• 🟢 Globex · 20% of hours · 0 of 1 delivered · 0 pending approvals · on track" in text
     assert text.index("Acme Corp") < text.index("Globex")  # most in need of attention first
     assert "Acme Corp: health green → red, 31.5 h logged" in text
     assert "Globex: 4 h logged, new in your digest" in text

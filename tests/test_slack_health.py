@@ -252,10 +252,14 @@ def test_home_for_an_am_a_director_and_a_client(bot, agency) -> None:  # type: i
     assert "Your accounts: 2 accounts, 1 red, 0 amber, 1 green" in am
     assert am.index("Acme Corp") < am.index("Globex")
     assert (
-        "Needs attention\n• 🔴 Acme Corp · 79% of hours · 2/5 done · 2 pending · renews in 44 days and the "
+        "Needs attention\n• 🔴 Acme Corp · 79% of hours · 2 of 5 delivered · 2 pending approvals · "
+        "renews in 44 days and the "
         "account is amber: renewal at risk; hours at 79% with 57% of the month gone (+1 more) · director told"
     ) in am
-    assert "On track\n• 🟢 Globex · 20% of hours · 0/1 done · 0 pending · renews in 44 days" in am
+    assert (
+        "On track\n• 🟢 Globex · 20% of hours · 0 of 1 delivered · 0 pending approvals · renews in 44 days"
+        in am
+    )
     assert "Open escalations\n• 🔴 Acme Corp · opened Nov 17 · director told, not acknowledged yet" in am
     assert "Pending approvals\n• Acme Corp · Landing page copy · 5 business days" in am
     assert (

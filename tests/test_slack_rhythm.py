@@ -50,7 +50,7 @@ def test_the_month_turn_in_the_client_channel(bot, agency, clock) -> None:  # ty
     report = as_text(posted(bot, ACME_CHANNEL, "'report:"))
     planning = as_text(posted(bot, ACME_CHANNEL, "'planning:"))
     assert "Monthly report · Acme Corp · November 2026" in report
-    assert "This month we completed 2 of 5 deliverables." in report
+    assert "November 2026: 2 of 5 delivered." in report
     assert "Carried over to next month\n• Landing page copy\n• Newsletter #11\n• SEO audit" in report
     assert "Planning · Acme Corp · December 2026" in planning
     assert "Planned deliverables\n• Blog post (1 of 2)\n• Blog post (2 of 2)" in planning

@@ -63,7 +63,7 @@ def test_status_in_a_1_1_chat_is_the_same_answer_as_slack(teams, teams_agency) -
     text = answer(teams, "status acme", MAYA)
     assert "Acme Corp · November 2026" in text
     assert "Hours: 31.5 h of 40 h (79%)" in text
-    assert "Deliverables: 2 of 5 done" in text
+    assert "Deliverables: 2 of 5 delivered" in text
     assert "• #3 Landing page copy · since Nov 9" in text
 
 
