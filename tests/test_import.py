@@ -270,6 +270,34 @@ def test_three_errors_are_all_reported_and_nothing_is_written(
     assert _snapshot(sessions) == before
 
 
+def test_a_boolean_for_hours_or_a_country_alias_is_refused_and_nothing_is_written(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    # Lax parsing stored `monthly_hours: true` as 1 hour and `country: USA` as "USA", a code no
+    # calendar lookup by ISO code would find.
+    import_file(sessions, AGENCY_YAML, now=NOW)
+    before = _snapshot(sessions)
+    broken = _edit(
+        _source(),
+        ("monthly_hours: 40", "monthly_hours: true"),
+        ("country: DE", "country: USA"),
+    )
+
+    with pytest.raises(ImportErrors) as caught:
+        import_file(sessions, _write(tmp_path, broken), now=NOW)
+
+    assert caught.value.errors == [
+        "clients[0].retainer.monthly_hours: must be a number, not true",
+        "clients[1].retainer.country: “USA” is not an ISO 3166 two-letter country code; did you mean US?",
+    ]
+    assert _snapshot(sessions) == before
+    with sessions() as session:
+        assert (_retainer(session, "acme").monthly_minutes, _retainer(session, "globex").country) == (
+            40 * 60,
+            "DE",
+        )
+
+
 def test_errors_found_in_the_database_write_nothing(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     import_file(sessions, AGENCY_YAML, now=NOW)
     # Another file (another agency's view of the world) binds Acme's channel to a new client.
@@ -390,6 +418,35 @@ def test_files_that_are_not_an_agency(text: str, expected: str) -> None:
             "clients[0].retainer.end: must be after start (2026-01-01)",
         ),
         ((("country: DE", "country: XX"),), "clients[1].retainer.country: unknown country code “XX”"),
+        (
+            (("country: DE", "country: DEU"),),
+            "clients[1].retainer.country: “DEU” is not an ISO 3166 two-letter country code; did you mean DE?",
+        ),
+        (
+            (("country: GB ", "country: UK "),),
+            "agency.country: “UK” is not an ISO 3166 two-letter country code; did you mean GB?",
+        ),
+        (
+            (("monthly_hours: 40", "monthly_hours: true"),),
+            "clients[0].retainer.monthly_hours: must be a number, not true",
+        ),
+        (
+            (("monthly_hours: 40", 'monthly_hours: "40"'),),
+            "clients[0].retainer.monthly_hours: must be a number",
+        ),
+        ((("fee: 8000", "fee: false"),), "clients[0].retainer.fee: must be a number, not false"),
+        (
+            (("cycle_start_day: 15", "cycle_start_day: true"),),
+            "clients[1].retainer.cycle_start_day: must be a whole number, not true",
+        ),
+        (
+            (("count: 4}", "count: yes}"),),
+            "clients[0].retainer.template[0].count: must be a whole number",
+        ),
+        (
+            (("blog_post: 4,", "blog_post: true,"),),
+            "clients[0].retainer.baseline.blog_post: must be a whole number, not true",
+        ),
         (
             (("end: 2027-05-31", "end: 31/05/2027"),),
             "clients[2].retainer.end: must be a date like 2026-01-31",
