@@ -1089,19 +1089,30 @@ def _sync_template(session: Session, terms: RetainerEntry, retainer: Retainer, c
             _tally(counts, False, _assign(row, position=position, count=entry.count))
 
 
-def import_file(
-    sessions: sessionmaker[Session], path: str | Path, *, now: dt.datetime | None = None
-) -> ImportSummary:
-    """Parse and import `path` in one transaction: on any error nothing is written."""
+def read_agency_file(path: str | Path) -> AgencyFile:
+    """The agency file at `path`, parsed and checked on its own (no database needed yet)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ImportErrors([f"cannot read {path}: {reason}"]) from None
-    agency = parse_agency(text)
+    return parse_agency(text)
+
+
+def load_agency(
+    sessions: sessionmaker[Session], agency: AgencyFile, *, source: str, now: dt.datetime | None = None
+) -> ImportSummary:
+    """Import a parsed file in one transaction: on any error nothing is written."""
     with unit_of_work(sessions, write=True) as session:
-        return import_agency(session, agency, now=now, source=path.name)
+        return import_agency(session, agency, now=now, source=source)
+
+
+def import_file(
+    sessions: sessionmaker[Session], path: str | Path, *, now: dt.datetime | None = None
+) -> ImportSummary:
+    """Parse and import `path` in one transaction: on any error nothing is written."""
+    return load_agency(sessions, read_agency_file(path), source=Path(path).name, now=now)
 
 
 __all__ = [
@@ -1114,5 +1125,7 @@ __all__ = [
     "format_path",
     "import_agency",
     "import_file",
+    "load_agency",
     "parse_agency",
+    "read_agency_file",
 ]

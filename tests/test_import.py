@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from retainer.importer import ImportErrors, format_path, import_file, parse_agency
+from store.db import current_revision, head_revision, make_engine, make_sessionmaker
 from store.models import (
     Agency,
     AuditEntry,
@@ -591,3 +592,48 @@ def test_the_example_agency_file_imports(sessions: sessionmaker[Session]) -> Non
 def test_yes_and_no_are_text_not_booleans() -> None:
     norway = _edit(_source(), ("country: DE", "country: NO"))
     assert parse_agency(norway).clients[1].retainer.country == "NO"
+
+
+# --- the command line, on a newcomer's new database ---------------------------------------------------
+
+
+def test_import_on_a_new_database_creates_its_tables_and_a_bad_file_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retainer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "agency.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{database}")
+    broken = _write(tmp_path, _edit(_source(), ("monthly_hours: 40", "monthly_hours: true")), "broken.yaml")
+
+    assert main(["import", str(broken)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{broken}: nothing was imported; fix these and try again:",
+        "  clients[0].retainer.monthly_hours: must be a number, not true",
+    ]
+    assert not database.exists()  # no empty file left behind for the next attempt to trip on
+
+    assert main(["import", str(AGENCY_YAML)]) == 0
+    assert capsys.readouterr().out.startswith("Imported.\nagency: 1 created")
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        assert current_revision(engine) == head_revision()
+        with make_sessionmaker(engine)() as session:
+            assert _retainer(session, "acme").monthly_minutes == 40 * 60
+    finally:
+        engine.dispose()
+
+
+def test_db_current_on_a_missing_file_says_how_to_create_it_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retainer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///retainer.db")
+    assert main(["db", "current"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"retainer: there is no database at {tmp_path / 'retainer.db'} yet; ./run db upgrade creates it"
+    ]
+    assert list(tmp_path.iterdir()) == []
