@@ -26,7 +26,7 @@ from handlers.slack.home import SlackHomes
 from handlers.slack.outbox import ChannelMessenger
 from handlers.slack.workspace import Workspace, make_client
 from handlers.teams import Teams, build_teams, describe
-from retainer.startup import connect_slack, open_database
+from retainer.startup import check_address, connect_slack, open_database
 from sandbox.slack_api import SlackSandbox
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
@@ -209,6 +209,7 @@ class BackgroundServer:
 def serve(settings: Settings, host: str, port: int, *, scheduler: bool = True) -> int:
     """`retainer serve`: the web server until interrupted (and Socket Mode when configured), with the
     rhythm's scheduler in the same process unless `scheduler` is False."""
+    check_address(host, port)
     runtime = build_runtime(settings)
     identity = runtime.workspace.identity
     if runtime.sandbox is not None:

@@ -3,8 +3,10 @@ fail as one line saying what is wrong and what to do (the command line prints it
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
+import socket
 from contextlib import suppress
 from pathlib import Path
 from typing import Literal
@@ -105,6 +107,23 @@ def database_failure(url: URL, err: DBAPIError) -> str:
     else:
         todo = "check DATABASE_URL"
     return f"cannot open the database {where}: {reason}; {todo}"
+
+
+def check_address(host: str, port: int) -> None:
+    """StartupFailure now, before anything starts, if the server could not listen on host:port
+    (SO_REUSEADDR as aiohttp sets it, so a port still in TIME_WAIT is fine)."""
+    try:
+        for family, *_ in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+            with socket.create_server((host, port), family=family):
+                pass
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise StartupFailure(
+                f"cannot serve on {host}:{port}: something is already listening there (another "
+                "./run serve?); stop it, or choose another port with --port"
+            ) from None
+        reason = _reason(err)
+        raise StartupFailure(f"cannot serve on {host}:{port}: {reason}; check --host and --port") from None
 
 
 def connect_slack(client: WebClient, api_url: str) -> Identity:

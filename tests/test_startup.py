@@ -149,16 +149,22 @@ def _retainer(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
 SLACK = {"SLACK_BOT_TOKEN": "xoxb-not-the-sandboxes", "SLACK_SIGNING_SECRET": "ab" * 16}
 
 
-def _failures(tmp_path: Path, sandbox: Any) -> dict[str, tuple[list[str], dict[str, str], list[str]]]:
-    """Each case: the command, its environment, and what its one line must say."""
+def _case(name: str, tmp_path: Path, sandbox: Any, busy: int) -> tuple[list[str], dict[str, str], list[str]]:
+    """The command, its environment, and what its one line must say."""
     ok_db = f"sqlite:///{tmp_path / 'ok.db'}"
     upgrade(make_engine(ok_db))
-    old_db = tmp_path / "old.db"
+    old_db, behind_db = tmp_path / "old.db", tmp_path / "behind.db"
     _unmigrated(make_engine(f"sqlite:///{old_db}"))
-    behind_db = tmp_path / "behind.db"
     _one_behind(make_engine(f"sqlite:///{behind_db}"))
     port = _free_port()
-    cases = {
+    if name == "postgres-database-missing":
+        missing = make_url(POSTGRES_URL or "").set(database=f"rt_missing_{uuid.uuid4().hex[:8]}")
+        return (
+            ["serve"],
+            {"DATABASE_URL": missing.render_as_string(hide_password=False)},
+            [f'database "{missing.database}" does not exist', f"create it (createdb {missing.database})"],
+        )
+    return {
         "sqlite-folder-missing": (
             ["serve"],
             {"DATABASE_URL": f"sqlite:///{tmp_path / 'nowhere' / 'retainer.db'}"},
@@ -194,32 +200,44 @@ def _failures(tmp_path: Path, sandbox: Any) -> dict[str, tuple[list[str], dict[s
             {**SLACK, "DATABASE_URL": ok_db, "SLACK_API_URL": sandbox.api_url},
             ["Slack refused SLACK_BOT_TOKEN (invalid_auth)", "Bot User OAuth Token (xoxb-…)"],
         ),
-    }
-    if POSTGRES_URL:
-        missing = make_url(POSTGRES_URL).set(database=f"rt_missing_{uuid.uuid4().hex[:8]}")
-        cases["postgres-database-missing"] = (
-            ["serve"],
-            {"DATABASE_URL": missing.render_as_string(hide_password=False)},
-            [f'database "{missing.database}" does not exist', f"create it (createdb {missing.database})"],
-        )
-    return cases
+        "port-in-use": (
+            ["serve", "--port", str(busy)],
+            {"DATABASE_URL": ok_db},
+            [f"cannot serve on 127.0.0.1:{busy}: something is already listening", "choose another port"],
+        ),
+    }[name]
 
 
-def test_each_start_up_failure_is_one_line_saying_what_and_what_to_do(tmp_path: Path, slack_sandbox) -> None:  # type: ignore[no-untyped-def]
-    failures = _failures(tmp_path, slack_sandbox)
-    before = sorted(tmp_path.rglob("*"))
-    printed: dict[str, list[str]] = {}
-    for name, (args, env, says) in failures.items():
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sqlite-folder-missing",
+        "postgres-unreachable",
+        pytest.param("postgres-database-missing", marks=pytest.mark.postgres),
+        "scheduler-postgres-unreachable",
+        "unmigrated",
+        "behind",
+        "slack-unreachable",
+        "slack-token-rejected",
+        "port-in-use",
+    ],
+)
+def test_each_start_up_failure_is_one_line_saying_what_and_what_to_do(  # type: ignore[no-untyped-def]
+    name: str, tmp_path: Path, slack_sandbox
+) -> None:
+    if name.startswith("postgres-database") and not POSTGRES_URL:
+        pytest.skip("RETAINER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        args, env, says = _case(name, tmp_path, slack_sandbox, busy=listening.getsockname()[1])
+        before = sorted(tmp_path.rglob("*"))
         out = _retainer(tmp_path, *args, **env)
-        printed[name] = out.stderr.splitlines()
-        assert out.returncode == 2, (name, out.stderr)
-        assert "Traceback" not in out.stderr, name
-        assert len(printed[name]) == 1, (name, out.stderr)
-        assert printed[name][0].startswith("retainer: "), name
-        for words in says:
-            assert words in printed[name][0], (name, printed[name][0])
-    assert sorted(tmp_path.rglob("*")) == before  # no database file made on the way
-    assert len(printed) == 8 if POSTGRES_URL else 7
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("retainer: ")
+    for words in says:
+        assert words in out.stderr
+    assert sorted(tmp_path.rglob("*")) == before  # no database file made on the way, none removed
 
 
 def test_without_credentials_it_runs_on_the_local_slack_server(tmp_path: Path, slack_sandbox) -> None:  # type: ignore[no-untyped-def]
