@@ -264,3 +264,19 @@ def test_users_info_rate_limited_is_retried_and_the_answer_still_right(bot) -> N
     text = bot.answer("status", user="U0NEWHIRE1", channel=ACME_CHANNEL)
     assert "Hours: 31.5 h of 40 h" in text
     assert [c.status for c in bot.sandbox.calls_to("users.info")] == [500, 200]
+
+
+def test_a_new_sqlite_file_is_removed_again_when_its_upgrade_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retainer.startup
+
+    def disk_full(engine: Engine) -> None:
+        with engine.begin() as conn:  # the file exists by now, with a table half made
+            conn.execute(text("CREATE TABLE half_made (id INTEGER)"))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(retainer.startup, "upgrade", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        retainer.startup.open_database(f"sqlite:///{tmp_path / 'new.db'}")
+    assert list(tmp_path.iterdir()) == []  # the next attempt starts from nothing, not a stray file
