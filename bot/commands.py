@@ -19,7 +19,7 @@ from bot.calendar import Period, local_today, period_of
 from bot.cycles import open_cycle
 from bot.dashboard import load_rows
 from bot.health import DEFAULT_THRESHOLDS
-from bot.lookup import find_client, name_key
+from bot.lookup import closest, find_client, name_key
 from bot.onboarding import new_retainer_form
 from bot.parsing import (
     InputError,
@@ -113,11 +113,27 @@ def run(session: Session, request: Request, text: str) -> Reply:
         name, rest = f"task {rest[0].lower()}", rest[1:]
     handler = SUBCOMMANDS.get(name)
     if handler is None:
-        known = ", ".join(f"`{n}`" for n in SUBCOMMANDS if n != "help")
-        shown = tokens[0] if len(tokens[0]) <= 40 else tokens[0][:40] + "…"
-        raise CommandError(f"I don't know the command “{shown}”. Try one of {known}, or `help`.")
+        raise unknown_command(tokens)
     binding = None if request.in_dm else channel_binding(session, request.viewer.platform, request.channel_id)
     return handler(Call(session, request, binding), rest)
+
+
+def unknown_command(tokens: list[str]) -> CommandError:
+    """“I don't know the command …”, with the commands it is close to (as for a client's name)."""
+    names = {name_key(n): n for n in SUBCOMMANDS}
+    two = " ".join(tokens[:2])
+    close = closest(name_key(two), names) if len(tokens) > 1 else ()
+    typed = two if close or tokens[0].lower() == "task" else tokens[0]  # “tsk add”, “task frobnicate”
+    close = close or closest(name_key(tokens[0]), names)
+    shown = typed if len(typed) <= 40 else typed[:40] + "…"
+    if close:
+        return CommandError(
+            f"I don't know the command “{shown}”. Did you mean "
+            + " or ".join(f"`{n}`" for n in close)
+            + "? `help` lists everything."
+        )
+    known = ", ".join(f"`{n}`" for n in SUBCOMMANDS if n != "help")
+    return CommandError(f"I don't know the command “{shown}”. Try one of {known}, or `help`.")
 
 
 @dataclass(frozen=True)

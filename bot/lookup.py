@@ -1,4 +1,5 @@
-"""Finding a client from what someone typed: by slug, name or alias, forgiving case, spacing and typos."""
+"""Finding a client from what someone typed: by slug, name or alias, forgiving case, spacing and typos
+(and the same forgiving match for anything else typed from a known set, such as a command's name)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,12 @@ def suggest(session: Session, key: str, limit: int = 3) -> tuple[str, ...]:
         names.setdefault(name_key(slug), name)
     for alias_k, name in session.execute(select(ClientAlias.alias_key, Client.name).join(Client)):
         names.setdefault(alias_k, name)
+    return closest(key, names, limit)
+
+
+def closest(key: str, names: dict[str, str], limit: int = 3) -> tuple[str, ...]:
+    """What `names` (comparison key -> what to show) holds close to `key`, best first: typos, then
+    the names that `key` begins (3 letters or more) or that begin `key` followed by a word."""
     close = difflib.get_close_matches(key, names, n=limit * 2, cutoff=0.72)
     starts = [k for k in names if len(key) >= 3 and (k.startswith(key) or key.startswith(k + " "))]
     found: list[str] = []

@@ -24,14 +24,15 @@ from handlers.server import build_web_app
 from handlers.slack import build_app
 from handlers.slack.home import SlackHomes
 from handlers.slack.outbox import ChannelMessenger
-from handlers.slack.workspace import Workspace, authenticate, make_client
+from handlers.slack.workspace import Workspace, make_client
 from handlers.teams import Teams, build_teams, describe
+from retainer.startup import check_address, connect_slack, open_database
 from sandbox.slack_api import SlackSandbox
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
 from scheduler.ticker import Ticker
-from store.db import check_up_to_date, make_engine, make_sessionmaker
+from store.db import make_sessionmaker
 from store.models import Person, Role
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,9 @@ def build_runtime(
     settings: Settings, *, clock: Clock | None = None, sandbox: SlackSandbox | None = None
 ) -> Runtime:
     """Everything the server needs. Without Slack credentials, a local Slack-compatible server is
-    started (or `sandbox` is used) and seeded with the database's people."""
-    engine = make_engine(settings.database_url)
-    check_up_to_date(engine)
+    started (or `sandbox` is used) and seeded with the database's people. A new, empty database gets
+    its tables; anything that stops start-up raises StartupFailure (or DatabaseBehind): one line."""
+    engine = open_database(settings.database_url)
     sessions = make_sessionmaker(engine)
     clock = clock or SystemClock()
     core = Core(sessions, clock)
@@ -117,7 +118,11 @@ def build_runtime(
         token, api_url = settings.slack_bot_token, settings.slack_api_url
         secret = settings.slack_signing_secret or ""
     client = make_client(token, api_url, settings.retainer_http_timeout)
-    workspace = Workspace(client, authenticate(client))
+    try:
+        workspace = Workspace(client, connect_slack(client, api_url))
+    except BaseException:
+        engine.dispose()
+        raise
     slack = build_app(core, workspace, secret)
     runtime = Runtime(
         settings,
@@ -204,13 +209,14 @@ class BackgroundServer:
 def serve(settings: Settings, host: str, port: int, *, scheduler: bool = True) -> int:
     """`retainer serve`: the web server until interrupted (and Socket Mode when configured), with the
     rhythm's scheduler in the same process unless `scheduler` is False."""
+    check_address(host, port)
     runtime = build_runtime(settings)
     identity = runtime.workspace.identity
     if runtime.sandbox is not None:
         print(
             "No SLACK_BOT_TOKEN set: running on demo data against the built-in local Slack-compatible "
             f"server at {runtime.sandbox.api_url}\n"
-            f'Try it:  retainer ask "status acme" --user U01AM0001 --url http://{host}:{port}',
+            f'Try it:  ./run ask "status acme" --user U01AM0001 --url http://{host}:{port}',
             flush=True,
         )
     else:

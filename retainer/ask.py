@@ -20,6 +20,10 @@ from retainer.app import DEMO_SIGNING_SECRET, DEMO_TEAM_ID, BackgroundServer, bu
 from sandbox.slack_api import SlackSandbox
 
 
+class AskFailed(Exception):
+    """The question did not get an answer (the bot refused it or failed); the message says why."""
+
+
 def signed_slash_command(
     secret: str,
     text: str,
@@ -74,8 +78,13 @@ def ask(settings: Settings, text: str, *, user: str, channel: str | None, url: s
             finally:
                 server.stop()
                 runtime.close()
+    if response.status_code == 401:
+        raise AskFailed(
+            f"the bot at {url} refused the request's signature (HTTP 401); run ask with the "
+            "bot's SLACK_SIGNING_SECRET, or without one against a bot in demo mode"
+        )
     if response.status_code != 200:
-        return f"The bot answered HTTP {response.status_code}: {response.text[:300]}"
+        raise AskFailed(f"the bot answered HTTP {response.status_code}: {response.text[:300]}")
     if not response.content:
         return "(acknowledged with no message)"
     return as_text(json.loads(response.content))
@@ -123,9 +132,9 @@ def ask_shortcut(
     `message` in `channel`, run the shortcut on it, submit its form (task `task`, else the first),
     and print what it produced: the approval card, or the feedback's note in the thread."""
     if not settings.demo:
-        return "retainer: --shortcut runs against the built-in local Slack server; unset SLACK_BOT_TOKEN."
+        raise AskFailed("--shortcut runs against the built-in local Slack server; unset SLACK_BOT_TOKEN.")
     if not channel:
-        return "retainer: --shortcut needs --channel, a client channel bound to a retainer (e.g. C0ACME0001)."
+        raise AskFailed("--shortcut needs --channel, a client channel bound to a retainer (e.g. C0ACME0001).")
     runtime = build_runtime(settings)
     sandbox = runtime.sandbox
     assert sandbox is not None
@@ -158,11 +167,12 @@ def ask_shortcut(
         open_ones = [o for o in tasks if o["text"]["text"].endswith(("· in progress", "· to do"))]
         picked = task or next((o["value"] for o in open_ones or tasks), None)
         if picked is None:
-            return "retainer: this month has no tasks yet; add one with /retainer task add, or pass --task."
+            raise AskFailed("this month has no tasks yet; add one with /retainer task add, or pass --task.")
         signed = _signed_payload(runtime.signing_secret, _submission(view, picked, user))
         answer = post(content=signed[0], headers=signed[1])
         if answer.content:
-            return "The form was not accepted: " + "; ".join(answer.json().get("errors", {}).values())
+            errors = answer.json().get("errors", {}).values()
+            raise AskFailed("the form was not accepted: " + "; ".join(errors))
         if shortcut == "request_approval":
             card = sandbox.wait_for(
                 lambda c: (
@@ -178,7 +188,7 @@ def ask_shortcut(
         )
         return f"Filed as feedback; in the message's thread in {channel}:\n\n" + as_text(note.args)
     except AssertionError as err:  # sandbox.wait_for: nothing came
-        return f"retainer: the bot did not answer as expected ({err})"
+        raise AskFailed(f"the bot did not answer as expected ({err})") from None
     finally:
         runtime.slack_app.listener_runner.listener_executor.shutdown(wait=True)
         server.stop()

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import Settings, SettingsError, load_settings
-from store.db import DatabaseBehind, make_engine, make_sessionmaker, unit_of_work, upgrade
+from retainer.startup import StartupFailure, open_database
+from store.db import DatabaseBehind, make_sessionmaker, unit_of_work
 
 log = logging.getLogger("retainer")
 
@@ -28,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-scheduler",
         dest="scheduler",
         action="store_false",
-        help="do not run the monthly rhythm's scheduler in this process (run `retainer scheduler` instead)",
+        help="do not run the monthly rhythm's scheduler in this process (run `./run scheduler` instead)",
     )
 
     commands.add_parser(
@@ -42,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     imp.add_argument("file", type=Path)
 
     demo = commands.add_parser("demo-data", help="fill an empty database with a realistic demo agency")
-    demo.add_argument("--retainers", type=int, default=12)
-    demo.add_argument("--months", type=int, default=6)
+    demo.add_argument("--retainers", type=at_least_one, default=12, help="how many accounts (1 or more)")
+    demo.add_argument("--months", type=at_least_one, default=6, help="months of history each (1 or more)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
         "--if-empty", action="store_true", help="do nothing (and succeed) if the database has data"
@@ -79,9 +80,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](settings, args)
-    except DatabaseBehind as err:
+    except (StartupFailure, DatabaseBehind) as err:
         print(f"retainer: {err}", file=sys.stderr)
         return 2
+
+
+def at_least_one(value: str) -> int:
+    """A whole number of 1 or more, as argparse reads an option (its error names the option)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not “{value}”") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -99,22 +111,19 @@ def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
 def _db(settings: Settings, args: argparse.Namespace) -> int:
     from store.db import current_revision, head_revision
 
-    engine = make_engine(settings.database_url)
-    if args.action == "upgrade":
-        upgrade(engine)
+    engine = open_database(settings.database_url, schema="upgrade" if args.action == "upgrade" else "as is")
     print(f"database at revision {current_revision(engine)} (code head {head_revision()})")
     return 0
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from retainer.importer import ImportErrors, import_file
+    from retainer.importer import ImportErrors, load_agency, read_agency_file
 
-    engine = make_engine(settings.database_url)
-    from store.db import check_up_to_date
-
-    check_up_to_date(engine)
     try:
-        summary = import_file(make_sessionmaker(engine), args.file)
+        # The file first: a file with mistakes creates no database and changes nothing.
+        agency = read_agency_file(args.file)
+        sessions = make_sessionmaker(open_database(settings.database_url))
+        summary = load_agency(sessions, agency, source=args.file.name)
     except ImportErrors as err:
         print(f"{args.file}: nothing was imported; fix these and try again:", file=sys.stderr)
         for line in err.errors:
@@ -127,10 +136,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
 def _demo_data(settings: Settings, args: argparse.Namespace) -> int:
     from retainer.demo import DemoDataRefused, fill_demo
 
-    engine = make_engine(settings.database_url)
-    from store.db import check_up_to_date
-
-    check_up_to_date(engine)
+    engine = open_database(settings.database_url)
     try:
         with unit_of_work(make_sessionmaker(engine)) as session:
             summary = fill_demo(
@@ -147,20 +153,24 @@ def _demo_data(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _ask(settings: Settings, args: argparse.Namespace) -> int:
-    from retainer.ask import ask, ask_shortcut
+    from retainer.ask import AskFailed, ask, ask_shortcut
 
-    if args.shortcut:
-        shown = ask_shortcut(
-            settings,
-            args.shortcut,
-            message=args.message,
-            user=args.user,
-            channel=args.channel,
-            task=args.task,
-        )
-        print(shown)
-        return 0
-    print(ask(settings, args.text, user=args.user, channel=args.channel, url=args.url))
+    try:
+        if args.shortcut:
+            shown = ask_shortcut(
+                settings,
+                args.shortcut,
+                message=args.message,
+                user=args.user,
+                channel=args.channel,
+                task=args.task,
+            )
+        else:
+            shown = ask(settings, args.text, user=args.user, channel=args.channel, url=args.url)
+    except AskFailed as err:
+        print(f"retainer: {err}", file=sys.stderr)
+        return 1
+    print(shown)
     return 0
 
 

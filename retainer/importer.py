@@ -117,6 +117,9 @@ def _message_for(error: Any, model: type[BaseModel], loc: Loc) -> str:
         return "unknown key; expected one of " + ", ".join(allowed) if allowed else "unknown key"
     if error.get("input", ...) is None:
         return "has no value"
+    if isinstance(error.get("input"), bool) and kind in ("int_type", "float_type"):
+        wanted = "a whole number" if kind == "int_type" else "a number"
+        return f"must be {wanted}, not {str(error['input']).lower()}"
     if kind == "greater_than":
         return "must be a positive number" if ctx.get("gt") == 0 else f"must be more than {ctx.get('gt')}"
     if kind == "greater_than_equal":
@@ -203,9 +206,16 @@ def _timezone(value: str) -> str:
 
 
 def _country(value: str) -> str:
+    """An ISO 3166 alpha-2 code the holidays package has a calendar for (its aliases, such as USA
+    or UK, are not ISO alpha-2 codes: they are refused with the code they stand for)."""
     code = value.upper()
     if code not in holidays.list_supported_countries():
         raise _own_error("unknown country code “{code}”", code=value)
+    iso = getattr(holidays, code).country
+    if code != iso:
+        raise _own_error(
+            "“{code}” is not an ISO 3166 two-letter country code; did you mean {iso}?", code=value, iso=iso
+        )
     return code
 
 
@@ -250,6 +260,10 @@ def _lower(value: Any) -> Any:
 
 
 Text = Annotated[str, Field(min_length=1)]
+# Numbers are numbers: strict, so `true` is not 1 hour and "40" is not 40 (YAML already reads 40 as
+# a number; a quoted one is text someone meant as text).
+Hours = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+Count = Annotated[int, Field(strict=True)]
 Day = Annotated[dt.date, BeforeValidator(_date)]
 TimezoneName = Annotated[str, AfterValidator(_timezone)]
 CountryCode = Annotated[str, AfterValidator(_country)]
@@ -281,25 +295,25 @@ class PersonEntry(_Strict):
 class TemplateEntry(_Strict):
     title: Text
     category: str | None = None
-    count: int = Field(default=1, ge=1)
+    count: Annotated[Count, Field(ge=1)] = 1
 
 
 class RetainerEntry(_Strict):
     start: Day
     end: Day
-    monthly_hours: float = Field(gt=0, allow_inf_nan=False)
-    fee: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    monthly_hours: Hours
+    fee: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
     currency: Annotated[str, AfterValidator(_currency)] | None = None
     timezone: TimezoneName | None = None  # None: the agency's
     country: CountryCode | None = None  # None: the agency's
-    cycle_start_day: Annotated[int, AfterValidator(_cycle_day)] = 1
+    cycle_start_day: Annotated[Count, AfterValidator(_cycle_day)] = 1
     ams: list[PersonRef] = Field(min_length=1)
     director: PersonRef
     team: list[PersonRef] = []
     approvers: list[PersonRef] = []
     channel: SlackChannel | None = None
     internal_channel: SlackChannel | None = None
-    baseline: dict[Text, Annotated[int, Field(ge=0)]] = {}
+    baseline: dict[Text, Annotated[Count, Field(ge=0)]] = {}
     template: list[TemplateEntry] = []
 
     @property
@@ -1075,19 +1089,30 @@ def _sync_template(session: Session, terms: RetainerEntry, retainer: Retainer, c
             _tally(counts, False, _assign(row, position=position, count=entry.count))
 
 
-def import_file(
-    sessions: sessionmaker[Session], path: str | Path, *, now: dt.datetime | None = None
-) -> ImportSummary:
-    """Parse and import `path` in one transaction: on any error nothing is written."""
+def read_agency_file(path: str | Path) -> AgencyFile:
+    """The agency file at `path`, parsed and checked on its own (no database needed yet)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ImportErrors([f"cannot read {path}: {reason}"]) from None
-    agency = parse_agency(text)
+    return parse_agency(text)
+
+
+def load_agency(
+    sessions: sessionmaker[Session], agency: AgencyFile, *, source: str, now: dt.datetime | None = None
+) -> ImportSummary:
+    """Import a parsed file in one transaction: on any error nothing is written."""
     with unit_of_work(sessions, write=True) as session:
-        return import_agency(session, agency, now=now, source=path.name)
+        return import_agency(session, agency, now=now, source=source)
+
+
+def import_file(
+    sessions: sessionmaker[Session], path: str | Path, *, now: dt.datetime | None = None
+) -> ImportSummary:
+    """Parse and import `path` in one transaction: on any error nothing is written."""
+    return load_agency(sessions, read_agency_file(path), source=Path(path).name, now=now)
 
 
 __all__ = [
@@ -1100,5 +1125,7 @@ __all__ = [
     "format_path",
     "import_agency",
     "import_file",
+    "load_agency",
     "parse_agency",
+    "read_agency_file",
 ]

@@ -102,5 +102,5 @@ def check_up_to_date(engine: Engine) -> None:
         where = f"at revision {current}" if current else "not initialised"
         raise DatabaseBehind(
             f"The database {engine.url.render_as_string(hide_password=True)} is {where}; "
-            f"this version needs {head}. Run: retainer db upgrade"
+            f"this version needs {head}. Run: ./run db upgrade"
         )

@@ -20,7 +20,8 @@ from store.models import Base
 POSTGRES_URL = os.environ.get("RETAINER_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The platforms' published schemas, shipped with the tests (sources and licences in its README).
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -315,23 +315,20 @@ def teams_agency(teams: TeamsBot) -> Agency_:
 
 # ----- Adaptive Cards as Teams will render them -----------------------------------------------------
 
-CARD_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "adaptive-card.v1.5.schema.json"
+CARD_SCHEMA = Path(__file__).resolve().parent / "schemas" / "adaptive-card.v1.5.schema.json"
 
 
 @functools.cache
-def _card_validator() -> jsonschema.Draft6Validator | None:
-    if not CARD_SCHEMA.exists():
-        return None
+def _card_validator() -> jsonschema.Draft6Validator:
     return jsonschema.Draft6Validator(json.loads(CARD_SCHEMA.read_text()))
 
 
 def check_card(card: dict[str, Any] | None) -> dict[str, Any]:
-    """The card, checked against the published Adaptive Cards 1.5 schema (where ../shared has it)."""
+    """The card, checked against the published Adaptive Cards 1.5 schema (tests/schemas/)."""
     assert card is not None, "no Adaptive Card"
-    validator = _card_validator()
-    if validator is not None:
-        problems = [
-            f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in validator.iter_errors(card)
-        ]
-        assert not problems, problems
+    problems = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
+        for e in _card_validator().iter_errors(card)
+    ]
+    assert not problems, problems
     return card

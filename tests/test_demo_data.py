@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -333,3 +334,20 @@ def test_long_histories_and_many_clients(sessions: sessionmaker[Session]) -> Non
         session.add(item)
         session.flush()
         assert item.id == summary.counts["baseline_item"] + 1
+
+
+@pytest.mark.parametrize("option", ["--retainers", "--months"])
+def test_zero_retainers_or_months_is_a_usage_error_that_creates_nothing(
+    option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retainer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///demo.db")
+    with pytest.raises(SystemExit) as exited:  # argparse's own exit: usage, then the error
+        main(["demo-data", option, "0"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"retainer demo-data: error: argument {option}: must be 1 or more, not 0"
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from retainer.importer import ImportErrors, format_path, import_file, parse_agency
+from store.db import current_revision, head_revision, make_engine, make_sessionmaker
 from store.models import (
     Agency,
     AuditEntry,
@@ -270,6 +271,34 @@ def test_three_errors_are_all_reported_and_nothing_is_written(
     assert _snapshot(sessions) == before
 
 
+def test_a_boolean_for_hours_or_a_country_alias_is_refused_and_nothing_is_written(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    # Lax parsing stored `monthly_hours: true` as 1 hour and `country: USA` as "USA", a code no
+    # calendar lookup by ISO code would find.
+    import_file(sessions, AGENCY_YAML, now=NOW)
+    before = _snapshot(sessions)
+    broken = _edit(
+        _source(),
+        ("monthly_hours: 40", "monthly_hours: true"),
+        ("country: DE", "country: USA"),
+    )
+
+    with pytest.raises(ImportErrors) as caught:
+        import_file(sessions, _write(tmp_path, broken), now=NOW)
+
+    assert caught.value.errors == [
+        "clients[0].retainer.monthly_hours: must be a number, not true",
+        "clients[1].retainer.country: “USA” is not an ISO 3166 two-letter country code; did you mean US?",
+    ]
+    assert _snapshot(sessions) == before
+    with sessions() as session:
+        assert (_retainer(session, "acme").monthly_minutes, _retainer(session, "globex").country) == (
+            40 * 60,
+            "DE",
+        )
+
+
 def test_errors_found_in_the_database_write_nothing(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     import_file(sessions, AGENCY_YAML, now=NOW)
     # Another file (another agency's view of the world) binds Acme's channel to a new client.
@@ -390,6 +419,35 @@ def test_files_that_are_not_an_agency(text: str, expected: str) -> None:
             "clients[0].retainer.end: must be after start (2026-01-01)",
         ),
         ((("country: DE", "country: XX"),), "clients[1].retainer.country: unknown country code “XX”"),
+        (
+            (("country: DE", "country: DEU"),),
+            "clients[1].retainer.country: “DEU” is not an ISO 3166 two-letter country code; did you mean DE?",
+        ),
+        (
+            (("country: GB ", "country: UK "),),
+            "agency.country: “UK” is not an ISO 3166 two-letter country code; did you mean GB?",
+        ),
+        (
+            (("monthly_hours: 40", "monthly_hours: true"),),
+            "clients[0].retainer.monthly_hours: must be a number, not true",
+        ),
+        (
+            (("monthly_hours: 40", 'monthly_hours: "40"'),),
+            "clients[0].retainer.monthly_hours: must be a number",
+        ),
+        ((("fee: 8000", "fee: false"),), "clients[0].retainer.fee: must be a number, not false"),
+        (
+            (("cycle_start_day: 15", "cycle_start_day: true"),),
+            "clients[1].retainer.cycle_start_day: must be a whole number, not true",
+        ),
+        (
+            (("count: 4}", "count: yes}"),),
+            "clients[0].retainer.template[0].count: must be a whole number",
+        ),
+        (
+            (("blog_post: 4,", "blog_post: true,"),),
+            "clients[0].retainer.baseline.blog_post: must be a whole number, not true",
+        ),
         (
             (("end: 2027-05-31", "end: 31/05/2027"),),
             "clients[2].retainer.end: must be a date like 2026-01-31",
@@ -534,3 +592,48 @@ def test_the_example_agency_file_imports(sessions: sessionmaker[Session]) -> Non
 def test_yes_and_no_are_text_not_booleans() -> None:
     norway = _edit(_source(), ("country: DE", "country: NO"))
     assert parse_agency(norway).clients[1].retainer.country == "NO"
+
+
+# --- the command line, on a newcomer's new database ---------------------------------------------------
+
+
+def test_import_on_a_new_database_creates_its_tables_and_a_bad_file_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retainer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "agency.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{database}")
+    broken = _write(tmp_path, _edit(_source(), ("monthly_hours: 40", "monthly_hours: true")), "broken.yaml")
+
+    assert main(["import", str(broken)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{broken}: nothing was imported; fix these and try again:",
+        "  clients[0].retainer.monthly_hours: must be a number, not true",
+    ]
+    assert not database.exists()  # no empty file left behind for the next attempt to trip on
+
+    assert main(["import", str(AGENCY_YAML)]) == 0
+    assert capsys.readouterr().out.startswith("Imported.\nagency: 1 created")
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        assert current_revision(engine) == head_revision()
+        with make_sessionmaker(engine)() as session:
+            assert _retainer(session, "acme").monthly_minutes == 40 * 60
+    finally:
+        engine.dispose()
+
+
+def test_db_current_on_a_missing_file_says_how_to_create_it_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retainer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///retainer.db")
+    assert main(["db", "current"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"retainer: there is no database at {tmp_path / 'retainer.db'} yet; ./run db upgrade creates it"
+    ]
+    assert list(tmp_path.iterdir()) == []

@@ -240,7 +240,7 @@ class RetainerBot(TeamsActivityHandler):
         if reply.form is not None:
             reply = error(
                 "Creating a retainer with its channel is done from Slack (`/retainer new`) or with "
-                "`retainer import`. In Teams, bind an existing channel or chat to a client's retainer with "
+                "`./run import`. In Teams, bind an existing channel or chat to a client's retainer with "
                 "`link <client>` there."
             )
         await self.answer(turn_context, viewer, place, reply)
