@@ -1086,7 +1086,7 @@ def import_file(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ImportErrors([f"cannot read {path}: {reason}"]) from None
     agency = parse_agency(text)
-    with unit_of_work(sessions, write=True) as session:
+    with unit_of_work(sessions) as session:
         return import_agency(session, agency, now=now, source=path.name)
 
 
