@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import os
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -16,17 +19,24 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30  # how long a writer waits for SQLite's write lock
 
 
 class DatabaseBehind(RuntimeError):
     """The database schema is older than this code's migrations."""
 
 
+class WriteLockTimeout(RuntimeError):
+    """A writer waited longer than SQLITE_BUSY_TIMEOUT_S for its turn at the SQLite file."""
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout, PostgreSQL a pool."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, record):  # type: ignore[no-untyped-def]
@@ -81,7 +91,7 @@ def unit_of_work(sessions: sessionmaker[Session], *, read_only: bool = False) ->
     transaction): a write slipped into it fails every time, in tests, not only when two requests
     happen to meet."""
     engine = sessions.kw["bind"]
-    with engine.connect() as conn:
+    with nullcontext() if read_only else _turn_to_write(engine), engine.connect() as conn:
         if read_only and engine.dialect.name == "postgresql":
             conn = conn.execution_options(postgresql_readonly=True)
         # conn.info lives as long as the pooled DBAPI connection: set it for this BEGIN only.
@@ -91,6 +101,45 @@ def unit_of_work(sessions: sessionmaker[Session], *, read_only: bool = False) ->
                 yield session
         finally:
             conn.info.pop(_MODE, None)
+
+
+# In-process writers to one SQLite file take turns on a lock, handed over the moment it is released,
+# before they BEGIN IMMEDIATE. Without it they queue in SQLite's busy handler, which polls with sleeps
+# growing to 100 ms and lets a newcomer overtake whoever has waited longest: at 50 concurrent writes
+# the slowest waited over a second. Other processes (a `retainer scheduler` beside the server) still
+# queue on the busy timeout. Keyed by the file, so two engines on one file in a process share it.
+_WRITER_TURNS: dict[str, threading.Lock] = {}
+_TURN_OF_ENGINE: weakref.WeakKeyDictionary[Engine, threading.Lock | None] = weakref.WeakKeyDictionary()
+_TURNS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _turn_to_write(engine: Engine) -> Iterator[None]:
+    turn = _writer_turn(engine)
+    if turn is None:
+        yield
+        return
+    if not turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+        raise WriteLockTimeout(
+            f"waited {SQLITE_BUSY_TIMEOUT_S} s for a turn to write to {engine.url.database}"
+        )
+    try:
+        yield
+    finally:
+        turn.release()
+
+
+def _writer_turn(engine: Engine) -> threading.Lock | None:
+    with _TURNS_GUARD:
+        if engine not in _TURN_OF_ENGINE:
+            database = engine.url.database if engine.dialect.name == "sqlite" else None
+            if not database or database == ":memory:" or database.startswith("file:"):
+                _TURN_OF_ENGINE[engine] = None
+            else:
+                _TURN_OF_ENGINE[engine] = _WRITER_TURNS.setdefault(
+                    os.path.realpath(database), threading.Lock()
+                )
+        return _TURN_OF_ENGINE[engine]
 
 
 def alembic_config(engine: Engine) -> Config:
