@@ -60,6 +60,7 @@ class Level:
     once: bool
     p50_ms: float
     p99_ms: float
+    per_second: float
     first_failure: str | None
 
 
@@ -117,8 +118,10 @@ def run_level(server_url: str, response_url: str, count_notes, concurrency: int,
     threads = [threading.Thread(target=client, args=(n,)) for n in range(concurrency)]
     for thread in threads:
         thread.start()
+    started = time.perf_counter()
     for thread in threads:
         thread.join()
+    elapsed = time.perf_counter() - started
     stored, distinct = count_notes(tag)
     ordered = sorted(latencies)
     return Level(
@@ -129,6 +132,7 @@ def run_level(server_url: str, response_url: str, count_notes, concurrency: int,
         once=stored == distinct,
         p50_ms=statistics.median(ordered) * 1000,
         p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        per_second=len(latencies) / elapsed,
         first_failure=failures[0] if failures else None,
     )
 
@@ -192,14 +196,14 @@ def main() -> None:
     print(f"\nconcurrent signed `/retainer log` over HTTP, {args.requests} per client thread:")
     print(
         f"  {'database':<10} {'c':>3} {'tried':>6} {'failed':>6} {'stored':>6} {'once':>5} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'p99/3s':>7}"
+        f"{'p50 ms':>8} {'p99 ms':>8} {'p99/3s':>7} {'req/s':>6}"
     )
     for name, rows in results.items():
         for r in rows:
             print(
                 f"  {name:<10} {r.concurrency:>3} {r.tried:>6} {r.failed:>6} {r.stored:>6} "
                 f"{'yes' if r.once else 'NO':>5} {r.p50_ms:8.1f} {r.p99_ms:8.1f} "
-                f"{r.p99_ms / 1000 / SLACK_DEADLINE_S:7.3f}"
+                f"{r.p99_ms / 1000 / SLACK_DEADLINE_S:7.3f} {r.per_second:6.0f}"
             )
     for name, rows in results.items():
         for r in rows:
