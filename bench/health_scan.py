@@ -143,7 +143,7 @@ class Size:
 
     def reset(self) -> None:
         """Back to the state before the scan: every retainer active, nothing scanned or escalated."""
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             session.execute(delete(Escalation))
             session.execute(delete(HealthState))
             session.execute(delete(AuditEntry).where(AuditEntry.id > self.audit_before))

@@ -315,7 +315,7 @@ class Approvals:
         self, state: str, values: dict[str, object], user_id: str
     ) -> Requested | Invalid | Duplicate:
         now = self.clock.now()
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             opened = open_submission(session, state, user_id, "approval", values)
             if isinstance(opened, Invalid | Duplicate):
                 return opened
@@ -387,7 +387,7 @@ class Approvals:
 
     def request_note(self, request_id: int) -> Reply | None:
         """For whoever asked, privately, once the card is up: what was asked and what follows."""
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             request = session.get(ApprovalRequest, request_id)
             if request is None:
                 return None
@@ -438,7 +438,7 @@ class Approvals:
 
     def changes_form(self, request_id: int, viewer: Viewer) -> Reply:
         """The form asking why changes are needed, or a private no (nothing changes either way)."""
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             refused = self._check(session, request_id, viewer)
             if refused is not None:
                 return refused.reply
@@ -496,7 +496,7 @@ class Approvals:
                 Reply("That reason is too long.", (Text(f"Keep it under {MAX_REASON} characters."),))
             )
         now = self.clock.now()
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             refused = self._check(session, request_id, viewer)
             if refused is not None:
                 return refused
@@ -643,7 +643,7 @@ class Approvals:
 
     def card(self, request_id: int) -> Card | None:
         """The card as it should look now (None once the request is gone with its task)."""
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             request = session.get(ApprovalRequest, request_id)
             if request is None or request.channel_external_id is None:
                 return None
@@ -678,7 +678,7 @@ class Approvals:
 
     def card_posted(self, request_id: int, channel: str, ts: str, shown: ApprovalState) -> bool:
         """Remember where the card landed; True if it shows the request's current state."""
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             request = session.get(ApprovalRequest, request_id)
             if request is None:
                 return True
@@ -710,7 +710,7 @@ class Approvals:
         """(request id, attempts) of cards out of date for longer than `older_than`: the ones
         whose immediate update failed (or whose process died) and that are due another try."""
         cutoff = self.clock.now() - older_than
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             rows = session.execute(
                 select(ApprovalRequest.id, ApprovalRequest.card_attempts)
                 .where(ApprovalRequest.card_dirty_at.is_not(None), ApprovalRequest.card_dirty_at < cutoff)

@@ -100,6 +100,20 @@ class Request:
 
 def run(session: Session, request: Request, text: str) -> Reply:
     """Answer `text` (the words after `/retainer`) for `request.viewer`."""
+    name, rest = _subcommand(text)
+    binding = None if request.in_dm else channel_binding(session, request.viewer.platform, request.channel_id)
+    return SUBCOMMANDS[name](Call(session, request, binding), rest)
+
+
+def writes(text: str) -> bool:
+    """Whether `/retainer <text>` may write, so it needs a unit of work that takes the write lock."""
+    try:
+        return _subcommand(text)[0] in WRITING
+    except CommandError:
+        return False  # answered with the error, reading nothing
+
+
+def _subcommand(text: str) -> tuple[str, list[str]]:
     try:
         tokens = words(text)
     except InputError as err:
@@ -111,11 +125,9 @@ def run(session: Session, request: Request, text: str) -> Reply:
     name, rest = tokens[0].lower(), tokens[1:]
     if name == "task" and rest and rest[0].lower() in ("add", "done"):
         name, rest = f"task {rest[0].lower()}", rest[1:]
-    handler = SUBCOMMANDS.get(name)
-    if handler is None:
+    if name not in SUBCOMMANDS:
         raise unknown_command(tokens)
-    binding = None if request.in_dm else channel_binding(session, request.viewer.platform, request.channel_id)
-    return handler(Call(session, request, binding), rest)
+    return name, rest
 
 
 def unknown_command(tokens: list[str]) -> CommandError:
@@ -511,3 +523,6 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
     "new": _new,
     "brief": _brief,
 }
+# The subcommands that may write. The others run in a read-only transaction, which never waits for a
+# writer; one that writes without being listed here fails on its first write, on both databases.
+WRITING = frozenset({"log", "task add", "task done", "link"})

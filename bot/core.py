@@ -50,11 +50,18 @@ class Core:
         in_dm: bool,
         is_home_user: Callable[[str], bool],
     ) -> Reply:
-        """Answer `/retainer <text>`; written and committed before the answer is returned."""
+        """Answer `/retainer <text>`; written and committed before the answer is returned.
+
+        Who is asking is settled read-only (it may ask the platform, which must not happen under the
+        write lock); a subcommand that only reads is answered in the same transaction, one that writes
+        in a unit of work of its own that takes the write lock up front."""
         try:
-            with unit_of_work(self.sessions) as session:
+            with unit_of_work(self.sessions, read_only=True) as session:
                 viewer = resolve_viewer(session, platform, user_id, is_home_user)
                 request = commands.Request(viewer, channel_id, in_dm, self.clock.now())
+                if not commands.writes(text):
+                    return commands.run(session, request, text)
+            with unit_of_work(self.sessions) as session:
                 return commands.run(session, request, text)
         except commands.CommandError as err:
             return error(err.message, err.usage)
@@ -62,13 +69,13 @@ class Core:
             return self.unexpected("command", text=text[:200], user=user_id)
 
     def viewer(self, platform: str, user_id: str, is_home_user: Callable[[str], bool]) -> Viewer:
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             return resolve_viewer(session, platform, user_id, is_home_user)
 
     def confirm_priorities(self, viewer: Viewer, cycle_id: int, channel_id: str | None) -> Confirmed:
         """The client confirms a month's priorities from its planning post: stored once, committed
         before the card is updated."""
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             return confirm_priorities(session, viewer, cycle_id, channel_id, self.clock.now())
 
     @staticmethod

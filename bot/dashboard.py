@@ -372,13 +372,13 @@ class Dashboard:
         self._stamp: str | None = None
 
     def build(self, viewer: Viewer, page: int = 0) -> Reply:
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             return home(session, viewer, self.clock.now(), page, self.thresholds)
 
     def show(self, publisher: HomePublisher, viewer: Viewer, page: int | None = None) -> Reply:
         """Publish `viewer`'s home tab now (it was opened, or paged); remembered for refreshes."""
         now = self.clock.now()
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             stamp = change_stamp(session, now)
             stored = session.scalars(
                 select(HomeView).where(
@@ -400,7 +400,7 @@ class Dashboard:
             "content_hash": digest(reply),
             "stamp": stamp,
         }
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             row = session.scalars(
                 select(HomeView).where(
                     HomeView.platform == viewer.platform, HomeView.user_id == viewer.user_id
@@ -418,7 +418,7 @@ class Dashboard:
         """Publish again the home tabs whose content changed since they were last published; how many.
         Nothing is read beyond one stamp while nothing has changed."""
         now = self.clock.now()
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             stamp = change_stamp(session, now)
             if stamp == self._stamp:
                 return 0
@@ -441,7 +441,7 @@ class Dashboard:
             if publisher is None:
                 continue
             viewer = _viewer_of(platform, user_id, person)
-            with unit_of_work(self.sessions) as session:
+            with unit_of_work(self.sessions, read_only=True) as session:
                 reply = home(session, viewer, now, page, self.thresholds)
             new_hash = digest(reply)
             if new_hash != content_hash:
@@ -452,7 +452,7 @@ class Dashboard:
                     failed = True
                     continue
                 published += 1
-            with unit_of_work(self.sessions, write=True) as session:
+            with unit_of_work(self.sessions) as session:
                 row = session.get(HomeView, view_id)
                 if row is not None:
                     row.stamp, row.content_hash = stamp, new_hash

@@ -41,7 +41,7 @@ class Engagement:
     def record(self, message: MessageSeen) -> bool:
         """Count one message in a bound client channel; False when it is not one (another channel, or
         an event already counted). The event id is stored first, in the same transaction."""
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             bound = session.execute(
                 select(Channel.retainer_id, Retainer.timezone)
                 .join(Retainer, Retainer.id == Channel.retainer_id)

@@ -397,7 +397,7 @@ class Escalations:
         """Acknowledge or snooze, once (a conditional UPDATE; a double click changes nothing twice),
         committed before the DM is updated."""
         now = self.clock.now()
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             escalation = session.get(Escalation, escalation_id)
             if escalation is None:
                 return Acted(None, error("This escalation no longer exists. Nothing changed."))
@@ -480,7 +480,7 @@ class Escalations:
     def open_account(self, escalation_id: int, viewer: Viewer) -> Reply:
         """The full internal status of the escalated account (internal people only)."""
         now = self.clock.now()
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             escalation = session.get(Escalation, escalation_id)
             if escalation is None or not viewer.internal:
                 return error("I can't show that account.")

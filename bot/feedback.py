@@ -310,7 +310,7 @@ class Intake:
             what = "feedback" if purpose == "feedback" else "approval requests"
             return error(f"Turning messages into {what} is for the agency's team.")
         now = self.clock.now()
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             binding = channel_binding(session, viewer.platform, message.channel_id)
             if binding is None:
                 return unbound_reply(purpose)
@@ -375,7 +375,7 @@ class Intake:
 
     def task_options(self, state: str, user_id: str, query: str, limit: int = 100) -> list[Option]:
         """Options for a searchable task list as the person types (names containing `query`)."""
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             capture = load_capture(session, state, user_id)
             if capture is None:
                 return []
@@ -403,7 +403,7 @@ class Intake:
     ) -> Filed | Invalid | Duplicate:
         """Store the feedback a submitted form describes; what to post once it is stored."""
         now = self.clock.now()
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             opened = open_submission(session, state, user_id, "feedback", values)
             if isinstance(opened, Invalid | Duplicate):
                 return opened
@@ -453,7 +453,7 @@ class Intake:
 
     def feedback_posts(self, feedback_id: int, capture_id: int) -> tuple[Post, ...]:
         """What to send about stored feedback: a note in the message's thread, and the task's owner told."""
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             feedback = session.get(Feedback, feedback_id)
             capture = session.get(MessageCapture, capture_id)
             if feedback is None or capture is None:

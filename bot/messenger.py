@@ -78,7 +78,7 @@ class Switchboard:
     def platform_of(self, conversation: str) -> str:
         if (known := self._known.get(conversation)) is not None:
             return known
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             platform = session.scalars(
                 select(Channel.platform).where(Channel.external_id == conversation).limit(1)
             ).first()

@@ -475,13 +475,13 @@ class Onboarding:
         data = parse_new_retainer(values)
         if isinstance(data, Invalid):
             return data
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             errors = conflicts(session, data, platform)
         return Invalid(errors) if errors else data
 
     def unknown_people(self, data: NewRetainer, platform: str) -> list[str]:
         """The people picked on the form the database does not know yet (the platform names them)."""
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             return [u for u in data.user_ids if known_person(session, platform, u) is None]
 
     def create(
@@ -491,7 +491,7 @@ class Onboarding:
         begun); the plan for the channel comes back with the monthly minutes."""
         now = self.clock.now()
         try:
-            with unit_of_work(self.sessions, write=True) as session:
+            with unit_of_work(self.sessions) as session:
                 errors = conflicts(session, data, viewer.platform)
                 if errors:
                     return Invalid(errors)
@@ -602,13 +602,13 @@ class Onboarding:
         return person
 
     def plan(self, retainer_id: int, requester: Viewer) -> SetupPlan | None:
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             retainer = session.get(Retainer, retainer_id)
             return plan_for(session, retainer, requester, ()) if retainer else None
 
     def binding_of(self, platform: str, channel_id: str) -> str | None:
         """The client whose retainer a channel is bound to, if any."""
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             row = session.execute(
                 select(Client.name)
                 .join(Retainer, Retainer.client_id == Client.id)
@@ -622,7 +622,7 @@ class Onboarding:
         a second bind of the same pair (a double click) changes nothing."""
         now = self.clock.now()
         try:
-            with unit_of_work(self.sessions, write=True) as session:
+            with unit_of_work(self.sessions) as session:
                 retainer = session.get(Retainer, retainer_id)
                 if retainer is None:
                     return Bound(

@@ -64,12 +64,12 @@ class People:
     def identify(self, platform: str, user_id: str, profile_of: Callable[[str], Profile]) -> Viewer:
         """The viewer behind `user_id`. The platform is asked only about people the database does
         not know by id, and outside any transaction (its answer may take a while)."""
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             person = known_person(session, platform, user_id)
             if person is not None:
                 return viewer_of(person, platform, user_id)
         profile = profile_of(user_id)
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             person = link_by_email(session, platform, profile)
             if person is None:
                 return Viewer(platform, user_id, internal=profile.home, name=profile.name or None)

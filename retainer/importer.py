@@ -1104,7 +1104,7 @@ def load_agency(
     sessions: sessionmaker[Session], agency: AgencyFile, *, source: str, now: dt.datetime | None = None
 ) -> ImportSummary:
     """Import a parsed file in one transaction: on any error nothing is written."""
-    with unit_of_work(sessions, write=True) as session:
+    with unit_of_work(sessions) as session:
         return import_agency(session, agency, now=now, source=source)
 
 

@@ -122,7 +122,7 @@ class HealthWatch:
         self._prune(now)
         if self._next_at is not None and now < self._next_at:
             return outcome
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             rows = session.execute(
                 select(
                     Retainer.id,
@@ -171,7 +171,7 @@ class HealthWatch:
 
     def _claim(self, ids: list[int], day: dt.date, now: dt.datetime) -> list[int]:
         """Claim the scan of `ids` for today: only those nobody scanned today and nobody holds."""
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             session.connection().execute(
                 _insert(session, HealthState).on_conflict_do_nothing(index_elements=["retainer_id"]),
                 [{"retainer_id": i, "level": "green", "signals": {}} for i in ids],
@@ -192,7 +192,7 @@ class HealthWatch:
     def _prune(self, now: dt.datetime) -> None:
         if self._pruned_on == now.date():
             return
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             session.execute(
                 delete(PlatformEvent).where(PlatformEvent.received_at < now - self.settings.keep_events)
             )
@@ -208,11 +208,11 @@ class HealthWatch:
         return outcome
 
     def _scan(self, ids: list[int], now: dt.datetime, outcome: WatchOutcome) -> None:
-        with unit_of_work(self.sessions) as session:  # the reading, outside the write lock
+        with unit_of_work(self.sessions, read_only=True) as session:  # the reading, outside the write lock
             accounts = load_accounts(session, ids, now, self.thresholds)
         assessed = [(a, assess_history(a.history, self.thresholds)) for a in accounts]
         found = [a.retainer_id for a, _ in assessed]
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             stages = dict(
                 session.execute(select(Retainer.id, Retainer.stage).where(Retainer.id.in_(found))).all()
             )
@@ -436,7 +436,7 @@ class HealthWatch:
         its AMs that the director was told), a closing note once it recovered. Each is a delivery claimed
         by its key; what is due is read from the escalation rows, so a crash in between loses nothing."""
         now = self.clock.now()
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             due = session.execute(
                 select(
                     Escalation.id,
@@ -511,7 +511,7 @@ class HealthWatch:
         outcome = Outcome()
         if not posts:
             return outcome
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             written = escalation_posts(session, [(p.key, p.kind) for p in posts], now, self.thresholds)
         items, silent, reasons = [], [], {}
         for post in posts:
@@ -526,7 +526,7 @@ class HealthWatch:
         return outcome
 
     def _mark(self, plans: list[tuple[int, str, Any]], now: dt.datetime) -> None:
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             for escalation_id, plan, detail in plans:
                 e = session.get(Escalation, escalation_id)
                 if e is None:

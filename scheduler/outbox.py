@@ -197,7 +197,7 @@ class Outbox:
         rows = [
             _row(p, DeliveryStatus.SKIPPED, now, reason=(reasons or {}).get(p.key) or p.reason) for p in posts
         ]
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             made = [key for _, key in insert_new(session, rows)]
         by_key = {p.key: p for p in posts}
         for key in made[:50]:
@@ -243,7 +243,7 @@ class Outbox:
 
     def drop(self, row_id: int, attempts: int, reason: str) -> bool:
         """Skip a recovered claim that has nothing left to say (e.g. the approval was decided)."""
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             done = session.execute(
                 update(Delivery)
                 .where(
@@ -282,7 +282,7 @@ class Outbox:
     def _renew(self) -> None:
         """Keep our claims in flight alive while we work on them."""
         now = self.clock.now()
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             session.execute(
                 update(Delivery)
                 .where(Delivery.claimed_by == self.name, Delivery.status == DeliveryStatus.CLAIMED)
@@ -357,14 +357,14 @@ class Outbox:
             may_have_landed=True,
             details=item.details,
         )
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             made = insert_new(session, [row])
         return made[0][0] if made else None
 
     def _retake(self, row_id: int, seen: int) -> bool:
         """Take over a claim whose lease ran out; exactly one sender wins (compare and set)."""
         now = self.clock.now()
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             done = session.execute(
                 update(Delivery)
                 .where(
@@ -391,7 +391,7 @@ class Outbox:
         self, row_id: int, attempt: int, posted: Posted, outcome: Outcome, key: str, found_again: bool = False
     ) -> None:
         now = self.clock.now()
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             done = session.execute(
                 update(Delivery)
                 .where(self._ours(row_id, attempt))
@@ -420,7 +420,7 @@ class Outbox:
         if err.retry_after:
             backoff = max(backoff, dt.timedelta(seconds=err.retry_after))
         now = self.clock.now()
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             session.execute(
                 update(Delivery)
                 .where(self._ours(row_id, attempt))
@@ -440,7 +440,7 @@ class Outbox:
     ) -> None:
         """Give up on a post. `permanent`: the conversation cannot take posts (gone, archived, bot
         removed), which the AMs are told about once."""
-        with unit_of_work(self.sessions, write=True) as session:
+        with unit_of_work(self.sessions) as session:
             done = session.execute(
                 update(Delivery)
                 .where(self._ours(row_id, attempt))

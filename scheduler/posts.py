@@ -93,7 +93,8 @@ class ScheduledPosts:
         is waiting for another attempt), each exactly once. Missed posts beyond the grace are recorded
         as skipped; so are posts with nowhere to go or nothing to say."""
         now = self.clock.now()
-        with unit_of_work(self.sessions) as session:  # one read for everything the tick needs to know
+        # One read for everything the tick needs to know.
+        with unit_of_work(self.sessions, read_only=True) as session:
             calendars = self._calendars(session)
             to_open, moves = self._cycle_work(session, calendars, now)
             due = self._due(session, calendars, now)
@@ -111,7 +112,7 @@ class ScheduledPosts:
         outcome.skipped += self.outbox.skip(missed, late) + self.outbox.skip(nowhere)
         outcome.merge(self._deliver(routable + notices, stale, now))
         if outcome.failed:  # tell the AMs now rather than on the next tick
-            with unit_of_work(self.sessions) as session:
+            with unit_of_work(self.sessions, read_only=True) as session:
                 notices = self._notices(session, now)
             outcome.merge(self._deliver(notices, [], now))
         counts = {k: v for k, v in outcome.counts().items() if v}
@@ -127,7 +128,7 @@ class ScheduledPosts:
         wanted += [Wanted(p.key, p.kind, p.retainer_id, p.subject, p.platform) for p, *_ in stale]
         if not wanted:
             return outcome
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             written = write(session, wanted, now)
         items, silent, reasons = [], [], {}
         for post in fresh:
@@ -214,13 +215,13 @@ class ScheduledPosts:
         by_id = {c.retainer_id: c for c in calendars}
         for retainer_id, period in to_open:
             # One transaction per retainer: a month turn for thousands stays a series of short writes.
-            with unit_of_work(self.sessions, write=True) as session:
+            with unit_of_work(self.sessions) as session:
                 retainer = session.get_one(Retainer, retainer_id)
                 open_cycle(session, retainer, period, local_today(now, by_id[retainer_id].timezone))
         if to_open:
             log.info("opened %d cycles", len(to_open))
         if moves:
-            with unit_of_work(self.sessions, write=True) as session:
+            with unit_of_work(self.sessions) as session:
                 for (before, after), ids in moves.items():
                     session.execute(
                         update(Cycle)

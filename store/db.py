@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import enum
+import os
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -15,33 +19,45 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30  # how long a writer waits for SQLite's write lock
 
 
 class DatabaseBehind(RuntimeError):
     """The database schema is older than this code's migrations."""
 
 
+class WriteLockTimeout(RuntimeError):
+    """A writer waited longer than SQLITE_BUSY_TIMEOUT_S for its turn at the SQLite file."""
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout, PostgreSQL a pool."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection, record):  # type: ignore[no-untyped-def]
             # Let SQLAlchemy own transactions (pysqlite's own BEGIN handling is broken for
-            # SAVEPOINT and deferred locks); take the write lock at BEGIN so two writers
-            # queue on the busy timeout instead of failing to upgrade a read lock.
+            # SAVEPOINT and deferred locks): the "begin" listener below says which BEGIN.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            record.info[_QUERY_ONLY] = False
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+            mode = conn.info.get(_MODE)
+            # PRAGMA query_only is the connection's, so it is switched only when the mode changes.
+            if conn.info.get(_QUERY_ONLY) != (mode is Mode.READ):
+                conn.exec_driver_sql(f"PRAGMA query_only={int(mode is Mode.READ)}")
+                conn.info[_QUERY_ONLY] = mode is Mode.READ
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode is Mode.WRITE else "BEGIN")
 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
@@ -53,26 +69,77 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+class Mode(enum.Enum):
+    READ = "read"
+    WRITE = "write"
+
+
+_MODE = "retainer.unit_of_work"  # conn.info: the mode of the unit of work that holds the connection
+_QUERY_ONLY = "retainer.query_only"  # conn.info: whether the SQLite connection is query_only now
+
+
 @contextmanager
-def unit_of_work(sessions: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
+def unit_of_work(sessions: sessionmaker[Session], *, read_only: bool = False) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises.
 
-    `write=True` for a transaction that reads and then writes rows others may write at the same
-    moment: on SQLite it takes the write lock at BEGIN, so concurrent writers queue on the busy
-    timeout instead of failing on a stale snapshot; PostgreSQL's row locks need nothing extra."""
-    if not write:
-        with sessions() as session, session.begin():
-            yield session
-        return
+    A unit of work writes unless it says `read_only=True`. One that writes takes the write lock up
+    front: on SQLite, BEGIN IMMEDIATE, so concurrent writers queue on the busy timeout. (A deferred
+    transaction that has read cannot wait there: when it tries to write after someone else did,
+    SQLite answers "database is locked" at once, since its snapshot is stale.) PostgreSQL's row locks
+    need nothing extra. A read-only one stays deferred, so it never waits for a writer (WAL readers
+    don't block), and is read-only on both databases (SQLite's query_only, PostgreSQL's READ ONLY
+    transaction): a write slipped into it fails every time, in tests, not only when two requests
+    happen to meet."""
     engine = sessions.kw["bind"]
-    with engine.connect() as conn:
+    with nullcontext() if read_only else _turn_to_write(engine), engine.connect() as conn:
+        if read_only and engine.dialect.name == "postgresql":
+            conn = conn.execution_options(postgresql_readonly=True)
         # conn.info lives as long as the pooled DBAPI connection: set it for this BEGIN only.
-        conn.info["write"] = True
+        conn.info[_MODE] = Mode.READ if read_only else Mode.WRITE
         try:
             with sessions(bind=conn) as session, session.begin():
                 yield session
         finally:
-            conn.info.pop("write", None)
+            conn.info.pop(_MODE, None)
+
+
+# In-process writers to one SQLite file take turns on a lock, handed over the moment it is released,
+# before they BEGIN IMMEDIATE. Without it they queue in SQLite's busy handler, which polls with sleeps
+# growing to 100 ms and lets a newcomer overtake whoever has waited longest: at 50 concurrent writes
+# the slowest waited over a second. Other processes (a `retainer scheduler` beside the server) still
+# queue on the busy timeout. Keyed by the file, so two engines on one file in a process share it.
+_WRITER_TURNS: dict[str, threading.Lock] = {}
+_TURN_OF_ENGINE: weakref.WeakKeyDictionary[Engine, threading.Lock | None] = weakref.WeakKeyDictionary()
+_TURNS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _turn_to_write(engine: Engine) -> Iterator[None]:
+    turn = _writer_turn(engine)
+    if turn is None:
+        yield
+        return
+    if not turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+        raise WriteLockTimeout(
+            f"waited {SQLITE_BUSY_TIMEOUT_S} s for a turn to write to {engine.url.database}"
+        )
+    try:
+        yield
+    finally:
+        turn.release()
+
+
+def _writer_turn(engine: Engine) -> threading.Lock | None:
+    with _TURNS_GUARD:
+        if engine not in _TURN_OF_ENGINE:
+            database = engine.url.database if engine.dialect.name == "sqlite" else None
+            if not database or database == ":memory:" or database.startswith("file:"):
+                _TURN_OF_ENGINE[engine] = None
+            else:
+                _TURN_OF_ENGINE[engine] = _WRITER_TURNS.setdefault(
+                    os.path.realpath(database), threading.Lock()
+                )
+        return _TURN_OF_ENGINE[engine]
 
 
 def alembic_config(engine: Engine) -> Config:

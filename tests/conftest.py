@@ -188,5 +188,20 @@ def bot(database_url: str, engine: Engine, slack_sandbox, clock: FixedClock) -> 
         runtime.close()
 
 
+@pytest.fixture
+def slack_agency(bot: BotUnderTest) -> Iterator[object]:
+    """tests/builders.py's agency in the database and in the Slack sandbox (people, bound channels);
+    the bot's lazy listeners are let finish before the database goes away."""
+    from store.db import unit_of_work
+    from tests.builders import build_agency
+    from tests.slack_payloads import finish_lazy_work, seed_workspace
+
+    with unit_of_work(bot.sessions) as session:
+        made = build_agency(session)
+    seed_workspace(bot.sandbox)
+    yield made
+    finish_lazy_work(bot)
+
+
 # Teams: the whole bot over HTTP, answering on a local Bot Connector stand-in (tests/teams_world.py).
 from tests.teams_world import bot_connector, teams, teams_agency  # noqa: E402, F401

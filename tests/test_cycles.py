@@ -80,7 +80,7 @@ def test_two_openers_at_the_same_moment_open_the_month_once(sessions) -> None:  
         try:
             if not inside:
                 barrier.wait(timeout=5)
-            with unit_of_work(sessions, write=True) as session:
+            with unit_of_work(sessions) as session:
                 retainer = session.get_one(Retainer, agency.acme.id)
                 if inside:
                     barrier.wait(timeout=5)

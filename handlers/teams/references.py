@@ -98,7 +98,7 @@ class References:
         }
         for _ in range(2):  # a first message and the install event may race for the same row
             try:
-                with unit_of_work(self.sessions, write=True) as session:
+                with unit_of_work(self.sessions) as session:
                     row = session.scalars(
                         select(TeamsConversation).where(TeamsConversation.conversation_id == conversation_id)
                     ).first()
@@ -121,7 +121,7 @@ class References:
                 return
         for _ in range(2):
             try:
-                with unit_of_work(self.sessions, write=True) as session:
+                with unit_of_work(self.sessions) as session:
                     row = session.scalars(
                         select(TeamsUser).where(TeamsUser.aad_object_id == aad_object_id)
                     ).first()
@@ -139,7 +139,7 @@ class References:
     # ----- reading ------------------------------------------------------------------------------
 
     def get(self, conversation_id: str) -> ConversationReference | None:
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             row = session.scalars(
                 select(TeamsConversation.reference).where(
                     TeamsConversation.conversation_id == conversation_id
@@ -149,7 +149,7 @@ class References:
 
     def personal(self, user_aad_id: str) -> ConversationReference | None:
         """The bot's 1:1 chat with a user, if there is one."""
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             row = session.scalars(
                 select(TeamsConversation.reference)
                 .where(TeamsConversation.user_aad_id == user_aad_id, TeamsConversation.kind == PERSONAL)
@@ -158,14 +158,14 @@ class References:
         return ConversationReference().deserialize(row) if row else None
 
     def user(self, aad_object_id: str) -> TeamsUser | None:
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             return session.scalars(select(TeamsUser).where(TeamsUser.aad_object_id == aad_object_id)).first()
 
     def latest(self, tenant_id: str | None) -> ConversationReference | None:
         """The most recently used reference in a tenant (any, without one): where its service lives
         and who the bot is there, for starting a chat nobody has started yet."""
         query = select(TeamsConversation.reference).order_by(TeamsConversation.updated_at.desc())
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:
             row = None
             if tenant_id:
                 row = session.scalars(query.where(TeamsConversation.tenant_id == tenant_id)).first()

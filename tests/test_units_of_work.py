@@ -1,0 +1,51 @@
+"""Units of work (store/db.py): a read-only one refuses to write on both databases, a writing one
+after it on the same pooled connection writes, and reads are answered while a writer holds its lock."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+
+from store.db import unit_of_work
+from store.models import Agency, TimeEntry
+from tests.builders import AM
+
+
+def agencies(sessions) -> list[str]:  # type: ignore[no-untyped-def]
+    with unit_of_work(sessions, read_only=True) as session:
+        return list(session.scalars(select(Agency.name).order_by(Agency.name)))
+
+
+def test_a_write_in_a_read_only_unit_of_work_fails_and_nothing_is_stored(sessions) -> None:  # type: ignore[no-untyped-def]
+    read_only = unit_of_work(sessions, read_only=True)
+    with pytest.raises(DBAPIError, match=r"(?i)read-?only"), read_only as session:
+        session.add(Agency(name="Slipped in", timezone="UTC", country="GB"))
+    assert agencies(sessions) == []
+
+
+def test_read_only_and_writing_units_take_turns_on_the_same_connections(sessions) -> None:  # type: ignore[no-untyped-def]
+    for n in range(3):  # the pool hands the same connection back: its mode follows each unit of work
+        assert len(agencies(sessions)) == n
+        with unit_of_work(sessions) as session:
+            session.add(Agency(name=f"Agency {n}", timezone="UTC", country="GB"))
+    assert agencies(sessions) == ["Agency 0", "Agency 1", "Agency 2"]
+
+
+def test_reads_are_answered_while_a_writer_holds_its_lock(bot, slack_agency) -> None:  # type: ignore[no-untyped-def]
+    with unit_of_work(bot.sessions) as writing:
+        writing.add(
+            TimeEntry(
+                retainer_id=slack_agency.acme.id,
+                cycle_id=slack_agency.acme_tasks[0].cycle_id,
+                minutes=600,
+                day=slack_agency.acme.start_date,
+            )
+        )
+        writing.flush()
+        # Not committed yet: the readers see the month as it was, without waiting for the writer.
+        assert "Hours: 31.5 h of 40 h (79%)" in bot.answer("status acme", user=AM)
+        assert "Acme Corp" in bot.answer("list", user=AM)
+        assert "log <client> <hours>" in bot.answer("help", user=AM)
+    with bot.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(TimeEntry)) == 5
