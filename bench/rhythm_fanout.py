@@ -38,7 +38,7 @@ from sqlalchemy.engine import make_url
 from bot.clock import FixedClock
 from bot.deliveries import Outbox, OutboxSettings
 from bot.scheduled import RhythmSettings, ScheduledPosts
-from sandbox.slack_api import RateLimits, SlackSandbox
+from sandbox.slack import RateLimits, SlackSandbox
 from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade
 from store.models import (
     Agency,

@@ -31,7 +31,7 @@ from bot.app import build_runtime
 from bot.clock import FixedClock
 from bot.config import load_settings
 from bot.demo import fill_demo
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade
 
 SECRET = "0123456789abcdef0123456789abcdef"

@@ -18,7 +18,7 @@ from bot.messenger import Messenger
 from bot.scheduled import RhythmSettings, ScheduledPosts
 from handlers.slack.messenger import MARKER_EVENT, SlackMessenger
 from handlers.slack.workspace import make_client
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 from store.db import unit_of_work
 from store.models import (
     Agency,

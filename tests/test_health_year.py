@@ -24,7 +24,7 @@ from bot.cycles import open_cycle
 from bot.deliveries import Outbox, OutboxSettings
 from bot.watch import HealthWatch, WatchSettings
 from handlers.slack.render import as_text
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 from store.db import unit_of_work
 from store.models import (
     AuditEntry,
