@@ -16,7 +16,7 @@ from aiohttp import web
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.clock import Clock, SystemClock
+from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.config import Settings
 from bot.core import Core
 from bot.deliveries import Outbox, OutboxSettings
@@ -29,10 +29,10 @@ from handlers.slack.home import SlackHomes
 from handlers.slack.outbox import ChannelMessenger
 from handlers.slack.workspace import Workspace, authenticate, make_client
 from handlers.teams import Teams, build_teams, describe
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
+from sandbox.slack.demo import open_demo_workspace, seed_from_database
 from scheduler.clock import RhythmClock
 from store.db import check_up_to_date, make_engine, make_sessionmaker
-from store.models import Person, Role
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,15 @@ def build_runtime(
     engine = make_engine(settings.database_url)
     check_up_to_date(engine)
     sessions = make_sessionmaker(engine)
-    clock = clock or SystemClock()
+    # Demo mode's clock is the local workspace's: its page moves it forward to show the monthly rhythm.
+    clock = clock or (ShiftedClock() if settings.demo else SystemClock())
     core = Core(sessions, clock)
     if settings.demo:
-        sandbox = sandbox or SlackSandbox(team_id=DEMO_TEAM_ID).start()
-        seed_sandbox(sandbox, sessions)
+        now = clock.now
+        sandbox = sandbox or open_demo_workspace(
+            settings.database_url, team_id=DEMO_TEAM_ID, now=lambda: now().timestamp()
+        )
+        seed_from_database(sandbox, sessions)
         token, api_url, secret = sandbox.bot_token, sandbox.api_url, DEMO_SIGNING_SECRET
     else:
         assert settings.slack_bot_token
@@ -164,15 +168,6 @@ def build_runtime(
         homes={"slack": SlackHomes(client)},
     )
     return runtime
-
-
-def seed_sandbox(sandbox: SlackSandbox, sessions: sessionmaker[Session]) -> None:
-    """Tell the local Slack server who exists: internal people in the agency's workspace, client
-    contacts in their own (as Slack Connect users appear)."""
-    with sessions() as session:
-        for person in session.query(Person).where(Person.slack_user_id.is_not(None)):
-            team = sandbox.team_id if person.role is not Role.CLIENT else "T0CLIENT"
-            sandbox.add_user(person.slack_user_id, team_id=team, real_name=person.name, email=person.email)
 
 
 class BackgroundServer:

@@ -76,6 +76,7 @@ class User:
     email: str | None
     tz: str
     is_bot: bool
+    title: str = ""  # the profile's title: what the workspace page's person switcher shows
 
 
 @dataclass

@@ -16,8 +16,10 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +45,22 @@ from sandbox.slack.state import (
     tz_offset,
 )
 
+STATE_FORMAT = 1  # of the state file; another one is ignored
+
+# Web API methods that change nothing a person could see (no save, no page refresh after them).
+READ_ONLY = frozenset(
+    {
+        "auth.test",
+        "users.info",
+        "chat.getPermalink",
+        "conversations.history",
+        "conversations.replies",
+        "conversations.info",
+        "conversations.members",
+        "conversations.list",
+    }
+)
+
 __all__ = ["HELD", "JSON_FIELDS", "Call", "RateLimits", "SlackSandbox", "main"]
 
 
@@ -60,7 +78,12 @@ class SlackSandbox:
         port: int = 0,
         rate_limits: RateLimits | None = None,
         shared_channels_enabled: bool = True,
+        state_file: Path | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        """`state_file`: keep the workspace (people, channels, messages, home tabs) in this JSON file,
+        loaded now and written soon after every change and on stop(). `now`: the workspace's clock, in
+        epoch seconds, that message timestamps follow."""
         self.team_id, self.team_name = team_id, team_name
         self.team_domain = re.sub(r"[^a-z0-9]+", "-", team_name.lower()).strip("-") or "sandbox"
         self.bot_user_id, self.bot_token = bot_user_id, bot_token
@@ -72,6 +95,12 @@ class SlackSandbox:
         self.trigger_ttl = 3.0  # seconds a trigger_id from new_trigger_id() stays valid for views.open/push
         self.rate_limited_count = 0
         self.calls: list[Call] = []
+        self.version = 0  # bumped on every change to what a person could see
+        self.state_file = state_file
+        self._now = now
+        self._listeners: list[Callable[[], None]] = []
+        self._dirty = threading.Event()
+        self._saver: threading.Thread | None = None
 
         self._lock = threading.Lock()  # guards all workspace state below
         self._calls_changed = threading.Condition()  # guards self.calls; notified on every append
@@ -90,7 +119,11 @@ class SlackSandbox:
         self._home_view_ids: dict[str, str] = {}
         self._triggers: dict[str, float] = {}  # trigger_id -> monotonic issue time
         self._used_triggers: set[str] = set()
-        self._response_tokens: set[str] = set()
+        # token -> where the interaction it was issued for happened ({} for a bare response_url())
+        self._response_tokens: dict[str, dict[str, Any]] = {}
+        self._trigger_users: dict[str, str] = {}  # trigger_id -> the person whose interaction it is
+        self._modals: dict[str, list[str]] = {}  # user id -> the view ids of their open modals, topmost last
+        self._ephemerals: dict[str, dict[str, dict[str, Any]]] = {}  # channel id -> ts -> ephemeral message
         self._faults: dict[str, deque[Fault]] = {}
         self._channel_buckets: dict[str, TokenBucket] = {}
         self._workspace_bucket: TokenBucket | None = None
@@ -119,6 +152,8 @@ class SlackSandbox:
             "views.publish": self._views_publish,
         }
         self.add_user(bot_user_id, name=self.bot_name, real_name="Retainer Bot", is_bot=True)
+        if state_file is not None and state_file.exists():
+            self._restore(json.loads(state_file.read_text()))
 
     # ----- lifecycle -------------------------------------------------------------------------------
 
@@ -136,6 +171,9 @@ class SlackSandbox:
             daemon=True,
         )
         self._thread.start()
+        if self.state_file is not None:
+            self._saver = threading.Thread(target=self._keep_saved, name="slack-sandbox-saver", daemon=True)
+            self._saver.start()
         return self
 
     def stop(self) -> None:
@@ -149,6 +187,41 @@ class SlackSandbox:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._saver is not None:
+            self._dirty.set()
+            self._saver.join(timeout=5)
+            self._saver = None
+        self.save()
+
+    def save(self) -> None:
+        """Write the workspace to its state file now (atomically: a reader never sees half of it)."""
+        if self.state_file is None:
+            return
+        with self._lock:
+            data = json.dumps(self._snapshot())
+        partial = self.state_file.with_name(self.state_file.name + ".tmp")
+        partial.write_text(data)
+        partial.replace(self.state_file)
+
+    def _keep_saved(self) -> None:
+        while self._server is not None:
+            self._dirty.wait()
+            self._dirty.clear()
+            if self._server is None:
+                return  # stop() saves the last state itself
+            self.save()
+            self._release.wait(0.25)  # coalesce a burst of posts into one write
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (from any thread) after each change to what a person could see."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        """Record a change (caller does not hold self._lock): bump the version, save soon, tell listeners."""
+        self.version += 1
+        self._dirty.set()
+        for listener in list(self._listeners):
+            listener()
 
     def __enter__(self) -> SlackSandbox:
         return self.start()
@@ -179,12 +252,14 @@ class SlackSandbox:
         email: str | None = None,
         tz: str = "America/New_York",
         is_bot: bool = False,
+        title: str = "",
     ) -> None:
         """Add (or replace) a user; a team_id other than the sandbox's makes a Slack Connect user."""
         name = name or re.sub(r"\s+", ".", real_name.strip().lower()) or user_id.lower()
-        user = User(user_id, team_id or self.team_id, name, real_name or name, email, tz, is_bot)
+        user = User(user_id, team_id or self.team_id, name, real_name or name, email, tz, is_bot, title)
         with self._lock:
             self._users[user_id] = user
+        self._changed()
 
     def add_channel(
         self,
@@ -209,7 +284,29 @@ class SlackSandbox:
             if bot_is_member:
                 channel.members[self.bot_user_id] = None
             self._store_channel(channel)
+        self._changed()
         return channel_id
+
+    def ensure_channel(
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        members: Iterable[str] = (),
+        is_private: bool = False,
+        is_shared: bool = False,
+    ) -> None:
+        """The channel `channel_id` exists, the bot and `members` in it: created if missing (with `name`,
+        or `name-<id>` if that name is taken), else left as it is with the missing members added."""
+        with self._lock:
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                if name in self._channel_ids_by_name:
+                    name = f"{name}-{channel_id.lower()}"
+                channel = Channel(channel_id, name, self.bot_user_id, is_private, is_shared)
+                self._store_channel(channel)
+            channel.members.update(dict.fromkeys([self.bot_user_id, *members]))
+        self._changed()
 
     def im_channel(self, user_id: str) -> str:
         """The D-prefixed direct-message channel id between the bot and user_id (stable per user)."""
@@ -227,6 +324,7 @@ class SlackSandbox:
             if thread_ts:
                 message["thread_ts"] = thread_ts
             self._messages[channel_obj.id][ts] = message
+        self._changed()
         return ts
 
     def fail(
@@ -250,19 +348,107 @@ class SlackSandbox:
         with self._lock:
             self._faults.setdefault(method, deque()).append(Fault(status, retry_after, error, timeout, times))
 
-    def new_trigger_id(self) -> str:
-        """Issue a trigger_id as an interaction would; views.open/push accept it once, within trigger_ttl."""
+    def new_trigger_id(self, user: str | None = None) -> str:
+        """Issue a trigger_id as an interaction would; views.open/push accept it once, within trigger_ttl.
+        With `user`, the modal it opens is shown to that person (modals())."""
         with self._lock:
             trigger_id = f"{self._new_id('')}.{self.team_id}.{secrets.token_hex(16)}"
             self._triggers[trigger_id] = time.monotonic()
+            if user:
+                self._trigger_users[trigger_id] = user
         return trigger_id
 
-    def response_url(self) -> str:
-        """A fresh URL on this server accepting response_url posts (recorded as method "response_url")."""
+    def response_url(
+        self,
+        *,
+        user: str | None = None,
+        channel: str | None = None,
+        message_ts: str | None = None,
+        ephemeral: bool = False,
+        thread_ts: str | None = None,
+    ) -> str:
+        """A fresh URL on this server accepting response_url posts (recorded as method "response_url").
+
+        With `user` and `channel` (the interaction's person and place) what is posted to it is shown as
+        Slack shows it: an ephemeral message to that person, an in_channel one to everyone, or (with
+        replace_original / delete_original) a change to the message `message_ts` acted on."""
         token = secrets.token_urlsafe(16)
+        where = {"user": user, "channel": channel, "message_ts": message_ts, "ephemeral": ephemeral}
         with self._lock:
-            self._response_tokens.add(token)
+            self._response_tokens[token] = {**where, "thread_ts": thread_ts} if user and channel else {}
         return f"{self.base_url}/response/{token}"
+
+    # ----- what a person sees (the workspace page) ---------------------------------------------------
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user (people and the bot) as users.info shows them, in the order they were added."""
+        with self._lock:
+            return [self._user_obj(user) for user in self._users.values()]
+
+    def conversations_of(self, user_id: str) -> list[dict[str, Any]]:
+        """The channels `user_id` is in (as conversations.info shows them), then their DM with the bot."""
+        with self._lock:
+            channels = [
+                self._channel_obj(c)
+                for c in self._channels.values()
+                if c.im_user is None and user_id in c.members and not c.is_archived
+            ]
+            if user_id in self._users and user_id != self.bot_user_id:
+                channels.append(self._channel_obj(self._im_for(user_id)))
+        return channels
+
+    def ephemerals(self, channel: str, user_id: str) -> list[dict[str, Any]]:
+        """The ephemeral messages only `user_id` sees in `channel`, oldest first."""
+        with self._lock:
+            return [dict(m) for m in self._ephemerals.get(channel, {}).values() if m["user"] == user_id]
+
+    def add_ephemeral(
+        self, channel: str, user_id: str, content: dict[str, Any], *, thread_ts: str | None = None
+    ) -> str:
+        """Show `content` (text, blocks) to `user_id` alone in `channel`, as the bot; returns its ts."""
+        with self._lock:
+            ts = self._store_ephemeral(channel, user_id, content, thread_ts)
+        self._changed()
+        return ts
+
+    def dismiss_ephemeral(self, channel: str, ts: str) -> None:
+        with self._lock:
+            self._ephemerals.get(channel, {}).pop(ts, None)
+        self._changed()
+
+    def view(self, view_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            view = self._views.get(view_id)
+            return dict(view) if view else None
+
+    def home_view(self, user_id: str) -> dict[str, Any] | None:
+        """The App Home tab last published for `user_id`."""
+        with self._lock:
+            view_id = self._home_view_ids.get(user_id)
+            return dict(self._views[view_id]) if view_id else None
+
+    def modals(self, user_id: str) -> list[dict[str, Any]]:
+        """The modals open for `user_id`, bottom first (the last one is on top)."""
+        with self._lock:
+            return [dict(self._views[v]) for v in self._modals.get(user_id, []) if v in self._views]
+
+    def open_modal(self, user_id: str, view: dict[str, Any], *, replace: str | None = None) -> dict[str, Any]:
+        """Push `view` on `user_id`'s modals (a view_submission's response_action "push"), or put it in
+        the place of the modal `replace` ("update")."""
+        with self._lock:
+            stack = self._modals.setdefault(user_id, [])
+            stored = self._store_view(view, replace if replace in stack else None)["view"]
+            if stored["id"] not in stack:
+                stack.append(stored["id"])
+        self._changed()
+        return stored
+
+    def close_modals(self, user_id: str, *, every: bool = False) -> None:
+        """Close `user_id`'s top modal (or `every` one of them, response_action "clear")."""
+        with self._lock:
+            stack = self._modals.get(user_id, [])
+            del stack[0 if every else -1 :]
+        self._changed()
 
     # ----- inspection ------------------------------------------------------------------------------
 
@@ -336,9 +522,16 @@ class SlackSandbox:
             return Reply(fault.status, {"ok": False, "error": error.replace(" ", "_")})
         if method == "response_url":
             with self._lock:
-                known = path.removeprefix("/response/") in self._response_tokens
-            if not known:
+                where = self._response_tokens.get(path.removeprefix("/response/"))
+                if where:
+                    try:
+                        self._respond(where, args)
+                    except ApiError as exc:
+                        return Reply(400, {"body": exc.error}, text=exc.error)
+            if where is None:
                 return Reply(404, {"body": "expired_url"}, text="expired_url")
+            if where:
+                self._changed()
             return Reply(200, {"body": "ok"}, text="ok")
         handler = self._methods.get(method)
         if handler is None:
@@ -351,9 +544,12 @@ class SlackSandbox:
             return ApiError("invalid_auth").reply()
         try:
             with self._lock:
-                return Reply(200, handler(args))
+                answer = handler(args)
         except ApiError as exc:
             return exc.reply()
+        if method not in READ_ONLY:
+            self._changed()
+        return Reply(200, answer)
 
     def _take_fault(self, method: str) -> Fault | None:
         queue = self._faults.get(method)
@@ -372,9 +568,72 @@ class SlackSandbox:
         return f"{prefix}0{self._next_id:09d}"
 
     def _next_ts(self) -> str:
-        """Unique, increasing message ts close to the wall clock, e.g. "1764000000.000100"."""
-        self._last_ts = max(time.time_ns() // 1000, self._last_ts + 1)
+        """Unique, increasing message ts close to the workspace's clock, e.g. "1764000000.000100"."""
+        self._last_ts = max(int(self._now() * 1_000_000), self._last_ts + 1)
         return f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}"
+
+    def _snapshot(self) -> dict[str, Any]:
+        """What a restart keeps: people, channels, messages and home tabs (not modals or ephemerals,
+        which Slack does not keep either)."""
+        homes = {user: self._views[view_id] for user, view_id in self._home_view_ids.items()}
+        return {
+            "format": STATE_FORMAT,
+            "next_id": self._next_id,
+            "last_ts": self._last_ts,
+            "users": [asdict(user) for user in self._users.values()],
+            "channels": [asdict(channel) for channel in self._channels.values()],
+            "messages": {channel: list(messages.values()) for channel, messages in self._messages.items()},
+            "homes": homes,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            return  # written by another version: start afresh rather than misread it
+        self._next_id, self._last_ts = state["next_id"], state["last_ts"]
+        for user in state["users"]:
+            self._users[user["id"]] = User(**user)
+        for channel in state["channels"]:
+            self._store_channel(Channel(**channel))
+            if channel["im_user"]:
+                self._ims_by_user[channel["im_user"]] = channel["id"]
+        for channel_id, messages in state["messages"].items():
+            self._messages.setdefault(channel_id, {}).update((m["ts"], m) for m in messages)
+        for user_id, view in state["homes"].items():
+            self._views[view["id"]] = view
+            self._home_view_ids[user_id] = view["id"]
+
+    def _store_ephemeral(
+        self, channel: str, user_id: str, content: dict[str, Any], thread_ts: str | None
+    ) -> str:
+        ts = self._next_ts()
+        message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "text": "", **content}
+        message |= {"ts": ts, "ephemeral_to": user_id, "is_ephemeral": True}
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        self._ephemerals.setdefault(channel, {})[ts] = message
+        return ts
+
+    def _respond(self, where: dict[str, Any], args: Args) -> None:
+        """What Slack does with a post to an interaction's response_url (caller holds self._lock)."""
+        channel, user, source = where["channel"], where["user"], where["message_ts"]
+        ephemeral = where["ephemeral"]
+        store = self._ephemerals.setdefault(channel, {}) if ephemeral else self._messages.get(channel)
+        if flag(args.get("delete_original")):
+            if store is not None and source:
+                store.pop(source, None)
+            return
+        content = self._message_content(args)
+        if flag(args.get("replace_original")) and store is not None and source in store:
+            kept = {k: v for k, v in store[source].items() if k not in ("text", "blocks", "attachments")}
+            store[source] = {**kept, "text": "", **content}
+        elif args.get("response_type") == "in_channel" and channel in self._messages:
+            ts = self._next_ts()
+            message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "text": ""}
+            self._messages[channel][ts] = {**message, **content, "ts": ts}
+            if where["thread_ts"]:
+                self._messages[channel][ts]["thread_ts"] = where["thread_ts"]
+        else:
+            self._store_ephemeral(channel, user, content, where["thread_ts"])
 
     def _store_channel(self, channel: Channel) -> None:
         self._channels[channel.id] = channel
@@ -409,7 +668,12 @@ class SlackSandbox:
         return message
 
     def _user_obj(self, user: User) -> dict[str, Any]:
-        profile = {"real_name": user.real_name, "display_name": user.name, "team": user.team_id}
+        profile = {
+            "real_name": user.real_name,
+            "display_name": user.name,
+            "team": user.team_id,
+            "title": user.title,
+        }
         if user.email is not None:
             profile["email"] = user.email
         if user.is_bot and user.id == self.bot_user_id:
@@ -608,10 +872,11 @@ class SlackSandbox:
         channel = self._channel(args)
         if not args.get("user"):
             raise missing_field("user")
-        self._message_content(args)
+        content = self._message_content(args)
         if channel.is_archived:
             raise ApiError("is_archived")
-        return {"ok": True, "message_ts": self._next_ts()}
+        ts = self._store_ephemeral(channel.id, str(args["user"]), content, args.get("thread_ts") or None)
+        return {"ok": True, "message_ts": ts}
 
     def _chat_update(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
@@ -793,7 +1058,10 @@ class SlackSandbox:
     def _views_open(self, args: Args) -> dict[str, Any]:
         view = self._view_arg(args, "modal")
         self._exchange_trigger(args)
-        return self._store_view(view)
+        stored = self._store_view(view)
+        if user := self._trigger_users.pop(str(args["trigger_id"]), None):
+            self._modals.setdefault(user, []).append(stored["view"]["id"])
+        return stored
 
     def _views_push(self, args: Args) -> dict[str, Any]:
         return self._views_open(args)
