@@ -31,6 +31,7 @@ from handlers.slack.workspace import Workspace, authenticate, make_client
 from handlers.teams import Teams, build_teams, describe
 from sandbox.slack import SlackSandbox
 from sandbox.slack.demo import open_demo_workspace, seed_from_database
+from sandbox.slack.page import add_workspace_page
 from scheduler.clock import RhythmClock
 from store.db import check_up_to_date, make_engine, make_sessionmaker
 
@@ -140,6 +141,8 @@ def build_runtime(
     runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
     runtime.messengers["teams"] = runtime.teams.messenger
     runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle)
+    if settings.demo:  # the local workspace in the browser, on http://127.0.0.1:3000/
+        add_workspace_page(runtime.web, sandbox, signing_secret=secret, clock=clock, tick=runtime.tick)
     outbox = Outbox(
         sessions,
         clock,

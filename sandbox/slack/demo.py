@@ -42,6 +42,7 @@ def seed_from_database(sandbox: SlackSandbox, sessions: sessionmaker[Session]) -
     people in them (the client channel shared with the client's contacts, the internal one private)."""
     with sessions() as session:
         agency_zone = session.scalar(select(Agency.timezone)) or "UTC"
+        sandbox.team_timezone = agency_zone
         retainers = session.scalars(
             select(Retainer)
             .options(

@@ -96,6 +96,7 @@ class SlackSandbox:
         self.rate_limited_count = 0
         self.calls: list[Call] = []
         self.version = 0  # bumped on every change to what a person could see
+        self.team_timezone = "UTC"  # the agency's: where the workspace page's clock controls count days
         self.state_file = state_file
         self._now = now
         self._listeners: list[Callable[[], None]] = []
@@ -215,6 +216,10 @@ class SlackSandbox:
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` (from any thread) after each change to what a person could see."""
         self._listeners.append(listener)
+
+    def touch(self) -> None:
+        """Something outside the Web API changed what people see (the workspace's clock): tell them."""
+        self._changed()
 
     def _changed(self) -> None:
         """Record a change (caller does not hold self._lock): bump the version, save soon, tell listeners."""
@@ -380,6 +385,31 @@ class SlackSandbox:
 
     # ----- what a person sees (the workspace page) ---------------------------------------------------
 
+    def now(self) -> float:
+        """The workspace's clock, in epoch seconds."""
+        return self._now()
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            user = self._users.get(user_id)
+            return self._user_obj(user) if user else None
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        with self._lock:
+            message = self._messages.get(channel, {}).get(ts)
+            return dict(message) if message else None
+
+    def post_as_bot(self, channel: str, content: dict[str, Any], *, thread_ts: str | None = None) -> str:
+        """A message from the app that it did not post itself (an in_channel answer to a command)."""
+        with self._lock:
+            ts = self._next_ts()
+            message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "text": ""}
+            self._messages[channel][ts] = {**message, **content, "ts": ts}
+            if thread_ts:
+                self._messages[channel][ts]["thread_ts"] = thread_ts
+        self._changed()
+        return ts
+
     def users(self) -> list[dict[str, Any]]:
         """Every user (people and the bot) as users.info shows them, in the order they were added."""
         with self._lock:
@@ -400,7 +430,8 @@ class SlackSandbox:
     def ephemerals(self, channel: str, user_id: str) -> list[dict[str, Any]]:
         """The ephemeral messages only `user_id` sees in `channel`, oldest first."""
         with self._lock:
-            return [dict(m) for m in self._ephemerals.get(channel, {}).values() if m["user"] == user_id]
+            messages = self._ephemerals.get(channel, {}).values()
+            return [dict(m) for m in messages if m["ephemeral_to"] == user_id]
 
     def add_ephemeral(
         self, channel: str, user_id: str, content: dict[str, Any], *, thread_ts: str | None = None
