@@ -142,7 +142,10 @@ def build_runtime(
     runtime.messengers["teams"] = runtime.teams.messenger
     runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle)
     if settings.demo:  # the local workspace in the browser, on http://127.0.0.1:3000/
-        add_workspace_page(runtime.web, sandbox, signing_secret=secret, clock=clock, tick=runtime.tick)
+        grace = dt.timedelta(hours=settings.retainer_rhythm_grace_hours)
+        add_workspace_page(
+            runtime.web, sandbox, signing_secret=secret, clock=clock, tick=runtime.tick, grace=grace
+        )
     outbox = Outbox(
         sessions,
         clock,

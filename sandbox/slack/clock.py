@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 log = logging.getLogger(__name__)
 
-# A tick at least this often: the scheduler sends a post up to its grace (12 h by default) late, so
-# nothing due on the way is skipped as missed.
-STEP = dt.timedelta(hours=6)
+# The scheduler sends a post up to its grace (RETAINER_RHYTHM_GRACE_HOURS, 12 h by default) late: a
+# tick within every such stretch of the way skips nothing due as missed, and keeps the ticks few.
+GRACE_USED = 0.9
 LANDING_HOUR = 18  # local hour of the agency's where the clock lands: after the day's 9 o'clock posts
 TARGETS = {
     "next_business_day": "Next business day",
@@ -59,6 +59,7 @@ class ClockControl:
     clock: MovableClock
     tick: Callable[[], object]
     timezone: Callable[[], str]
+    grace: dt.timedelta = dt.timedelta(hours=12)
 
     def __post_init__(self) -> None:
         self._moving = threading.Lock()
@@ -69,11 +70,13 @@ class ClockControl:
         return dt.datetime(day.year, day.month, day.day, LANDING_HOUR, tzinfo=zone).astimezone(dt.UTC)
 
     def move(self, to: str) -> dt.datetime:
-        """Move to `to` in steps of at most STEP, a tick after each; returns where it landed."""
+        """Move to `to` in steps shorter than the scheduler's grace, a tick after each; returns where it
+        landed."""
+        step = self.grace * GRACE_USED
         with self._moving:
             target = self.target(to)
             while (left := target - self.clock.now()) > dt.timedelta(0):
-                self.clock.advance(min(STEP, left))
+                self.clock.advance(min(step, left))
                 try:
                     self.tick()
                 except Exception:  # a failing tick is the bot's to report; the clock still moves

@@ -315,12 +315,14 @@ def add_workspace_page(
     signing_secret: str,
     clock: MovableClock | None = None,
     tick: Callable[[], object] | None = None,
+    grace: dt.timedelta = dt.timedelta(hours=12),
 ) -> WorkspacePage:
     """Serve the local workspace's page on `app` (the bot's own server, demo mode only). With `clock`
-    and `tick`, the page can move the bot's clock forward and run the scheduler on the way."""
+    and `tick`, the page can move the bot's clock forward and run the scheduler on the way, at least
+    once within every `grace` (how late the scheduler still sends a post)."""
     control = None
     if clock is not None and tick is not None and hasattr(clock, "advance"):
-        control = ClockControl(clock, tick, lambda: sandbox.team_timezone)
+        control = ClockControl(clock, tick, lambda: sandbox.team_timezone, grace)
     page = WorkspacePage(sandbox, LocalWorkspace(sandbox, signing_secret), control)
     app.middlewares.append(only_from_this_machine)
     app.add_routes(page.routes())

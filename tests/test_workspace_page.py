@@ -1,0 +1,336 @@
+"""The local workspace in a real browser (headless Chromium driven by Playwright): a person clicks in the
+page, the page's local workspace sends the bot Slack's signed requests, and both what the page then
+shows and what the database stored are checked. One browser for the whole session."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import BackgroundServer, Runtime, build_runtime
+from bot.clock import ShiftedClock
+from bot.config import load_settings
+from bot.dashboard import accounts_of, load_rows
+from bot.demo import DemoSummary, fill_demo
+from bot.health import Thresholds
+from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade
+from store.models import (
+    ApprovalRequest,
+    ApprovalState,
+    Client,
+    Delivery,
+    DeliveryStatus,
+    Escalation,
+    Person,
+    Retainer,
+    Task,
+    TimeEntry,
+)
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+expect = playwright_api.expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# A Monday morning in London, before mid-month: the demo agency's accounts as they are then.
+START = dt.datetime(2026, 11, 9, 10, 0, tzinfo=dt.UTC)
+MAYA, SAM, LEE, JANE = "U01AM0001", "U01DR0001", "U01DS0001", "U09AC0001"
+ACME, ACME_INTERNAL = "C0ACME0001", "C1ACME0001"
+
+
+def chromium_path() -> str | None:
+    if CHROMIUM.exists():
+        return str(CHROMIUM)
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no Chromium here (.ci/run installs it: apt-get install -y chromium)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class World:
+    """The demo agency served by `retainer serve`'s own app in demo mode, on a free port."""
+
+    runtime: Runtime
+    server: BackgroundServer
+    summary: DemoSummary
+    context: Any
+
+    def page(self, user: str, channel: str = ACME) -> Any:
+        page = self.context.new_page()
+        page.goto(f"{self.server.url}/?as={user}&channel={channel}")
+        expect(page.locator("#sidebar .side-item.active")).to_be_visible()
+        return page
+
+    def sessions(self) -> Any:
+        return self.runtime.sessions()
+
+
+@pytest.fixture
+def world(tmp_path: Path, browser: Any) -> Iterator[World]:
+    url = f"sqlite:///{tmp_path / 'retainer.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with unit_of_work(make_sessionmaker(engine)) as session:
+        summary = fill_demo(session, retainers=12, months=4, seed=0, today=START)
+    engine.dispose()
+    runtime = build_runtime(load_settings(_env_file=None, database_url=url), clock=ShiftedClock(START))
+    server = BackgroundServer(runtime.web)
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, timezone_id="UTC")
+    context.set_default_timeout(10_000)
+    try:
+        yield World(runtime, server, summary, context)
+    finally:
+        context.close()
+        server.stop()
+        runtime.close()
+
+
+def composer(page: Any) -> Any:
+    return page.locator("#main .composer textarea")
+
+
+def say(page: Any, text: str) -> None:
+    composer(page).fill(text)
+    composer(page).press("Enter")
+
+
+def move_clock(page: Any, to: str, lands_on: str) -> None:
+    """Click a clock button and wait until the move (and the scheduler's ticks on the way) is done."""
+    button = page.get_by_role("button", name=f"{to} →")
+    button.click()
+    expect(button).to_be_enabled(timeout=30_000)  # disabled while the clock moves and the scheduler ticks
+    expect(page.locator("#now")).to_contain_text(lands_on)
+
+
+def message(page: Any, text: str) -> Any:
+    return page.locator("#main .msg", has_text=text)
+
+
+def acme(session: Any) -> Retainer:
+    return session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one()
+
+
+def request_approval_on_a_client_message(world: World) -> tuple[Any, Any, str]:
+    """Jane (Acme) writes in Acme's channel; Maya asks her to approve Blog post 3 from that message's
+    menu. Returns Maya's page, Jane's page and the card's text."""
+    jane = world.page(JANE)
+    say(jane, "Here is our feedback on the draft.")
+    expect(message(jane, "Here is our feedback on the draft.")).to_be_visible()
+
+    maya = world.page(MAYA)
+    posted = message(maya, "Here is our feedback on the draft.")
+    posted.hover()
+    posted.get_by_role("button", name="More actions").click()
+    posted.get_by_role("button", name="Request approval").click()
+    modal = maya.get_by_role("dialog", name="Request approval")
+    expect(modal).to_be_visible()
+    task = modal.locator('[data-input-block="task"] option', has_text="Blog post 3")
+    modal.locator('[data-input-block="task"] select').select_option(task.get_attribute("value"))
+    modal.get_by_role("button", name="Send for approval").click()
+    expect(modal).to_be_hidden()
+    card = message(maya, "Approval: Blog post 3")
+    expect(card.get_by_role("button", name="Approve")).to_be_visible()
+    return maya, jane, "Approval: Blog post 3"
+
+
+def pending_request(world: World) -> ApprovalRequest:
+    with world.sessions() as session:
+        return session.scalars(
+            select(ApprovalRequest)
+            .join(Task)
+            .where(Task.title == "Blog post 3", ApprovalRequest.state == ApprovalState.PENDING)
+        ).one()
+
+
+# ----- scenarios ---------------------------------------------------------------------------------
+
+
+def test_an_am_types_retainer_status_and_reads_the_answer_only_they_see(world: World) -> None:
+    maya = world.page(MAYA)
+    say(maya, "/retainer status acme")
+
+    answer = maya.locator("#main .msg.ephemeral")
+    expect(answer).to_contain_text("Acme Corp · November 2026")
+    expect(answer).to_contain_text("Only visible to you")
+    with world.sessions() as session:
+        retainer = acme(session)
+        minutes = session.scalars(
+            select(TimeEntry.minutes).where(
+                TimeEntry.retainer_id == retainer.id, TimeEntry.day >= dt.date(2026, 11, 1)
+            )
+        ).all()
+    hours = f"{sum(minutes) / 60:g} h of 40 h"
+    expect(answer).to_contain_text(hours)  # the hours the database holds for this month
+
+    jane = world.page(JANE)  # the client in the same channel sees none of it
+    expect(jane.locator("#main .composer")).to_be_visible()
+    expect(jane.locator("#main .msg.ephemeral")).to_have_count(0)
+
+
+def test_an_am_requests_approval_on_a_client_message_from_its_menu(world: World) -> None:
+    _, jane, title = request_approval_on_a_client_message(world)
+
+    request = pending_request(world)
+    assert request.channel_external_id == ACME
+    card = message(jane, title)  # the client sees the card in their channel, live
+    expect(card.get_by_role("button", name="Approve")).to_be_visible()
+    assert card.get_attribute("data-ts") == request.message_ts
+    with world.sessions() as session:
+        asked_by = session.get_one(Person, request.requested_by_id)
+    assert asked_by.slack_user_id == MAYA
+    expect(card).to_contain_text("Maya Patel asks Acme Corp to approve Blog post 3")
+
+
+def test_the_client_approves_and_the_card_updates_in_place_for_everyone(world: World) -> None:
+    maya, jane, title = request_approval_on_a_client_message(world)
+    request = pending_request(world)
+
+    message(jane, title).get_by_role("button", name="Approve").click()
+
+    for page in (jane, maya):  # Maya's page was not reloaded: the update arrives by itself
+        card = message(page, title)
+        expect(card).to_contain_text("Approved by Jane Doe")
+        expect(card.get_by_role("button", name="Approve")).to_have_count(0)
+        assert card.get_attribute("data-ts") == request.message_ts
+    with world.sessions() as session:
+        decided = session.get_one(ApprovalRequest, request.id)
+        assert decided.state is ApprovalState.APPROVED
+        assert session.get_one(Person, decided.decided_by_id).slack_user_id == JANE
+    expect(message(maya, title)).to_have_count(1)
+
+
+def test_a_non_approver_gets_a_private_no_and_nothing_changes(world: World) -> None:
+    maya, _, title = request_approval_on_a_client_message(world)
+    lee = world.page(LEE)  # on the delivery team: sees the card, may not decide
+
+    message(lee, title).get_by_role("button", name="Approve").click()
+
+    no = lee.locator("#main .msg.ephemeral")
+    expect(no).to_contain_text(re.compile("approve", re.I))
+    expect(no).to_contain_text("Only visible to you")
+    expect(message(lee, title).get_by_role("button", name="Approve")).to_be_visible()
+    assert pending_request(world).state is ApprovalState.PENDING
+    refusal = no.locator(".content").inner_text()
+    maya.reload()
+    expect(message(maya, title)).to_be_visible()
+    expect(maya.locator("#main .msg.ephemeral", has_text=refusal)).to_have_count(0)  # Lee's alone
+
+
+def test_request_changes_asks_for_a_reason_shows_the_field_error_and_stores_it(world: World) -> None:
+    maya, jane, title = request_approval_on_a_client_message(world)
+    request = pending_request(world)
+
+    message(jane, title).get_by_role("button", name="Request changes").click()
+    modal = jane.get_by_role("dialog", name="Request changes")
+    expect(modal).to_be_visible()
+    modal.get_by_role("button", name="Send").click()
+    reason = modal.locator('[data-input-block="reason"]')
+    expect(reason.locator(".bk-error")).to_be_visible()  # next to the field, the modal still open
+    assert pending_request(world).state is ApprovalState.PENDING
+
+    reason.locator("textarea").fill("The headline needs our product name.")
+    modal.get_by_role("button", name="Send").click()
+    expect(modal).to_be_hidden()
+    expect(message(maya, title)).to_contain_text("Changes requested by Jane Doe")
+    with world.sessions() as session:
+        decided = session.get_one(ApprovalRequest, request.id)
+    assert decided.state is ApprovalState.CHANGES_REQUESTED
+    assert decided.reason == "The headline needs our product name."
+
+
+def test_moving_the_clock_to_mid_month_posts_the_checkpoint_in_the_right_channels_once(world: World) -> None:
+    maya = world.page(MAYA, ACME_INTERNAL)
+    jane = world.page(JANE, ACME)
+    expect(maya.locator("#clock")).to_contain_text("Monday, November 9th, 2026")
+
+    move_clock(maya, "Mid-month", "Monday, November 16th, 2026")
+    with world.sessions() as session:
+        retainer_id = acme(session).id
+        checkpoint = session.scalars(
+            select(Delivery).where(Delivery.key == f"checkpoint:{retainer_id}:2026-11")
+        ).one()
+        progress = session.scalars(
+            select(Delivery).where(Delivery.key == f"progress:{retainer_id}:2026-11")
+        ).one()
+    assert (checkpoint.status, checkpoint.conversation) == (DeliveryStatus.SENT, ACME_INTERNAL)
+    assert (progress.status, progress.conversation) == (DeliveryStatus.SENT, ACME)
+    expect(maya.locator(f'#main .msg[data-ts="{checkpoint.message_id}"]')).to_be_visible()
+    expect(jane.locator(f'#main .msg[data-ts="{progress.message_id}"]')).to_be_visible()
+    expect(jane.locator("#sidebar")).not_to_contain_text("acme-internal")  # the client never sees it
+
+    move_clock(maya, "Next business day", "Tuesday, November 17th, 2026")
+    checkpoints = [
+        m for m in world.runtime.sandbox.messages(ACME_INTERNAL) if m.get("ts") == checkpoint.message_id
+    ]
+    assert len(checkpoints) == 1
+    texts = maya.locator("#main .msg .content").all_inner_texts()
+    first_line = (
+        maya.locator(f'#main .msg[data-ts="{checkpoint.message_id}"] .content').inner_text().split("\n")[0]
+    )
+    assert sum(1 for t in texts if t.split("\n")[0] == first_line) == 1  # shown once, not again next day
+
+
+def test_a_director_sees_the_escalation_dm_and_snoozes_it(world: World) -> None:
+    sam = world.page(SAM)
+    move_clock(sam, "Next business day", "Tuesday, November 10th, 2026")
+    with world.sessions() as session:
+        escalation = session.scalars(select(Escalation).order_by(Escalation.id)).first()
+        assert escalation is not None and escalation.dms, "a red account's director was told"
+        sent = session.scalars(
+            select(Delivery).where(Delivery.kind == "escalation", Delivery.conversation == SAM)
+        ).first()
+    assert sent is not None
+
+    sam.locator('[data-open="app"]').click()
+    sam.get_by_role("button", name="Messages").click()
+    dm = sam.locator(f'#main .msg[data-ts="{sent.message_id}"]')
+    expect(dm.get_by_role("button", name="Snooze 7 days")).to_be_visible()
+    dm.get_by_role("button", name="Snooze 7 days").click()
+
+    expect(sam.locator("#main")).to_contain_text("Snoozed by Sam Reid")
+    with world.sessions() as session:
+        snoozed = session.get_one(Escalation, escalation.id)
+    assert snoozed.snoozed_until is not None
+    assert snoozed.snoozed_until > START + dt.timedelta(days=6)
+
+
+def test_the_app_home_shows_the_ams_accounts_ranked(world: World) -> None:
+    maya = world.page(MAYA)
+    maya.locator('[data-open="app"]').click()
+    home = maya.locator("#main .home")
+    expect(home).to_contain_text("Your accounts")
+
+    with world.sessions() as session:
+        person_id = session.scalars(select(Person.id).where(Person.slack_user_id == MAYA)).one()
+        rows = load_rows(session, accounts_of(person_id), world.runtime.core.clock.now(), Thresholds())
+    ranked = [row.account.client_name for row in rows]
+    assert len(ranked) >= 3
+    text = home.inner_text()
+    positions = [text.find(name) for name in ranked]
+    assert -1 not in positions, (ranked, text)
+    assert positions == sorted(positions), f"shown out of rank: {ranked}"
