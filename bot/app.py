@@ -211,7 +211,8 @@ def serve(settings: Settings, host: str, port: int, *, scheduler: bool = True) -
         print(
             "No SLACK_BOT_TOKEN set: running on demo data against the built-in local Slack-compatible "
             f"server at {runtime.sandbox.api_url}\n"
-            f'Try it:  retainer ask "status acme" --user U01AM0001 --url http://{host}:{port}',
+            f"Use it in the browser, as anyone in the local workspace: http://{host}:{port}/\n"
+            f'Or ask it:  retainer ask "status acme" --user U01AM0001 --url http://{host}:{port}',
             flush=True,
         )
     else:

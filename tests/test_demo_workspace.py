@@ -4,14 +4,16 @@ database names, so the rhythm's posts land; and what it was sent survives a rest
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.app import Runtime, build_runtime
+from bot.app import BackgroundServer, Runtime, build_runtime
 from bot.clock import FixedClock
 from bot.config import load_settings
 from bot.demo import fill_demo
@@ -108,3 +110,50 @@ def test_what_the_local_workspace_was_sent_is_still_there_after_a_restart(demo_d
         }
     finally:
         second.close()
+
+
+# ----- the workspace page exists only in demo mode, and only for this machine ----------------------
+
+
+def test_with_slack_credentials_the_workspace_page_is_never_served(bot) -> None:  # type: ignore[no-untyped-def]
+    assert not bot.runtime.settings.demo
+    for path in ("/", "/workspace/state?as=U01AM0001", "/workspace/static/workspace.js", "/workspace/events"):
+        assert httpx.get(bot.url + path, timeout=5).status_code == 404, path
+    moved = httpx.post(bot.url + "/workspace/clock", json={"as": "U01AM0001", "to": "mid_month"}, timeout=5)
+    assert moved.status_code == 404
+    assert bot.runtime.core.clock.now() == NOW_OF_THE_BOT_FIXTURE
+
+
+NOW_OF_THE_BOT_FIXTURE = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)  # tests/conftest.py's clock
+
+
+def outward_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.254.254.254", 1))
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_in_demo_mode_the_page_answers_this_machine_only(runtime: Runtime) -> None:
+    server = BackgroundServer(runtime.web, host="0.0.0.0")
+    try:
+        page = httpx.get(f"http://127.0.0.1:{server.port}/", timeout=5)
+        assert page.status_code == 200
+        assert "local workspace" in page.text
+        state = httpx.get(
+            f"http://127.0.0.1:{server.port}/workspace/state", params={"as": "U01AM0001"}
+        ).json()
+        assert state["me"]["real_name"] == "Maya Patel"
+        assert state["clock"]["movable"] is True
+        address = outward_address()
+        if address is None:
+            pytest.skip("this machine has no address but loopback to try from")
+        for path in ("/", "/workspace/state?as=U01AM0001"):
+            assert httpx.get(f"http://{address}:{server.port}{path}", timeout=5).status_code == 403
+        assert httpx.get(f"http://{address}:{server.port}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()

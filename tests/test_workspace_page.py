@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +14,20 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.app import BackgroundServer, Runtime, build_runtime
-from bot.clock import ShiftedClock
-from bot.config import load_settings
 from bot.dashboard import accounts_of, load_rows
-from bot.demo import DemoSummary, fill_demo
 from bot.health import Thresholds
-from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade
+from sandbox.slack.browser import (
+    START,
+    ServedDemo,
+    chromium_path,
+    launch,
+    message,
+    move_clock,
+    open_as,
+    request_approval,
+    say,
+    served_demo,
+)
 from store.models import (
     ApprovalRequest,
     ApprovalState,
@@ -38,97 +44,47 @@ from store.models import (
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
 expect = playwright_api.expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-# A Monday morning in London, before mid-month: the demo agency's accounts as they are then.
-START = dt.datetime(2026, 11, 9, 10, 0, tzinfo=dt.UTC)
 MAYA, SAM, LEE, JANE = "U01AM0001", "U01DR0001", "U01DS0001", "U09AC0001"
 ACME, ACME_INTERNAL = "C0ACME0001", "C1ACME0001"
 
 
-def chromium_path() -> str | None:
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    path = chromium_path()
-    if path is None:
+    if chromium_path() is None:
         pytest.skip("no Chromium here (.ci/run installs it: apt-get install -y chromium)")
     with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         yield browser
         browser.close()
 
 
 @dataclass
 class World:
-    """The demo agency served by `retainer serve`'s own app in demo mode, on a free port."""
+    """The demo agency served by `retainer serve`'s own app in demo mode, and a browser context."""
 
-    runtime: Runtime
-    server: BackgroundServer
-    summary: DemoSummary
+    demo: ServedDemo
     context: Any
 
+    @property
+    def runtime(self) -> Any:
+        return self.demo.runtime
+
     def page(self, user: str, channel: str = ACME) -> Any:
-        page = self.context.new_page()
-        page.goto(f"{self.server.url}/?as={user}&channel={channel}")
-        expect(page.locator("#sidebar .side-item.active")).to_be_visible()
-        return page
+        return open_as(self.context, self.demo, user, channel)
 
     def sessions(self) -> Any:
-        return self.runtime.sessions()
+        return self.demo.runtime.sessions()
 
 
 @pytest.fixture
 def world(tmp_path: Path, browser: Any) -> Iterator[World]:
-    url = f"sqlite:///{tmp_path / 'retainer.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    with unit_of_work(make_sessionmaker(engine)) as session:
-        summary = fill_demo(session, retainers=12, months=4, seed=0, today=START)
-    engine.dispose()
-    runtime = build_runtime(load_settings(_env_file=None, database_url=url), clock=ShiftedClock(START))
-    server = BackgroundServer(runtime.web)
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, timezone_id="UTC")
-    context.set_default_timeout(10_000)
-    try:
-        yield World(runtime, server, summary, context)
-    finally:
-        context.close()
-        server.stop()
-        runtime.close()
-
-
-def composer(page: Any) -> Any:
-    return page.locator("#main .composer textarea")
-
-
-def say(page: Any, text: str) -> None:
-    composer(page).fill(text)
-    composer(page).press("Enter")
-
-
-def move_clock(page: Any, to: str, lands_on: str) -> None:
-    """Click a clock button and wait until the move (and the scheduler's ticks on the way) is done."""
-    button = page.get_by_role("button", name=f"{to} →")
-    button.click()
-    expect(button).to_be_enabled(timeout=30_000)  # disabled while the clock moves and the scheduler ticks
-    expect(page.locator("#now")).to_contain_text(lands_on)
-
-
-def message(page: Any, text: str) -> Any:
-    return page.locator("#main .msg", has_text=text)
+    with served_demo(tmp_path) as demo:
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, timezone_id="UTC")
+        context.set_default_timeout(10_000)
+        try:
+            yield World(demo, context)
+        finally:
+            context.close()
 
 
 def acme(session: Any) -> Retainer:
@@ -137,24 +93,12 @@ def acme(session: Any) -> Retainer:
 
 def request_approval_on_a_client_message(world: World) -> tuple[Any, Any, str]:
     """Jane (Acme) writes in Acme's channel; Maya asks her to approve Blog post 3 from that message's
-    menu. Returns Maya's page, Jane's page and the card's text."""
+    menu. Returns Maya's page, Jane's page and the card's title."""
     jane = world.page(JANE)
     say(jane, "Here is our feedback on the draft.")
     expect(message(jane, "Here is our feedback on the draft.")).to_be_visible()
-
     maya = world.page(MAYA)
-    posted = message(maya, "Here is our feedback on the draft.")
-    posted.hover()
-    posted.get_by_role("button", name="More actions").click()
-    posted.get_by_role("button", name="Request approval").click()
-    modal = maya.get_by_role("dialog", name="Request approval")
-    expect(modal).to_be_visible()
-    task = modal.locator('[data-input-block="task"] option', has_text="Blog post 3")
-    modal.locator('[data-input-block="task"] select').select_option(task.get_attribute("value"))
-    modal.get_by_role("button", name="Send for approval").click()
-    expect(modal).to_be_hidden()
-    card = message(maya, "Approval: Blog post 3")
-    expect(card.get_by_role("button", name="Approve")).to_be_visible()
+    request_approval(maya, "Here is our feedback on the draft.", "Blog post 3")
     return maya, jane, "Approval: Blog post 3"
 
 

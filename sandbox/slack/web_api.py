@@ -402,11 +402,7 @@ class SlackSandbox:
     def post_as_bot(self, channel: str, content: dict[str, Any], *, thread_ts: str | None = None) -> str:
         """A message from the app that it did not post itself (an in_channel answer to a command)."""
         with self._lock:
-            ts = self._next_ts()
-            message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "text": ""}
-            self._messages[channel][ts] = {**message, **content, "ts": ts}
-            if thread_ts:
-                self._messages[channel][ts]["thread_ts"] = thread_ts
+            ts = self._store_bot_message(channel, content, thread_ts)
         self._changed()
         return ts
 
@@ -644,6 +640,12 @@ class SlackSandbox:
         self._ephemerals.setdefault(channel, {})[ts] = message
         return ts
 
+    def _store_bot_message(self, channel: str, content: dict[str, Any], thread_ts: str | None) -> str:
+        ts = self._next_ts()
+        message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "text": "", **content}
+        self._messages[channel][ts] = {**message, "ts": ts, **({"thread_ts": thread_ts} if thread_ts else {})}
+        return ts
+
     def _respond(self, where: dict[str, Any], args: Args) -> None:
         """What Slack does with a post to an interaction's response_url (caller holds self._lock)."""
         channel, user, source = where["channel"], where["user"], where["message_ts"]
@@ -658,11 +660,7 @@ class SlackSandbox:
             kept = {k: v for k, v in store[source].items() if k not in ("text", "blocks", "attachments")}
             store[source] = {**kept, "text": "", **content}
         elif args.get("response_type") == "in_channel" and channel in self._messages:
-            ts = self._next_ts()
-            message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "text": ""}
-            self._messages[channel][ts] = {**message, **content, "ts": ts}
-            if where["thread_ts"]:
-                self._messages[channel][ts]["thread_ts"] = where["thread_ts"]
+            self._store_bot_message(channel, content, where["thread_ts"])
         else:
             self._store_ephemeral(channel, user, content, where["thread_ts"])
 

@@ -35,6 +35,7 @@ class App:
 
     @classmethod
     def from_manifest(cls, path: Path = MANIFEST) -> App:
+        """The app as manifests/slack/manifest.yaml declares it (the one an admin uploads to Slack)."""
         manifest = yaml.safe_load(path.read_text())
         features, settings = manifest.get("features", {}), manifest.get("settings", {})
         commands = features.get("slash_commands") or []

@@ -131,7 +131,7 @@
       if (S.tab === "home") {
         const home = d.home;
         const body = home ? `<div class="home view" data-view-id="${esc(home.id)}">${BlockKit.blocks(home.blocks, ctx())}</div>` : '<div class="empty">Opening the Home tab…</div>';
-        setMain(main, head, `<div class="scroll">${body}</div>`, "");
+        setMain(main, head, `<div class="scroll">${body}</div>`, "", { keepScroll: true });
         return;
       }
       setMain(main, head, messagesHtml(d.channel), composer("Message Retainer Bot"));
@@ -143,10 +143,11 @@
     setMain(main, head, messagesHtml(d.channel), composer(`Message #${channel.name}`));
   }
 
-  function setMain(main, head, body, compose) {
+  function setMain(main, head, body, compose, { keepScroll = false } = {}) {
     const key = `${S.open}|${S.tab}`;
-    const list = main.querySelector(".scroll");
+    const list = main.dataset.key === key ? main.querySelector(".scroll") : null;
     const atBottom = !list || list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    const was = list ? list.scrollTop : 0;
     if (main.dataset.key !== key) {
       main.dataset.key = key;
       main.innerHTML = `<div class="head"></div><div class="body"></div><div class="compose"></div>`;
@@ -156,7 +157,8 @@
     main.querySelector(".body").innerHTML = body;
     if (!compose) main.querySelector(".compose").innerHTML = "";
     const scroll = main.querySelector(".scroll");
-    if (scroll && atBottom) scroll.scrollTop = scroll.scrollHeight;
+    if (scroll && keepScroll) scroll.scrollTop = was;  // a Home tab reads from the top
+    else if (scroll && atBottom) scroll.scrollTop = scroll.scrollHeight;
   }
 
   function composer(placeholder, thread = "") {
