@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -278,3 +279,70 @@ def test_the_app_home_shows_the_ams_accounts_ranked(world: World) -> None:
     positions = [text.find(name) for name in ranked]
     assert -1 not in positions, (ranked, text)
     assert positions == sorted(positions), f"shown out of rank: {ranked}"
+
+
+def test_block_kit_is_rendered_for_each_viewer_and_unknown_blocks_are_shown(world: World) -> None:
+    at = dt.datetime(2026, 11, 13, 17, 30, tzinfo=dt.UTC)
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Layout check"}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"*bold* _italic_ ~gone~ <https://example.com/brief|the brief> <@{JANE}> "
+                f"<!date^{int(at.timestamp())}^{{date_short}} at {{time}}|Nov 13>",
+            },
+            "accessory": {
+                "type": "overflow",
+                "action_id": "layout_more",
+                "options": [{"text": {"type": "plain_text", "text": "Archive"}, "value": "archive"}],
+            },
+        },
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Hours*\n12 h"}]},
+        {"type": "divider"},
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "static_select",
+                    "action_id": "layout_pick",
+                    "placeholder": {"type": "plain_text", "text": "Pick a month"},
+                    "options": [{"text": {"type": "plain_text", "text": "November"}, "value": "11"}],
+                },
+                {
+                    "type": "button",
+                    "action_id": "layout_go",
+                    "style": "danger",
+                    "text": {"type": "plain_text", "text": "Go"},
+                },
+            ],
+        },
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "a small print"}]},
+        {"type": "image", "image_url": "data:image/gif;base64,R0lGODlhAQABAAAAACw=", "alt_text": "a pixel"},
+        {"type": "video", "title": {"type": "plain_text", "text": "not in our kit"}},
+    ]
+    world.runtime.workspace.client.chat_postMessage(channel=ACME, text="Layout check", blocks=blocks)
+
+    for who, zone in ((MAYA, "Europe/London"), (JANE, "America/New_York")):
+        page = world.page(who)
+        shown = message(page, "Layout check")
+        expect(shown.locator(".bk-header")).to_have_text("Layout check")
+        expect(shown.locator("b", has_text="bold")).to_be_visible()
+        expect(shown.locator("i", has_text="italic")).to_be_visible()
+        expect(shown.locator("s", has_text="gone")).to_be_visible()
+        expect(shown.get_by_role("link", name="the brief")).to_have_attribute(
+            "href", "https://example.com/brief"
+        )
+        expect(shown.locator(".mention")).to_have_text("@Jane Doe")
+        local = at.astimezone(ZoneInfo(zone))
+        expect(shown.locator("time")).to_have_text(f"Nov 13, 2026 at {local:%-I:%M %p}")
+        expect(shown.locator(".bk-field")).to_contain_text("Hours")
+        expect(shown.locator(".bk-divider")).to_have_count(1)
+        expect(shown.get_by_role("button", name="Go")).to_have_class(re.compile("danger"))
+        expect(shown.locator("select")).to_contain_text("November")
+        expect(shown.locator(".bk-context")).to_have_text("a small print")
+        expect(shown.get_by_role("img", name="a pixel")).to_have_count(1)
+        expect(shown.locator(".bk-unknown")).to_contain_text("Unsupported block: video")
+        shown.hover()
+        shown.get_by_role("button", name="More options").click()
+        expect(shown.get_by_role("button", name="Archive")).to_be_visible()
