@@ -93,15 +93,23 @@ def open_as(context: Any, demo: ServedDemo, user: str, channel: str) -> Any:
     return page
 
 
+def front(page: Any) -> Any:
+    """Bring `page` to the front: several people's pages are open at once, and Chromium barely paints
+    the ones behind (Playwright then waits seconds for what it clicks to be stable)."""
+    page.bring_to_front()
+    return page
+
+
 def say(page: Any, text: str) -> None:
     """Type in the open conversation's message box and press Enter."""
-    box = page.locator("#main .composer textarea")
+    box = front(page).locator("#main .composer textarea")
     box.fill(text)
     box.press("Enter")
 
 
 def message(page: Any, text: str) -> Any:
-    return page.locator("#main .msg", has_text=text)
+    """The message containing `text` in the open conversation, on `page` brought to the front."""
+    return front(page).locator("#main .msg", has_text=text)
 
 
 def use_shortcut(page: Any, text: str, shortcut: str) -> None:
@@ -114,7 +122,7 @@ def use_shortcut(page: Any, text: str, shortcut: str) -> None:
 
 def move_clock(page: Any, to: str, lands_on: str) -> None:
     """Click a clock button and wait until the move (and the scheduler's ticks on the way) is done."""
-    button = page.get_by_role("button", name=f"{to} →")
+    button = front(page).get_by_role("button", name=f"{to} →")
     button.click()
     _expect()(button).to_be_enabled(timeout=30_000)  # disabled while the clock moves and the scheduler ticks
     _expect()(page.locator("#now")).to_contain_text(lands_on)

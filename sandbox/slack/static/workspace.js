@@ -116,11 +116,11 @@
     const d = S.data;
     const channels = d.conversations.filter((c) => !c.is_im);
     const item = (id, label, extra = "") => `<button type="button" class="side-item${S.open === id ? " active" : ""}" data-open="${esc(id)}">${label}${extra}</button>`;
-    $("#sidebar").innerHTML = `
+    swap($("#sidebar"), `
       <div class="side-title">Channels</div>
       ${channels.map((c) => item(c.id, `<span class="hash">${c.is_private ? LOCK : "#"}</span>${esc(c.name)}`, c.is_ext_shared ? '<span class="shared" title="Shared with another organisation (Slack Connect)">⇄</span>' : "")).join("") || '<div class="side-empty">No channels</div>'}
       <div class="side-title">Apps</div>
-      ${item("app", '<span class="app-icon">R</span>Retainer Bot')}`;
+      ${item("app", '<span class="app-icon">R</span>Retainer Bot')}`);
   }
 
   function renderMain() {
@@ -153,12 +153,20 @@
       main.innerHTML = `<div class="head"></div><div class="body"></div><div class="compose"></div>`;
       if (compose) main.querySelector(".compose").innerHTML = compose;
     }
-    main.querySelector(".head").innerHTML = head;
-    main.querySelector(".body").innerHTML = body;
+    swap(main.querySelector(".head"), head);
+    if (!swap(main.querySelector(".body"), body)) return;  // unchanged: leave the DOM (hover, menus) be
     if (!compose) main.querySelector(".compose").innerHTML = "";
     const scroll = main.querySelector(".scroll");
     if (scroll && keepScroll) scroll.scrollTop = was;  // a Home tab reads from the top
     else if (scroll && atBottom) scroll.scrollTop = scroll.scrollHeight;
+  }
+
+  // Replace an element's content only when it changed; true if it did.
+  function swap(el, html) {
+    if (el.dataset.html === html) return false;
+    el.dataset.html = html;
+    el.innerHTML = html;
+    return true;
   }
 
   function composer(placeholder, thread = "") {
@@ -206,8 +214,9 @@
     }
     const body = pane.querySelector(".thread-body");
     const replies = thread.replies.map((m) => messageHtml(m, S.data.channel.id, c, false)).join("");
-    body.innerHTML = `${messageHtml(thread.parent, S.data.channel.id, c, false)}<div class="reply-count">${thread.replies.length} repl${thread.replies.length === 1 ? "y" : "ies"}</div>${replies}`;
-    body.scrollTop = body.scrollHeight;
+    if (swap(body, `${messageHtml(thread.parent, S.data.channel.id, c, false)}<div class="reply-count">${thread.replies.length} repl${thread.replies.length === 1 ? "y" : "ies"}</div>${replies}`)) {
+      body.scrollTop = body.scrollHeight;
+    }
   }
 
   function renderModal() {
