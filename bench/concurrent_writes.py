@@ -40,7 +40,7 @@ from bot.config import load_settings
 from retainer.app import BackgroundServer, build_runtime
 from retainer.ask import signed_slash_command
 from retainer.demo import fill_demo
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade
 from store.models import TimeEntry
 

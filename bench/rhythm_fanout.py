@@ -36,7 +36,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from bot.clock import FixedClock
-from sandbox.slack_api import RateLimits, SlackSandbox
+from sandbox.slack import RateLimits, SlackSandbox
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
 from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade

@@ -1,4 +1,5 @@
-"""Where "now" comes from: the system clock in production, a settable one in tests."""
+"""Where "now" comes from: the system clock in production, a settable one in tests, and in demo mode
+the system clock moved forward by the local workspace's page."""
 
 from __future__ import annotations
 
@@ -15,6 +16,26 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
+
+
+class ShiftedClock:
+    """The system clock, moved forward by however much `advance` was told: time keeps running from there.
+    Demo mode's clock, so a person can watch a month of the rhythm happen in minutes."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self._offset = dt.timedelta(0) if start is None else start - dt.datetime.now(dt.UTC)
+
+    @property
+    def offset(self) -> dt.timedelta:
+        return self._offset
+
+    def advance(self, delta: dt.timedelta) -> None:
+        if delta < dt.timedelta(0):
+            raise ValueError("the clock only moves forward")
+        self._offset += delta
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self._offset
 
 
 class FixedClock:

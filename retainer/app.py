@@ -16,7 +16,7 @@ from aiohttp import web
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.clock import Clock, SystemClock
+from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.config import Settings
 from bot.core import Core
 from bot.messenger import Messenger, Switchboard
@@ -26,14 +26,15 @@ from handlers.slack.home import SlackHomes
 from handlers.slack.outbox import ChannelMessenger
 from handlers.slack.workspace import Workspace, make_client
 from handlers.teams import Teams, build_teams, describe
+from retainer.demo_workspace import open_demo_workspace, seed_from_database
 from retainer.startup import check_address, connect_slack, open_database
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
+from sandbox.slack.page import add_workspace_page
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
 from scheduler.ticker import Ticker
 from store.db import make_sessionmaker
-from store.models import Person, Role
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,15 @@ def build_runtime(
     its tables; anything that stops start-up raises StartupFailure (or DatabaseBehind): one line."""
     engine = open_database(settings.database_url)
     sessions = make_sessionmaker(engine)
-    clock = clock or SystemClock()
+    # Demo mode's clock is the local workspace's: its page moves it forward to show the monthly rhythm.
+    clock = clock or (ShiftedClock() if settings.demo else SystemClock())
     core = Core(sessions, clock)
     if settings.demo:
-        sandbox = sandbox or SlackSandbox(team_id=DEMO_TEAM_ID).start()
-        seed_sandbox(sandbox, sessions)
+        now = clock.now
+        sandbox = sandbox or open_demo_workspace(
+            settings.database_url, team_id=DEMO_TEAM_ID, now=lambda: now().timestamp()
+        )
+        seed_from_database(sandbox, sessions)
         token, api_url, secret = sandbox.bot_token, sandbox.api_url, DEMO_SIGNING_SECRET
     else:
         assert settings.slack_bot_token
@@ -141,6 +146,11 @@ def build_runtime(
     runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
     runtime.messengers["teams"] = runtime.teams.messenger
     runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle)
+    if settings.demo:  # the local workspace in the browser, on http://127.0.0.1:3000/
+        grace = dt.timedelta(hours=settings.retainer_rhythm_grace_hours)
+        add_workspace_page(
+            runtime.web, sandbox, signing_secret=secret, clock=clock, tick=runtime.tick, grace=grace
+        )
     outbox = Outbox(
         sessions,
         clock,
@@ -169,15 +179,6 @@ def build_runtime(
         homes={"slack": SlackHomes(client)},
     )
     return runtime
-
-
-def seed_sandbox(sandbox: SlackSandbox, sessions: sessionmaker[Session]) -> None:
-    """Tell the local Slack server who exists: internal people in the agency's workspace, client
-    contacts in their own (as Slack Connect users appear)."""
-    with sessions() as session:
-        for person in session.query(Person).where(Person.slack_user_id.is_not(None)):
-            team = sandbox.team_id if person.role is not Role.CLIENT else "T0CLIENT"
-            sandbox.add_user(person.slack_user_id, team_id=team, real_name=person.name, email=person.email)
 
 
 class BackgroundServer:
@@ -216,7 +217,8 @@ def serve(settings: Settings, host: str, port: int, *, scheduler: bool = True) -
         print(
             "No SLACK_BOT_TOKEN set: running on demo data against the built-in local Slack-compatible "
             f"server at {runtime.sandbox.api_url}\n"
-            f'Try it:  ./run ask "status acme" --user U01AM0001 --url http://{host}:{port}',
+            f"Use it in the browser, as anyone in the local workspace: http://{host}:{port}/\n"
+            f'Or ask it:  ./run ask "status acme" --user U01AM0001 --url http://{host}:{port}',
             flush=True,
         )
     else:

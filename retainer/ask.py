@@ -17,7 +17,7 @@ from bot.config import Settings
 from handlers.server import SLACK_PATH
 from handlers.slack.render import as_text
 from retainer.app import DEMO_SIGNING_SECRET, DEMO_TEAM_ID, BackgroundServer, build_runtime
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 
 
 class AskFailed(Exception):

@@ -161,7 +161,7 @@ class BotUnderTest:
 
 @pytest.fixture
 def slack_sandbox() -> Iterator[object]:
-    from sandbox.slack_api import SlackSandbox
+    from sandbox.slack import SlackSandbox
 
     with SlackSandbox() as sandbox:
         yield sandbox

@@ -16,7 +16,7 @@ from bot.lookup import name_key
 from bot.messenger import Messenger
 from handlers.slack.messenger import MARKER_EVENT, SlackMessenger
 from handlers.slack.workspace import make_client
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
 from store.db import unit_of_work

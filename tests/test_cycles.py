@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from bot.calendar import Period
 from bot.clock import FixedClock
 from bot.cycles import open_cycle
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 from store.db import unit_of_work
 from store.models import (
     ApprovalRequest,

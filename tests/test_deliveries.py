@@ -15,7 +15,7 @@ from sqlalchemy import update
 from bot.clock import FixedClock
 from bot.messenger import Posted
 from bot.replies import Reply
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 from store.db import unit_of_work
 from store.models import Channel, DeliveryStatus
 from tests.rhythm_world import ACME, ACME_INTERNAL, MAYA, World, build_world

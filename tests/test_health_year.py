@@ -22,7 +22,7 @@ from bot.calendar import is_business_day, local_today, period_of
 from bot.clock import FixedClock
 from bot.cycles import open_cycle
 from handlers.slack.render import as_text
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from store.db import unit_of_work

@@ -16,7 +16,7 @@ from slack_sdk.http_retry import builtin_handlers, handler
 
 from bot.clock import FixedClock
 from handlers.slack.render import as_text
-from sandbox.slack_api import SlackSandbox
+from sandbox.slack import SlackSandbox
 from store.db import unit_of_work
 from store.models import ApprovalApprover, ApprovalRequest, ApprovalState, Cycle, DeliveryStatus, Task
 from tests.rhythm_world import ACME, BRIT, KAIJU, TOM, World, build_world

@@ -17,7 +17,7 @@ from slack_sdk.http_retry import builtin_handlers
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
-from sandbox.slack_api import HELD, RateLimits, SlackSandbox
+from sandbox.slack import HELD, RateLimits, SlackSandbox
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Standard library only; it answers the Web API methods Retainer Bot uses, with Sl
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import math
@@ -17,173 +16,52 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from urllib.parse import urlsplit
 
 from sandbox.server import TrackingServer, wait_for_call
+from sandbox.slack.state import (
+    CHANNEL_NAME,
+    HELD,
+    JSON_FIELDS,
+    ApiError,
+    Args,
+    Call,
+    Channel,
+    Fault,
+    RateLimits,
+    Reply,
+    TokenBucket,
+    User,
+    flag,
+    list_arg,
+    missing_field,
+    paginate,
+    parse_args,
+    tz_offset,
+)
 
-# Form fields that Slack clients send as JSON strings; decoded into Python objects in Call.args.
-JSON_FIELDS = frozenset({"blocks", "attachments", "view", "metadata"})
-CHANNEL_NAME = re.compile(r"[a-z0-9_-]+")
-HELD = 0  # Call.status of a request that was held open and never answered (fail(timeout=True))
+STATE_FORMAT = 1  # of the state file; another one is ignored
 
-Args = dict[str, Any]
+# Web API methods that change nothing a person could see (no save, no page refresh after them).
+READ_ONLY = frozenset(
+    {
+        "auth.test",
+        "users.info",
+        "chat.getPermalink",
+        "conversations.history",
+        "conversations.replies",
+        "conversations.info",
+        "conversations.members",
+        "conversations.list",
+    }
+)
 
-
-@dataclass
-class Call:
-    """One request the sandbox received, and what it answered."""
-
-    method: str  # Web API method, or "response_url"
-    args: Args  # query params + form fields + JSON body, JSON form fields decoded
-    headers: dict[str, str]
-    status: int  # HTTP status answered; HELD (0) if the request was never answered
-    response: dict[str, Any]  # the JSON body answered ({"body": text} for plain-text answers)
-    at: float = field(default_factory=time.monotonic)
-    path: str = ""
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """Token-bucket limits for chat.postMessage (Slack: ~1 message/s per channel, short bursts allowed)."""
-
-    per_channel_per_second: float = 1.0
-    per_channel_burst: int = 3
-    workspace_per_second: float | None = None  # None: no workspace-wide cap
-    workspace_burst: int | None = None  # None: one second's worth of workspace_per_second
-
-
-class _TokenBucket:
-    __slots__ = ("capacity", "rate", "tokens", "updated")
-
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        self.rate, self.capacity, self.tokens, self.updated = rate, capacity, capacity, now
-
-    def wait(self, now: float) -> float:
-        """Refill, then return the seconds until a token is available (0.0 if one is now)."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-
-
-@dataclass
-class _Fault:
-    status: int
-    retry_after: int | None
-    error: str | None
-    timeout: bool
-    remaining: int
-
-
-@dataclass
-class _User:
-    id: str
-    team_id: str
-    name: str
-    real_name: str
-    email: str | None
-    tz: str
-    is_bot: bool
-
-
-@dataclass
-class _Channel:
-    id: str
-    name: str
-    creator: str
-    is_private: bool = False
-    is_shared: bool = False
-    is_archived: bool = False
-    pending_shared: bool = False
-    im_user: str | None = None  # set for direct-message (im) channels
-    members: dict[str, None] = field(default_factory=dict)  # insertion-ordered set of user ids
-    created: int = field(default_factory=lambda: int(time.time()))
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: dict[str, Any]
-    text: str | None = None  # answer this plain text instead of the JSON body
-    retry_after: int | None = None
-
-
-class _ApiError(Exception):
-    """Raised inside a method handler; becomes {"ok": false, "error": ...}."""
-
-    def __init__(
-        self, error: str, *, status: int = 200, retry_after: int | None = None, messages: Iterable[str] = ()
-    ) -> None:
-        super().__init__(error)
-        self.error, self.status, self.retry_after, self.messages = error, status, retry_after, list(messages)
-
-    def reply(self) -> _Reply:
-        body: dict[str, Any] = {"ok": False, "error": self.error}
-        if self.messages:
-            body["response_metadata"] = {"messages": self.messages}
-        return _Reply(self.status, body, retry_after=self.retry_after)
-
-
-def _missing(name: str) -> _ApiError:
-    return _ApiError("invalid_arguments", messages=[f"[ERROR] missing required field: {name}"])
-
-
-def _flag(value: Any) -> bool:
-    return value in (True, 1, "1", "true", "True")
-
-
-def _list_arg(value: Any) -> list[str]:
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return [v.strip() for v in str(value or "").split(",") if v.strip()]
-
-
-def _tz_offset(tz: str) -> int:
-    try:
-        offset = datetime.now(ZoneInfo(tz)).utcoffset()
-    except (ZoneInfoNotFoundError, ValueError):
-        return 0
-    return int(offset.total_seconds()) if offset else 0
-
-
-def _parse_args(query: str, body: bytes, content_type: str) -> Args:
-    """Merge query string, form body and JSON body; raises ValueError on a malformed JSON body."""
-    args: Args = dict(parse_qsl(query, keep_blank_values=True))
-    if body and content_type == "application/json":
-        parsed = json.loads(body)
-        if not isinstance(parsed, dict):
-            raise ValueError("JSON body must be an object")
-        args.update(parsed)
-    elif body and content_type == "application/x-www-form-urlencoded":
-        args.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    for key in JSON_FIELDS & args.keys():
-        value = args[key]
-        if isinstance(value, str) and value[:1] in ("[", "{"):
-            with contextlib.suppress(ValueError):  # else leave it as sent; handlers reject what matters
-                args[key] = json.loads(value)
-    return args
-
-
-def _paginate(items: list[Any], args: Args, key: str) -> dict[str, Any]:
-    """Slack-style cursor pagination (opaque base64 cursors, default limit 100)."""
-    try:
-        limit = max(1, min(1000, int(args.get("limit") or 100)))
-    except ValueError:
-        raise _ApiError("invalid_limit") from None
-    start = 0
-    if cursor := args.get("cursor"):
-        try:
-            start = int(base64.b64decode(cursor).decode().removeprefix("offset:"))
-        except ValueError:
-            raise _ApiError("invalid_cursor") from None
-    end = start + limit
-    next_cursor = base64.b64encode(f"offset:{end}".encode()).decode() if end < len(items) else ""
-    return {"ok": True, key: items[start:end], "response_metadata": {"next_cursor": next_cursor}}
+__all__ = ["HELD", "JSON_FIELDS", "Call", "RateLimits", "SlackSandbox", "main"]
 
 
 class SlackSandbox:
@@ -200,7 +78,12 @@ class SlackSandbox:
         port: int = 0,
         rate_limits: RateLimits | None = None,
         shared_channels_enabled: bool = True,
+        state_file: Path | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        """`state_file`: keep the workspace (people, channels, messages, home tabs) in this JSON file,
+        loaded now and written soon after every change and on stop(). `now`: the workspace's clock, in
+        epoch seconds, that message timestamps follow."""
         self.team_id, self.team_name = team_id, team_name
         self.team_domain = re.sub(r"[^a-z0-9]+", "-", team_name.lower()).strip("-") or "sandbox"
         self.bot_user_id, self.bot_token = bot_user_id, bot_token
@@ -212,6 +95,13 @@ class SlackSandbox:
         self.trigger_ttl = 3.0  # seconds a trigger_id from new_trigger_id() stays valid for views.open/push
         self.rate_limited_count = 0
         self.calls: list[Call] = []
+        self.version = 0  # bumped on every change to what a person could see
+        self.team_timezone = "UTC"  # the agency's: where the workspace page's clock controls count days
+        self.state_file = state_file
+        self._now = now
+        self._listeners: list[Callable[[], None]] = []
+        self._dirty = threading.Event()
+        self._saver: threading.Thread | None = None
 
         self._lock = threading.Lock()  # guards all workspace state below
         self._calls_changed = threading.Condition()  # guards self.calls; notified on every append
@@ -220,8 +110,8 @@ class SlackSandbox:
         self._thread: threading.Thread | None = None
         self._next_id = 0
         self._last_ts = 0
-        self._users: dict[str, _User] = {}
-        self._channels: dict[str, _Channel] = {}
+        self._users: dict[str, User] = {}
+        self._channels: dict[str, Channel] = {}
         self._channel_ids_by_name: dict[str, str] = {}
         self._ims_by_user: dict[str, str] = {}
         self._messages: dict[str, dict[str, dict[str, Any]]] = {}  # channel id -> ts -> message
@@ -230,10 +120,14 @@ class SlackSandbox:
         self._home_view_ids: dict[str, str] = {}
         self._triggers: dict[str, float] = {}  # trigger_id -> monotonic issue time
         self._used_triggers: set[str] = set()
-        self._response_tokens: set[str] = set()
-        self._faults: dict[str, deque[_Fault]] = {}
-        self._channel_buckets: dict[str, _TokenBucket] = {}
-        self._workspace_bucket: _TokenBucket | None = None
+        # token -> where the interaction it was issued for happened ({} for a bare response_url())
+        self._response_tokens: dict[str, dict[str, Any]] = {}
+        self._trigger_users: dict[str, str] = {}  # trigger_id -> the person whose interaction it is
+        self._modals: dict[str, list[str]] = {}  # user id -> the view ids of their open modals, topmost last
+        self._ephemerals: dict[str, dict[str, dict[str, Any]]] = {}  # channel id -> ts -> ephemeral message
+        self._faults: dict[str, deque[Fault]] = {}
+        self._channel_buckets: dict[str, TokenBucket] = {}
+        self._workspace_bucket: TokenBucket | None = None
         self._methods: dict[str, Callable[[Args], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "users.info": self._users_info,
@@ -259,6 +153,8 @@ class SlackSandbox:
             "views.publish": self._views_publish,
         }
         self.add_user(bot_user_id, name=self.bot_name, real_name="Retainer Bot", is_bot=True)
+        if state_file is not None and state_file.exists():
+            self._restore(json.loads(state_file.read_text()))
 
     # ----- lifecycle -------------------------------------------------------------------------------
 
@@ -276,6 +172,9 @@ class SlackSandbox:
             daemon=True,
         )
         self._thread.start()
+        if self.state_file is not None:
+            self._saver = threading.Thread(target=self._keep_saved, name="slack-sandbox-saver", daemon=True)
+            self._saver.start()
         return self
 
     def stop(self) -> None:
@@ -289,6 +188,45 @@ class SlackSandbox:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._saver is not None:
+            self._dirty.set()
+            self._saver.join(timeout=5)
+            self._saver = None
+        self.save()
+
+    def save(self) -> None:
+        """Write the workspace to its state file now (atomically: a reader never sees half of it)."""
+        if self.state_file is None:
+            return
+        with self._lock:
+            data = json.dumps(self._snapshot())
+        partial = self.state_file.with_name(self.state_file.name + ".tmp")
+        partial.write_text(data)
+        partial.replace(self.state_file)
+
+    def _keep_saved(self) -> None:
+        while self._server is not None:
+            self._dirty.wait()
+            self._dirty.clear()
+            if self._server is None:
+                return  # stop() saves the last state itself
+            self.save()
+            self._release.wait(0.25)  # coalesce a burst of posts into one write
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (from any thread) after each change to what a person could see."""
+        self._listeners.append(listener)
+
+    def touch(self) -> None:
+        """Something outside the Web API changed what people see (the workspace's clock): tell them."""
+        self._changed()
+
+    def _changed(self) -> None:
+        """Record a change (caller does not hold self._lock): bump the version, save soon, tell listeners."""
+        self.version += 1
+        self._dirty.set()
+        for listener in list(self._listeners):
+            listener()
 
     def __enter__(self) -> SlackSandbox:
         return self.start()
@@ -319,12 +257,14 @@ class SlackSandbox:
         email: str | None = None,
         tz: str = "America/New_York",
         is_bot: bool = False,
+        title: str = "",
     ) -> None:
         """Add (or replace) a user; a team_id other than the sandbox's makes a Slack Connect user."""
         name = name or re.sub(r"\s+", ".", real_name.strip().lower()) or user_id.lower()
-        user = _User(user_id, team_id or self.team_id, name, real_name or name, email, tz, is_bot)
+        user = User(user_id, team_id or self.team_id, name, real_name or name, email, tz, is_bot, title)
         with self._lock:
             self._users[user_id] = user
+        self._changed()
 
     def add_channel(
         self,
@@ -344,12 +284,34 @@ class SlackSandbox:
             channel_id = channel_id or self._new_id("C")
             if channel_id in self._channels:
                 raise ValueError(f"channel id {channel_id!r} already exists")
-            channel = _Channel(channel_id, name, self.bot_user_id, is_private, is_shared, is_archived)
+            channel = Channel(channel_id, name, self.bot_user_id, is_private, is_shared, is_archived)
             channel.members.update(dict.fromkeys(members))
             if bot_is_member:
                 channel.members[self.bot_user_id] = None
             self._store_channel(channel)
+        self._changed()
         return channel_id
+
+    def ensure_channel(
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        members: Iterable[str] = (),
+        is_private: bool = False,
+        is_shared: bool = False,
+    ) -> None:
+        """The channel `channel_id` exists, the bot and `members` in it: created if missing (with `name`,
+        or `name-<id>` if that name is taken), else left as it is with the missing members added."""
+        with self._lock:
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                if name in self._channel_ids_by_name:
+                    name = f"{name}-{channel_id.lower()}"
+                channel = Channel(channel_id, name, self.bot_user_id, is_private, is_shared)
+                self._store_channel(channel)
+            channel.members.update(dict.fromkeys([self.bot_user_id, *members]))
+        self._changed()
 
     def im_channel(self, user_id: str) -> str:
         """The D-prefixed direct-message channel id between the bot and user_id (stable per user)."""
@@ -367,6 +329,7 @@ class SlackSandbox:
             if thread_ts:
                 message["thread_ts"] = thread_ts
             self._messages[channel_obj.id][ts] = message
+        self._changed()
         return ts
 
     def fail(
@@ -388,23 +351,131 @@ class SlackSandbox:
         if not (timeout or error or HTTPStatus(status) >= 400):
             raise ValueError("fail() needs timeout=True, an error, or an HTTP error status")
         with self._lock:
-            self._faults.setdefault(method, deque()).append(
-                _Fault(status, retry_after, error, timeout, times)
-            )
+            self._faults.setdefault(method, deque()).append(Fault(status, retry_after, error, timeout, times))
 
-    def new_trigger_id(self) -> str:
-        """Issue a trigger_id as an interaction would; views.open/push accept it once, within trigger_ttl."""
+    def new_trigger_id(self, user: str | None = None) -> str:
+        """Issue a trigger_id as an interaction would; views.open/push accept it once, within trigger_ttl.
+        With `user`, the modal it opens is shown to that person (modals())."""
         with self._lock:
             trigger_id = f"{self._new_id('')}.{self.team_id}.{secrets.token_hex(16)}"
             self._triggers[trigger_id] = time.monotonic()
+            if user:
+                self._trigger_users[trigger_id] = user
         return trigger_id
 
-    def response_url(self) -> str:
-        """A fresh URL on this server accepting response_url posts (recorded as method "response_url")."""
+    def response_url(
+        self,
+        *,
+        user: str | None = None,
+        channel: str | None = None,
+        message_ts: str | None = None,
+        ephemeral: bool = False,
+        thread_ts: str | None = None,
+    ) -> str:
+        """A fresh URL on this server accepting response_url posts (recorded as method "response_url").
+
+        With `user` and `channel` (the interaction's person and place) what is posted to it is shown as
+        Slack shows it: an ephemeral message to that person, an in_channel one to everyone, or (with
+        replace_original / delete_original) a change to the message `message_ts` acted on."""
         token = secrets.token_urlsafe(16)
+        where = {"user": user, "channel": channel, "message_ts": message_ts, "ephemeral": ephemeral}
         with self._lock:
-            self._response_tokens.add(token)
+            self._response_tokens[token] = {**where, "thread_ts": thread_ts} if user and channel else {}
         return f"{self.base_url}/response/{token}"
+
+    # ----- what a person sees (the workspace page) ---------------------------------------------------
+
+    def now(self) -> float:
+        """The workspace's clock, in epoch seconds."""
+        return self._now()
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            user = self._users.get(user_id)
+            return self._user_obj(user) if user else None
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        with self._lock:
+            message = self._messages.get(channel, {}).get(ts)
+            return dict(message) if message else None
+
+    def post_as_bot(self, channel: str, content: dict[str, Any], *, thread_ts: str | None = None) -> str:
+        """A message from the app that it did not post itself (an in_channel answer to a command)."""
+        with self._lock:
+            ts = self._store_bot_message(channel, content, thread_ts)
+        self._changed()
+        return ts
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user (people and the bot) as users.info shows them, in the order they were added."""
+        with self._lock:
+            return [self._user_obj(user) for user in self._users.values()]
+
+    def conversations_of(self, user_id: str) -> list[dict[str, Any]]:
+        """The channels `user_id` is in (as conversations.info shows them), then their DM with the bot."""
+        with self._lock:
+            channels = [
+                self._channel_obj(c)
+                for c in self._channels.values()
+                if c.im_user is None and user_id in c.members and not c.is_archived
+            ]
+            if user_id in self._users and user_id != self.bot_user_id:
+                channels.append(self._channel_obj(self._im_for(user_id)))
+        return channels
+
+    def ephemerals(self, channel: str, user_id: str) -> list[dict[str, Any]]:
+        """The ephemeral messages only `user_id` sees in `channel`, oldest first."""
+        with self._lock:
+            messages = self._ephemerals.get(channel, {}).values()
+            return [dict(m) for m in messages if m["ephemeral_to"] == user_id]
+
+    def add_ephemeral(
+        self, channel: str, user_id: str, content: dict[str, Any], *, thread_ts: str | None = None
+    ) -> str:
+        """Show `content` (text, blocks) to `user_id` alone in `channel`, as the bot; returns its ts."""
+        with self._lock:
+            ts = self._store_ephemeral(channel, user_id, content, thread_ts)
+        self._changed()
+        return ts
+
+    def dismiss_ephemeral(self, channel: str, ts: str) -> None:
+        with self._lock:
+            self._ephemerals.get(channel, {}).pop(ts, None)
+        self._changed()
+
+    def view(self, view_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            view = self._views.get(view_id)
+            return dict(view) if view else None
+
+    def home_view(self, user_id: str) -> dict[str, Any] | None:
+        """The App Home tab last published for `user_id`."""
+        with self._lock:
+            view_id = self._home_view_ids.get(user_id)
+            return dict(self._views[view_id]) if view_id else None
+
+    def modals(self, user_id: str) -> list[dict[str, Any]]:
+        """The modals open for `user_id`, bottom first (the last one is on top)."""
+        with self._lock:
+            return [dict(self._views[v]) for v in self._modals.get(user_id, []) if v in self._views]
+
+    def open_modal(self, user_id: str, view: dict[str, Any], *, replace: str | None = None) -> dict[str, Any]:
+        """Push `view` on `user_id`'s modals (a view_submission's response_action "push"), or put it in
+        the place of the modal `replace` ("update")."""
+        with self._lock:
+            stack = self._modals.setdefault(user_id, [])
+            stored = self._store_view(view, replace if replace in stack else None)["view"]
+            if stored["id"] not in stack:
+                stack.append(stored["id"])
+        self._changed()
+        return stored
+
+    def close_modals(self, user_id: str, *, every: bool = False) -> None:
+        """Close `user_id`'s top modal (or `every` one of them, response_action "clear")."""
+        with self._lock:
+            stack = self._modals.get(user_id, [])
+            del stack[0 if every else -1 :]
+        self._changed()
 
     # ----- inspection ------------------------------------------------------------------------------
 
@@ -434,7 +505,7 @@ class SlackSandbox:
 
     def _handle(
         self, path: str, query: str, body: bytes, content_type: str, headers: dict[str, str]
-    ) -> _Reply | None:
+    ) -> Reply | None:
         """Answer one HTTP request; None means hold it open unanswered. Every request is recorded."""
         if path.startswith("/api/"):
             method = path.removeprefix("/api/")
@@ -443,20 +514,20 @@ class SlackSandbox:
         else:
             method = path
         args: Args = {}
-        reply: _Reply | None
+        reply: Reply | None
         try:
-            args = _parse_args(query, body, content_type)
+            args = parse_args(query, body, content_type)
         except ValueError:  # malformed JSON body (or undecodable form body)
             if method == "response_url":
-                reply = _Reply(400, {"body": "invalid_payload"}, text="invalid_payload")
+                reply = Reply(400, {"body": "invalid_payload"}, text="invalid_payload")
             else:
-                reply = _ApiError("invalid_json").reply()
+                reply = ApiError("invalid_json").reply()
         else:
             try:
                 reply = self._answer(method, path, args, headers)
             except Exception as exc:  # a sandbox bug: answer like Slack's own 500s, and say so on stderr
                 traceback.print_exc()
-                reply = _Reply(500, {"ok": False, "error": "fatal_error", "detail": repr(exc)})
+                reply = Reply(500, {"ok": False, "error": "fatal_error", "detail": repr(exc)})
         status, answered = (HELD, {}) if reply is None else (reply.status, reply.body)
         call = Call(method, args, headers, status, answered, path=path)
         with self._calls_changed:
@@ -464,40 +535,50 @@ class SlackSandbox:
             self._calls_changed.notify_all()
         return reply
 
-    def _answer(self, method: str, path: str, args: Args, headers: dict[str, str]) -> _Reply | None:
+    def _answer(self, method: str, path: str, args: Args, headers: dict[str, str]) -> Reply | None:
         with self._lock:
             fault = self._take_fault(method)
         if fault is not None:
             if fault.timeout:
                 return None
             if fault.error:
-                return _ApiError(fault.error).reply()
+                return ApiError(fault.error).reply()
             if fault.status == 429:
-                return _ApiError("ratelimited", status=429, retry_after=fault.retry_after).reply()
+                return ApiError("ratelimited", status=429, retry_after=fault.retry_after).reply()
             error = "internal_error" if fault.status == 500 else HTTPStatus(fault.status).phrase.lower()
-            return _Reply(fault.status, {"ok": False, "error": error.replace(" ", "_")})
+            return Reply(fault.status, {"ok": False, "error": error.replace(" ", "_")})
         if method == "response_url":
             with self._lock:
-                known = path.removeprefix("/response/") in self._response_tokens
-            if not known:
-                return _Reply(404, {"body": "expired_url"}, text="expired_url")
-            return _Reply(200, {"body": "ok"}, text="ok")
+                where = self._response_tokens.get(path.removeprefix("/response/"))
+                if where:
+                    try:
+                        self._respond(where, args)
+                    except ApiError as exc:
+                        return Reply(400, {"body": exc.error}, text=exc.error)
+            if where is None:
+                return Reply(404, {"body": "expired_url"}, text="expired_url")
+            if where:
+                self._changed()
+            return Reply(200, {"body": "ok"}, text="ok")
         handler = self._methods.get(method)
         if handler is None:
-            return _Reply(200, {"ok": False, "error": "unknown_method", "req_method": method})
+            return Reply(200, {"ok": False, "error": "unknown_method", "req_method": method})
         authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         token = authorization.removeprefix("Bearer ").strip() or args.get("token")
         if not token:
-            return _ApiError("not_authed").reply()
+            return ApiError("not_authed").reply()
         if token != self.bot_token:
-            return _ApiError("invalid_auth").reply()
+            return ApiError("invalid_auth").reply()
         try:
             with self._lock:
-                return _Reply(200, handler(args))
-        except _ApiError as exc:
+                answer = handler(args)
+        except ApiError as exc:
             return exc.reply()
+        if method not in READ_ONLY:
+            self._changed()
+        return Reply(200, answer)
 
-    def _take_fault(self, method: str) -> _Fault | None:
+    def _take_fault(self, method: str) -> Fault | None:
         queue = self._faults.get(method)
         if not queue:
             return None
@@ -514,44 +595,114 @@ class SlackSandbox:
         return f"{prefix}0{self._next_id:09d}"
 
     def _next_ts(self) -> str:
-        """Unique, increasing message ts close to the wall clock, e.g. "1764000000.000100"."""
-        self._last_ts = max(time.time_ns() // 1000, self._last_ts + 1)
+        """Unique, increasing message ts close to the workspace's clock, e.g. "1764000000.000100"."""
+        self._last_ts = max(int(self._now() * 1_000_000), self._last_ts + 1)
         return f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}"
 
-    def _store_channel(self, channel: _Channel) -> None:
+    def _snapshot(self) -> dict[str, Any]:
+        """What a restart keeps: people, channels, messages and home tabs (not modals or ephemerals,
+        which Slack does not keep either)."""
+        homes = {user: self._views[view_id] for user, view_id in self._home_view_ids.items()}
+        return {
+            "format": STATE_FORMAT,
+            "next_id": self._next_id,
+            "last_ts": self._last_ts,
+            "users": [asdict(user) for user in self._users.values()],
+            "channels": [asdict(channel) for channel in self._channels.values()],
+            "messages": {channel: list(messages.values()) for channel, messages in self._messages.items()},
+            "homes": homes,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            return  # written by another version: start afresh rather than misread it
+        self._next_id, self._last_ts = state["next_id"], state["last_ts"]
+        for user in state["users"]:
+            self._users[user["id"]] = User(**user)
+        for channel in state["channels"]:
+            self._store_channel(Channel(**channel))
+            if channel["im_user"]:
+                self._ims_by_user[channel["im_user"]] = channel["id"]
+        for channel_id, messages in state["messages"].items():
+            self._messages.setdefault(channel_id, {}).update((m["ts"], m) for m in messages)
+        for user_id, view in state["homes"].items():
+            self._views[view["id"]] = view
+            self._home_view_ids[user_id] = view["id"]
+
+    def _store_ephemeral(
+        self, channel: str, user_id: str, content: dict[str, Any], thread_ts: str | None
+    ) -> str:
+        ts = self._next_ts()
+        message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "text": "", **content}
+        message |= {"ts": ts, "ephemeral_to": user_id, "is_ephemeral": True}
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        self._ephemerals.setdefault(channel, {})[ts] = message
+        return ts
+
+    def _store_bot_message(self, channel: str, content: dict[str, Any], thread_ts: str | None) -> str:
+        ts = self._next_ts()
+        message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "text": "", **content}
+        self._messages[channel][ts] = {**message, "ts": ts, **({"thread_ts": thread_ts} if thread_ts else {})}
+        return ts
+
+    def _respond(self, where: dict[str, Any], args: Args) -> None:
+        """What Slack does with a post to an interaction's response_url (caller holds self._lock)."""
+        channel, user, source = where["channel"], where["user"], where["message_ts"]
+        ephemeral = where["ephemeral"]
+        store = self._ephemerals.setdefault(channel, {}) if ephemeral else self._messages.get(channel)
+        if flag(args.get("delete_original")):
+            if store is not None and source:
+                store.pop(source, None)
+            return
+        content = self._message_content(args)
+        if flag(args.get("replace_original")) and store is not None and source in store:
+            kept = {k: v for k, v in store[source].items() if k not in ("text", "blocks", "attachments")}
+            store[source] = {**kept, "text": "", **content}
+        elif args.get("response_type") == "in_channel" and channel in self._messages:
+            self._store_bot_message(channel, content, where["thread_ts"])
+        else:
+            self._store_ephemeral(channel, user, content, where["thread_ts"])
+
+    def _store_channel(self, channel: Channel) -> None:
         self._channels[channel.id] = channel
         self._messages[channel.id] = {}
         if channel.im_user is None:
             self._channel_ids_by_name[channel.name] = channel.id
 
-    def _im_for(self, user_id: str) -> _Channel:
+    def _im_for(self, user_id: str) -> Channel:
         if user_id not in self._users:
-            raise _ApiError("user_not_found")
+            raise ApiError("user_not_found")
         if user_id not in self._ims_by_user:
-            channel = _Channel(self._new_id("D"), "", self.bot_user_id, is_private=True, im_user=user_id)
+            channel = Channel(self._new_id("D"), "", self.bot_user_id, is_private=True, im_user=user_id)
             channel.members.update(dict.fromkeys([user_id, self.bot_user_id]))
             self._store_channel(channel)
             self._ims_by_user[user_id] = channel.id
         return self._channels[self._ims_by_user[user_id]]
 
-    def _channel(self, args: Args, key: str = "channel") -> _Channel:
+    def _channel(self, args: Args, key: str = "channel") -> Channel:
         """The channel named by args[key]: a channel id, or a user id meaning the bot's DM with that user."""
         value = str(args.get(key) or "")
         channel = self._channels.get(value)
         if channel is None and value[:1] in ("U", "W") and value in self._users:
             channel = self._im_for(value)
         if channel is None or (channel.is_private and self.bot_user_id not in channel.members):
-            raise _ApiError("channel_not_found")  # Slack hides private channels the bot is not in
+            raise ApiError("channel_not_found")  # Slack hides private channels the bot is not in
         return channel
 
-    def _message(self, channel: _Channel, ts: Any) -> dict[str, Any]:
+    def _message(self, channel: Channel, ts: Any) -> dict[str, Any]:
         message = self._messages[channel.id].get(str(ts or ""))
         if message is None:
-            raise _ApiError("message_not_found")
+            raise ApiError("message_not_found")
         return message
 
-    def _user_obj(self, user: _User) -> dict[str, Any]:
-        profile = {"real_name": user.real_name, "display_name": user.name, "team": user.team_id}
+    def _user_obj(self, user: User) -> dict[str, Any]:
+        profile = {
+            "real_name": user.real_name,
+            "display_name": user.name,
+            "team": user.team_id,
+            "title": user.title,
+        }
         if user.email is not None:
             profile["email"] = user.email
         if user.is_bot and user.id == self.bot_user_id:
@@ -563,7 +714,7 @@ class SlackSandbox:
             "deleted": False,
             "real_name": user.real_name,
             "tz": user.tz,
-            "tz_offset": _tz_offset(user.tz),
+            "tz_offset": tz_offset(user.tz),
             "is_admin": False,
             "is_owner": False,
             "is_restricted": False,
@@ -573,7 +724,7 @@ class SlackSandbox:
             "profile": profile,
         }
 
-    def _channel_obj(self, channel: _Channel) -> dict[str, Any]:
+    def _channel_obj(self, channel: Channel) -> dict[str, Any]:
         if channel.im_user is not None:
             return {
                 "id": channel.id,
@@ -615,16 +766,16 @@ class SlackSandbox:
         """text/blocks/attachments given in args, validated like Slack does."""
         content = {key: args[key] for key in ("text", "blocks", "attachments") if args.get(key)}
         if not content:
-            raise _ApiError("no_text")
+            raise ApiError("no_text")
         blocks = content.get("blocks")
         if blocks is not None and not (
             isinstance(blocks, list)
             and len(blocks) <= 50
             and all(isinstance(b, dict) and "type" in b for b in blocks)
         ):
-            raise _ApiError("invalid_blocks")
+            raise ApiError("invalid_blocks")
         if len(str(content.get("text", ""))) > 40_000:
-            raise _ApiError("msg_too_long")
+            raise ApiError("msg_too_long")
         return content
 
     def _check_rate_limit(self, channel_id: str) -> None:
@@ -636,44 +787,44 @@ class SlackSandbox:
         bucket = self._channel_buckets.get(channel_id)
         if bucket is None:
             rate, burst = limits.per_channel_per_second, limits.per_channel_burst
-            bucket = self._channel_buckets[channel_id] = _TokenBucket(rate, burst, now)
+            bucket = self._channel_buckets[channel_id] = TokenBucket(rate, burst, now)
         buckets = [bucket]
         if limits.workspace_per_second:
             if self._workspace_bucket is None:
                 burst = limits.workspace_burst or max(1, round(limits.workspace_per_second))
-                self._workspace_bucket = _TokenBucket(limits.workspace_per_second, burst, now)
+                self._workspace_bucket = TokenBucket(limits.workspace_per_second, burst, now)
             buckets.append(self._workspace_bucket)
         wait = max(bucket.wait(now) for bucket in buckets)
         if wait > 0:
             self.rate_limited_count += 1
-            raise _ApiError("ratelimited", status=429, retry_after=max(1, math.ceil(wait)))
+            raise ApiError("ratelimited", status=429, retry_after=max(1, math.ceil(wait)))
         for bucket in buckets:
             bucket.tokens -= 1
 
     def _exchange_trigger(self, args: Args) -> None:
         trigger_id = str(args.get("trigger_id") or "")
         if not trigger_id:
-            raise _missing("trigger_id")
+            raise missing_field("trigger_id")
         if trigger_id in self._used_triggers:
-            raise _ApiError("exchanged_trigger_id")
+            raise ApiError("exchanged_trigger_id")
         issued = self._triggers.pop(trigger_id, None)
         if issued is None:
-            raise _ApiError("invalid_trigger_id")
+            raise ApiError("invalid_trigger_id")
         self._used_triggers.add(trigger_id)
         if time.monotonic() - issued >= self.trigger_ttl:
-            raise _ApiError("expired_trigger_id")
+            raise ApiError("expired_trigger_id")
 
     def _view_arg(self, args: Args, *types: str) -> dict[str, Any]:
         view = args.get("view")
         if not isinstance(view, dict):
-            raise _missing("view") if view in (None, "") else _ApiError("invalid_arguments")
+            raise missing_field("view") if view in (None, "") else ApiError("invalid_arguments")
         if view.get("type") not in types:
-            raise _ApiError("invalid_arguments", messages=[f"[ERROR] view type must be one of {list(types)}"])
+            raise ApiError("invalid_arguments", messages=[f"[ERROR] view type must be one of {list(types)}"])
         if view["type"] == "modal" and not view.get("title"):
-            raise _missing("title")
+            raise missing_field("title")
         blocks = view.get("blocks")
         if not isinstance(blocks, list) or len(blocks) > 100:
-            raise _ApiError(
+            raise ApiError(
                 "invalid_arguments", messages=["[ERROR] view.blocks must be a list of at most 100"]
             )
         return view
@@ -718,16 +869,16 @@ class SlackSandbox:
     def _users_info(self, args: Args) -> dict[str, Any]:
         user = self._users.get(str(args.get("user") or ""))
         if user is None:
-            raise _ApiError("user_not_found")
+            raise ApiError("user_not_found")
         return {"ok": True, "user": self._user_obj(user)}
 
     def _chat_post_message(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
         content = self._message_content(args)
         if channel.is_archived:
-            raise _ApiError("is_archived")
+            raise ApiError("is_archived")
         if self.bot_user_id not in channel.members:
-            raise _ApiError("not_in_channel")
+            raise ApiError("not_in_channel")
         self._check_rate_limit(channel.id)
         ts = self._next_ts()
         message = {
@@ -749,11 +900,12 @@ class SlackSandbox:
     def _chat_post_ephemeral(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
         if not args.get("user"):
-            raise _missing("user")
-        self._message_content(args)
+            raise missing_field("user")
+        content = self._message_content(args)
         if channel.is_archived:
-            raise _ApiError("is_archived")
-        return {"ok": True, "message_ts": self._next_ts()}
+            raise ApiError("is_archived")
+        ts = self._store_ephemeral(channel.id, str(args["user"]), content, args.get("thread_ts") or None)
+        return {"ok": True, "message_ts": ts}
 
     def _chat_update(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
@@ -785,18 +937,16 @@ class SlackSandbox:
     def _conversations_create(self, args: Args) -> dict[str, Any]:
         name = str(args.get("name") or "")
         if not name:
-            raise _ApiError("invalid_name_required")
+            raise ApiError("invalid_name_required")
         if len(name) > 80:
-            raise _ApiError("invalid_name_maxlength")
+            raise ApiError("invalid_name_maxlength")
         if not CHANNEL_NAME.fullmatch(name):
-            raise _ApiError("invalid_name_specials")
+            raise ApiError("invalid_name_specials")
         if not re.search(r"[a-z0-9]", name):
-            raise _ApiError("invalid_name_punctuation")
+            raise ApiError("invalid_name_punctuation")
         if name in self._channel_ids_by_name:
-            raise _ApiError("name_taken")
-        channel = _Channel(
-            self._new_id("C"), name, self.bot_user_id, is_private=_flag(args.get("is_private"))
-        )
+            raise ApiError("name_taken")
+        channel = Channel(self._new_id("C"), name, self.bot_user_id, is_private=flag(args.get("is_private")))
         channel.members[self.bot_user_id] = None
         self._store_channel(channel)
         return {"ok": True, "channel": self._channel_obj(channel)}
@@ -819,9 +969,9 @@ class SlackSandbox:
         return self._history(thread, args)
 
     def _history(self, messages: list[dict[str, Any]], args: Args) -> dict[str, Any]:
-        if not _flag(args.get("include_all_metadata")):  # like Slack: metadata only when asked for
+        if not flag(args.get("include_all_metadata")):  # like Slack: metadata only when asked for
             messages = [{k: v for k, v in m.items() if k != "metadata"} for m in messages]
-        page = _paginate(messages, args, "messages")
+        page = paginate(messages, args, "messages")
         return {**page, "has_more": bool(page["response_metadata"]["next_cursor"])}
 
     def _conversations_info(self, args: Args) -> dict[str, Any]:
@@ -829,53 +979,53 @@ class SlackSandbox:
 
     def _conversations_invite(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
-        user_ids = _list_arg(args.get("users"))
+        user_ids = list_arg(args.get("users"))
         if not user_ids:
-            raise _ApiError("no_user")
+            raise ApiError("no_user")
         if channel.im_user is not None:
-            raise _ApiError("method_not_supported_for_channel_type")
+            raise ApiError("method_not_supported_for_channel_type")
         if channel.is_archived:
-            raise _ApiError("is_archived")
+            raise ApiError("is_archived")
         if self.bot_user_id not in channel.members:
-            raise _ApiError("not_in_channel")
+            raise ApiError("not_in_channel")
         for user_id in user_ids:  # validate all before changing anything, like Slack
             if user_id == self.bot_user_id:
-                raise _ApiError("cant_invite_self")
+                raise ApiError("cant_invite_self")
             if user_id not in self._users:
-                raise _ApiError("user_not_found")
+                raise ApiError("user_not_found")
             if user_id in channel.members:
-                raise _ApiError("already_in_channel")
+                raise ApiError("already_in_channel")
         channel.members.update(dict.fromkeys(user_ids))
         return {"ok": True, "channel": self._channel_obj(channel)}
 
     def _conversations_invite_shared(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
         if not self.shared_channels_enabled:
-            raise _ApiError("not_paid")
+            raise ApiError("not_paid")
         if channel.im_user is not None:
-            raise _ApiError("method_not_supported_for_channel_type")
+            raise ApiError("method_not_supported_for_channel_type")
         if channel.is_archived:
-            raise _ApiError("is_archived")
-        emails, user_ids = _list_arg(args.get("emails")), _list_arg(args.get("user_ids"))
+            raise ApiError("is_archived")
+        emails, user_ids = list_arg(args.get("emails")), list_arg(args.get("user_ids"))
         if not emails and not user_ids:
-            raise _ApiError("invalid_arguments", messages=["[ERROR] either emails or user_ids is required"])
+            raise ApiError("invalid_arguments", messages=["[ERROR] either emails or user_ids is required"])
         if len(emails) > 1:
-            raise _ApiError("too_many_emails")  # Slack invites one email or user id per call
+            raise ApiError("too_many_emails")  # Slack invites one email or user id per call
         if len(user_ids) > 1:
-            raise _ApiError("too_many_users")
+            raise ApiError("too_many_users")
         if any("@" not in email for email in emails):
-            raise _ApiError("invalid_email")
+            raise ApiError("invalid_email")
         if any(user_id not in self._users for user_id in user_ids):
-            raise _ApiError("user_not_found")
+            raise ApiError("user_not_found")
         channel.pending_shared = True
         return {"ok": True, "invite_id": self._new_id("I"), "is_legacy_shared_channel": False}
 
     def _conversations_join(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
         if channel.is_private or channel.im_user is not None:
-            raise _ApiError("method_not_supported_for_channel_type")
+            raise ApiError("method_not_supported_for_channel_type")
         if channel.is_archived:
-            raise _ApiError("is_archived")
+            raise ApiError("is_archived")
         body: dict[str, Any] = {"ok": True}
         if self.bot_user_id in channel.members:
             body |= {
@@ -886,24 +1036,24 @@ class SlackSandbox:
         return {**body, "channel": self._channel_obj(channel)}
 
     def _conversations_members(self, args: Args) -> dict[str, Any]:
-        return _paginate(list(self._channel(args).members), args, "members")
+        return paginate(list(self._channel(args).members), args, "members")
 
     def _conversations_archive(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
         if channel.im_user is not None:
-            raise _ApiError("method_not_supported_for_channel_type")
+            raise ApiError("method_not_supported_for_channel_type")
         if channel.is_archived:
-            raise _ApiError("already_archived")
+            raise ApiError("already_archived")
         if self.bot_user_id not in channel.members:
-            raise _ApiError("not_in_channel")
+            raise ApiError("not_in_channel")
         channel.is_archived = True
         return {"ok": True}
 
     def _conversations_list(self, args: Args) -> dict[str, Any]:
-        types = set(_list_arg(args.get("types"))) or {"public_channel"}
-        exclude_archived = _flag(args.get("exclude_archived"))
+        types = set(list_arg(args.get("types"))) or {"public_channel"}
+        exclude_archived = flag(args.get("exclude_archived"))
 
-        def listed(channel: _Channel) -> bool:
+        def listed(channel: Channel) -> bool:
             if exclude_archived and channel.is_archived:
                 return False
             if channel.im_user is not None:
@@ -913,23 +1063,23 @@ class SlackSandbox:
             return "public_channel" in types
 
         channels = [self._channel_obj(channel) for channel in self._channels.values() if listed(channel)]
-        return _paginate(channels, args, "channels")
+        return paginate(channels, args, "channels")
 
     def _conversations_open(self, args: Args) -> dict[str, Any]:
         if args.get("channel"):
             return {"ok": True, "channel": {"id": self._channel(args).id}}
-        user_ids = _list_arg(args.get("users"))
+        user_ids = list_arg(args.get("users"))
         if len(user_ids) != 1:
-            raise _ApiError("not_enough_users" if not user_ids else "too_many_users")
+            raise ApiError("not_enough_users" if not user_ids else "too_many_users")
         return {"ok": True, "channel": {"id": self._im_for(user_ids[0]).id}}
 
     def _pins_add(self, args: Args) -> dict[str, Any]:
         channel = self._channel(args)
         if not args.get("timestamp"):
-            raise _ApiError("no_item_specified")
+            raise ApiError("no_item_specified")
         message = self._message(channel, args["timestamp"])
         if channel.id in message.get("pinned_to", []):
-            raise _ApiError("already_pinned")
+            raise ApiError("already_pinned")
         pinned = {**message, "pinned_to": [*message.get("pinned_to", []), channel.id]}
         self._messages[channel.id][message["ts"]] = pinned
         return {"ok": True}
@@ -937,7 +1087,10 @@ class SlackSandbox:
     def _views_open(self, args: Args) -> dict[str, Any]:
         view = self._view_arg(args, "modal")
         self._exchange_trigger(args)
-        return self._store_view(view)
+        stored = self._store_view(view)
+        if user := self._trigger_users.pop(str(args["trigger_id"]), None):
+            self._modals.setdefault(user, []).append(stored["view"]["id"])
+        return stored
 
     def _views_push(self, args: Args) -> dict[str, Any]:
         return self._views_open(args)
@@ -946,19 +1099,19 @@ class SlackSandbox:
         view = self._view_arg(args, "modal", "home")
         view_id = args.get("view_id") or self._view_ids_by_external_id.get(args.get("external_id") or "")
         if view_id not in self._views:
-            raise _ApiError("not_found")
+            raise ApiError("not_found")
         if args.get("hash") and args["hash"] != self._views[view_id]["hash"]:
-            raise _ApiError("hash_conflict")
+            raise ApiError("hash_conflict")
         return self._store_view(view, view_id)
 
     def _views_publish(self, args: Args) -> dict[str, Any]:
         user_id = str(args.get("user_id") or "")
         if user_id not in self._users:
-            raise _ApiError("user_not_found") if user_id else _missing("user_id")
+            raise ApiError("user_not_found") if user_id else missing_field("user_id")
         view = self._view_arg(args, "home")
         view_id = self._home_view_ids.get(user_id)
         if view_id and args.get("hash") and args["hash"] != self._views[view_id]["hash"]:
-            raise _ApiError("hash_conflict")
+            raise ApiError("hash_conflict")
         response = self._store_view(view, view_id)
         self._home_view_ids[user_id] = response["view"]["id"]
         return response
