@@ -95,6 +95,7 @@ class _Cycle:
     starts_on: dt.date
     ends_on: dt.date
     confirmed: bool
+    monthly_minutes: int | None = None  # the cycle's own (its term's); None: the retainer's
     asked: dict[str, int] | None = None
     linked: int = 0  # deliverables tied to a change order
     extra_minutes: int = 0
@@ -203,11 +204,14 @@ def load_accounts(
             Cycle.starts_on,
             Cycle.ends_on,
             Cycle.priorities_confirmed_at,
+            Cycle.monthly_minutes,
         ).where(in_window)
     ):
         if (c.retainer_id, c.period) in wanted:
             confirmed = c.priorities_confirmed_at is not None
-            by_cycle[c.id] = _Cycle(c.retainer_id, c.period, c.starts_on, c.ends_on, confirmed)
+            by_cycle[c.id] = _Cycle(
+                c.retainer_id, c.period, c.starts_on, c.ends_on, confirmed, c.monthly_minutes
+            )
 
     # One row per cycle and category, the counts summed in SQL: what was planned, delivered, tied to a
     # change order, and asked for in the cycle itself (not a copy of a carried-over deliverable).
@@ -309,7 +313,8 @@ def load_accounts(
                 c.starts_on,
                 c.ends_on,
                 minutes_used=minutes.get(cycle_id, 0),
-                minutes_allocated=monthly[c.retainer_id] + c.extra_minutes,
+                minutes_allocated=(monthly[c.retainer_id] if c.monthly_minutes is None else c.monthly_minutes)
+                + c.extra_minutes,
                 asked=c.asked or NOTHING,
                 extra_deliverables=max(0, c.extra_deliverables - c.linked),
                 delivered=c.delivered,

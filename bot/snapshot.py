@@ -75,7 +75,9 @@ class Snapshot:
 
     @property
     def minutes_allocated(self) -> int:
-        return self.retainer.monthly_minutes + self.extra_minutes
+        """The cycle's own monthly hours (those of its term) plus its change orders."""
+        own = self.cycle.monthly_minutes if self.cycle is not None else None
+        return (self.retainer.monthly_minutes if own is None else own) + self.extra_minutes
 
     @property
     def elapsed(self) -> float:
