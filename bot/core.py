@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import commands
 from bot.access import Viewer, resolve_viewer
 from bot.approvals import Approvals
+from bot.change_orders import ChangeOrders
 from bot.clock import Clock
 from bot.dashboard import Dashboard
 from bot.engagement import Engagement
@@ -20,6 +21,7 @@ from bot.feedback import Intake
 from bot.onboarding import Onboarding
 from bot.people import People
 from bot.prompts import Confirmed, confirm_priorities
+from bot.renewal import Renewals
 from bot.replies import Reply, error
 from store.db import unit_of_work
 
@@ -39,6 +41,8 @@ class Core:
         self.dashboard = Dashboard(sessions, clock)
         self.escalations = Escalations(sessions, clock)
         self.engagement = Engagement(sessions, clock)
+        self.change_orders = ChangeOrders(sessions, clock)
+        self.renewals = Renewals(sessions, clock)
 
     def command(
         self,

@@ -1,4 +1,4 @@
-"""Trailing-cycle history of many retainers at once, for health, the dashboard and the daily scan: eleven
+"""Trailing-cycle history of many retainers at once, for health, the dashboard and the daily scan: twelve
 grouped queries whatever the number of retainers. The retainers are given as a list of ids or as a
 subquery selecting them (a dashboard passes "every live retainer" and never lists their ids)."""
 
@@ -97,9 +97,9 @@ class _Cycle:
     confirmed: bool
     monthly_minutes: int | None = None  # the cycle's own (its term's); None: the retainer's
     asked: dict[str, int] | None = None
-    linked: int = 0  # deliverables tied to a change order
     extra_minutes: int = 0
-    extra_deliverables: int = 0
+    extra_deliverables: int = 0  # not tied to a task nor to a category: they cover any
+    covered: dict[str, int] | None = None  # not tied to a task, for a named category
     planned: int = 0
     delivered: int = 0
 
@@ -213,18 +213,17 @@ def load_accounts(
                 c.retainer_id, c.period, c.starts_on, c.ends_on, confirmed, c.monthly_minutes
             )
 
-    # One row per cycle and category, the counts summed in SQL: what was planned, delivered, tied to a
-    # change order, and asked for in the cycle itself (not a copy of a carried-over deliverable).
+    # One row per cycle and category, the counts summed in SQL: what was planned, delivered, and asked
+    # for in the cycle itself (not a copy of a carried-over deliverable, nor covered by a change order).
     def counted(condition: ColumnElement[bool]) -> Any:
         return func.sum(case((condition, 1), else_=0))
 
-    for cycle_id, category, planned, delivered, linked, asked in conn.execute(
+    for cycle_id, category, planned, delivered, asked in conn.execute(
         select(
             Task.cycle_id,
             Task.category,
             counted(Task.status != TaskStatus.CARRIED_OVER),
             counted(Task.status.in_([TaskStatus.APPROVED, TaskStatus.DELIVERED])),
-            counted(Task.change_order_id.is_not(None)),
             counted(Task.change_order_id.is_(None) & Task.carried_over_from_id.is_(None)),
         )
         .where(Task.cycle_id.in_(cycle_ids.where(Cycle.ends_on >= since_tasks)))
@@ -235,7 +234,6 @@ def load_accounts(
             continue
         cycle.planned += int(planned or 0)
         cycle.delivered += int(delivered or 0)
-        cycle.linked += int(linked or 0)
         if category and asked:
             if cycle.asked is None:
                 cycle.asked = {}
@@ -249,18 +247,37 @@ def load_accounts(
     ):
         minutes[cycle_id] = int(used or 0)
 
-    for cycle_id, extra, deliverables in conn.execute(
+    # Change orders by cycle and category, less the deliverables tied to one (the task itself is left
+    # out of what was asked): what is left covers its category, or any category without one.
+    linked: dict[tuple[int, str | None], int] = {}
+    for cycle_id, category, count in conn.execute(
+        select(Task.cycle_id, ChangeOrder.category, func.count(Task.id))
+        .join(ChangeOrder, ChangeOrder.id == Task.change_order_id)
+        .where(Task.cycle_id.in_(cycle_ids))
+        .group_by(Task.cycle_id, ChangeOrder.category)
+    ):
+        linked[(cycle_id, category)] = int(count or 0)
+    for cycle_id, category, extra, deliverables in conn.execute(
         select(
             ChangeOrder.cycle_id,
+            ChangeOrder.category,
             func.sum(ChangeOrder.extra_minutes),
             func.sum(ChangeOrder.extra_deliverables),
         )
         .where(ChangeOrder.cycle_id.in_(cycle_ids))
-        .group_by(ChangeOrder.cycle_id)
+        .group_by(ChangeOrder.cycle_id, ChangeOrder.category)
     ):
-        if cycle_id in by_cycle:
-            by_cycle[cycle_id].extra_minutes = int(extra or 0)
-            by_cycle[cycle_id].extra_deliverables = int(deliverables or 0)
+        cycle = by_cycle.get(cycle_id)
+        if cycle is None:
+            continue
+        cycle.extra_minutes += int(extra or 0)
+        free = max(0, int(deliverables or 0) - linked.get((cycle_id, category), 0))
+        if category is None:
+            cycle.extra_deliverables += free
+        elif free:
+            if cycle.covered is None:
+                cycle.covered = {}
+            cycle.covered[category] = free
 
     # Decisions on the cycle's deliverables. The state is summed, not filtered: with the state in the
     # WHERE clause SQLite walks every decided request of the agency through the state index.
@@ -316,7 +333,8 @@ def load_accounts(
                 minutes_allocated=(monthly[c.retainer_id] if c.monthly_minutes is None else c.monthly_minutes)
                 + c.extra_minutes,
                 asked=c.asked or NOTHING,
-                extra_deliverables=max(0, c.extra_deliverables - c.linked),
+                extra_deliverables=c.extra_deliverables,
+                covered=c.covered or NOTHING,
                 delivered=c.delivered,
                 planned=c.planned,
                 approved=approved,

@@ -52,6 +52,7 @@ class ScopeChange:
     extra_minutes: int
     extra_deliverables: int
     note: str
+    category: str | None = None
 
 
 @dataclass
@@ -138,6 +139,7 @@ _CHANGES = (
         ChangeOrder.extra_minutes,
         ChangeOrder.extra_deliverables,
         ChangeOrder.note,
+        ChangeOrder.category,
     )
     .where(ChangeOrder.cycle_id.in_(_ids("cycles")))
     .order_by(ChangeOrder.agreed_on, ChangeOrder.id)
@@ -214,7 +216,9 @@ def snapshots_of(
         snapshot = by_cycle[order.cycle_id]
         snapshot.extra_minutes += order.extra_minutes
         snapshot.changes.append(
-            ScopeChange(order.agreed_on, order.extra_minutes, order.extra_deliverables, order.note)
+            ScopeChange(
+                order.agreed_on, order.extra_minutes, order.extra_deliverables, order.note, order.category
+            )
         )
 
     if titles:

@@ -90,6 +90,8 @@ def status_internal(s: Snapshot, health: Health) -> Reply:
         )
     )
     blocks.append(_items("Deliverables", [_task_line(t, True) for t in s.tasks], empty="No tasks yet."))
+    if s.changes:
+        blocks.append(_items("Change orders this month", [scope_line(c, True) for c in s.changes]))
     ams = ", ".join(s.names(MemberRole.AM)) or "no AM"
     director = ", ".join(s.names(MemberRole.DIRECTOR)) or "no director"
     blocks.append(Context(f"AM: {ams} · Director: {director} · internal view"))
@@ -170,7 +172,7 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
             empty="Nothing carried over." if month_over else "Nothing carried over yet.",
         )
     )
-    blocks.append(_items("Scope changes", [_scope_line(c, internal) for c in s.changes], empty="None."))
+    blocks.append(_items("Scope changes", [scope_line(c, internal) for c in s.changes], empty="None."))
     if internal:
         oos = [t.title for t in s.tasks if t.out_of_scope]
         blocks.append(_items("Out of scope", oos, empty="No out-of-scope work."))
@@ -179,13 +181,14 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
     return Reply(summary, tuple(blocks))
 
 
-def _scope_line(change: ScopeChange, internal: bool) -> str:
+def scope_line(change: ScopeChange, internal: bool) -> str:
     parts = [f"{change.agreed_on:%b %-d}"]
     if internal and change.extra_minutes:
         parts.append(f"+{format_hours(change.extra_minutes)}")
     if change.extra_deliverables:
         n = change.extra_deliverables
-        parts.append(f"+{n} deliverable{'s' if n != 1 else ''}")
+        what = change.category.replace("_", " ") if change.category else f"deliverable{'s' if n != 1 else ''}"
+        parts.append(f"+{n} {what}")
     if change.note:
         parts.append(change.note)
     return " · ".join(parts)
