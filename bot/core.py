@@ -18,6 +18,7 @@ from bot.dashboard import Dashboard
 from bot.engagement import Engagement
 from bot.escalations import Escalations
 from bot.feedback import Intake
+from bot.handoff import Handoff
 from bot.onboarding import Onboarding
 from bot.people import People
 from bot.prompts import Confirmed, confirm_priorities
@@ -43,6 +44,7 @@ class Core:
         self.engagement = Engagement(sessions, clock)
         self.change_orders = ChangeOrders(sessions, clock)
         self.renewals = Renewals(sessions, clock)
+        self.handoff = Handoff(sessions, clock, self.onboarding)
 
     def command(
         self,

@@ -10,6 +10,7 @@ import re
 import types
 import typing
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -138,6 +139,17 @@ def validate_into(
 
 
 # --- the values a retainer is made of -------------------------------------------------------------
+
+
+def to_minutes(hours: float) -> int:
+    """Hours as whole minutes, rounded half up (no float drift: 1.1 h is 66 minutes)."""
+    return int((Decimal(str(hours)) * 60).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def to_cents(amount: float | None) -> int | None:
+    if amount is None:
+        return None
+    return int((Decimal(str(amount)) * 100).quantize(Decimal(1), ROUND_HALF_UP))
 
 
 def check_date(value: Any) -> Any:

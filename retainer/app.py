@@ -17,13 +17,16 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock, SystemClock
-from bot.config import Settings
+from bot.config import Settings, SettingsError
 from bot.core import Core
+from bot.handoff import load_mapping
 from bot.messenger import Messenger, Switchboard
+from handlers.crm import CrmWebhooks
 from handlers.server import build_web_app
 from handlers.slack import build_app
 from handlers.slack.home import SlackHomes
 from handlers.slack.outbox import ChannelMessenger
+from handlers.slack.setup import ChannelSetup
 from handlers.slack.workspace import Workspace, authenticate, make_client
 from handlers.teams import Teams, build_teams, describe
 from sandbox.slack_api import SlackSandbox
@@ -103,6 +106,10 @@ def build_runtime(
 ) -> Runtime:
     """Everything the server needs. Without Slack credentials, a local Slack-compatible server is
     started (or `sandbox` is used) and seeded with the database's people."""
+    try:
+        mapping = load_mapping(settings.retainer_crm_mapping)
+    except ValueError as err:
+        raise SettingsError([str(err)]) from None
     engine = make_engine(settings.database_url)
     check_up_to_date(engine)
     sessions = make_sessionmaker(engine)
@@ -135,7 +142,17 @@ def build_runtime(
     runtime.switchboard = Switchboard(sessions, runtime.messengers)
     runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
     runtime.messengers["teams"] = runtime.teams.messenger
-    runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle)
+    crm = CrmWebhooks(
+        core.handoff,
+        mapping,
+        runtime.executor,
+        set_up=ChannelSetup(core, workspace).set_up_channel,
+        tell=lambda t: runtime.messengers[t.platform].direct(t.user_id, t.reply),
+        secret=settings.retainer_crm_secret,
+        hubspot_secret=settings.retainer_hubspot_client_secret,
+        public_url=settings.retainer_public_url,
+    )
+    runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle, crm.routes())
     outbox = Outbox(
         sessions,
         clock,

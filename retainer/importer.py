@@ -14,7 +14,6 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,6 +41,8 @@ from bot.fields import (
     format_path,
     message_for,
     own_error,
+    to_cents,
+    to_minutes,
 )
 from bot.fields import problem as _problem
 from bot.fields import validate_into as _validate
@@ -152,13 +153,11 @@ class RetainerEntry(_Strict):
 
     @property
     def monthly_minutes(self) -> int:
-        return int((Decimal(str(self.monthly_hours)) * 60).quantize(Decimal(1), ROUND_HALF_UP))
+        return to_minutes(self.monthly_hours)
 
     @property
     def fee_cents(self) -> int | None:
-        if self.fee is None:
-            return None
-        return int((Decimal(str(self.fee)) * 100).quantize(Decimal(1), ROUND_HALF_UP))
+        return to_cents(self.fee)
 
 
 class _ClientFields(_Strict):
