@@ -31,6 +31,7 @@ from bot.access import Viewer
 from bot.calendar import business_days_between, local_today, period_of
 from bot.clock import Clock
 from bot.cycles import open_cycle
+from bot.escalations import RENEWAL_PACK_ACTION
 from bot.feedback import Duplicate, Invalid
 from bot.health import Level, assess_history, category_label
 from bot.history import load_accounts
@@ -71,7 +72,7 @@ from store.models import (
 )
 
 START_ACTION = "renewal_start"
-PACK_ACTION = "renewal_open_pack"  # "Renewal pack" on a restructure escalation
+PACK_ACTION = RENEWAL_PACK_ACTION  # "Renewal pack" on a restructure escalation
 FORM_KIND = "renewal"
 WINDOW_MONTHS = 6
 MIN_FINISHED = 3

@@ -33,6 +33,7 @@ from sandbox.slack_api import SlackSandbox
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
+from scheduler.renewals import RenewalPacks, RenewalSettings
 from scheduler.ticker import Ticker
 from store.db import check_up_to_date, make_engine, make_sessionmaker
 from store.models import Person, Role
@@ -60,6 +61,7 @@ class Runtime:
     rhythm: ScheduledPosts | None = None
     clock_job: Ticker | None = None
     watch: HealthWatch | None = None  # the daily health scan, escalation DMs, home tab refreshes
+    renewals: RenewalPacks | None = None  # the renewal pack's DM, 90 days before the end of a term
     teams: Teams | None = None
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
 
@@ -75,6 +77,8 @@ class Runtime:
         self.rhythm.run_due()
         if self.watch is not None:
             self.watch.run_due()
+        if self.renewals is not None:
+            self.renewals.run_due()
         self.core.approvals.retry_stale_cards(self.switchboard or self.messengers["slack"])
 
     def health(self) -> dict[str, object]:
@@ -171,6 +175,9 @@ def build_runtime(
             grace=dt.timedelta(hours=settings.retainer_rhythm_grace_hours),
             reminder_after_business_days=settings.retainer_reminder_after_business_days,
         ),
+    )
+    runtime.renewals = RenewalPacks(
+        sessions, clock, outbox, RenewalSettings(hour=settings.retainer_rhythm_hour)
     )
     runtime.watch = HealthWatch(
         sessions,
