@@ -372,10 +372,17 @@ class Handoff:
                 template = mapping.templates[deal.template]
         if problems:
             raise _Refused(problems)
+        # The unique row first, before reading anything it decides on: a concurrent delivery of the same
+        # deal waits here for this transaction and then finds the row (on PostgreSQL, a later statement
+        # would otherwise see this one's client committed and call it a conflict).
+        row = self._record(session, source, deal)
         client = _find_client(session, deal)
         if client is not None:
-            return self._renew(session, source, deal, client, template, [p for _, p in people if p], now)
-        return self._create(session, source, deal, template, [(k, p) for k, p in people if p], now)
+            outcome = self._renew(session, source, deal, client, template, [p for _, p in people if p], now)
+        else:
+            outcome = self._create(session, source, deal, template, [(k, p) for k, p in people if p], now)
+        row.retainer_id, row.outcome = outcome.body["retainer_id"], outcome.body["outcome"]
+        return outcome
 
     @staticmethod
     def _internal(session: Session, email: str, loc: list[str | int], problems: list[str]) -> Person:
@@ -389,19 +396,18 @@ class Handoff:
             return None  # type: ignore[return-value]
         return person  # type: ignore[return-value]
 
-    def _record(self, session: Session, source: str, deal: DealWon, retainer_id: int, outcome: str) -> None:
-        session.add(
-            CrmDeal(
-                source=source,
-                deal_id=deal.deal_id,
-                term_start=deal.term_start,
-                retainer_id=retainer_id,
-                outcome=outcome,
-                received_at=self.clock.now(),
-                deal=deal.model_dump(mode="json"),
-            )
+    def _record(self, session: Session, source: str, deal: DealWon) -> CrmDeal:
+        row = CrmDeal(
+            source=source,
+            deal_id=deal.deal_id,
+            term_start=deal.term_start,
+            outcome="pending",
+            received_at=self.clock.now(),
+            deal=deal.model_dump(mode="json"),
         )
+        session.add(row)
         session.flush()  # the unique row: a concurrent delivery of the same deal stops here
+        return row
 
     def _create(
         self,
@@ -438,7 +444,6 @@ class Handoff:
         if isinstance(made, Invalid):
             where = {"name": "client_name", "slug": "slug", "contacts": "contacts"}
             raise _Refused([problem([where.get(k, k)], v) for k, v in made.errors.items()])
-        self._record(session, source, deal, made.retainer_id, "created")
         today = local_today(now, data.timezone)
         text = (
             f"**Deal won** ({source} deal {deal.deal_id}): created the retainer for **{deal.client_name}**, "
@@ -471,7 +476,6 @@ class Handoff:
         retainer = max(client.retainers, key=lambda r: (r.start_date, r.id), default=None)
         if retainer is None:
             raise _Refused([problem(["client_name"], f"{client.name} is a client without a retainer")])
-        self._record(session, source, deal, retainer.id, "renewed")
         lines = [{"title": t.title, "category": t.category, "count": t.count} for t in template] or None
         nxt = NextTerm(
             deal.term_start,
