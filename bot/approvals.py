@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer
-from bot.calendar import local_today
+from bot.change_orders import Agreed, record_change_order
 from bot.clock import Clock
 from bot.feedback import (
     Duplicate,
@@ -580,32 +580,22 @@ class Approvals:
         task.completed_at = task.completed_at or now
         if not request.counts_against_scope:
             return None
-        change_order = ChangeOrder(
-            retainer_id=retainer.id,
-            cycle_id=task.cycle_id,
-            extra_deliverables=1,
-            note=f"Approved beyond the monthly scope: {task.title}",
-            agreed_on=local_today(now, retainer.timezone),
-            created_by_id=viewer.person_id,
-            created_at=now,
+        recorded = record_change_order(
+            session,
+            retainer,
+            Agreed(
+                deliverables=1,
+                category=task.category,
+                note=f"Approved beyond the monthly scope: {task.title}",
+            ),
+            viewer,
+            now,
+            source=request.source_permalink,
+            task=task,
+            cycle=task.cycle,
+            details={"approval": request.id},
         )
-        session.add(change_order)
-        session.flush()
-        task.change_order_id = change_order.id
-        task.out_of_scope = True
-        session.add(
-            AuditEntry(
-                at=now,
-                actor_id=viewer.person_id,
-                actor_external_id=viewer.user_id,
-                action="change_order_recorded",
-                retainer_id=retainer.id,
-                subject=f"change_order:{change_order.id}",
-                details={"task_id": task.id, "extra_deliverables": 1, "approval": request.id},
-                source=request.source_permalink,
-            )
-        )
-        return change_order
+        return session.get_one(ChangeOrder, recorded.change_order_id)
 
     @staticmethod
     def _tell_owner(

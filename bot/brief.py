@@ -17,7 +17,7 @@ from bot.parsing import business_days, format_hours, month_name, plural
 from bot.replies import Block, Context, Facts, Header, Items, Reply, Text
 from bot.rhythm import PostKind
 from bot.snapshot import Snapshot, load_snapshots
-from bot.views import LEVEL_MARK, LEVEL_TONE
+from bot.views import LEVEL_MARK, LEVEL_TONE, scope_line
 from store.models import (
     Delivery,
     DeliveryStatus,
@@ -107,6 +107,7 @@ def brief(
         _items("Waiting on the client", waiting, "Nothing waits on the client."),
         _items("Hours trend", hours, "No hours logged yet."),
         _items("Open feedback", feedback, "No open feedback from the client."),
+        _items("Change orders this month", [scope_line(c, True) for c in snapshot.changes], "None."),
         _items("Risks", risks, "No risks: the account is on track."),
         _items(
             "Talking points", talking_points(snapshot, health, days_left, thresholds), "Carry on as planned."

@@ -16,6 +16,7 @@ from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
 from bot.account import assessed
 from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
+from bot.change_orders import KINDS, categories_of, parse_change, record_change_order
 from bot.cycles import open_cycle
 from bot.dashboard import load_rows
 from bot.health import DEFAULT_THRESHOLDS
@@ -31,6 +32,7 @@ from bot.parsing import (
     task_id,
     words,
 )
+from bot.renewal import renewal_pack
 from bot.replies import Context, Reply, Text, Tone
 from bot.snapshot import load_snapshots, snapshots_of
 from bot.views import portfolio, report, status_client, status_internal
@@ -59,6 +61,11 @@ USAGE = {
     "link": "/retainer link <client>",
     "new": "/retainer new <client>",
     "brief": "/retainer brief <client>",
+    "change": (
+        "/retainer change <client> hours <+h> <note>  or  "
+        "/retainer change <client> deliverables <+n> <category> <note>"
+    ),
+    "renewal": "/retainer renewal <client>",
 }
 INTERNAL_HELP = [
     ("status [client]", "hours, deliverables, approvals and health"),
@@ -70,6 +77,8 @@ INTERNAL_HELP = [
     ("brief <client>", "before a client meeting: delivered, waiting, hours, feedback, risks, talking points"),
     ("new <client>", "create a retainer and its shared channel"),
     ("link <client>", "bind this channel to the client's retainer"),
+    ("change <client> hours|deliverables <amount> [category] <note>", "record an agreed change order"),
+    ("renewal <client>", "the renewal pack: the term in numbers and a proposed next term"),
     ("help", "this list"),
 ]
 CLIENT_HELP = [
@@ -497,6 +506,40 @@ def _new(call: Call, tokens: list[str]) -> Reply:
     return Reply("Opening the form for a new retainer.", form=form)
 
 
+def _change(call: Call, tokens: list[str]) -> Reply:
+    """A change order agreed with the client (bot/change_orders.py)."""
+    call.internal_only("Recording change orders")
+    # The kind word followed by an amount: a client's name may hold a word like "time".
+    kinds = [i for i, t in enumerate(tokens) if t.lower() in KINDS]
+    amount = [i for i in kinds if i + 1 < len(tokens) and tokens[i + 1][:1] in "+0123456789"]
+    at = (amount or kinds or [None])[0]
+    if at is None:
+        retainer, rest = call.client_retainer(tokens, USAGE["change"])
+        raise CommandError(
+            f"Say what changes for {retainer.client.name}: `hours` or `deliverables`.", USAGE["change"]
+        )
+    retainer, rest = call.client_retainer(tokens[:at], USAGE["change"], max_words=at)
+    if rest:
+        raise call.unknown(" ".join(rest))
+    try:
+        agreed = parse_change(tokens[at:], categories_of(call.session, retainer))
+    except InputError as err:
+        raise CommandError(str(err), USAGE["change"]) from None
+    typed = "change " + " ".join(tokens)
+    return record_change_order(
+        call.session, retainer, agreed, call.viewer, call.request.now, source_text=typed[:2000]
+    ).reply
+
+
+def _renewal(call: Call, tokens: list[str]) -> Reply:
+    """The renewal pack, any time (bot/renewal.py)."""
+    call.internal_only("The renewal pack")
+    retainer, rest = call.client_retainer(tokens, USAGE["renewal"])
+    if rest:
+        raise call.unknown(" ".join(tokens))
+    return renewal_pack(call.session, retainer.id, call.request.now)
+
+
 def _audit(call: Call, action: str, retainer_id: int, subject: str, details: dict[str, object]) -> None:
     call.session.add(
         AuditEntry(
@@ -522,7 +565,9 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
     "link": _link,
     "new": _new,
     "brief": _brief,
+    "change": _change,
+    "renewal": _renewal,
 }
 # The subcommands that may write. The others run in a read-only transaction, which never waits for a
 # writer; one that writes without being listed here fails on its first write, on both databases.
-WRITING = frozenset({"log", "task add", "task done", "link"})
+WRITING = frozenset({"log", "task add", "task done", "link", "change"})

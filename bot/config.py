@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     microsoft_app_type: str | None = None  # MultiTenant or SingleTenant; default: by the tenant id
     teams_tenant_id: str | None = None  # the agency's Microsoft 365 tenant: who is internal
     teams_service_url: str = DEFAULT_TEAMS_SERVICE_URL  # for 1:1 chats nobody has started yet
+    # The CRM hand-off (handlers/crm.py): each endpoint exists only with its secret. The mapping file
+    # names the templates a deal may ask for and which HubSpot deal properties carry what.
+    retainer_crm_secret: str | None = Field(None, min_length=16)
+    retainer_hubspot_client_secret: str | None = Field(None, min_length=8)
+    retainer_crm_mapping: str | None = None
+    retainer_public_url: str | None = None  # https://host as HubSpot calls it (behind a proxy)
 
     @field_validator("slack_bot_token")
     @classmethod

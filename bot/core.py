@@ -12,14 +12,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import commands
 from bot.access import Viewer, resolve_viewer
 from bot.approvals import Approvals
+from bot.change_orders import ChangeOrders
 from bot.clock import Clock
 from bot.dashboard import Dashboard
 from bot.engagement import Engagement
 from bot.escalations import Escalations
 from bot.feedback import Intake
+from bot.handoff import Handoff
 from bot.onboarding import Onboarding
 from bot.people import People
 from bot.prompts import Confirmed, confirm_priorities
+from bot.renewal import Renewals
 from bot.replies import Reply, error
 from store.db import unit_of_work
 
@@ -39,6 +42,9 @@ class Core:
         self.dashboard = Dashboard(sessions, clock)
         self.escalations = Escalations(sessions, clock)
         self.engagement = Engagement(sessions, clock)
+        self.change_orders = ChangeOrders(sessions, clock)
+        self.renewals = Renewals(sessions, clock)
+        self.handoff = Handoff(sessions, clock, self.onboarding)
 
     def command(
         self,

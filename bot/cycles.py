@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from bot.calendar import Period, next_business_day
 from bot.rhythm import cycle_days
+from bot.terms import apply_due_term
 from store.models import ApprovalRequest, Cycle, Feedback, Phase, Retainer, Task, TaskStatus
 
 PLANNING_BUSINESS_DAYS = 3  # a cycle is in planning for its first business days
@@ -39,11 +40,15 @@ def open_cycle(session: Session, retainer: Retainer, period: Period, today: dt.d
     existing = _cycle(session, retainer.id, period)
     if existing is not None:
         return existing
+    starts_on = period.starts_on(retainer.cycle_start_day)
+    # The first month of a next term opens with that term's hours, scope and template.
+    apply_due_term(session, retainer, starts_on, dt.datetime.combine(today, dt.time(), dt.UTC))
     cycle = Cycle(
         retainer_id=retainer.id,
         period=str(period),
-        starts_on=period.starts_on(retainer.cycle_start_day),
+        starts_on=starts_on,
         ends_on=period.ends_on(retainer.cycle_start_day),
+        monthly_minutes=retainer.monthly_minutes,
     )
     cycle.phase = phase_on(today, cycle, retainer.country)
     try:

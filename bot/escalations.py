@@ -51,6 +51,7 @@ from store.models import (
 ACKNOWLEDGE_ACTION = "escalation_acknowledge"
 SNOOZE_ACTION = "escalation_snooze"
 OPEN_ACTION = "escalation_open_account"
+RENEWAL_PACK_ACTION = "renewal_open_pack"  # bot/renewal.py's PACK_ACTION (that module imports this one)
 ESCALATION_KINDS = (PostKind.ESCALATION, PostKind.ESCALATION_NOTE, PostKind.ESCALATION_CLOSED)
 
 
@@ -246,6 +247,9 @@ def _state_blocks(f: EscalationFacts, now: dt.datetime) -> list[Block]:
     else:
         buttons.append(Button("Snooze 7 days", SNOOZE_ACTION, str(f.id)))
     buttons.append(Button("Open account", OPEN_ACTION, str(f.id)))
+    if any(r.key == "restructure" and r.level is Level.RED for r in f.reasons):
+        # Months over allocation call for a new shape of retainer: the renewal pack proposes one.
+        buttons.append(Button("Renewal pack", RENEWAL_PACK_ACTION, str(f.retainer_id)))
     return [*blocks, Actions(tuple(buttons))]
 
 

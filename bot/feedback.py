@@ -16,6 +16,7 @@ from bot.clock import Clock
 from bot.cycles import open_cycle
 from bot.messenger import DeliveryError, Messenger
 from bot.replies import (
+    Block,
     ChoiceInput,
     Context,
     Field,
@@ -297,6 +298,46 @@ def platform_id(person: Person, platform: str) -> str | None:
     return person.slack_user_id if platform == "slack" else person.teams_aad_id
 
 
+def capture_message(
+    session: Session,
+    purpose: str,
+    viewer: Viewer,
+    retainer: Retainer,
+    message: SourceMessage,
+    author: Viewer | None,
+    now: dt.datetime,
+) -> tuple[MessageCapture, tuple[Block, ...]]:
+    """Keep the message a form is about (its state is too small for it), and the form's intro: whose
+    message it is, quoted."""
+    # A capture only has to outlive its form (and a replay of its submission): the message lives on
+    # in what is made from it.
+    session.execute(delete(MessageCapture).where(MessageCapture.created_at < now - CAPTURE_KEPT))
+    side = Side.INTERNAL if author is None or author.internal else Side.CLIENT
+    capture = MessageCapture(
+        purpose=purpose,
+        platform=viewer.platform,
+        retainer_id=retainer.id,
+        channel_external_id=message.channel_id,
+        message_ts=message.ts,
+        thread_ts=message.thread_ts,
+        author_external_id=message.author_id,
+        author_id=author.person_id if author else None,
+        author_side=side,
+        text=message.text,
+        captured_by_external_id=viewer.user_id,
+        captured_by_id=viewer.person_id,
+        created_at=now,
+    )
+    session.add(capture)
+    session.flush()
+    who = (author.name if author and author.name else None) or ("an app" if author is None else "someone")
+    intro: tuple[Block, ...] = (
+        Context(f"{retainer.client.name} · message from {who} ({side.value} side)"),
+        Text(quote(message.text) or "_(no text)_"),
+    )
+    return capture, intro
+
+
 class Intake:
     """Turning a chat message into feedback or an approval request: the form, and the feedback itself."""
 
@@ -322,34 +363,7 @@ class Intake:
                     f"`/retainer link {retainer.client.slug}` in it first."
                 )
             _, tasks = current_cycle_tasks(session, retainer, now)
-            # A capture only has to outlive its form (and a replay of its submission): the message
-            # lives on in the feedback or the request made from it.
-            session.execute(delete(MessageCapture).where(MessageCapture.created_at < now - CAPTURE_KEPT))
-            side = Side.INTERNAL if author is None or author.internal else Side.CLIENT
-            capture = MessageCapture(
-                purpose=purpose,
-                platform=viewer.platform,
-                retainer_id=retainer.id,
-                channel_external_id=message.channel_id,
-                message_ts=message.ts,
-                thread_ts=message.thread_ts,
-                author_external_id=message.author_id,
-                author_id=author.person_id if author else None,
-                author_side=side,
-                text=message.text,
-                captured_by_external_id=viewer.user_id,
-                captured_by_id=viewer.person_id,
-                created_at=now,
-            )
-            session.add(capture)
-            session.flush()
-            who = (author.name if author and author.name else None) or (
-                "an app" if author is None else "someone"
-            )
-            intro = (
-                Context(f"{client_name} · message from {who} ({side.value} side)"),
-                Text(quote(message.text) or "_(no text)_"),
-            )
+            capture, intro = capture_message(session, purpose, viewer, retainer, message, author, now)
             new_title, note = task_fields()
             fields: tuple[Field, ...] = (task_choice(tasks), new_title, note)
             if purpose == "approval":

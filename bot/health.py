@@ -122,6 +122,7 @@ class CycleFacts:
     minutes_allocated: int = 0  # the monthly hours plus the cycle's change orders
     asked: Mapping[str, int] = field(default_factory=dict)  # deliverables by category, no change order
     extra_deliverables: int = 0  # change orders' deliverables not tied to a task: cover any category
+    covered: Mapping[str, int] = field(default_factory=dict)  # ... of a named category: cover only it
     delivered: int = 0  # ... completed (approved or delivered)
     planned: int = 0  # the cycle's deliverables, those carried over to the next one too
     approved: int = 0  # decisions on the cycle's deliverables
@@ -246,6 +247,8 @@ def _scope_creep(h: History, t: Thresholds) -> list[Reason]:
     totals = dict.fromkeys(baseline, 0)
     for cycle in window:
         excess = {c: max(0, cycle.asked.get(c, 0) - n) for c, n in baseline.items()}
+        for c in excess:  # a change order for the category covers that category first
+            excess[c] -= min(cycle.covered.get(c, 0), excess[c])
         cover = cycle.extra_deliverables  # a change order's deliverables not tied to a task
         for c in sorted(excess, key=lambda c: (-excess[c], c)):
             taken = min(cover, excess[c])

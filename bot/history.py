@@ -1,4 +1,4 @@
-"""Trailing-cycle history of many retainers at once, for health, the dashboard and the daily scan: eleven
+"""Trailing-cycle history of many retainers at once, for health, the dashboard and the daily scan: twelve
 grouped queries whatever the number of retainers. The retainers are given as a list of ids or as a
 subquery selecting them (a dashboard passes "every live retainer" and never lists their ids)."""
 
@@ -154,10 +154,11 @@ class _Cycle:
     starts_on: dt.date
     ends_on: dt.date
     confirmed: bool
+    monthly_minutes: int | None = None  # the cycle's own (its term's); None: the retainer's
     asked: dict[str, int] | None = None
-    linked: int = 0  # deliverables tied to a change order
     extra_minutes: int = 0
-    extra_deliverables: int = 0
+    extra_deliverables: int = 0  # not tied to a task nor to a category: they cover any
+    covered: dict[str, int] | None = None  # not tied to a task, for a named category
     planned: int = 0
     delivered: int = 0
 
@@ -188,6 +189,7 @@ class _Statements:
     cycles: Select[Any]
     tasks: Select[Any]
     minutes: Select[Any]
+    linked: Select[Any]
     changes: Select[Any]
     decisions: Select[Any]
     planning: Select[Any]
@@ -251,17 +253,17 @@ def _statements_of(scope: ScopeClause) -> _Statements:
             Cycle.starts_on,
             Cycle.ends_on,
             Cycle.priorities_confirmed_at,
+            Cycle.monthly_minutes,
         ).where(in_window),
         # One row per cycle and category, the counts summed in SQL: the cycle's deliverables (those
         # carried over to the next month too: they were that month's and were not completed), the
-        # completed ones, those tied to a change order, and those asked for in the cycle itself (not a
-        # carried-over copy).
+        # completed ones, and those asked for in the cycle itself (not a carried-over copy, nor covered
+        # by a change order).
         tasks=select(
             Task.cycle_id,
             Task.category,
             func.count(),
             _counted(Task.status.in_(COMPLETED)),
-            _counted(Task.change_order_id.is_not(None)),
             _counted(Task.change_order_id.is_(None) & Task.carried_over_from_id.is_(None)),
         )
         .where(Task.cycle_id.in_(cycle_ids.where(Cycle.ends_on >= bindparam("since_tasks"))))
@@ -269,13 +271,19 @@ def _statements_of(scope: ScopeClause) -> _Statements:
         minutes=select(TimeEntry.cycle_id, func.sum(TimeEntry.minutes))
         .where(TimeEntry.cycle_id.in_(cycle_ids))
         .group_by(TimeEntry.cycle_id),
+        # The deliverables tied to a change order, by the change order's category.
+        linked=select(Task.cycle_id, ChangeOrder.category, func.count(Task.id))
+        .join(ChangeOrder, ChangeOrder.id == Task.change_order_id)
+        .where(Task.cycle_id.in_(cycle_ids))
+        .group_by(Task.cycle_id, ChangeOrder.category),
         changes=select(
             ChangeOrder.cycle_id,
+            ChangeOrder.category,
             func.sum(ChangeOrder.extra_minutes),
             func.sum(ChangeOrder.extra_deliverables),
         )
         .where(ChangeOrder.cycle_id.in_(cycle_ids))
-        .group_by(ChangeOrder.cycle_id),
+        .group_by(ChangeOrder.cycle_id, ChangeOrder.category),
         # Decisions on the cycle's deliverables. The state is summed, not filtered: with the state in
         # the WHERE clause SQLite walks every decided request of the agency through the state index.
         decisions=select(
@@ -347,9 +355,11 @@ def load_accounts(
     for c in _execute(conn, q.cycles, scope, **window):
         if (c.retainer_id, c.period) in wanted:
             confirmed = c.priorities_confirmed_at is not None
-            by_cycle[c.id] = _Cycle(c.retainer_id, c.period, c.starts_on, c.ends_on, confirmed)
+            by_cycle[c.id] = _Cycle(
+                c.retainer_id, c.period, c.starts_on, c.ends_on, confirmed, c.monthly_minutes
+            )
 
-    for cycle_id, category, planned, delivered, linked, asked in _execute(
+    for cycle_id, category, planned, delivered, asked in _execute(
         conn, q.tasks, scope, **window, since_tasks=since_tasks
     ):
         cycle = by_cycle.get(cycle_id)
@@ -357,7 +367,6 @@ def load_accounts(
             continue
         cycle.planned += int(planned or 0)
         cycle.delivered += int(delivered or 0)
-        cycle.linked += int(linked or 0)
         if category and asked:
             if cycle.asked is None:
                 cycle.asked = {}
@@ -367,10 +376,23 @@ def load_accounts(
     for cycle_id, used in _execute(conn, q.minutes, scope, **window):
         minutes[cycle_id] = int(used or 0)
 
-    for cycle_id, extra, deliverables in _execute(conn, q.changes, scope, **window):
-        if cycle_id in by_cycle:
-            by_cycle[cycle_id].extra_minutes = int(extra or 0)
-            by_cycle[cycle_id].extra_deliverables = int(deliverables or 0)
+    # Change orders by cycle and category, less the deliverables tied to one (the task itself is left
+    # out of what was asked): what is left covers its category, or any category without one.
+    linked: dict[tuple[int, str | None], int] = {}
+    for cycle_id, category, count in _execute(conn, q.linked, scope, **window):
+        linked[(cycle_id, category)] = int(count or 0)
+    for cycle_id, category, extra, deliverables in _execute(conn, q.changes, scope, **window):
+        cycle = by_cycle.get(cycle_id)
+        if cycle is None:
+            continue
+        cycle.extra_minutes += int(extra or 0)
+        free = max(0, int(deliverables or 0) - linked.get((cycle_id, category), 0))
+        if category is None:
+            cycle.extra_deliverables += free
+        elif free:
+            if cycle.covered is None:
+                cycle.covered = {}
+            cycle.covered[category] = free
 
     decisions: dict[int, tuple[int, int]] = {}
     for cycle_id, approved, changes in _execute(
@@ -401,9 +423,11 @@ def load_accounts(
                 c.starts_on,
                 c.ends_on,
                 minutes_used=minutes.get(cycle_id, 0),
-                minutes_allocated=monthly[c.retainer_id] + c.extra_minutes,
+                minutes_allocated=(monthly[c.retainer_id] if c.monthly_minutes is None else c.monthly_minutes)
+                + c.extra_minutes,
                 asked=c.asked or NOTHING,
-                extra_deliverables=max(0, c.extra_deliverables - c.linked),
+                extra_deliverables=c.extra_deliverables,
+                covered=c.covered or NOTHING,
                 delivered=c.delivered,
                 planned=c.planned,
                 approved=approved,

@@ -89,6 +89,12 @@ class NewRetainer:
     contacts: tuple[str, ...]
     timezone: str
     template: tuple[TemplateLine, ...]
+    # From a CRM's deal won (bot/handoff.py); the form leaves them out.
+    fee_cents: int | None = None
+    currency: str | None = None
+    country: str | None = None  # None: the agency's
+    contact_names: tuple[str, ...] = ()  # beside `contacts`, the same order
+    known: tuple[tuple[str, int], ...] = ()  # ("ams" | "director" | "team", person id): found by email
 
     @property
     def user_ids(self) -> tuple[str, ...]:
@@ -492,21 +498,23 @@ class Onboarding:
         now = self.clock.now()
         try:
             with unit_of_work(self.sessions) as session:
-                errors = conflicts(session, data, viewer.platform)
-                if errors:
-                    return Invalid(errors)
-                return self._create(session, data, profiles, viewer, now), data.minutes
+                made = self.create_in(session, data, profiles, viewer, now)
+                return made if isinstance(made, Invalid) else (made, data.minutes)
         except IntegrityError:
             return Invalid({"slug": f"“{data.slug}” was taken a moment ago; pick another."})
 
-    def _create(
+    def create_in(
         self,
         session: Session,
         data: NewRetainer,
         profiles: dict[str, Profile],
         viewer: Viewer,
         now: dt.datetime,
-    ) -> SetupPlan:
+    ) -> SetupPlan | Invalid:
+        """`create` inside the caller's transaction (the CRM hand-off writes its deal in the same one)."""
+        errors = conflicts(session, data, viewer.platform)
+        if errors:
+            return Invalid(errors)
         agency = session.scalars(select(Agency).order_by(Agency.id)).first()
         client = Client(name=data.name, slug=data.slug, name_key=name_key(data.name))
         session.add(client)
@@ -516,8 +524,10 @@ class Onboarding:
             start_date=data.starts,
             end_date=data.ends,
             monthly_minutes=data.minutes,
+            fee_cents=data.fee_cents,
+            currency=data.currency,
             timezone=data.timezone,
-            country=agency.country if agency else None,
+            country=data.country or (agency.country if agency else None),
             cycle_start_day=1,
             stage=Stage.ACTIVE if data.starts <= today else Stage.PROSPECT,
             created_at=now,
@@ -530,8 +540,14 @@ class Onboarding:
                 person = self._internal_person(session, viewer.platform, user_id, role, profiles, notes)
                 if person is not None:
                     members.setdefault((person.id, member_role), person)
+        for key, person_id in data.known:
+            known = session.get(Person, person_id)
+            if known is not None:
+                members.setdefault((known.id, ROLE_OF[key][1]), known)
+        names = dict(zip(data.contacts, data.contact_names, strict=False))
         for email in data.contacts:
-            contact = Person(name=email.split("@")[0], role=Role.CLIENT, email=email, client=client)
+            name = names.get(email) or email.split("@")[0]
+            contact = Person(name=name, role=Role.CLIENT, email=email, client=client)
             session.add(contact)
             session.flush()
             members[(contact.id, MemberRole.APPROVER)] = contact

@@ -17,6 +17,7 @@ from bot.calendar import Period, business_days_between, local_today
 from bot.escalations import ESCALATION_KINDS, escalation_posts
 from bot.health import LIVE_STAGES, Health, Level
 from bot.parsing import business_days, delivered_of, format_hours, month_name, plural
+from bot.renewal import renewal_pack
 from bot.replies import (
     Actions,
     Bar,
@@ -420,6 +421,9 @@ def write(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[str,
     for w in wanted:
         if w.kind is PostKind.CHANNEL_GONE:
             out[w.key] = _channel_gone(session, w)
+    for w in wanted:  # a renewal pack whose sender died mid-send: the same pack, as of now
+        if w.kind is PostKind.RENEWAL_PACK and w.retainer_id is not None:
+            out[w.key] = Written(renewal_pack(session, w.retainer_id, now))
     escalations = [(w.key, w.kind) for w in wanted if w.kind in ESCALATION_KINDS]
     if escalations:
         for key, content in escalation_posts(session, escalations, now).items():

@@ -42,6 +42,7 @@ class PostKind(StrEnum):
     ESCALATION = "escalation"  # to the director: an account turned red, or got worse (bot/escalations.py)
     ESCALATION_NOTE = "escalation_note"  # to the AMs: the director was told
     ESCALATION_CLOSED = "escalation_closed"  # to the director and the AMs: the account recovered
+    RENEWAL_PACK = "renewal_pack"  # to the AMs and the director, once a term, 90 days out (bot/renewal.py)
 
     @property
     def order(self) -> int:
@@ -68,6 +69,7 @@ AUDIENCE = {
     PostKind.ESCALATION: Audience.PERSON,
     PostKind.ESCALATION_NOTE: Audience.PERSON,
     PostKind.ESCALATION_CLOSED: Audience.PERSON,
+    PostKind.RENEWAL_PACK: Audience.PERSON,
 }
 
 

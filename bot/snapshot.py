@@ -44,6 +44,7 @@ class ScopeChange:
     extra_minutes: int
     extra_deliverables: int
     note: str
+    category: str | None = None
 
 
 @dataclass
@@ -67,7 +68,9 @@ class Snapshot:
 
     @property
     def minutes_allocated(self) -> int:
-        return self.retainer.monthly_minutes + self.extra_minutes
+        """The cycle's own monthly hours (those of its term) plus its change orders."""
+        own = self.cycle.monthly_minutes if self.cycle is not None else None
+        return (self.retainer.monthly_minutes if own is None else own) + self.extra_minutes
 
     @property
     def elapsed(self) -> float:
@@ -130,6 +133,7 @@ _CHANGES = (
         ChangeOrder.extra_minutes,
         ChangeOrder.extra_deliverables,
         ChangeOrder.note,
+        ChangeOrder.category,
     )
     .where(ChangeOrder.cycle_id.in_(_ids("cycles")))
     .order_by(ChangeOrder.agreed_on, ChangeOrder.id)
@@ -200,7 +204,9 @@ def snapshots_of(
         snapshot = by_cycle[order.cycle_id]
         snapshot.extra_minutes += order.extra_minutes
         snapshot.changes.append(
-            ScopeChange(order.agreed_on, order.extra_minutes, order.extra_deliverables, order.note)
+            ScopeChange(
+                order.agreed_on, order.extra_minutes, order.extra_deliverables, order.note, order.category
+            )
         )
 
     return list(snapshots.values())

@@ -95,6 +95,8 @@ def status_internal(s: Snapshot, health: Health, stage: Stage) -> Reply:
         )
     )
     blocks.append(_items("Deliverables", [_task_line(t, True) for t in s.tasks], empty="No tasks yet."))
+    if s.changes:
+        blocks.append(_items("Change orders this month", [scope_line(c, True) for c in s.changes]))
     ams = ", ".join(s.names(MemberRole.AM)) or "no AM"
     director = ", ".join(s.names(MemberRole.DIRECTOR)) or "no director"
     blocks.append(Context(f"AM: {ams} · Director: {director} · internal view"))
@@ -175,7 +177,7 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
             empty="Nothing carried over." if month_over else "Nothing carried over yet.",
         )
     )
-    blocks.append(_items("Scope changes", [_scope_line(c, internal) for c in s.changes], empty="None."))
+    blocks.append(_items("Scope changes", [scope_line(c, internal) for c in s.changes], empty="None."))
     if internal:
         oos = [t.title for t in s.tasks if t.out_of_scope]
         blocks.append(_items("Out of scope", oos, empty="No out-of-scope work."))
@@ -184,12 +186,13 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
     return Reply(summary, tuple(blocks))
 
 
-def _scope_line(change: ScopeChange, internal: bool) -> str:
+def scope_line(change: ScopeChange, internal: bool) -> str:
     parts = [f"{change.agreed_on:%b %-d}"]
     if internal and change.extra_minutes:
         parts.append(f"+{format_hours(change.extra_minutes)}")
     if change.extra_deliverables:
-        parts.append("+" + plural(change.extra_deliverables, "deliverable"))
+        what = change.category.replace("_", " ") if change.category else "deliverable"
+        parts.append("+" + plural(change.extra_deliverables, what, what))
     if change.note:
         parts.append(change.note)
     return " · ".join(parts)

@@ -6,7 +6,7 @@ in a thread pool so a slow database never blocks the event loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -22,6 +22,7 @@ def build_web_app(
     health: Callable[[], dict[str, object]],
     executor: ThreadPoolExecutor,
     teams: Callable[[web.Request], Awaitable[web.Response]] | None = None,
+    routes: Mapping[str, Callable[[web.Request], Awaitable[web.Response]]] | None = None,
 ) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
         assert slack is not None
@@ -43,4 +44,6 @@ def build_web_app(
         app.router.add_post(SLACK_PATH, slack_events)
     if teams is not None:
         app.router.add_post(TEAMS_PATH, teams)
+    for path, handler in (routes or {}).items():  # the CRM's deal won (handlers/crm.py), when configured
+        app.router.add_post(path, handler)
     return app

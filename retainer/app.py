@@ -17,13 +17,16 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock, ShiftedClock, SystemClock
-from bot.config import Settings
+from bot.config import Settings, SettingsError
 from bot.core import Core
+from bot.handoff import load_mapping
 from bot.messenger import Messenger, Switchboard
+from handlers.crm import CrmWebhooks
 from handlers.server import build_web_app
 from handlers.slack import build_app
 from handlers.slack.home import SlackHomes
 from handlers.slack.outbox import ChannelMessenger
+from handlers.slack.setup import ChannelSetup
 from handlers.slack.workspace import Workspace, make_client
 from handlers.teams import Teams, build_teams, describe
 from retainer.demo_workspace import open_demo_workspace, seed_from_database
@@ -33,6 +36,7 @@ from sandbox.slack.page import add_workspace_page
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
+from scheduler.renewals import RenewalPacks, RenewalSettings
 from scheduler.ticker import Ticker
 from store.db import make_sessionmaker
 
@@ -59,6 +63,7 @@ class Runtime:
     rhythm: ScheduledPosts | None = None
     clock_job: Ticker | None = None
     watch: HealthWatch | None = None  # the daily health scan, escalation DMs, home tab refreshes
+    renewals: RenewalPacks | None = None  # the renewal pack's DM, 90 days before the end of a term
     teams: Teams | None = None
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
 
@@ -74,6 +79,8 @@ class Runtime:
         self.rhythm.run_due()
         if self.watch is not None:
             self.watch.run_due()
+        if self.renewals is not None:
+            self.renewals.run_due()
         self.core.approvals.retry_stale_cards(self.switchboard or self.messengers["slack"])
 
     def health(self) -> dict[str, object]:
@@ -106,6 +113,10 @@ def build_runtime(
     """Everything the server needs. Without Slack credentials, a local Slack-compatible server is
     started (or `sandbox` is used) and seeded with the database's people. A new, empty database gets
     its tables; anything that stops start-up raises StartupFailure (or DatabaseBehind): one line."""
+    try:
+        mapping = load_mapping(settings.retainer_crm_mapping)
+    except ValueError as err:
+        raise SettingsError([str(err)]) from None
     engine = open_database(settings.database_url)
     sessions = make_sessionmaker(engine)
     # Demo mode's clock is the local workspace's: its page moves it forward to show the monthly rhythm.
@@ -145,7 +156,17 @@ def build_runtime(
     runtime.switchboard = Switchboard(sessions, runtime.messengers)
     runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
     runtime.messengers["teams"] = runtime.teams.messenger
-    runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle)
+    crm = CrmWebhooks(
+        core.handoff,
+        mapping,
+        runtime.executor,
+        set_up=ChannelSetup(core, workspace).set_up_channel,
+        tell=lambda t: runtime.messengers[t.platform].direct(t.user_id, t.reply),
+        secret=settings.retainer_crm_secret,
+        hubspot_secret=settings.retainer_hubspot_client_secret,
+        public_url=settings.retainer_public_url,
+    )
+    runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle, crm.routes())
     if settings.demo:  # the local workspace in the browser, on http://127.0.0.1:3000/
         grace = dt.timedelta(hours=settings.retainer_rhythm_grace_hours)
         add_workspace_page(
@@ -169,6 +190,9 @@ def build_runtime(
             grace=dt.timedelta(hours=settings.retainer_rhythm_grace_hours),
             reminder_after_business_days=settings.retainer_reminder_after_business_days,
         ),
+    )
+    runtime.renewals = RenewalPacks(
+        sessions, clock, outbox, RenewalSettings(hour=settings.retainer_rhythm_hour)
     )
     runtime.watch = HealthWatch(
         sessions,

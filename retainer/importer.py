@@ -10,19 +10,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import difflib
 import functools
 import re
-import types
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, Literal
 
-import holidays
 import yaml
 from pydantic import (
     AfterValidator,
@@ -33,10 +27,27 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from bot.fields import (
+    Count,
+    CountryCode,
+    Day,
+    Hours,
+    Loc,
+    TimezoneName,
+    check_currency,
+    check_email,
+    check_slug,
+    format_path,
+    message_for,
+    own_error,
+    to_cents,
+    to_minutes,
+)
+from bot.fields import problem as _problem
+from bot.fields import validate_into as _validate
 from bot.lookup import name_key
 from store.db import unit_of_work
 from store.models import (
@@ -70,188 +81,21 @@ class ImportErrors(Exception):
         return "\n".join([f"Nothing was imported; {head} to fix:", *(f"  {e}" for e in self.errors)])
 
 
-# --- paths and messages ------------------------------------------------------------------------
-
-Loc = Sequence[str | int]
-
-
-def format_path(loc: Loc) -> str:
-    """`("clients", 2, "retainer", "monthly_hours")` -> `clients[2].retainer.monthly_hours`."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part == "[key]":
-            continue
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-def _problem(loc: Loc, message: str) -> str:
-    path = format_path(loc)
-    return f"{path}: {message}" if path else message
-
-
-_OWN_ERROR_TYPES = {"retainer_import"}
-
-
-def _own_error(message: str, **context: Any) -> PydanticCustomError:
-    return PydanticCustomError("retainer_import", message, context)
-
-
-def _message_for(error: Any, model: type[BaseModel], loc: Loc) -> str:
-    """A short sentence for one pydantic error (its defaults read like a parser's, not a person's)."""
-    kind: str = error["type"]
-    ctx: dict[str, Any] = error.get("ctx") or {}
-    if kind in _OWN_ERROR_TYPES:
-        return error["msg"]
-    if kind == "missing":
-        return "required"
-    if kind == "extra_forbidden":
-        allowed = _fields_at(model, loc[:-1])
-        key = str(loc[-1]) if loc else ""
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        if close:
-            return f"unknown key; did you mean “{close[0]}”?"
-        return "unknown key; expected one of " + ", ".join(allowed) if allowed else "unknown key"
-    if error.get("input", ...) is None:
-        return "has no value"
-    if isinstance(error.get("input"), bool) and kind in ("int_type", "float_type"):
-        wanted = "a whole number" if kind == "int_type" else "a number"
-        return f"must be {wanted}, not {str(error['input']).lower()}"
-    if kind == "greater_than":
-        return "must be a positive number" if ctx.get("gt") == 0 else f"must be more than {ctx.get('gt')}"
-    if kind == "greater_than_equal":
-        return "must be 0 or more" if ctx.get("ge") == 0 else f"must be at least {ctx.get('ge')}"
-    if kind == "less_than_equal":
-        return f"must be at most {ctx.get('le')}"
-    if kind == "literal_error":
-        return "must be one of " + ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
-    if kind == "too_short":
-        return "must name at least one person" if ctx.get("min_length") == 1 else "is too short"
-    return {
-        "int_parsing": "must be a whole number",
-        "int_type": "must be a whole number",
-        "int_from_float": "must be a whole number",
-        "float_parsing": "must be a number",
-        "float_type": "must be a number",
-        "finite_number": "must be a number",
-        "string_type": "must be text",
-        "string_too_short": "must not be empty",
-        "list_type": "must be a list",
-        "dict_type": "must be a mapping of keys to values",
-        "model_type": "must be a mapping of keys to values",
-        "model_attributes_type": "must be a mapping of keys to values",
-        "bool_parsing": "must be true or false",
-        "bool_type": "must be true or false",
-    }.get(kind, str(error.get("msg", "is not valid")))
-
-
-def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
-    """The keys the model accepts at `loc`, for "did you mean" on an unknown key."""
-    current: Any = model
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(part, int):
-            args = typing.get_args(current)
-            current = args[0] if typing.get_origin(current) is list and args else None
-        elif isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
-            current = current.model_fields[part].annotation
-        else:
-            return []
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            options = [a for a in typing.get_args(annotation) if a is not type(None)]
-            annotation = options[0] if len(options) == 1 else annotation
-            if len(options) != 1:
-                return annotation
-        else:
-            return annotation
-
-
-# --- the file's shape ----------------------------------------------------------------------------
-
-
-def _date(value: Any) -> Any:
-    # A plain YYYY-MM-DD only: pydantic would read a bare number as a Unix timestamp.
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-        try:
-            return dt.date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    if value is None:
-        return value
-    raise _own_error("must be a date like 2026-01-31")
-
-
-def _timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise _own_error("unknown timezone “{tz}”", tz=value) from None
-    return value
-
-
-def _country(value: str) -> str:
-    """An ISO 3166 alpha-2 code the holidays package has a calendar for (its aliases, such as USA
-    or UK, are not ISO alpha-2 codes: they are refused with the code they stand for)."""
-    code = value.upper()
-    if code not in holidays.list_supported_countries():
-        raise _own_error("unknown country code “{code}”", code=value)
-    iso = getattr(holidays, code).country
-    if code != iso:
-        raise _own_error(
-            "“{code}” is not an ISO 3166 two-letter country code; did you mean {iso}?", code=value, iso=iso
-        )
-    return code
-
-
-def _currency(value: str) -> str:
-    if not re.fullmatch(r"[A-Z]{3}", value):
-        raise _own_error("must be 3 uppercase letters, like USD")
-    return value
-
-
-def _slug(value: str) -> str:
-    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", value):
-        raise _own_error("must be lowercase letters, digits and hyphens, like “acme-corp”")
-    return value
-
-
 def _slack_user(value: str) -> str:
     if not re.fullmatch(r"[UW][A-Z0-9]{2,}", value):
-        raise _own_error("“{value}” is not a Slack user id (like U01AM0001)", value=value)
+        raise own_error("“{value}” is not a Slack user id (like U01AM0001)", value=value)
     return value
 
 
 def _slack_channel(value: str) -> str:
     if not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
-        raise _own_error("“{value}” is not a Slack channel id (like C0ACME001)", value=value)
+        raise own_error("“{value}” is not a Slack channel id (like C0ACME001)", value=value)
     return value
-
-
-def _email(value: str) -> str:
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-        raise _own_error("“{value}” is not an email address", value=value)
-    return value.lower()
 
 
 def _cycle_day(value: int) -> int:
     if not 1 <= value <= 28:
-        raise _own_error("must be a day of the month from 1 to 28")
+        raise own_error("must be a day of the month from 1 to 28")
     return value
 
 
@@ -260,13 +104,6 @@ def _lower(value: Any) -> Any:
 
 
 Text = Annotated[str, Field(min_length=1)]
-# Numbers are numbers: strict, so `true` is not 1 hour and "40" is not 40 (YAML already reads 40 as
-# a number; a quoted one is text someone meant as text).
-Hours = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
-Count = Annotated[int, Field(strict=True)]
-Day = Annotated[dt.date, BeforeValidator(_date)]
-TimezoneName = Annotated[str, AfterValidator(_timezone)]
-CountryCode = Annotated[str, AfterValidator(_country)]
 SlackUser = Annotated[str, AfterValidator(_slack_user)]
 SlackChannel = Annotated[str, AfterValidator(_slack_channel)]
 PersonRef = Annotated[str, Field(min_length=1)]  # a Slack id, or the email of someone without one
@@ -288,7 +125,7 @@ class PersonEntry(_Strict):
     slack: SlackUser | None = None
     name: Text
     role: Annotated[Literal["am", "director", "team", "client"], BeforeValidator(_lower)]
-    email: Annotated[str, AfterValidator(_email)] | None = None
+    email: Annotated[str, AfterValidator(check_email)] | None = None
     client: str | None = None  # a client's slug, for client contacts
 
 
@@ -303,7 +140,7 @@ class RetainerEntry(_Strict):
     end: Day
     monthly_hours: Hours
     fee: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
-    currency: Annotated[str, AfterValidator(_currency)] | None = None
+    currency: Annotated[str, AfterValidator(check_currency)] | None = None
     timezone: TimezoneName | None = None  # None: the agency's
     country: CountryCode | None = None  # None: the agency's
     cycle_start_day: Annotated[Count, AfterValidator(_cycle_day)] = 1
@@ -318,18 +155,16 @@ class RetainerEntry(_Strict):
 
     @property
     def monthly_minutes(self) -> int:
-        return int((Decimal(str(self.monthly_hours)) * 60).quantize(Decimal(1), ROUND_HALF_UP))
+        return to_minutes(self.monthly_hours)
 
     @property
     def fee_cents(self) -> int | None:
-        if self.fee is None:
-            return None
-        return int((Decimal(str(self.fee)) * 100).quantize(Decimal(1), ROUND_HALF_UP))
+        return to_cents(self.fee)
 
 
 class _ClientFields(_Strict):
     name: Text
-    slug: Annotated[str, AfterValidator(_slug)]
+    slug: Annotated[str, AfterValidator(check_slug)]
     aliases: list[Text] = []
 
 
@@ -406,22 +241,6 @@ def _load_yaml(text: str) -> Any:
     return data
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def _validate(
-    model: type[M], raw: Any, loc: Loc, errors: list[str], *, described_by: type[BaseModel] | None = None
-) -> M | None:
-    """`raw` as a `model`, or None with its problems in `errors` (keys suggested from `described_by`)."""
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        for error in exc.errors():
-            inner = tuple(error["loc"])
-            errors.append(_problem((*loc, *inner), _message_for(error, described_by or model, inner)))
-        return None
-
-
 @functools.cache
 def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
     info = model.model_fields[name]
@@ -462,7 +281,7 @@ def parse_agency(text: str) -> AgencyFile:
     errors: list[str] = []
     for key in data:
         if key not in AgencyFile.model_fields:
-            errors.append(_problem([str(key)], _message_for({"type": "extra_forbidden"}, AgencyFile, [key])))
+            errors.append(_problem([str(key)], message_for({"type": "extra_forbidden"}, AgencyFile, [key])))
     agency = None
     if "agency" not in data:
         errors.append(_problem(["agency"], "required"))

@@ -305,6 +305,9 @@ class Cycle(Base):
     starts_on: Mapped[dt.date] = mapped_column(Date)
     ends_on: Mapped[dt.date] = mapped_column(Date)  # inclusive
     phase: Mapped[Phase] = mapped_column(_enum(Phase), default=Phase.PLANNING)
+    # The monthly hours (minutes) of the term the cycle belongs to, set when it opens; None: the
+    # retainer's (a cycle written before terms were recorded). A next term never rewrites old months.
+    monthly_minutes: Mapped[int | None] = mapped_column(Integer)
     # The client confirmed the planned priorities (the planning post's button); set once.
     priorities_confirmed_at: Mapped[dt.datetime | None] = mapped_column()
     priorities_confirmed_by_id: Mapped[int | None] = mapped_column(
@@ -446,6 +449,51 @@ class ChangeOrder(Base):
     agreed_on: Mapped[dt.date] = mapped_column(Date)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The baseline category its extra deliverables are for; None: any (scope creep covers the largest).
+    category: Mapped[str | None] = mapped_column(String(80))
+    created_by_external_id: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(500))  # permalink of the message it came from
+    source_text: Mapped[str | None] = mapped_column(Text)  # that message, or the command typed
+
+
+class RetainerTerm(Base):
+    """One term of a retainer's agreement: its dates, monthly hours, fee and scope. The retainer row
+    carries the term in force (its hours, baseline and template) and the end of the latest agreed
+    term as its renewal date; a next term's numbers become the retainer's when its first cycle opens
+    (`applied_at`). One row per start day: a double submit or a CRM replay records one term."""
+
+    __tablename__ = "retainer_term"
+    __table_args__ = (UniqueConstraint("retainer_id", "starts_on"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+    monthly_minutes: Mapped[int] = mapped_column(Integer)
+    fee_cents: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    baseline: Mapped[dict[str, Any]] = mapped_column(default=dict)  # category -> per month
+    template: Mapped[list[Any]] = mapped_column(default=list)  # [{title, category, count}]
+    source: Mapped[str] = mapped_column(String(32))  # "first", "renewal", "crm:generic", "crm:hubspot"
+    applied_at: Mapped[dt.datetime | None] = mapped_column()
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CrmDeal(Base):
+    """A CRM's "deal won", by the deal's id and the term it starts, inserted in the same transaction as
+    what it creates: a retry or replay of the same deal finds its row and changes nothing."""
+
+    __tablename__ = "crm_deal"
+    __table_args__ = (UniqueConstraint("source", "deal_id", "term_start"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # "generic" or "hubspot"
+    deal_id: Mapped[str] = mapped_column(String(128))
+    term_start: Mapped[dt.date] = mapped_column(Date)
+    retainer_id: Mapped[int | None] = mapped_column(ForeignKey("retainer.id", ondelete="SET NULL"))
+    outcome: Mapped[str] = mapped_column(String(16))  # "created" or "renewed"
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    deal: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the deal as understood
 
 
 class Escalation(Base):

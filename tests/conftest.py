@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -167,25 +168,35 @@ def slack_sandbox() -> Iterator[object]:
         yield sandbox
 
 
-@pytest.fixture
-def bot(database_url: str, engine: Engine, slack_sandbox, clock: FixedClock) -> Iterator[BotUnderTest]:  # type: ignore[no-untyped-def]
+@contextmanager
+def serving(
+    database_url: str, slack_sandbox, clock: FixedClock, **settings: object
+) -> Iterator[BotUnderTest]:  # type: ignore[no-untyped-def]
+    """The whole bot on `database_url` and the sandbox, with these settings on top of the usual."""
     from bot.config import load_settings
     from retainer.app import BackgroundServer, build_runtime
 
-    settings = load_settings(
+    loaded = load_settings(
         slack_bot_token=slack_sandbox.bot_token,
         slack_signing_secret=BotUnderTest.SECRET,
         slack_api_url=slack_sandbox.api_url,
         database_url=database_url,
         retainer_http_timeout=2,
+        **settings,
     )
-    runtime = build_runtime(settings, clock=clock)
+    runtime = build_runtime(loaded, clock=clock)
     server = BackgroundServer(runtime.web)
     try:
         yield BotUnderTest(runtime, server, slack_sandbox)
     finally:
         server.stop()
         runtime.close()
+
+
+@pytest.fixture
+def bot(database_url: str, engine: Engine, slack_sandbox, clock: FixedClock) -> Iterator[BotUnderTest]:  # type: ignore[no-untyped-def]
+    with serving(database_url, slack_sandbox, clock) as served:
+        yield served
 
 
 @pytest.fixture

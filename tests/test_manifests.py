@@ -140,10 +140,14 @@ def test_manifest_points_every_url_at_the_served_path() -> None:
 
 
 def test_manifest_declares_the_shortcuts_the_code_listens_for() -> None:
-    from handlers.slack.shortcuts import APPROVAL_SHORTCUT, FEEDBACK_SHORTCUT
+    from handlers.slack.shortcuts import APPROVAL_SHORTCUT, CHANGE_ORDER_SHORTCUT, FEEDBACK_SHORTCUT
 
     declared = {s["callback_id"]: s["type"] for s in manifest()["features"]["shortcuts"]}
-    assert declared == {FEEDBACK_SHORTCUT: "message", APPROVAL_SHORTCUT: "message"}
+    assert declared == {
+        FEEDBACK_SHORTCUT: "message",
+        APPROVAL_SHORTCUT: "message",
+        CHANGE_ORDER_SHORTCUT: "message",
+    }
     assert manifest()["settings"]["interactivity"]["is_enabled"] is True
 
 

@@ -90,7 +90,7 @@ def escalation_id(bot) -> int:  # type: ignore[no-untyped-def]
 
 
 def click(bot, user: str, action: str, value: str, team: str = "T0AGENCY") -> None:  # type: ignore[no-untyped-def]
-    (dm,) = bot.sandbox.messages(DIRECTOR)
+    (dm,) = dms(bot, DIRECTOR)
     payload = block_action(
         bot.sandbox,
         user=user,
@@ -101,6 +101,11 @@ def click(bot, user: str, action: str, value: str, team: str = "T0AGENCY") -> No
         value=value,
     )
     assert send(bot, payload).status_code == 200
+
+
+def dms(bot, user: str) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    """The DMs `user` got from the bot, but the renewal pack (its accounts renew within 90 days)."""
+    return [m for m in bot.sandbox.messages(user) if "renewal_pack:" not in str(m.get("metadata"))]
 
 
 def private_answer(bot, says: str) -> str:  # type: ignore[no-untyped-def]
@@ -115,7 +120,7 @@ def private_answer(bot, says: str) -> str:  # type: ignore[no-untyped-def]
 def test_the_director_is_told_once_and_the_buttons_work(bot, agency) -> None:  # type: ignore[no-untyped-def]
     bot.runtime.tick()
     bot.runtime.tick()  # the same day again: nothing new to say
-    (dm,) = bot.sandbox.messages(DIRECTOR)
+    (dm,) = dms(bot, DIRECTOR)
     text = as_text(dm)
     assert "🔴 Acme Corp needs your attention" in text
     assert (
@@ -124,7 +129,7 @@ def test_the_director_is_told_once_and_the_buttons_work(bot, agency) -> None:  #
     )
     assert "Recommended\n• Renewal conversation now, with a plan for the issues above" in text
     assert "[ Acknowledge ]  [ Snooze 7 days ]  [ Open account ]" in text
-    note = as_text(bot.sandbox.messages(AM)[-1])
+    note = as_text(dms(bot, AM)[-1])
     assert note.startswith(
         "Heads-up: Sam Reid (director) was told that Acme Corp turned red: renews in 44 days"
     )
@@ -143,7 +148,7 @@ def test_the_director_is_told_once_and_the_buttons_work(bot, agency) -> None:  #
     click(bot, DIRECTOR, ACKNOWLEDGE_ACTION, escalation)
     update = bot.sandbox.wait_for("chat.update")
     assert update.args["ts"] == dm["ts"]
-    shown = as_text(bot.sandbox.messages(DIRECTOR)[0])
+    shown = as_text(dms(bot, DIRECTOR)[0])
     assert "✅ Acknowledged by Sam Reid on Nov 17." in shown and "[ Acknowledge ]" not in shown
     click(bot, DIRECTOR, ACKNOWLEDGE_ACTION, escalation)  # a double click changes nothing
     private_answer(bot, "Sam Reid already acknowledged it. Nothing changed.")
@@ -155,7 +160,7 @@ def test_the_director_is_told_once_and_the_buttons_work(bot, agency) -> None:  #
 
     click(bot, DIRECTOR, SNOOZE_ACTION, escalation)
     bot.sandbox.wait_for(lambda c: c.method == "chat.update" and "Snoozed" in json.dumps(c.args))
-    assert "💤 Snoozed by Sam Reid until Nov 24." in as_text(bot.sandbox.messages(DIRECTOR)[0])
+    assert "💤 Snoozed by Sam Reid until Nov 24." in as_text(dms(bot, DIRECTOR)[0])
     finish_lazy_work(bot)
     with bot.sessions() as session:
         e = session.scalars(select(Escalation)).one()
@@ -164,7 +169,7 @@ def test_the_director_is_told_once_and_the_buttons_work(bot, agency) -> None:  #
             select(AuditEntry.action).where(AuditEntry.subject == f"escalation:{e.id}")
         ).all()
     assert sorted(actions) == ["escalation_acknowledged", "escalation_opened", "escalation_snoozed"]
-    assert len(bot.sandbox.messages(DIRECTOR)) == 1
+    assert len(dms(bot, DIRECTOR)) == 1
 
 
 def test_a_snoozed_escalation_that_gets_worse_is_told_when_the_snooze_ends(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
@@ -175,14 +180,14 @@ def test_a_snoozed_escalation_that_gets_worse_is_told_when_the_snooze_ends(bot, 
     # Two more days: the approvals have waited 6 business days now (red), a new band.
     clock.set(dt.datetime(2026, 11, 19, 15, tzinfo=dt.UTC))
     bot.runtime.tick()
-    assert len(bot.sandbox.messages(DIRECTOR)) == 1  # held: the director asked for a week's quiet
+    assert len(dms(bot, DIRECTOR)) == 1  # held: the director asked for a week's quiet
     clock.set(dt.datetime(2026, 11, 24, 15, 1, tzinfo=dt.UTC))  # the snooze is over
     bot.runtime.tick()
-    messages = [as_text(m) for m in bot.sandbox.messages(DIRECTOR)]
+    messages = [as_text(m) for m in dms(bot, DIRECTOR)]
     assert len(messages) == 2 and "🔴 Acme Corp got worse" in messages[1]
     assert "2 approvals waiting 10 business days (new)" in messages[1]
     bot.runtime.tick()
-    assert len(bot.sandbox.messages(DIRECTOR)) == 2
+    assert len(dms(bot, DIRECTOR)) == 2
 
 
 def test_two_schedulers_at_the_same_moment_tell_the_director_once(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
@@ -201,8 +206,8 @@ def test_two_schedulers_at_the_same_moment_tell_the_director_once(bot, agency, c
         t.join(30)
     for o in outboxes:
         o.close()
-    assert len(bot.sandbox.messages(DIRECTOR)) == 1
-    assert sum("Heads-up" in as_text(m) for m in bot.sandbox.messages(AM)) == 1
+    assert len(dms(bot, DIRECTOR)) == 1
+    assert sum("Heads-up" in as_text(m) for m in dms(bot, AM)) == 1
     with bot.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Escalation)) == 1
         stages = session.scalars(select(AuditEntry.action).where(AuditEntry.action == "stage_changed")).all()
@@ -223,7 +228,7 @@ def test_a_dm_that_failed_is_retried_once_by_the_scheduler(bot, agency, clock, m
     # The DM and the AM's note each fail slack_sdk's four attempts (the first and three retries).
     bot.sandbox.fail("chat.postMessage", status=500, times=8)
     bot.runtime.watch.run_due()
-    assert bot.sandbox.messages(DIRECTOR) == bot.sandbox.messages(AM) == []
+    assert dms(bot, DIRECTOR) == dms(bot, AM) == []
     with bot.sessions() as session:
         claims = session.scalars(
             select(Delivery).where(Delivery.kind.like("escalation%")).order_by(Delivery.kind)
@@ -235,9 +240,9 @@ def test_a_dm_that_failed_is_retried_once_by_the_scheduler(bot, agency, clock, m
     clock.advance(dt.timedelta(minutes=5))  # past the outbox's backoff: the rhythm's tick retries it
     bot.runtime.tick()
     bot.runtime.tick()
-    assert len(bot.sandbox.messages(DIRECTOR)) == 1
-    assert "Acme Corp needs your attention" in as_text(bot.sandbox.messages(DIRECTOR)[0])
-    assert [as_text(m)[:9] for m in bot.sandbox.messages(AM) if "Heads-up" in as_text(m)] == ["Heads-up:"]
+    assert len(dms(bot, DIRECTOR)) == 1
+    assert "Acme Corp needs your attention" in as_text(dms(bot, DIRECTOR)[0])
+    assert [as_text(m)[:9] for m in dms(bot, AM) if "Heads-up" in as_text(m)] == ["Heads-up:"]
 
 
 # --- the home tab --------------------------------------------------------------------------------------

@@ -7,7 +7,17 @@ from concurrent.futures import ThreadPoolExecutor
 from slack_bolt import App
 
 from bot.core import Core
-from handlers.slack import actions, commands, escalations, events, home, rhythm, shortcuts, views
+from handlers.slack import (
+    actions,
+    commands,
+    escalations,
+    events,
+    home,
+    lifecycle,
+    rhythm,
+    shortcuts,
+    views,
+)
 from handlers.slack.workspace import Workspace
 
 
@@ -24,6 +34,6 @@ def build_app(core: Core, workspace: Workspace, signing_secret: str) -> App:
         # lets the work in flight finish on the way out.
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-lazy"),
     )
-    for module in (commands, shortcuts, actions, views, rhythm, home, events, escalations):
+    for module in (commands, shortcuts, actions, views, rhythm, home, events, escalations, lifecycle):
         module.register(app, core, workspace)
     return app

@@ -100,7 +100,12 @@ class ChannelSetup:
             self._send(user_id, Reply(text, (Text(text),), Tone.WARNING))
             return
         plan, minutes = created
-        parent = self._send(user_id, setup_started(plan, minutes))
+        self.set_up_channel(plan, viewer, user_id, setup_started(plan, minutes))
+
+    def set_up_channel(self, plan: SetupPlan, viewer: Viewer, user_id: str, intro: Reply) -> None:
+        """The channel of a retainer just written, `user_id` told how it went: `intro` in a DM, the
+        report in its thread (also after a CRM's deal won, bot/handoff.py)."""
+        parent = self._send(user_id, intro)
         results = self._channel(plan, viewer)
         self._finish(plan, results, viewer, parent)
 

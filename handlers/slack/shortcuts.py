@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 FEEDBACK_SHORTCUT = "add_feedback"
 APPROVAL_SHORTCUT = "request_approval"
+CHANGE_ORDER_SHORTCUT = "record_change_order"
 
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
@@ -66,6 +67,8 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             author_id=author_id,
             text=message.get("text") or "",
         )
+        if purpose == "change_order":
+            return core.change_orders.open_form(viewer, source, author)
         return core.intake.open_form(purpose, viewer, source, author)
 
     def open_feedback_form(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
@@ -74,5 +77,9 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     def open_approval_form(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
         open_form("approval", body, client, respond)
 
+    def open_change_order_form(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
+        open_form("change_order", body, client, respond)
+
     app.message_shortcut(FEEDBACK_SHORTCUT)(ack=ack_at_once, lazy=[open_feedback_form])
+    app.message_shortcut(CHANGE_ORDER_SHORTCUT)(ack=ack_at_once, lazy=[open_change_order_form])
     app.message_shortcut(APPROVAL_SHORTCUT)(ack=ack_at_once, lazy=[open_approval_form])

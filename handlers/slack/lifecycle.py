@@ -1,0 +1,111 @@
+"""The retainer lifecycle on Slack: the form of "Record a change order" (the message shortcut), and the
+renewal pack's buttons, "Start renewal" (its form, filled in) and "Renewal pack" (from a restructure
+escalation). A form is checked and written inside the ack, so a problem shows next to its field; the
+confirmation follows in a DM."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import change_orders, renewal
+from bot.change_orders import Recorded
+from bot.core import Core
+from bot.feedback import Invalid, Post, deliver
+from bot.replies import Reply, Text, error
+from handlers.slack.outbox import ChannelMessenger, answer_privately
+from handlers.slack.render_forms import callback_id, form_values, render_modal
+from handlers.slack.views import field_errors
+from handlers.slack.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, core: Core, workspace: Workspace) -> None:
+    messenger = ChannelMessenger(workspace.client)
+
+    def ack_at_once(ack: Ack) -> None:
+        ack()
+
+    def tell(user: str, reply: Reply) -> None:
+        deliver(messenger, [Post(user, reply, direct=True)])
+
+    # ----- Record a change order (the form behind the message shortcut) -------------------------
+
+    def take_change_order(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        user = body["user"]["id"]
+        try:
+            viewer = core.people.identify("slack", user, workspace.profile)
+            outcome = core.change_orders.submit(view["private_metadata"], form_values(view), viewer)
+        except Exception:
+            reply = core.unexpected("change order form", user=user)
+            ack(response_action="errors", errors=field_errors({"amount": reply.text}))
+            return
+        if isinstance(outcome, Invalid):
+            ack(response_action="errors", errors=field_errors(outcome.errors))
+            return
+        ack()
+        if isinstance(outcome, Recorded):
+            context["recorded"] = outcome
+
+    def confirm_change_order(body: dict[str, Any], context: BoltContext) -> None:
+        recorded: Recorded | None = context.get("recorded")
+        if recorded is not None:
+            tell(body["user"]["id"], recorded.reply)
+
+    # ----- the renewal pack's buttons and the next term's form -----------------------------------
+
+    def press(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
+        user = body["user"]["id"]
+        action = body["actions"][0]
+        value = str(action.get("value") or "")
+        try:
+            if not value.isdigit():
+                answer_privately(respond, error("This button is not one of mine; nothing changed."))
+                return
+            viewer = core.people.identify("slack", user, workspace.profile)
+            if action["action_id"] == renewal.PACK_ACTION:
+                answer_privately(respond, core.renewals.pack(int(value), viewer))
+                return
+            reply = core.renewals.start(int(value), viewer)
+        except Exception:
+            answer_privately(respond, core.unexpected("renewal button", user=user))
+            return
+        if reply.form is None:
+            answer_privately(respond, reply)
+            return
+        try:
+            client.views_open(trigger_id=body["trigger_id"], view=render_modal(reply.form))
+        except SlackApiError as err:
+            log.warning("views.open for the renewal form failed: %s", err.response.get("error"))
+            answer_privately(respond, error("Slack could not open the form in time; please press it again."))
+
+    def take_next_term(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        user = body["user"]["id"]
+        try:
+            viewer = core.people.identify("slack", user, workspace.profile)
+            outcome = core.renewals.submit(view["private_metadata"], form_values(view), viewer)
+        except Exception:
+            reply = core.unexpected("renewal form", user=user)
+            ack(response_action="errors", errors=field_errors({"starts": reply.text}))
+            return
+        if isinstance(outcome, Invalid):
+            ack(response_action="errors", errors=field_errors(outcome.errors))
+            return
+        ack()
+        context["agreed"] = outcome if isinstance(outcome, Reply) else None
+
+    def confirm_next_term(body: dict[str, Any], context: BoltContext) -> None:
+        agreed: Reply | None = context.get("agreed")
+        text = "That next term was already agreed; nothing changed."
+        tell(body["user"]["id"], agreed or Reply(text, (Text(text),)))
+
+    app.view(callback_id(change_orders.FORM_KIND))(ack=take_change_order, lazy=[confirm_change_order])
+    app.view(callback_id(renewal.FORM_KIND))(ack=take_next_term, lazy=[confirm_next_term])
+    for action_id in (renewal.START_ACTION, renewal.PACK_ACTION):
+        app.action(action_id)(ack=ack_at_once, lazy=[press])

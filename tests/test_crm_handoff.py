@@ -1,0 +1,340 @@
+"""A deal won in the CRM becomes a retainer and its channel (SPEC §5.7), over real HTTP on SQLite and
+PostgreSQL: the signed generic webhook (good, bad signature, stale, replayed, five concurrent retries),
+HubSpot's workflow webhook with its v3 signature, bad bodies (every problem named, nothing written),
+unknown people, and a deal won again starting the client's next term."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from bot.clock import FixedClock
+from handlers.crm import generic_signature
+from handlers.slack.render import as_text
+from store.db import unit_of_work
+from store.models import (
+    Client,
+    CrmDeal,
+    Cycle,
+    Person,
+    Retainer,
+    RetainerTerm,
+    TemplateTask,
+)
+from tests.builders import AM, DIRECTOR, build_agency
+from tests.conftest import BotUnderTest, serving
+from tests.slack_payloads import finish_lazy_work, seed_workspace
+
+CRM_SECRET = "crm-secret-0123456789abcdef"
+HUBSPOT_SECRET = "hubspot-client-secret-42"
+DATA = Path(__file__).parent / "data"
+MAPPING = """
+templates:
+  content-standard:
+    - {title: Blog post, category: blog_post, count: 4}
+    - {title: Social media pack, category: social_pack, count: 2}
+hubspot:
+  properties:
+    monthly_hours: retainer_hours
+"""
+DEAL = {
+    "deal_id": "D-1001",
+    "client_name": "Initech",
+    "slug": "initech",
+    "term_start": "2026-11-01",
+    "term_end": "2027-10-31",
+    "monthly_hours": 30,
+    "fee": 6000,
+    "currency": "USD",
+    "template": "content-standard",
+    "timezone": "America/Chicago",
+    "country": "US",
+    "am_emails": ["maya@northwind.example"],
+    "director_email": "sam@northwind.example",
+    "contacts": [{"name": "Peter Gibbons", "email": "peter@initech.example"}],
+}
+
+
+@pytest.fixture
+def crm_bot(database_url, engine, slack_sandbox, clock: FixedClock, tmp_path) -> Iterator[BotUnderTest]:  # type: ignore[no-untyped-def]
+    mapping = tmp_path / "crm.yaml"
+    mapping.write_text(MAPPING)
+    with serving(
+        database_url,
+        slack_sandbox,
+        clock,
+        retainer_crm_secret=CRM_SECRET,
+        retainer_hubspot_client_secret=HUBSPOT_SECRET,
+        retainer_crm_mapping=str(mapping),
+    ) as bot:
+        with unit_of_work(bot.sessions) as session:
+            build_agency(session)
+            sam = session.scalars(select(Person).where(Person.slack_user_id == DIRECTOR)).one()
+            sam.email = "sam@northwind.example"
+        seed_workspace(slack_sandbox)
+        yield bot
+        finish_lazy_work(bot)
+        bot.runtime.executor.shutdown(wait=True)
+
+
+def post_deal(
+    bot: BotUnderTest, deal: dict[str, Any] | bytes, *, secret: str = CRM_SECRET, at: float | None = None
+) -> httpx.Response:
+    body = deal if isinstance(deal, bytes) else json.dumps(deal).encode()
+    timestamp = str(int(at if at is not None else time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Retainer-Timestamp": timestamp,
+        "X-Retainer-Signature": generic_signature(secret, timestamp, body),
+    }
+    return httpx.post(bot.url + "/crm/deal-won", content=body, headers=headers, timeout=10)
+
+
+def counts(bot: BotUnderTest) -> dict[str, int]:
+    with unit_of_work(bot.sessions) as session:
+        return {
+            model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Client, Retainer, CrmDeal, RetainerTerm, Person)
+        }
+
+
+def top_level_dms(bot: BotUnderTest, user: str) -> list[dict[str, Any]]:
+    return [
+        m for m in bot.sandbox.messages(user) if not m.get("thread_ts") or m.get("thread_ts") == m.get("ts")
+    ]
+
+
+def wait_for_report(bot: BotUnderTest) -> str:
+    call = bot.sandbox.wait_for(
+        lambda c: (
+            c.method == "chat.postMessage"
+            and bool(c.args.get("thread_ts"))
+            and "set up" in json.dumps(c.args)
+        )
+    )
+    return as_text(call.args)
+
+
+def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_the_am(crm_bot) -> None:  # type: ignore[no-untyped-def]
+    response = post_deal(crm_bot, DEAL)
+    assert response.status_code == 201, response.text
+    assert response.json() == {
+        "ok": True,
+        "outcome": "created",
+        "client": "initech",
+        "retainer_id": response.json()["retainer_id"],
+    }
+    report = wait_for_report(crm_bot)
+    assert "Initech is set up" in report and "Channel #initech is Initech's client channel" in report
+    (intro,) = top_level_dms(crm_bot, AM)
+    assert (
+        "Deal won (generic deal D-1001): created the retainer for Initech, "
+        "2026-11-01 to 2027-10-31, 30 h a month" in intro["text"]
+    )
+    created = crm_bot.sandbox.calls_to("conversations.create")
+    assert [c.args["name"] for c in created] == ["initech"]
+    invited = {c.args["users"] for c in crm_bot.sandbox.calls_to("conversations.invite")}
+    assert invited == {AM, DIRECTOR}
+    assert [c.args["emails"] for c in crm_bot.sandbox.calls_to("conversations.inviteShared")] == [
+        "peter@initech.example"
+    ]
+    with unit_of_work(crm_bot.sessions) as session:
+        retainer = session.scalars(select(Retainer).join(Client).where(Client.slug == "initech")).one()
+        assert (retainer.monthly_minutes, retainer.fee_cents, retainer.currency) == (1800, 600_000, "USD")
+        assert (retainer.timezone, retainer.country) == ("America/Chicago", "US")
+        titles = [
+            (t.title, t.count)
+            for t in session.scalars(select(TemplateTask).where(TemplateTask.retainer_id == retainer.id))
+        ]
+        assert titles == [("Blog post", 4), ("Social media pack", 2)]
+        (cycle,) = session.scalars(select(Cycle).where(Cycle.retainer_id == retainer.id)).all()
+        assert cycle.period == "2026-11" and cycle.monthly_minutes == 1800
+        peter = session.scalars(select(Person).where(Person.email == "peter@initech.example")).one()
+        assert peter.name == "Peter Gibbons"
+    assert "Initech · November 2026" in crm_bot.answer("status initech", user=AM)
+
+
+def test_bad_signatures_stale_and_unsigned_requests_get_401_and_change_nothing(crm_bot) -> None:  # type: ignore[no-untyped-def]
+    before = counts(crm_bot)
+    assert post_deal(crm_bot, DEAL, secret="not-the-secret-at-all").status_code == 401
+    stale = post_deal(crm_bot, DEAL, at=time.time() - 301)
+    assert stale.status_code == 401 and "stale" in stale.json()["error"]
+    unsigned = httpx.post(crm_bot.url + "/crm/deal-won", content=b"{not json", timeout=10)
+    assert unsigned.status_code == 401
+    body = json.dumps(DEAL).encode()
+    timestamp = str(int(time.time()))
+    tampered = httpx.post(
+        crm_bot.url + "/crm/deal-won",
+        content=body.replace(b"30", b"90"),
+        headers={
+            "X-Retainer-Timestamp": timestamp,
+            "X-Retainer-Signature": generic_signature(CRM_SECRET, timestamp, body),
+        },
+        timeout=10,
+    )
+    assert tampered.status_code == 401 and tampered.json() == {"ok": False, "error": "bad signature"}
+    assert counts(crm_bot) == before
+
+
+def test_a_replay_and_five_concurrent_retries_make_one_retainer_one_channel_one_dm(crm_bot) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps(DEAL).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "X-Retainer-Timestamp": timestamp,
+        "X-Retainer-Signature": generic_signature(CRM_SECRET, timestamp, body),
+    }
+
+    def deliver(_: int) -> httpx.Response:
+        return httpx.post(crm_bot.url + "/crm/deal-won", content=body, headers=headers, timeout=20)
+
+    with ThreadPoolExecutor(5) as pool:
+        responses = list(pool.map(deliver, range(5)))
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 201]
+    assert {r.json()["outcome"] for r in responses if r.status_code == 200} == {"already_received"}
+    wait_for_report(crm_bot)
+    replay = deliver(6)  # the same signed request again, later
+    assert replay.status_code == 200 and replay.json()["was"] == "created"
+    finish_lazy_work(crm_bot)
+    crm_bot.runtime.executor.shutdown(wait=True)
+    with unit_of_work(crm_bot.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Client).where(Client.slug == "initech")) == 1
+        assert session.scalar(select(func.count()).select_from(CrmDeal)) == 1
+    assert len(crm_bot.sandbox.calls_to("conversations.create")) == 1
+    assert len(top_level_dms(crm_bot, AM)) == 1
+
+
+def test_a_bad_body_names_every_problem_and_writes_nothing(crm_bot) -> None:  # type: ignore[no-untyped-def]
+    before = counts(crm_bot)
+    bad = {
+        **DEAL,
+        "deal_id": "",
+        "term_start": "2026-13-01",
+        "monthly_hours": -5,
+        "currency": "usd",
+        "am_emails": ["not-an-email"],
+        "contacts": [{"name": "Peter"}],
+        "colour": "blue",
+    }
+    response = post_deal(crm_bot, bad)
+    assert response.status_code == 422
+    problems = response.json()["problems"]
+    for expected in (
+        "deal_id: must not be empty",
+        "term_start: must be a date like 2026-01-31",
+        "monthly_hours: must be a positive number",
+        "currency: must be 3 uppercase letters, like USD",
+        "am_emails[0]: “not-an-email” is not an email address",
+        "contacts[0].email: required",
+        "colour: unknown key",
+    ):
+        assert any(p.startswith(expected) for p in problems), (expected, problems)
+    late = post_deal(crm_bot, {**DEAL, "term_end": "2026-10-01"})
+    assert late.json()["problems"] == ["term_end: must be after term_start (2026-11-01)"]
+    broken = post_deal(crm_bot, b'{"deal_id": ')
+    assert broken.status_code == 422 and broken.json()["problems"][0].startswith("body: not valid JSON")
+    assert counts(crm_bot) == before and crm_bot.sandbox.calls_to("conversations.create") == []
+
+
+def test_unknown_people_and_templates_are_reported_not_invented(crm_bot) -> None:  # type: ignore[no-untyped-def]
+    before = counts(crm_bot)
+    response = post_deal(
+        crm_bot,
+        {**DEAL, "am_emails": ["maya@northwind.example", "nobody@northwind.example"], "template": "premium"},
+    )
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        "am_emails[1]: nobody at the agency has the email nobody@northwind.example; import them first",
+        "template: unknown template “premium”; known: content-standard",
+    ]
+    assert counts(crm_bot) == before
+
+
+def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot) -> None:  # type: ignore[no-untyped-def]
+    renewal = {
+        **DEAL,
+        "deal_id": "D-2002",
+        "client_name": "Acme Corp",
+        "slug": "acme",
+        "term_start": "2027-01-01",
+        "term_end": "2027-12-31",
+        "monthly_hours": 50,
+        "fee": 10000,
+        "contacts": [],
+    }
+    response = post_deal(crm_bot, renewal)
+    assert response.status_code == 200 and response.json()["outcome"] == "renewed", response.text
+    dm = crm_bot.sandbox.wait_for(
+        lambda c: c.method == "chat.postMessage" and "Deal won again" in json.dumps(c.args)
+    )
+    assert "Acme Corp's next term is recorded, 2027-01-01 to 2027-12-31, 50 h a month" in as_text(dm.args)
+    with unit_of_work(crm_bot.sessions) as session:
+        acme = session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one()
+        assert (
+            acme.end_date.isoformat() == "2027-12-31" and acme.monthly_minutes == 2400
+        )  # 40 h until January
+        terms = session.scalars(
+            select(RetainerTerm).where(RetainerTerm.retainer_id == acme.id).order_by(RetainerTerm.number)
+        ).all()
+        assert [(t.number, t.starts_on.isoformat(), t.monthly_minutes) for t in terms] == [
+            (1, "2026-01-01", 2400),
+            (2, "2027-01-01", 3000),
+        ]
+    assert crm_bot.sandbox.calls_to("conversations.create") == []
+    again = post_deal(crm_bot, renewal)
+    assert again.status_code == 200 and again.json()["outcome"] == "already_received"
+
+
+def hubspot_post(bot: BotUnderTest, body: bytes, *, secret: str = HUBSPOT_SECRET) -> httpx.Response:
+    url = bot.url + "/crm/hubspot/deal-won"
+    timestamp = str(int(time.time() * 1000))
+    source = b"POST" + url.encode() + body + timestamp.encode()
+    signature = base64.b64encode(hmac.new(secret.encode(), source, hashlib.sha256).digest()).decode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-HubSpot-Signature-v3": signature,
+        "X-HubSpot-Request-Timestamp": timestamp,
+    }
+    return httpx.post(url, content=body, headers=headers, timeout=10)
+
+
+def test_hubspots_workflow_webhook_with_its_v3_signature(crm_bot) -> None:  # type: ignore[no-untyped-def]
+    body = (DATA / "hubspot_deal_won.json").read_bytes()
+    assert hubspot_post(crm_bot, body, secret="someone-else").status_code == 401
+    response = hubspot_post(crm_bot, body)
+    assert response.status_code == 201, response.text
+    assert response.json()["client"] == "initech"
+    wait_for_report(crm_bot)
+    with unit_of_work(crm_bot.sessions) as session:
+        deal = session.scalars(select(CrmDeal)).one()
+        assert (deal.source, deal.deal_id, deal.term_start.isoformat()) == (
+            "hubspot",
+            "1234567890",
+            "2026-11-01",
+        )
+        retainer = session.get_one(Retainer, deal.retainer_id)
+        assert (retainer.monthly_minutes, retainer.fee_cents, retainer.end_date.isoformat()) == (
+            1800,
+            600_000,
+            "2027-10-31",
+        )
+    bad = json.loads(body)
+    bad["properties"]["retainer_hours"]["value"] = "lots"
+    refused = hubspot_post(crm_bot, json.dumps(bad).encode())
+    assert refused.status_code == 422
+    assert "properties.retainer_hours: must be a number" in refused.json()["problems"]
+
+
+def test_without_a_secret_there_is_no_endpoint(bot) -> None:  # type: ignore[no-untyped-def]
+    response = httpx.post(bot.url + "/crm/deal-won", content=json.dumps(DEAL), timeout=10)
+    assert response.status_code in (404, 405)
