@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from store.models import Channel, ChannelKind, Person, Role
+from store.models import Channel, ChannelKind, MemberRole, Person, Retainer, Role
 
 PLATFORM_ID_COLUMN = {"slack": Person.slack_user_id, "teams": Person.teams_aad_id}
 # Built once: every request starts by asking who this is.
@@ -62,3 +62,14 @@ def channel_binding(session: Session, platform: str, channel_id: str | None) -> 
         return None
     row = session.execute(_BINDING, {"platform": platform, "channel_id": channel_id}).first()
     return Binding(row.retainer_id, row.kind) if row else None
+
+
+def is_client_side(person: Person | None, retainer: Retainer) -> bool:
+    """The one rule for "this person is on the client's side of this retainer" (SPEC §4): a client
+    contact of its client, or one of its client approvers. It guards who may decide an approval, who
+    may be named an approver, and who may confirm the month's priorities."""
+    if person is None or person.role is not Role.CLIENT:
+        return False
+    return person.client_id == retainer.client_id or any(
+        m.person_id == person.id and m.role is MemberRole.APPROVER for m in retainer.members
+    )

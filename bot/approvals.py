@@ -12,7 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.access import Viewer
+from bot.access import Viewer, is_client_side
+from bot.audit import audit
 from bot.change_orders import Agreed, record_change_order
 from bot.clock import Clock
 from bot.feedback import (
@@ -29,7 +30,6 @@ from bot.feedback import (
     use_capture,
 )
 from bot.messenger import DeliveryError, Messenger
-from bot.people import is_client_of
 from bot.replies import (
     Actions,
     Block,
@@ -49,15 +49,12 @@ from store.models import (
     ApprovalApprover,
     ApprovalRequest,
     ApprovalState,
-    AuditEntry,
     BaselineItem,
     ChangeOrder,
     Feedback,
-    MemberRole,
     MessageCapture,
     Person,
     Retainer,
-    RetainerMember,
     Side,
     Task,
     TaskStatus,
@@ -224,19 +221,7 @@ def may_decide(session: Session, request: ApprovalRequest, retainer: Retainer, v
     named = {a.person_id for a in request.approvers}
     if named:
         return viewer.person_id in named
-    person = session.get(Person, viewer.person_id)
-    if is_client_of(person, retainer.client_id):
-        return True
-    return (
-        session.scalars(
-            select(RetainerMember.id).where(
-                RetainerMember.retainer_id == retainer.id,
-                RetainerMember.person_id == viewer.person_id,
-                RetainerMember.role == MemberRole.APPROVER,
-            )
-        ).first()
-        is not None
-    )
+    return is_client_side(session.get(Person, viewer.person_id), retainer)
 
 
 def latest_version(session: Session, task_id: int) -> int | None:
@@ -364,23 +349,21 @@ class Approvals:
             session.add(request)
             task.status = TaskStatus.AWAITING_APPROVAL
             session.flush()
-            session.add(
-                AuditEntry(
-                    at=now,
-                    actor_id=capture.captured_by_id,
-                    actor_external_id=user_id,
-                    action="approval_requested",
-                    retainer_id=retainer.id,
-                    subject=f"approval:{request.id}",
-                    details={
-                        "task_id": task.id,
-                        "version": request.version,
-                        "superseded": superseded,
-                        "counts_against_scope": request.counts_against_scope,
-                        "approvers": approver_ids,
-                    },
-                    source=capture.permalink,
-                )
+            audit(
+                session,
+                "approval_requested",
+                f"approval:{request.id}",
+                at=now,
+                actor=(capture.captured_by_id, user_id),
+                retainer_id=retainer.id,
+                details={
+                    "task_id": task.id,
+                    "version": request.version,
+                    "superseded": superseded,
+                    "counts_against_scope": request.counts_against_scope,
+                    "approvers": approver_ids,
+                },
+                source=capture.permalink,
             )
             source = None if capture.permalink else (capture.channel_external_id, capture.message_ts)
             return Requested(request.id, tuple(superseded), capture.id, source, capture.channel_external_id)
@@ -427,10 +410,7 @@ class Approvals:
         if not ids:
             return []
         people = session.scalars(select(Person).where(Person.id.in_(ids))).all()
-        approvers = {p.id for p in retainer.people(MemberRole.APPROVER)}
-        if len(people) != len(ids) or not all(
-            is_client_of(p, retainer.client_id) or p.id in approvers for p in people
-        ):
+        if len(people) != len(ids) or not all(is_client_side(p, retainer) for p in people):
             return Invalid({"approvers": f"Approvers must be people on {retainer.client.name}'s side."})
         return ids
 
@@ -525,25 +505,21 @@ class Approvals:
             if request.message_ts is None and card_at and card_at[0] == request.channel_external_id:
                 request.message_ts = card_at[1]
             change_order = self._apply(session, request, task, retainer, viewer, decision, reason, now)
-            session.add(
-                AuditEntry(
-                    at=now,
-                    actor_id=viewer.person_id,
-                    actor_external_id=viewer.user_id,
-                    action="approval_approved"
-                    if decision is Decision.APPROVE
-                    else "approval_changes_requested",
-                    retainer_id=retainer.id,
-                    subject=f"approval:{request.id}",
-                    details={
-                        "task_id": task.id,
-                        "version": request.version,
-                        "reason": reason,
-                        "change_order_id": change_order.id if change_order else None,
-                        "card": {"channel": request.channel_external_id, "ts": request.message_ts},
-                    },
-                    source=request.source_permalink,
-                )
+            audit(
+                session,
+                "approval_approved" if decision is Decision.APPROVE else "approval_changes_requested",
+                f"approval:{request.id}",
+                at=now,
+                by=viewer,
+                retainer_id=retainer.id,
+                details={
+                    "task_id": task.id,
+                    "version": request.version,
+                    "reason": reason,
+                    "change_order_id": change_order.id if change_order else None,
+                    "card": {"channel": request.channel_external_id, "ts": request.message_ts},
+                },
+                source=request.source_permalink,
             )
             posts = self._tell_owner(session, request, task, retainer, viewer, change_order)
             return Decided(request.id, tuple(posts))
@@ -733,19 +709,18 @@ class Approvals:
             if request is None:
                 return
             request.card_dirty_at = None
-            session.add(
-                AuditEntry(
-                    at=now,
-                    action="approval_card_failed",
-                    retainer_id=request.task.retainer_id,
-                    subject=f"approval:{request_id}",
-                    details={
-                        "reason": reason,
-                        "channel": request.channel_external_id,
-                        "state": request.state.value,
-                    },
-                    source=request.source_permalink,
-                )
+            audit(
+                session,
+                "approval_card_failed",
+                f"approval:{request_id}",
+                at=now,
+                retainer_id=request.task.retainer_id,
+                details={
+                    "reason": reason,
+                    "channel": request.channel_external_id,
+                    "state": request.state.value,
+                },
+                source=request.source_permalink,
             )
 
     # ----- talking to the platform ---------------------------------------------------------------

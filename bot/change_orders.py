@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer, channel_binding
+from bot.audit import audit
 from bot.calendar import local_today, period_of
 from bot.clock import Clock
 from bot.cycles import open_cycle
@@ -30,7 +31,6 @@ from bot.parsing import InputError, format_hours, month_name, parse_duration
 from bot.replies import Block, ChoiceInput, Context, Form, Option, Reply, Text, TextInput, Tone, error
 from store.db import unit_of_work
 from store.models import (
-    AuditEntry,
     BaselineItem,
     ChangeOrder,
     Cycle,
@@ -209,25 +209,23 @@ def record_change_order(
     if task is not None:
         task.change_order_id = change.id
         task.out_of_scope = True
-    session.add(
-        AuditEntry(
-            at=now,
-            actor_id=viewer.person_id,
-            actor_external_id=viewer.user_id,
-            action="change_order_recorded",
-            retainer_id=retainer.id,
-            subject=f"change_order:{change.id}",
-            details={
-                "extra_minutes": agreed.minutes,
-                "extra_deliverables": agreed.deliverables,
-                "category": agreed.category,
-                "note": agreed.note,
-                "period": cycle.period,
-                **({"task_id": task.id} if task is not None else {}),
-                **(details or {}),
-            },
-            source=change.source,
-        )
+    audit(
+        session,
+        "change_order_recorded",
+        f"change_order:{change.id}",
+        at=now,
+        by=viewer,
+        retainer_id=retainer.id,
+        details={
+            "extra_minutes": agreed.minutes,
+            "extra_deliverables": agreed.deliverables,
+            "category": agreed.category,
+            "note": agreed.note,
+            "period": cycle.period,
+            **({"task_id": task.id} if task is not None else {}),
+            **(details or {}),
+        },
+        source=change.source,
     )
     session.flush()
     refresh_health(session, retainer.id, now)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
 from bot.account import assessed
+from bot.audit import audit
 from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
 from bot.change_orders import KINDS, categories_of, parse_change, record_change_order
@@ -37,7 +38,6 @@ from bot.replies import Context, Reply, Text, Tone
 from bot.snapshot import load_snapshots, snapshots_of
 from bot.views import portfolio, report, status_client, status_internal
 from store.models import (
-    AuditEntry,
     Channel,
     ChannelKind,
     Client,
@@ -166,6 +166,18 @@ class Call:
     @property
     def viewer(self) -> Viewer:
         return self.request.viewer
+
+    def audit(self, action: str, subject: str, retainer_id: int, details: dict[str, object]) -> None:
+        """What this command did, in the audit log, by the person who typed it."""
+        audit(
+            self.session,
+            action,
+            subject,
+            at=self.request.now,
+            by=self.viewer,
+            retainer_id=retainer_id,
+            details=details,
+        )
 
     def internal_only(self, what: str) -> None:
         if not self.viewer.internal:
@@ -401,7 +413,7 @@ def _task_add(call: Call, tokens: list[str]) -> Reply:
     )
     call.session.add(task)
     call.session.flush()
-    _audit(call, "task_added", retainer.id, f"task:{task.id}", {"title": title})
+    call.audit("task_added", f"task:{task.id}", retainer.id, {"title": title})
     bits = [f"Added #{task.id} **{title}** to {retainer.client.name} ({month_name(cycle.period)})"]
     if due:
         bits.append(f"due {due:%a %b %-d}")
@@ -437,7 +449,7 @@ def _task_done(call: Call, tokens: list[str]) -> Reply:
         raise CommandError(f"#{task.id} {task.title} was carried over to the next month; close that one.")
     task.status = TaskStatus.DELIVERED
     task.completed_at = call.request.now
-    _audit(call, "task_delivered", task.retainer_id, f"task:{task.id}", {"title": task.title})
+    call.audit("task_delivered", f"task:{task.id}", task.retainer_id, {"title": task.title})
     retainer = call.session.get_one(Retainer, task.retainer_id)
     text = f"Marked #{task.id} **{task.title}** delivered for {retainer.client.name}."
     return Reply(text, (Text(text),), Tone.GOOD)
@@ -475,11 +487,10 @@ def _link(call: Call, tokens: list[str]) -> Reply:
     call.session.add(
         Channel(platform=platform, external_id=channel_id, kind=ChannelKind.CLIENT, retainer_id=retainer.id)
     )
-    _audit(
-        call,
+    call.audit(
         "channel_linked",
-        retainer.id,
         f"channel:{channel_id}",
+        retainer.id,
         {"replaced": previous.external_id if previous else None},
     )
     text = (
@@ -538,20 +549,6 @@ def _renewal(call: Call, tokens: list[str]) -> Reply:
     if rest:
         raise call.unknown(" ".join(tokens))
     return renewal_pack(call.session, retainer.id, call.request.now)
-
-
-def _audit(call: Call, action: str, retainer_id: int, subject: str, details: dict[str, object]) -> None:
-    call.session.add(
-        AuditEntry(
-            at=call.request.now,
-            actor_id=call.viewer.person_id,
-            actor_external_id=call.viewer.user_id,
-            action=action,
-            retainer_id=retainer_id,
-            subject=subject,
-            details=details,
-        )
-    )
 
 
 SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer
 from bot.account import assessed
+from bot.audit import audit
 from bot.calendar import business_days_between
 from bot.clock import Clock
 from bot.health import (
@@ -37,7 +38,6 @@ from bot.snapshot import load_snapshots
 from bot.views import LEVEL_MARK, status_internal
 from store.db import unit_of_work
 from store.models import (
-    AuditEntry,
     Client,
     Escalation,
     EscalationState,
@@ -469,16 +469,14 @@ class Escalations:
         action: str,
         details: dict[str, Any],
     ) -> None:
-        session.add(
-            AuditEntry(
-                at=now,
-                actor_id=viewer.person_id,
-                actor_external_id=viewer.user_id,
-                action=action,
-                retainer_id=e.retainer_id,
-                subject=f"escalation:{e.id}",
-                details=details,
-            )
+        audit(
+            session,
+            action,
+            f"escalation:{e.id}",
+            at=now,
+            by=viewer,
+            retainer_id=e.retainer_id,
+            details=details,
         )
 
     def open_account(self, escalation_id: int, viewer: Viewer) -> Reply:

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer, channel_binding
+from bot.audit import audit
 from bot.calendar import local_today, period_of
 from bot.clock import Clock
 from bot.cycles import open_cycle
@@ -31,7 +32,6 @@ from bot.replies import (
 from bot.views import STATUS_WORDS
 from store.db import unit_of_work
 from store.models import (
-    AuditEntry,
     Channel,
     ChannelKind,
     Cycle,
@@ -232,17 +232,15 @@ def new_task(session: Session, capture: MessageCapture, title: str, now: dt.date
     task = Task(retainer_id=retainer.id, cycle_id=cycle_id, title=title, created_at=now)
     session.add(task)
     session.flush()
-    session.add(
-        AuditEntry(
-            at=now,
-            actor_id=capture.captured_by_id,
-            actor_external_id=capture.captured_by_external_id,
-            action="task_added",
-            retainer_id=retainer.id,
-            subject=f"task:{task.id}",
-            details={"title": title, "from": capture.purpose},
-            source=capture.permalink,
-        )
+    audit(
+        session,
+        "task_added",
+        f"task:{task.id}",
+        at=now,
+        actor=(capture.captured_by_id, capture.captured_by_external_id),
+        retainer_id=retainer.id,
+        details={"title": title, "from": capture.purpose},
+        source=capture.permalink,
     )
     return task
 
@@ -440,17 +438,15 @@ class Intake:
             )
             session.add(feedback)
             session.flush()
-            session.add(
-                AuditEntry(
-                    at=now,
-                    actor_id=capture.captured_by_id,
-                    actor_external_id=capture.captured_by_external_id,
-                    action="feedback_added",
-                    retainer_id=capture.retainer_id,
-                    subject=f"task:{task.id}",
-                    details={"feedback_id": feedback.id, "side": capture.author_side.value},
-                    source=capture.permalink,
-                )
+            audit(
+                session,
+                "feedback_added",
+                f"task:{task.id}",
+                at=now,
+                actor=(capture.captured_by_id, capture.captured_by_external_id),
+                retainer_id=capture.retainer_id,
+                details={"feedback_id": feedback.id, "side": capture.author_side.value},
+                source=capture.permalink,
             )
             source = None if capture.permalink else (capture.channel_external_id, capture.message_ts)
             return Filed(feedback.id, capture.id, source)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer
+from bot.audit import audit
 from bot.calendar import local_today, period_of
 from bot.clock import Clock
 from bot.cycles import open_cycle
@@ -38,7 +39,6 @@ from bot.replies import (
 from store.db import unit_of_work
 from store.models import (
     Agency,
-    AuditEntry,
     BaselineItem,
     Channel,
     ChannelKind,
@@ -564,22 +564,20 @@ class Onboarding:
         session.flush()
         if data.starts <= today <= data.ends:
             open_cycle(session, retainer, period_of(today, retainer.cycle_start_day), today)
-        session.add(
-            AuditEntry(
-                at=now,
-                actor_id=viewer.person_id,
-                actor_external_id=viewer.user_id,
-                action="retainer_created",
-                retainer_id=retainer.id,
-                subject=f"retainer:{retainer.id}",
-                details={
-                    "client": data.name,
-                    "slug": data.slug,
-                    "term": [data.starts.isoformat(), data.ends.isoformat()],
-                    "monthly_minutes": data.minutes,
-                    "contacts": list(data.contacts),
-                },
-            )
+        audit(
+            session,
+            "retainer_created",
+            f"retainer:{retainer.id}",
+            at=now,
+            by=viewer,
+            retainer_id=retainer.id,
+            details={
+                "client": data.name,
+                "slug": data.slug,
+                "term": [data.starts.isoformat(), data.ends.isoformat()],
+                "monthly_minutes": data.minutes,
+                "contacts": list(data.contacts),
+            },
         )
         session.flush()
         return plan_for(session, retainer, viewer, tuple(notes))
@@ -678,16 +676,14 @@ class Onboarding:
                         bound_at=now,
                     )
                 )
-                session.add(
-                    AuditEntry(
-                        at=now,
-                        actor_id=viewer.person_id,
-                        actor_external_id=viewer.user_id,
-                        action="channel_linked",
-                        retainer_id=retainer_id,
-                        subject=f"channel:{channel_id}",
-                        details={"name": name},
-                    )
+                audit(
+                    session,
+                    "channel_linked",
+                    f"channel:{channel_id}",
+                    at=now,
+                    by=viewer,
+                    retainer_id=retainer_id,
+                    details={"name": name},
                 )
                 text = f"#{name} is now bound to **{client}**."
                 return Bound(True, Reply(text.replace("**", ""), (Text(text),), Tone.GOOD))
@@ -698,25 +694,23 @@ class Onboarding:
     def record(self, retainer_id: int, results: list[StepResult], viewer: Viewer) -> None:
         """The setup's outcome in the audit log, one entry for the whole run."""
         with unit_of_work(self.sessions) as session:
-            session.add(
-                AuditEntry(
-                    at=self.clock.now(),
-                    actor_id=viewer.person_id,
-                    actor_external_id=viewer.user_id,
-                    action="channel_setup",
-                    retainer_id=retainer_id,
-                    subject=f"retainer:{retainer_id}",
-                    details={
-                        "steps": [
-                            {
-                                "step": r.step.value,
-                                "ok": r.ok,
-                                "subject": r.subject,
-                                "problem": r.problem.value if r.problem else None,
-                                "detail": r.detail,
-                            }
-                            for r in results
-                        ]
-                    },
-                )
+            audit(
+                session,
+                "channel_setup",
+                f"retainer:{retainer_id}",
+                at=self.clock.now(),
+                by=viewer,
+                retainer_id=retainer_id,
+                details={
+                    "steps": [
+                        {
+                            "step": r.step.value,
+                            "ok": r.ok,
+                            "subject": r.subject,
+                            "problem": r.problem.value if r.problem else None,
+                            "detail": r.detail,
+                        }
+                        for r in results
+                    ]
+                },
             )

@@ -10,9 +10,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import PLATFORM_ID_COLUMN, Viewer
+from bot.audit import audit
 from bot.clock import Clock
 from store.db import unit_of_work
-from store.models import AuditEntry, Person, Role
+from store.models import Person
 
 
 @dataclass(frozen=True)
@@ -73,18 +74,12 @@ class People:
             person = link_by_email(session, platform, profile)
             if person is None:
                 return Viewer(platform, user_id, internal=profile.home, name=profile.name or None)
-            session.add(
-                AuditEntry(
-                    at=self.clock.now(),
-                    actor_id=person.id,
-                    actor_external_id=user_id,
-                    action="person_linked",
-                    subject=f"person:{person.id}",
-                    details={"platform": platform, "by": "email"},
-                )
+            audit(
+                session,
+                "person_linked",
+                f"person:{person.id}",
+                at=self.clock.now(),
+                actor=(person.id, user_id),
+                details={"platform": platform, "by": "email"},
             )
             return viewer_of(person, platform, user_id)
-
-
-def is_client_of(person: Person | None, client_id: int) -> bool:
-    return person is not None and person.role is Role.CLIENT and person.client_id == client_id

@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from bot.access import Viewer, channel_binding
+from bot.access import Viewer, channel_binding, is_client_side
 from bot.account import assessed
+from bot.audit import audit
 from bot.calendar import Period, business_days_between, local_today
 from bot.escalations import ESCALATION_KINDS, escalation_posts
 from bot.health import LIVE_STAGES, Health, Level
@@ -40,7 +41,6 @@ from store.models import (
     ApprovalApprover,
     ApprovalRequest,
     ApprovalState,
-    AuditEntry,
     Cycle,
     Delivery,
     DeliveryStatus,
@@ -49,7 +49,6 @@ from store.models import (
     Person,
     Retainer,
     RetainerMember,
-    Role,
     Task,
     TimeEntry,
 )
@@ -661,7 +660,7 @@ def confirm_priorities(
         return Confirmed(None, Reply(text, (Text(text),), Tone.WARNING))
     retainer = session.get_one(Retainer, cycle.retainer_id)
     person = session.get(Person, viewer.person_id) if viewer.person_id else None
-    if not _is_client_side(session, person, retainer):
+    if not is_client_side(person, retainer):
         text = (
             f"Only someone on {retainer.client.name}'s side can confirm the month's priorities. "
             "Nothing changed."
@@ -681,16 +680,14 @@ def confirm_priorities(
     session.expire(cycle)
     note = None
     if done.rowcount == 1:
-        session.add(
-            AuditEntry(
-                at=now,
-                actor_id=person.id,
-                actor_external_id=viewer.user_id,
-                action="priorities_confirmed",
-                retainer_id=retainer.id,
-                subject=f"cycle:{cycle.id}",
-                details={"period": cycle.period},
-            )
+        audit(
+            session,
+            "priorities_confirmed",
+            f"cycle:{cycle.id}",
+            at=now,
+            actor=(person.id, viewer.user_id),
+            retainer_id=retainer.id,
+            details={"period": cycle.period},
         )
         session.flush()
     else:
@@ -704,20 +701,3 @@ def confirm_priorities(
     (snapshot,) = load_snapshots(session, [retainer.id], now, Period.parse(cycle.period))
     confirmer = _confirmers(session, [cycle]).get(cycle.id)
     return Confirmed(planning_post(snapshot, confirmer), note)
-
-
-def _is_client_side(session: Session, person: Person | None, retainer: Retainer) -> bool:
-    if person is None or person.role is not Role.CLIENT:
-        return False
-    if person.client_id == retainer.client_id:
-        return True
-    return (
-        session.scalars(
-            select(RetainerMember.id).where(
-                RetainerMember.retainer_id == retainer.id,
-                RetainerMember.person_id == person.id,
-                RetainerMember.role == MemberRole.APPROVER,
-            )
-        ).first()
-        is not None
-    )

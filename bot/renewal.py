@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer
+from bot.audit import audit
 from bot.calendar import business_days_between, local_today, period_of
 from bot.clock import Clock
 from bot.cycles import open_cycle
@@ -558,21 +559,19 @@ class Renewals:
                 )
             ).first()
             if started is None:
-                session.add(
-                    AuditEntry(
-                        at=now,
-                        actor_id=viewer.person_id,
-                        actor_external_id=viewer.user_id,
-                        action="renewal_started",
-                        retainer_id=retainer_id,
-                        subject=subject,
-                        details={
-                            "proposed_minutes": pack.proposal.minutes,
-                            "proposed_fee_cents": pack.proposal.fee_cents,
-                            "term": [pack.proposal.starts_on.isoformat(), pack.proposal.ends_on.isoformat()],
-                            "why": pack.proposal.reasons,
-                        },
-                    )
+                audit(
+                    session,
+                    "renewal_started",
+                    subject,
+                    at=now,
+                    by=viewer,
+                    retainer_id=retainer_id,
+                    details={
+                        "proposed_minutes": pack.proposal.minutes,
+                        "proposed_fee_cents": pack.proposal.fee_cents,
+                        "term": [pack.proposal.starts_on.isoformat(), pack.proposal.ends_on.isoformat()],
+                        "why": pack.proposal.reasons,
+                    },
                 )
             return Reply("Start renewal", form=renewal_form(pack))
 

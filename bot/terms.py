@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.audit import audit
 from bot.calendar import local_today
 from store.models import (
-    AuditEntry,
     BaselineItem,
     Cycle,
     Retainer,
@@ -202,36 +202,32 @@ def agree_next_term(
     before = retainer.end_date
     retainer.end_date = nxt.ends_on
     if retainer.stage in (Stage.RENEWAL, Stage.ENDED):
-        session.add(
-            AuditEntry(
-                at=now,
-                actor_id=actor_id,
-                actor_external_id=actor_external_id,
-                action="stage_changed",
-                retainer_id=retainer.id,
-                subject=f"retainer:{retainer.id}",
-                details={"from": retainer.stage.value, "to": Stage.ACTIVE.value, "why": "next term agreed"},
-            )
+        audit(
+            session,
+            "stage_changed",
+            f"retainer:{retainer.id}",
+            at=now,
+            actor=(actor_id, actor_external_id),
+            retainer_id=retainer.id,
+            details={"from": retainer.stage.value, "to": Stage.ACTIVE.value, "why": "next term agreed"},
         )
         retainer.stage = Stage.ACTIVE
-    session.add(
-        AuditEntry(
-            at=now,
-            actor_id=actor_id,
-            actor_external_id=actor_external_id,
-            action="term_agreed",
-            retainer_id=retainer.id,
-            subject=f"term:{row.id}",
-            details={
-                "number": row.number,
-                "term": [row.starts_on.isoformat(), row.ends_on.isoformat()],
-                "monthly_minutes": row.monthly_minutes,
-                "fee_cents": row.fee_cents,
-                "currency": row.currency,
-                "source": row.source,
-                "renewal_date_was": before.isoformat(),
-            },
-        )
+    audit(
+        session,
+        "term_agreed",
+        f"term:{row.id}",
+        at=now,
+        actor=(actor_id, actor_external_id),
+        retainer_id=retainer.id,
+        details={
+            "number": row.number,
+            "term": [row.starts_on.isoformat(), row.ends_on.isoformat()],
+            "monthly_minutes": row.monthly_minutes,
+            "fee_cents": row.fee_cents,
+            "currency": row.currency,
+            "source": row.source,
+            "renewal_date_was": before.isoformat(),
+        },
     )
     if nxt.starts_on <= today:
         apply_due_term(session, retainer, today, now)
@@ -283,14 +279,13 @@ def apply_due_term(session: Session, retainer: Retainer, cycle_starts: dt.date, 
     retainer.baseline = []
     session.flush()  # the old baseline rows go before the new ones take their (retainer, category) keys
     retainer.baseline = [BaselineItem(category=c, per_month=n) for c, n in (term.baseline or {}).items()]
-    session.add(
-        AuditEntry(
-            at=now,
-            action="term_started",
-            retainer_id=retainer.id,
-            subject=f"term:{term.id}",
-            details={"number": term.number, "monthly_minutes": term.monthly_minutes},
-        )
+    audit(
+        session,
+        "term_started",
+        f"term:{term.id}",
+        at=now,
+        retainer_id=retainer.id,
+        details={"number": term.number, "monthly_minutes": term.monthly_minutes},
     )
     session.flush()
     return True

@@ -30,6 +30,7 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from bot.audit import audit
 from bot.fields import (
     Count,
     CountryCode,
@@ -52,7 +53,6 @@ from bot.lookup import name_key
 from store.db import unit_of_work
 from store.models import (
     Agency,
-    AuditEntry,
     BaselineItem,
     Channel,
     ChannelKind,
@@ -748,13 +748,12 @@ def import_agency(
         _sync_template(session, entry.retainer, retainer, counts["template"])
     session.flush()
 
-    session.add(
-        AuditEntry(
-            at=now or dt.datetime.now(dt.UTC),
-            action="import",
-            subject="agency",
-            details={"source": source, "counts": summary.as_dict()},
-        )
+    audit(
+        session,
+        "import",
+        "agency",
+        at=now or dt.datetime.now(dt.UTC),
+        details={"source": source, "counts": summary.as_dict()},
     )
     session.flush()
     return summary
