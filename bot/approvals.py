@@ -19,7 +19,7 @@ from bot.clock import Clock
 from bot.feedback import (
     Duplicate,
     Invalid,
-    Post,
+    Notice,
     choose_task,
     client_channel,
     new_task,
@@ -92,7 +92,7 @@ class Requested:
 @dataclass(frozen=True)
 class Decided:
     request_id: int
-    posts: tuple[Post, ...]
+    posts: tuple[Notice, ...]
 
 
 @dataclass(frozen=True)
@@ -581,7 +581,7 @@ class Approvals:
         retainer: Retainer,
         viewer: Viewer,
         change_order: ChangeOrder | None,
-    ) -> list[Post]:
+    ) -> list[Notice]:
         who = viewer.name or "The client"
         version = f" (version {request.version})" if request.version > 1 else ""
         if request.state is ApprovalState.APPROVED:
@@ -602,7 +602,7 @@ class Approvals:
         for person in people_to_tell(session, task):
             user = platform_id(person, viewer.platform)
             if user:
-                posts.append(Post(user, Reply(summary, tuple(blocks)), direct=True))
+                posts.append(Notice(user, Reply(summary, tuple(blocks)), direct=True))
         return posts
 
     # ----- the card ------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ class SourceMessage:
 
 
 @dataclass(frozen=True)
-class Post:
+class Notice:
     """A message for the platform to send: to a channel (in a thread, if given), or `direct`ly to
     the person whose platform user id `to` is."""
 
@@ -80,7 +80,7 @@ class Post:
     direct: bool = False
 
 
-def deliver(messenger: Messenger, posts: tuple[Post, ...] | list[Post]) -> None:
+def deliver(messenger: Messenger, posts: tuple[Notice, ...] | list[Notice]) -> None:
     """Send notices (thread notes, DMs) once what they report is committed. One that does not land
     is logged: the feedback or decision it reports is already stored, and nothing depends on it."""
     for post in posts:
@@ -461,7 +461,7 @@ class Intake:
             if feedback is not None and feedback.permalink is None:
                 feedback.permalink = permalink[:500]
 
-    def feedback_posts(self, feedback_id: int, capture_id: int) -> tuple[Post, ...]:
+    def feedback_posts(self, feedback_id: int, capture_id: int) -> tuple[Notice, ...]:
         """What to send about stored feedback: a note in the message's thread, and the task's owner told."""
         with unit_of_work(self.sessions, read_only=True) as session:
             feedback = session.get(Feedback, feedback_id)
@@ -476,10 +476,10 @@ class Intake:
             )
 
     @staticmethod
-    def _thread_note(capture: MessageCapture, task: Task) -> Post:
+    def _thread_note(capture: MessageCapture, task: Task) -> Notice:
         # Seen by the client in a shared channel: the task's name only, no owner, hours or ids.
         text = f"📝 Noted as feedback on **{task.title}**."
-        return Post(
+        return Notice(
             capture.channel_external_id,
             Reply(text.replace("**", ""), (Text(text),), Tone.GOOD),
             thread=capture.thread_ts or capture.message_ts,
@@ -488,7 +488,7 @@ class Intake:
     @staticmethod
     def _owner_notes(
         session: Session, capture: MessageCapture, task: Task, feedback: Feedback, actor: Person | None
-    ) -> list[Post]:
+    ) -> list[Notice]:
         retainer = session.get_one(Retainer, task.retainer_id)
         author = feedback.author.name if feedback.author else "someone"
         where = f"[their message]({feedback.permalink})" if feedback.permalink else "their message"
@@ -508,5 +508,5 @@ class Intake:
         for person in people_to_tell(session, task):
             user = platform_id(person, capture.platform)
             if user and user != capture.captured_by_external_id:
-                posts.append(Post(user, Reply(summary, tuple(lines)), direct=True))
+                posts.append(Notice(user, Reply(summary, tuple(lines)), direct=True))
         return posts

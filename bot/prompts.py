@@ -283,7 +283,7 @@ def reminder_post(r: ReminderFacts) -> Reply:
 
 
 @dataclass
-class Account:
+class DigestLine:
     """One account in an AM's digest."""
 
     snapshot: Snapshot
@@ -303,7 +303,7 @@ class Account:
         }
 
 
-def triage_post(name: str, day: dt.date, accounts: list[Account], last_week: dict[str, Any]) -> Reply:
+def triage_post(name: str, day: dt.date, accounts: list[DigestLine], last_week: dict[str, Any]) -> Reply:
     """Monday morning, to one AM: every account colour-coded, what changed, what needs them."""
     accounts = sorted(accounts, key=lambda a: (-a.health.level, a.snapshot.client_name))
     lines, changes, needs = [], [], []
@@ -546,7 +546,7 @@ def _triage(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[st
             out[w.key] = Written(None, "the AM no longer exists")
             continue
         accounts = [
-            Account(
+            DigestLine(
                 snapshots[rid],
                 health[rid],
                 activity[rid],

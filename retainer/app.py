@@ -25,7 +25,7 @@ from handlers.crm import CrmWebhooks
 from handlers.server import build_web_app
 from handlers.slack import build_app
 from handlers.slack.home import SlackHomes
-from handlers.slack.outbox import ChannelMessenger
+from handlers.slack.messenger import ChannelMessenger
 from handlers.slack.setup import ChannelSetup
 from handlers.slack.workspace import Workspace, make_client
 from handlers.teams import Teams, build_teams, describe

@@ -39,7 +39,7 @@ from bot.health import DEFAULT_THRESHOLDS, LIVE_STAGES, Health, Thresholds, asse
 from bot.history import Account, Member, load_accounts
 from bot.replies import Reply
 from bot.rhythm import PostKind
-from scheduler.outbox import Outbox, Outcome, Outgoing, Post, sender_name
+from scheduler.outbox import Outbox, Outcome, Outgoing, ScheduledPost, sender_name
 from store.db import unit_of_work
 from store.models import (
     AuditEntry,
@@ -453,7 +453,7 @@ class HealthWatch:
             if not due:
                 return Outcome()
             people = _people(session, sorted({e.retainer_id for e in due}))
-        posts: list[Post] = []
+        posts: list[ScheduledPost] = []
         plans: list[tuple[int, str, Any]] = []
         for e in due:
             directors = people.get((e.retainer_id, MemberRole.DIRECTOR), [])
@@ -497,8 +497,8 @@ class HealthWatch:
         self._mark(plans, now)
         return outcome
 
-    def _post(self, key: str, kind: PostKind, e: Any, member: Member, now: dt.datetime) -> Post:
-        base = Post(key, kind, e.retainer_id, f"escalation:{e.id}", now)
+    def _post(self, key: str, kind: PostKind, e: Any, member: Member, now: dt.datetime) -> ScheduledPost:
+        base = ScheduledPost(key, kind, e.retainer_id, f"escalation:{e.id}", now)
         address = member.address()
         if address is None:
             return replace(base, reason=f"{member.name} has no chat account the bot knows")
@@ -507,7 +507,7 @@ class HealthWatch:
             return replace(base, reason=f"no {platform} messenger is configured")
         return replace(base, platform=platform, conversation=user_id, private=True)
 
-    def _send(self, posts: list[Post], now: dt.datetime) -> Outcome:
+    def _send(self, posts: list[ScheduledPost], now: dt.datetime) -> Outcome:
         outcome = Outcome()
         if not posts:
             return outcome

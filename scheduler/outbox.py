@@ -32,7 +32,7 @@ INSERT_BATCH = 500  # rows per INSERT: 13 parameters each, far below SQLite's an
 
 
 @dataclass(frozen=True)
-class Post:
+class ScheduledPost:
     """One post to deliver: its unique key, what it is, when it fell due and where it goes. A post
     with a `reason` and no conversation cannot go anywhere and is recorded as skipped."""
 
@@ -53,7 +53,7 @@ class Outgoing:
     """A post with its content, ready to claim and send; `retake` is set for a claim being recovered
     (its row id, the attempts seen, whether the last attempt may have landed)."""
 
-    post: Post
+    post: ScheduledPost
     reply: Reply
     details: dict[str, Any] = field(default_factory=dict)
     retake: tuple[int, int, bool] | None = None
@@ -96,7 +96,7 @@ class Outcome:
         return {name: len(getattr(self, name)) for name in names}
 
 
-class Pacer:
+class TokenBucket:
     """A token bucket on our side matching the platform's cap, so concurrent senders go as fast as
     allowed and no faster (a 429 costs a Retry-After second; pacing costs nothing)."""
 
@@ -141,7 +141,7 @@ def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[i
     return made
 
 
-def _row(post: Post, status: DeliveryStatus, now: dt.datetime, **values: Any) -> dict[str, Any]:
+def _row(post: ScheduledPost, status: DeliveryStatus, now: dt.datetime, **values: Any) -> dict[str, Any]:
     return {
         "key": post.key,
         "kind": post.kind.value,
@@ -180,7 +180,7 @@ class Outbox:
         self.sessions, self.clock, self.messengers = sessions, clock, messengers
         self.settings = settings or OutboxSettings()
         self.name = name or sender_name()
-        self.pacer = Pacer(self.settings.posts_per_second, self.settings.burst)
+        self.pacer = TokenBucket(self.settings.posts_per_second, self.settings.burst)
         self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="delivery")
 
     def close(self) -> None:
@@ -188,7 +188,7 @@ class Outbox:
 
     # --- recording without sending -----------------------------------------------------------------
 
-    def skip(self, posts: Sequence[Post], reasons: Mapping[str, str] | None = None) -> list[str]:
+    def skip(self, posts: Sequence[ScheduledPost], reasons: Mapping[str, str] | None = None) -> list[str]:
         """Record posts as skipped (missed beyond grace, nowhere to go, nothing to say); the keys newly
         recorded. A key already claimed or sent is left alone."""
         if not posts:
@@ -211,7 +211,7 @@ class Outbox:
             log.info("skipped %d more posts", len(made) - 50)
         return made
 
-    def stale(self, session: Session, limit: int = 5000) -> list[tuple[Post, int, int, bool]]:
+    def stale(self, session: Session, limit: int = 5000) -> list[tuple[ScheduledPost, int, int, bool]]:
         """Claims whose sender died or whose retry is due: (post, row id, attempts, may have landed)."""
         now = self.clock.now()
         query: Select[Any] = (
@@ -223,7 +223,7 @@ class Outbox:
         rows = session.scalars(query).all()
         return [
             (
-                Post(
+                ScheduledPost(
                     r.key,
                     PostKind(r.kind),
                     r.retainer_id,
@@ -436,7 +436,7 @@ class Outbox:
         outcome.add("retrying", key)
 
     def _fail(
-        self, row_id: int, attempt: int, reason: str, outcome: Outcome, post: Post, permanent: bool
+        self, row_id: int, attempt: int, reason: str, outcome: Outcome, post: ScheduledPost, permanent: bool
     ) -> None:
         """Give up on a post. `permanent`: the conversation cannot take posts (gone, archived, bot
         removed), which the AMs are told about once."""

@@ -27,7 +27,7 @@ from bot.rhythm import (
     reminder_due,
     triage_between,
 )
-from scheduler.outbox import Outbox, Outcome, Outgoing, Post
+from scheduler.outbox import Outbox, Outcome, Outgoing, ScheduledPost
 from store.db import unit_of_work
 from store.models import (
     Agency,
@@ -121,7 +121,7 @@ class ScheduledPosts:
         return outcome
 
     def _deliver(
-        self, fresh: list[Post], stale: list[tuple[Post, int, int, bool]], now: dt.datetime
+        self, fresh: list[ScheduledPost], stale: list[tuple[ScheduledPost, int, int, bool]], now: dt.datetime
     ) -> Outcome:
         outcome = Outcome()
         wanted = [Wanted(p.key, p.kind, p.retainer_id, p.subject, p.platform) for p in fresh]
@@ -232,7 +232,9 @@ class ScheduledPosts:
 
     # --- what is due ---------------------------------------------------------------------------------
 
-    def _due(self, session: Session, calendars: list[RetainerCalendar], now: dt.datetime) -> list[Post]:
+    def _due(
+        self, session: Session, calendars: list[RetainerCalendar], now: dt.datetime
+    ) -> list[ScheduledPost]:
         """Every post due at `now` (within the lookback) with no delivery row yet, with where it goes;
         a post that cannot go anywhere carries the reason instead."""
         found: list[Occurrence] = []
@@ -313,10 +315,10 @@ class ScheduledPosts:
         channels: dict[tuple[int, ChannelKind], Channel],
         ams: dict[int, list[_Person]],
         cards: dict[int, _Card],
-    ) -> list[Post]:
+    ) -> list[ScheduledPost]:
         """Where an occurrence goes: one post, one per AM (internal posts without an internal channel),
         or one with the reason it cannot go anywhere."""
-        base = Post(o.key, o.kind, o.retainer_id, o.subject, o.at)
+        base = ScheduledPost(o.key, o.kind, o.retainer_id, o.subject, o.at)
         audience = AUDIENCE[o.kind]
         if audience is Audience.PERSON:
             people = {p.id: p for group in ams.values() for p in group}
@@ -341,12 +343,12 @@ class ScheduledPosts:
             return [replace(base, reason="no internal channel and no AM to tell")]
         return [self._to_person(replace(base, key=f"{o.key}:p{p.id}"), p.address()) for p in people]
 
-    def _to_channel(self, base: Post, channel: Channel, thread: str | None) -> Post:
+    def _to_channel(self, base: ScheduledPost, channel: Channel, thread: str | None) -> ScheduledPost:
         if channel.platform not in self.outbox.messengers:
             return replace(base, reason=f"no {channel.platform} messenger is configured")
         return replace(base, platform=channel.platform, conversation=channel.external_id, thread=thread)
 
-    def _to_person(self, base: Post, address: tuple[str, str] | None) -> Post:
+    def _to_person(self, base: ScheduledPost, address: tuple[str, str] | None) -> ScheduledPost:
         if address is None:
             return replace(base, reason="the person has no chat account the bot knows")
         platform, user_id = address
@@ -356,7 +358,7 @@ class ScheduledPosts:
 
     # --- telling the AMs about a channel that is gone -------------------------------------------------
 
-    def _notices(self, session: Session, now: dt.datetime) -> list[Post]:
+    def _notices(self, session: Session, now: dt.datetime) -> list[ScheduledPost]:
         """A private note to each AM of a retainer, once per channel, when posts to one of its channels
         failed for good (the channel is gone or archived, the bot was removed). Read from the store,
         so a crash between the failure and the note still leads to the note."""
@@ -384,7 +386,7 @@ class ScheduledPosts:
         if not failed:
             return []
         keys: dict[int, list[str]] = {}
-        posts: dict[str, Post] = {}
+        posts: dict[str, ScheduledPost] = {}
         ams = _ams(session, sorted({f.retainer_id for f in failed}))
         for f in failed:
             keys[f.id] = []
@@ -392,7 +394,7 @@ class ScheduledPosts:
                 key = f"channel_gone:{f.platform}:{f.conversation}:p{person.id}"
                 keys[f.id].append(key)
                 if key not in posts:
-                    base = Post(key, PostKind.CHANNEL_GONE, f.retainer_id, f"delivery:{f.id}", now)
+                    base = ScheduledPost(key, PostKind.CHANNEL_GONE, f.retainer_id, f"delivery:{f.id}", now)
                     posts[key] = self._to_person(base, person.address())
         existing = _existing(session, list(posts))
         self._told |= {fid for fid, told in keys.items() if all(k in existing for k in told)}

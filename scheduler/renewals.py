@@ -18,7 +18,7 @@ from bot.clock import Clock
 from bot.health import DEFAULT_THRESHOLDS, LIVE_STAGES
 from bot.renewal import renewal_pack
 from bot.rhythm import PostKind
-from scheduler.outbox import Outbox, Outcome, Outgoing, Post
+from scheduler.outbox import Outbox, Outcome, Outgoing, ScheduledPost
 from store.db import unit_of_work
 from store.models import Delivery, MemberRole, Person, Retainer, RetainerMember
 
@@ -97,8 +97,8 @@ class RenewalPacks:
             log.info("renewal packs sent: %d", len(outcome.sent))
         return outcome
 
-    def _posts(self, session: Session, due: dict[int, tuple[dt.date, dt.datetime]]) -> list[Post]:
-        posts: dict[str, Post] = {}
+    def _posts(self, session: Session, due: dict[int, tuple[dt.date, dt.datetime]]) -> list[ScheduledPost]:
+        posts: dict[str, ScheduledPost] = {}
         for rid, person_id, slack, teams in session.execute(
             select(RetainerMember.retainer_id, Person.id, Person.slack_user_id, Person.teams_aad_id)
             .join(Person, Person.id == RetainerMember.person_id)
@@ -110,7 +110,7 @@ class RenewalPacks:
         ):
             end, at = due[rid]
             key = pack_key(rid, end, person_id)
-            base = Post(key, PostKind.RENEWAL_PACK, rid, f"term:{end.isoformat()}", at)
+            base = ScheduledPost(key, PostKind.RENEWAL_PACK, rid, f"term:{end.isoformat()}", at)
             platform, user = ("slack", slack) if slack else ("teams", teams) if teams else (None, None)
             if platform is None or user is None:
                 posts[key] = replace(base, reason="the person has no chat account the bot knows")

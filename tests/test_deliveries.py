@@ -271,11 +271,13 @@ def test_a_post_that_keeps_failing_gives_up_after_the_last_attempt(
 
 def test_thousands_of_missed_posts_are_recorded_in_one_go(world: World) -> None:
     from bot.rhythm import PostKind
-    from scheduler.outbox import Post
+    from scheduler.outbox import ScheduledPost
 
     outbox = world.scheduler(name="s").outbox
     posts = [
-        Post(f"review:{n}:2026-01", PostKind.REVIEW, None, "period:2026-01", CHECKPOINT, reason="missed")
+        ScheduledPost(
+            f"review:{n}:2026-01", PostKind.REVIEW, None, "period:2026-01", CHECKPOINT, reason="missed"
+        )
         for n in range(6000)  # 78,000 bound parameters in one statement would be over PostgreSQL's limit
     ]
     assert len(outbox.skip(posts)) == 6000

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.approvals import RETRY_AFTER
-from handlers.slack.outbox import ChannelMessenger
+from handlers.slack.messenger import ChannelMessenger
 from store.db import unit_of_work
 from store.models import (
     ApprovalRequest,

@@ -14,9 +14,9 @@ from handlers.slack import (
     events,
     home,
     lifecycle,
-    rhythm,
+    priorities,
     shortcuts,
-    views,
+    submissions,
 )
 from handlers.slack.workspace import Workspace
 
@@ -34,6 +34,16 @@ def build_app(core: Core, workspace: Workspace, signing_secret: str) -> App:
         # lets the work in flight finish on the way out.
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-lazy"),
     )
-    for module in (commands, shortcuts, actions, views, rhythm, home, events, escalations, lifecycle):
+    for module in (
+        commands,
+        shortcuts,
+        actions,
+        submissions,
+        priorities,
+        home,
+        events,
+        escalations,
+        lifecycle,
+    ):
         module.register(app, core, workspace)
     return app

@@ -18,7 +18,7 @@ from bot.feedback import deliver
 from bot.messenger import Posted
 from bot.onboarding import LINK_ACTION
 from bot.replies import error
-from handlers.slack.outbox import ChannelMessenger, answer_privately
+from handlers.slack.messenger import ChannelMessenger, answer_privately
 from handlers.slack.render_forms import render_modal
 from handlers.slack.setup import ChannelSetup
 from handlers.slack.workspace import Workspace

@@ -14,8 +14,7 @@ from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
 from bot.messenger import DeliveryError
 from bot.replies import error
 from handlers.slack.home import SlackHomes
-from handlers.slack.messenger import SlackMessenger
-from handlers.slack.outbox import answer_privately
+from handlers.slack.messenger import SlackMessenger, answer_privately
 from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)

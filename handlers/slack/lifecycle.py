@@ -16,11 +16,11 @@ from slack_sdk.errors import SlackApiError
 from bot import change_orders, renewal
 from bot.change_orders import Recorded
 from bot.core import Core
-from bot.feedback import Invalid, Post, deliver
+from bot.feedback import Invalid, Notice, deliver
 from bot.replies import Reply, Text, error
-from handlers.slack.outbox import ChannelMessenger, answer_privately
+from handlers.slack.messenger import ChannelMessenger, answer_privately
 from handlers.slack.render_forms import callback_id, form_values, render_modal
-from handlers.slack.views import field_errors
+from handlers.slack.submissions import field_errors
 from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         ack()
 
     def tell(user: str, reply: Reply) -> None:
-        deliver(messenger, [Post(user, reply, direct=True)])
+        deliver(messenger, [Notice(user, reply, direct=True)])
 
     # ----- Record a change order (the form behind the message shortcut) -------------------------
 

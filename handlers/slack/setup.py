@@ -28,7 +28,7 @@ from bot.onboarding import (
     setup_started,
 )
 from bot.replies import Reply, Text, Tone
-from handlers.slack.outbox import ChannelMessenger
+from handlers.slack.messenger import ChannelMessenger
 from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ NOT_ALLOWED_ERRORS = {
 }
 
 
-class Pacer:
+class MinuteWindow:
     """At most `per_minute` calls in any 60 seconds, kept on our side so a burst of invitations
     stays inside the method's rate tier instead of leaning on 429s."""
 
@@ -86,7 +86,7 @@ class ChannelSetup:
         self.workspace = workspace
         self.client: WebClient = workspace.client
         self.messenger = ChannelMessenger(workspace.client)
-        self.share_pacer = Pacer(SHARE_PER_MINUTE)
+        self.share_pacer = MinuteWindow(SHARE_PER_MINUTE)
 
     def create_and_set_up(self, data: NewRetainer, user_id: str) -> None:
         """Write the retainer, then set its channel up, telling `user_id` how it went in a DM thread."""

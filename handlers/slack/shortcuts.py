@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 from bot.core import Core
 from bot.feedback import SourceMessage
 from bot.replies import Reply, error
-from handlers.slack.outbox import answer_privately
+from handlers.slack.messenger import answer_privately
 from handlers.slack.render_forms import render_modal
 from handlers.slack.workspace import Workspace
 

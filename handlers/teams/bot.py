@@ -35,7 +35,7 @@ from bot.access import Viewer
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused, Requested
 from bot.core import Core
 from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
-from bot.feedback import Filed, Invalid, Post, SourceMessage, deliver
+from bot.feedback import Filed, Invalid, Notice, SourceMessage, deliver
 from bot.messenger import DeliveryError, Messenger
 from bot.people import Profile
 from bot.prompts import CONFIRM_ACTION
@@ -333,7 +333,7 @@ class RetainerBot(TeamsActivityHandler):
         # Committed: the Action.Execute answer replaces the DM's card in place.
         return card_response(acted.card) if acted.card else message_response("Nothing changed.")
 
-    async def after_decision(self, request_id: int, posts: tuple[Post, ...]) -> None:
+    async def after_decision(self, request_id: int, posts: tuple[Notice, ...]) -> None:
         try:
             await self.run(self.core.approvals.sync_card, self.messenger, request_id)
         except Exception:

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.slack.clock import TARGETS, ClockControl, MovableClock
+from sandbox.slack.time_travel import TARGETS, ClockControl, MovableClock
 from sandbox.slack.web_api import SlackSandbox
 from sandbox.slack.workspace import LocalWorkspace
 

@@ -13,10 +13,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.approvals import Decided, Decision, Refused, Requested
 from bot.core import Core
-from bot.feedback import Filed, Invalid, Post, deliver
+from bot.feedback import Filed, Invalid, Notice, deliver
 from bot.onboarding import NewRetainer
 from bot.replies import Reply, Text, plain_moments
-from handlers.slack.outbox import ChannelMessenger
+from handlers.slack.messenger import ChannelMessenger
 from handlers.slack.render import clip, render_message
 from handlers.slack.render_forms import callback_id, form_values, render_option
 from handlers.slack.setup import ChannelSetup
@@ -195,5 +195,5 @@ def permalink(client: WebClient, channel: str, ts: str) -> str | None:
         return None
 
 
-def _direct(user_id: str, text: str) -> Post:
-    return Post(user_id, Reply(text, (Text(text),)), direct=True)
+def _direct(user_id: str, text: str) -> Notice:
+    return Notice(user_id, Reply(text, (Text(text),)), direct=True)

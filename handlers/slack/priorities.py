@@ -14,8 +14,7 @@ from bot.core import Core
 from bot.messenger import DeliveryError
 from bot.prompts import CONFIRM_ACTION
 from bot.replies import error
-from handlers.slack.messenger import SlackMessenger
-from handlers.slack.outbox import answer_privately
+from handlers.slack.messenger import SlackMessenger, answer_privately
 from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
