@@ -35,15 +35,14 @@ class Viewer:
         return self.role is Role.DIRECTOR
 
 
-def resolve_viewer(
-    session: Session, platform: str, user_id: str, is_home_user: Callable[[str], bool]
-) -> Viewer:
+def resolve_viewer(session: Session, platform: str, user_id: str, in_agency: Callable[[str], bool]) -> Viewer:
     """The viewer for a platform user id. People the database knows carry their role; anyone else
-    is internal only if the platform says they belong to the agency's own workspace or tenant."""
+    is internal only if `in_agency` (the platform's word: the agency's own Slack workspace, its
+    Microsoft 365 tenant) says they belong to the agency."""
     person = session.execute(_PERSON_BY_PLATFORM_ID[platform], {"user_id": user_id}).first()
     if person is not None:
         return Viewer(platform, user_id, person.role.internal, person.id, person.name, person.role)
-    return Viewer(platform, user_id, internal=is_home_user(user_id))
+    return Viewer(platform, user_id, internal=in_agency(user_id))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from bot.feedback import (
     new_task,
     open_submission,
     people_to_tell,
-    platform_id,
     quote,
     use_capture,
 )
@@ -365,7 +364,7 @@ class Approvals:
                 },
                 source=capture.permalink,
             )
-            source = None if capture.permalink else (capture.channel_external_id, capture.message_ts)
+            source = None if capture.permalink else (capture.channel_external_id, capture.message_id)
             return Requested(request.id, tuple(superseded), capture.id, source, capture.channel_external_id)
 
     def request_note(self, request_id: int) -> Reply | None:
@@ -382,7 +381,7 @@ class Approvals:
                 if request.version > 1
                 else "."
             )
-            if request.message_ts is None:
+            if request.message_id is None:
                 text += " The card has not reached the channel yet; I will keep trying."
             blocks: list[Block] = [Text(text)]
             if request.counts_against_scope:
@@ -502,8 +501,8 @@ class Approvals:
             retainer = session.get_one(Retainer, task.retainer_id)
             if result.rowcount != 1:
                 return Refused(state_reply(session, request, viewer, retainer.timezone))
-            if request.message_ts is None and card_at and card_at[0] == request.channel_external_id:
-                request.message_ts = card_at[1]
+            if request.message_id is None and card_at and card_at[0] == request.channel_external_id:
+                request.message_id = card_at[1]
             change_order = self._apply(session, request, task, retainer, viewer, decision, reason, now)
             audit(
                 session,
@@ -517,7 +516,7 @@ class Approvals:
                     "version": request.version,
                     "reason": reason,
                     "change_order_id": change_order.id if change_order else None,
-                    "card": {"channel": request.channel_external_id, "ts": request.message_ts},
+                    "card": {"channel": request.channel_external_id, "ts": request.message_id},
                 },
                 source=request.source_permalink,
             )
@@ -600,7 +599,7 @@ class Approvals:
         summary = text.replace("**", "")
         posts = []
         for person in people_to_tell(session, task):
-            user = platform_id(person, viewer.platform)
+            user = person.address(viewer.platform)
             if user:
                 posts.append(Notice(user, Reply(summary, tuple(blocks)), direct=True))
         return posts
@@ -638,7 +637,7 @@ class Approvals:
                 request.id,
                 request.state,
                 request.channel_external_id,
-                request.message_ts,
+                request.message_id,
                 approval_card(facts),
             )
 
@@ -648,7 +647,7 @@ class Approvals:
             request = session.get(ApprovalRequest, request_id)
             if request is None:
                 return True
-            request.channel_external_id, request.message_ts = channel, ts
+            request.channel_external_id, request.message_id = channel, ts
             if request.state is shown:
                 request.card_dirty_at, request.card_attempts = None, 0
             return request.state is shown

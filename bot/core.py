@@ -54,7 +54,7 @@ class Core:
         *,
         channel_id: str | None,
         in_dm: bool,
-        is_home_user: Callable[[str], bool],
+        in_agency: Callable[[str], bool],
     ) -> Reply:
         """Answer `/retainer <text>`; written and committed before the answer is returned.
 
@@ -63,7 +63,7 @@ class Core:
         in a unit of work of its own that takes the write lock up front."""
         try:
             with unit_of_work(self.sessions, read_only=True) as session:
-                viewer = resolve_viewer(session, platform, user_id, is_home_user)
+                viewer = resolve_viewer(session, platform, user_id, in_agency)
                 request = commands.Request(viewer, channel_id, in_dm, self.clock.now())
                 if not commands.writes(text):
                     return commands.run(session, request, text)
@@ -74,9 +74,9 @@ class Core:
         except Exception:
             return self.unexpected("command", text=text[:200], user=user_id)
 
-    def viewer(self, platform: str, user_id: str, is_home_user: Callable[[str], bool]) -> Viewer:
+    def viewer(self, platform: str, user_id: str, in_agency: Callable[[str], bool]) -> Viewer:
         with unit_of_work(self.sessions, read_only=True) as session:
-            return resolve_viewer(session, platform, user_id, is_home_user)
+            return resolve_viewer(session, platform, user_id, in_agency)
 
     def confirm_priorities(self, viewer: Viewer, cycle_id: int, channel_id: str | None) -> Confirmed:
         """The client confirms a month's priorities from its planning post: stored once, committed

@@ -63,8 +63,8 @@ class SourceMessage:
     """The chat message a shortcut was used on."""
 
     channel_id: str
-    ts: str
-    thread_ts: str | None
+    message_id: str  # the platform's id of the message (Slack: its ts)
+    thread_id: str | None
     author_id: str | None  # platform user id; None for messages posted by apps
     text: str
 
@@ -292,10 +292,6 @@ def people_to_tell(session: Session, task: Task) -> list[Person]:
     )
 
 
-def platform_id(person: Person, platform: str) -> str | None:
-    return person.slack_user_id if platform == "slack" else person.teams_aad_id
-
-
 def capture_message(
     session: Session,
     purpose: str,
@@ -316,8 +312,8 @@ def capture_message(
         platform=viewer.platform,
         retainer_id=retainer.id,
         channel_external_id=message.channel_id,
-        message_ts=message.ts,
-        thread_ts=message.thread_ts,
+        message_id=message.message_id,
+        thread_id=message.thread_id,
         author_external_id=message.author_id,
         author_id=author.person_id if author else None,
         author_side=side,
@@ -448,7 +444,7 @@ class Intake:
                 details={"feedback_id": feedback.id, "side": capture.author_side.value},
                 source=capture.permalink,
             )
-            source = None if capture.permalink else (capture.channel_external_id, capture.message_ts)
+            source = None if capture.permalink else (capture.channel_external_id, capture.message_id)
             return Filed(feedback.id, capture.id, source)
 
     def attach_permalink(self, capture_id: int, permalink: str, *, feedback_id: int | None = None) -> None:
@@ -482,7 +478,7 @@ class Intake:
         return Notice(
             capture.channel_external_id,
             Reply(text.replace("**", ""), (Text(text),), Tone.GOOD),
-            thread=capture.thread_ts or capture.message_ts,
+            thread=capture.thread_id or capture.message_id,
         )
 
     @staticmethod
@@ -506,7 +502,7 @@ class Intake:
         summary = f"New feedback on {task.title} ({retainer.client.name})"
         posts = []
         for person in people_to_tell(session, task):
-            user = platform_id(person, capture.platform)
+            user = person.address(capture.platform)
             if user and user != capture.captured_by_external_id:
                 posts.append(Notice(user, Reply(summary, tuple(lines)), direct=True))
         return posts

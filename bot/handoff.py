@@ -446,8 +446,8 @@ class Handoff:
             known=tuple((key, p.id) for key, p in people),
         )
         am = next(p for key, p in people if key == "ams")
-        platform = "slack" if am.slack_user_id or not am.teams_aad_id else "teams"
-        viewer = viewer_of(am, platform, am.slack_user_id or am.teams_aad_id or "")
+        platform, user_id = am.private_address() or ("slack", "")
+        viewer = viewer_of(am, platform, user_id)
         made = self.onboarding.create_in(session, data, {}, viewer, now)
         if isinstance(made, Invalid):
             where = {"name": "client_name", "slug": "slug", "contacts": "contacts"}
@@ -526,9 +526,9 @@ class Handoff:
         for member in retainer.members:
             if member.role is MemberRole.AM and member.person_id:
                 person = session.get(Person, member.person_id)
-                if person and (person.slack_user_id or person.teams_aad_id):
-                    platform = "slack" if person.slack_user_id else "teams"
-                    tell.append(Tell(platform, person.slack_user_id or person.teams_aad_id or "", reply))
+                address = person.private_address() if person else None
+                if address is not None:
+                    tell.append(Tell(*address, reply))
         body = {"ok": True, "outcome": "renewed", "client": client.slug, "retainer_id": retainer.id}
         return Outcome(200, body, tell=tell)
 

@@ -37,6 +37,7 @@ from store.models import (
     Task,
     TaskStatus,
     TimeEntry,
+    first_address,
 )
 
 # Enough cycles for every signal: the changes-requested ratio compares the last two with the three
@@ -113,11 +114,7 @@ class Member:
 
     def address(self) -> tuple[str, str] | None:
         """Where to reach them privately: (platform, user id)."""
-        if self.slack:
-            return "slack", self.slack
-        if self.teams:
-            return "teams", self.teams
-        return None
+        return first_address(self.slack, self.teams)
 
 
 @dataclass(frozen=True, slots=True)

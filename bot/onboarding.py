@@ -18,7 +18,7 @@ from bot.audit import audit
 from bot.calendar import local_today, period_of
 from bot.clock import Clock
 from bot.cycles import open_cycle
-from bot.feedback import Invalid, platform_id
+from bot.feedback import Invalid
 from bot.lookup import name_key, slugify
 from bot.parsing import format_hours
 from bot.people import Profile, known_person, link_by_email
@@ -349,7 +349,7 @@ def plan_for(session: Session, retainer: Retainer, requester: Viewer, notes: tup
     of the agency's) to invite, its client contacts to share the channel with."""
     internal: dict[str, str] = {}
     for member in retainer.members:
-        user_id = platform_id(member.person, requester.platform)
+        user_id = member.person.address(requester.platform)
         if member.role is not MemberRole.APPROVER and user_id:
             internal.setdefault(user_id, member.person.name)
     if requester.internal and requester.person_id is not None and requester.user_id not in internal:

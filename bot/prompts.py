@@ -490,10 +490,7 @@ def _reminders(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict
             business_days_between(
                 local_today(request.created_at, retainer.timezone), today, retainer.country
             ),
-            tuple(
-                (a.person.name, a.person.slack_user_id if w.platform == "slack" else a.person.teams_aad_id)
-                for a in request.approvers
-            ),
+            tuple((a.person.name, a.person.address(w.platform)) for a in request.approvers),
         )
         out[w.key] = Written(reminder_post(facts))
     return out

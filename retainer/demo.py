@@ -922,7 +922,7 @@ class _Account:
             reason=reason,
             counts_against_scope=False,
             channel_external_id=self.channel,
-            message_ts=ts,
+            message_id=ts,
             source_permalink=None,
             created_at=created,
         )

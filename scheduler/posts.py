@@ -44,6 +44,7 @@ from store.models import (
     Retainer,
     RetainerMember,
     Task,
+    first_address,
 )
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,7 @@ class _Person:
     teams: str | None
 
     def address(self) -> tuple[str, str] | None:
-        if self.slack:
-            return "slack", self.slack
-        if self.teams:
-            return "teams", self.teams
-        return None
+        return first_address(self.slack, self.teams)
 
 
 @dataclass(frozen=True)
@@ -267,7 +264,7 @@ class ScheduledPosts:
                 ApprovalRequest.created_at,
                 Task.retainer_id,
                 ApprovalRequest.channel_external_id,
-                ApprovalRequest.message_ts,
+                ApprovalRequest.message_id,
             )
             .join(Task, Task.id == ApprovalRequest.task_id)
             .where(ApprovalRequest.state == ApprovalState.PENDING, Task.retainer_id.in_(list(by_id)))

@@ -202,6 +202,23 @@ class Person(Base):
     client_id: Mapped[int | None] = mapped_column(ForeignKey("client.id", ondelete="SET NULL"))
     client: Mapped[Client | None] = relationship()
 
+    def address(self, platform: str) -> str | None:
+        """Their user id on `platform` ("slack" or "teams"): the one place that chooses the column."""
+        return {"slack": self.slack_user_id, "teams": self.teams_aad_id}.get(platform)
+
+    def private_address(self) -> tuple[str, str] | None:
+        """Where to reach them privately, Slack first: (platform, user id)."""
+        return first_address(self.slack_user_id, self.teams_aad_id)
+
+
+def first_address(slack: str | None, teams: str | None) -> tuple[str, str] | None:
+    """(platform, user id) of whichever of a person's ids exists, Slack first."""
+    if slack:
+        return "slack", slack
+    if teams:
+        return "teams", teams
+    return None
+
 
 class Retainer(Base):
     __tablename__ = "retainer"
@@ -374,7 +391,8 @@ class ApprovalRequest(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     counts_against_scope: Mapped[bool] = mapped_column(Boolean, default=False)
     channel_external_id: Mapped[str | None] = mapped_column(String(128))
-    message_ts: Mapped[str | None] = mapped_column(String(64))
+    # The platform's id of the card's message (Slack calls it a ts); the column keeps its old name.
+    message_id: Mapped[str | None] = mapped_column("message_ts", String(64))
     source_permalink: Mapped[str | None] = mapped_column(String(500))
     note: Mapped[str | None] = mapped_column(Text)  # shown on the card under the deliverable
     # Set when the posted card no longer shows the request's state (not posted yet, decided,
@@ -409,8 +427,9 @@ class MessageCapture(Base):
     platform: Mapped[str] = mapped_column(String(16))
     retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), index=True)
     channel_external_id: Mapped[str] = mapped_column(String(128))
-    message_ts: Mapped[str] = mapped_column(String(64))
-    thread_ts: Mapped[str | None] = mapped_column(String(64))
+    # The platform's ids of the message and of its thread (Slack's ts and thread_ts).
+    message_id: Mapped[str] = mapped_column("message_ts", String(64))
+    thread_id: Mapped[str | None] = mapped_column("thread_ts", String(64))
     author_external_id: Mapped[str | None] = mapped_column(String(64))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
     author_side: Mapped[Side] = mapped_column(_enum(Side))

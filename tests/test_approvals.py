@@ -140,7 +140,7 @@ def test_many_clicks_at_the_same_moment_make_one_decision(sessions, clock) -> No
             version=1,
             requested_by_id=agency.people[AM].id,
             channel_external_id="C0ACME0001",
-            message_ts="1.000100",
+            message_id="1.000100",
         )
         request.approvers = [
             ApprovalApprover(person=agency.people[ACME_CONTACT]),

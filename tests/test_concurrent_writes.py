@@ -125,7 +125,7 @@ def test_every_kind_of_write_at_the_same_moment(bot, agency, caplog) -> None:  #
         assert bot.runtime.core.approvals.sync_card(messenger, request.id) is None
     cards = {m["ts"]: m for m in bot.sandbox.messages(ACME_CHANNEL)}
     with bot.sessions() as session:
-        card_ts = {r.id: r.message_ts for r in session.scalars(select(ApprovalRequest))}
+        card_ts = {r.id: r.message_id for r in session.scalars(select(ApprovalRequest))}
 
     # "Add as feedback" on a client message: the form is opened first, submitted with the rest.
     said = bot.sandbox.post_as(ACME_CONTACT, ACME_CHANNEL, "Can the hero be brighter?")
@@ -275,7 +275,7 @@ def test_the_first_tick_at_start_up_opens_the_month_once_beside_commands(bot, ag
         request_id = session.scalars(select(ApprovalRequest.id).order_by(ApprovalRequest.id)).first()
     assert core.approvals.sync_card(messenger, request_id) is None
     with bot.sessions() as session:
-        card_ts = session.get_one(ApprovalRequest, request_id).message_ts
+        card_ts = session.get_one(ApprovalRequest, request_id).message_id
     clock.set(dt.datetime(2026, 11, 30, 20, 0, tzinfo=dt.UTC))
     jane = core.people.identify("slack", ACME_CONTACT, bot.runtime.workspace.profile)
     assert isinstance(core.approvals.decide(request_id, Decision.APPROVE, jane), Decided)

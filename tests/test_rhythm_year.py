@@ -241,7 +241,7 @@ def ask_for_approval(world: World, retainer_id: int, slack: WebClient, now: dt.d
         session.add(task)
         session.flush()
         request = ApprovalRequest(
-            task_id=task.id, version=1, created_at=now, channel_external_id=ACME, message_ts=card["ts"]
+            task_id=task.id, version=1, created_at=now, channel_external_id=ACME, message_id=card["ts"]
         )
         request.approvers = [ApprovalApprover(person_id=world.people["U09AC0001"])]
         session.add(request)

@@ -177,7 +177,7 @@ def test_the_card_shows_the_deliverable_who_asked_the_source_and_the_approvers(b
             (1, ApprovalState.SUPERSEDED),
             (2, ApprovalState.PENDING),
         ]
-        assert versions[1].message_ts == card["ts"] and versions[1].card_dirty_at is None
+        assert versions[1].message_id == card["ts"] and versions[1].card_dirty_at is None
         assert session.get(Task, landing.id).status is TaskStatus.AWAITING_APPROVAL
     assert bot.sandbox.calls_to("chat.update") == []  # v1 was never posted: no card to correct
 
@@ -511,7 +511,7 @@ def test_a_500_on_posting_the_card_is_retried_and_posts_one_card(bot, agency) ->
     cards = [m for m in bot.sandbox.messages(ACME_CHANNEL) if "Approval: SEO audit" in text_of(m)]
     assert len(cards) == 1
     with bot.sessions() as session:
-        assert session.get(ApprovalRequest, request_id).message_ts == card["ts"]
+        assert session.get(ApprovalRequest, request_id).message_id == card["ts"]
 
 
 def test_when_slacks_retries_run_out_the_card_is_kept_out_of_date_and_fixed_later(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]

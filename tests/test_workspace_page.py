@@ -144,7 +144,7 @@ def test_an_am_requests_approval_on_a_client_message_from_its_menu(world: World)
     assert request.channel_external_id == ACME
     card = message(jane, title)  # the client sees the card in their channel, live
     expect(card.get_by_role("button", name="Approve")).to_be_visible()
-    assert card.get_attribute("data-ts") == request.message_ts
+    assert card.get_attribute("data-ts") == request.message_id
     with world.sessions() as session:
         asked_by = session.get_one(Person, request.requested_by_id)
     assert asked_by.slack_user_id == MAYA
@@ -161,7 +161,7 @@ def test_the_client_approves_and_the_card_updates_in_place_for_everyone(world: W
         card = message(page, title)
         expect(card).to_contain_text("Approved by Jane Doe")
         expect(card.get_by_role("button", name="Approve")).to_have_count(0)
-        assert card.get_attribute("data-ts") == request.message_ts
+        assert card.get_attribute("data-ts") == request.message_id
     with world.sessions() as session:
         decided = session.get_one(ApprovalRequest, request.id)
         assert decided.state is ApprovalState.APPROVED

@@ -33,7 +33,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             command.get("text", ""),
             channel_id=channel_id,
             in_dm=in_dm,
-            is_home_user=workspace.is_home_user,
+            in_agency=workspace.is_home_user,
         )
         if reply.form is None:
             ack(response_type="ephemeral", **render_message(reply))

@@ -62,8 +62,8 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         author = core.people.identify("slack", author_id, workspace.profile) if author_id else None
         source = SourceMessage(
             channel_id=body["channel"]["id"],
-            ts=message["ts"],
-            thread_ts=message.get("thread_ts"),
+            message_id=message["ts"],
+            thread_id=message.get("thread_ts"),
             author_id=author_id,
             text=message.get("text") or "",
         )

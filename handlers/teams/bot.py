@@ -233,7 +233,7 @@ class RetainerBot(TeamsActivityHandler):
                 text,
                 channel_id=place.conversation_id,
                 in_dm=place.kind == PERSONAL,
-                is_home_user=lambda _: viewer.internal,
+                in_agency=lambda _: viewer.internal,
             )
         except Exception:
             reply, viewer = self.core.unexpected("teams command", text=text[:200]), None
@@ -415,8 +415,8 @@ class RetainerBot(TeamsActivityHandler):
                 author = known if known.person_id else replace(known, name=sender.display_name)
         source = SourceMessage(
             channel_id=place.conversation_id,
-            ts=str(payload.id),
-            thread_ts=payload.reply_to_id or place.thread_id,
+            message_id=str(payload.id),
+            thread_id=payload.reply_to_id or place.thread_id,
             author_id=sender.id if sender else None,
             text=message_text(payload.body.content if payload.body else ""),
         )
