@@ -14,6 +14,7 @@ import logging
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
 
@@ -39,7 +40,12 @@ class Tracebacks(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.exc_info or record.levelno >= logging.ERROR:
-            self.seen.append(f"{record.name}: {record.getMessage()[:160]}")
+            where = ""
+            if record.exc_info and record.exc_info[2] is not None:
+                frame = traceback.extract_tb(record.exc_info[2])[-1]
+                where = f" at {Path(frame.filename).name}:{frame.lineno} {record.exc_info[0].__name__}"
+            message = record.getMessage().split(" (ref ")[0][:120]
+            self.seen.append(f"{record.name}: {message}{where}")
 
 
 def report(label: str, results: list[tuple[corpus.Probe, int]], tracebacks: list[str]) -> int:
@@ -51,7 +57,7 @@ def report(label: str, results: list[tuple[corpus.Probe, int]], tracebacks: list
     )
     for name, status in wrong[:15]:
         print(f"      unexpected {status}: {name}")
-    for line in tracebacks[:10]:
+    for line in sorted(Counter(tracebacks), key=lambda t: -Counter(tracebacks)[t])[:25]:
         print(f"      traceback: {line}")
     return len(wrong) + len(tracebacks)
 

@@ -135,7 +135,9 @@ def build_runtime(
     runtime.switchboard = Switchboard(sessions, runtime.messengers)
     runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
     runtime.messengers["teams"] = runtime.teams.messenger
-    runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle)
+    runtime.web = build_web_app(
+        slack, runtime.health, runtime.executor, runtime.teams.handle, signing_secret=secret
+    )
     outbox = Outbox(
         sessions,
         clock,

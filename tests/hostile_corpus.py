@@ -135,8 +135,10 @@ def unsigned_slack(secret: str) -> Iterator[Probe]:
             headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": now}
             if signature is not None:
                 headers["X-Slack-Signature"] = signature
+            # Over 8 KB, aiohttp refuses the header line itself before any handler runs.
+            expect = (400, 401) if sig_name == "very long" else (401,)
             yield Probe(
-                f"unsigned {body_name} / signature {sig_name}", SLACK_PATH, body, headers, False, (401,)
+                f"unsigned {body_name} / signature {sig_name}", SLACK_PATH, body, headers, False, expect
             )
 
 

@@ -16,6 +16,7 @@ from bot.core import Core
 from bot.feedback import Filed, Invalid, Post, deliver
 from bot.onboarding import NewRetainer
 from bot.replies import Reply, Text, plain_moments
+from handlers.slack.envelope import record_id
 from handlers.slack.outbox import ChannelMessenger
 from handlers.slack.render import clip, render_message
 from handlers.slack.render_forms import callback_id, form_values, render_option
@@ -27,8 +28,18 @@ log = logging.getLogger(__name__)
 MAX_ERROR_TEXT = 2000  # per field, in a view_submission's response_action "errors"
 
 
+STALE_FORM = "This form is out of date or not one of mine, so nothing was saved. Close it and start again."
+
+
 def field_errors(errors: dict[str, str]) -> dict[str, str]:
     return {key: clip(plain_moments(text), MAX_ERROR_TEXT) for key, text in errors.items()}
+
+
+def form_state(view: dict[str, Any]) -> str | None:
+    """The id the bot put in the modal's private_metadata when it opened it, or None if the
+    submission carries anything else."""
+    state = record_id(view.get("private_metadata"))
+    return None if state is None else str(state)
 
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
@@ -41,11 +52,16 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
 
     # ----- Add as feedback -----------------------------------------------------------------------
 
+    def stale(ack: Ack, key: str) -> None:
+        ack(response_action="errors", errors=field_errors({key: STALE_FORM}))
+
     def take_feedback(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        state = form_state(view)
+        if state is None:
+            stale(ack, "task")
+            return
         try:
-            outcome = core.intake.file_feedback(
-                view["private_metadata"], form_values(view), body["user"]["id"]
-            )
+            outcome = core.intake.file_feedback(state, form_values(view), body["user"]["id"])
         except Exception:
             failed(ack, "task", "feedback form", body)
             return
@@ -72,10 +88,12 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     # ----- Request approval ----------------------------------------------------------------------
 
     def take_request(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        state = form_state(view)
+        if state is None:
+            stale(ack, "task")
+            return
         try:
-            outcome = core.approvals.submit_request(
-                view["private_metadata"], form_values(view), body["user"]["id"]
-            )
+            outcome = core.approvals.submit_request(state, form_values(view), body["user"]["id"])
         except Exception:
             failed(ack, "task", "approval form", body)
             return
@@ -118,10 +136,14 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     # ----- Request changes -----------------------------------------------------------------------
 
     def take_changes(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        request_id = record_id(view.get("private_metadata"))
+        if request_id is None:
+            stale(ack, "reason")
+            return
         try:
             viewer = core.people.identify("slack", body["user"]["id"], workspace.profile)
             reason = str(form_values(view).get("reason") or "")
-            outcome = core.approvals.decide(int(view["private_metadata"]), Decision.CHANGES, viewer, reason)
+            outcome = core.approvals.decide(request_id, Decision.CHANGES, viewer, reason)
         except Exception:
             failed(ack, "reason", "request changes form", body)
             return
@@ -171,10 +193,12 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     # ----- searchable task lists -----------------------------------------------------------------
 
     def task_options(ack: Ack, body: dict[str, Any]) -> None:
+        state = form_state(body.get("view") or {})
+        if state is None:
+            ack(options=[])
+            return
         try:
-            options = core.intake.task_options(
-                body["view"]["private_metadata"], body["user"]["id"], str(body.get("value") or "")
-            )
+            options = core.intake.task_options(state, body["user"]["id"], str(body.get("value") or ""))
         except Exception:
             core.unexpected("task options", user=body["user"]["id"])
             options = []
