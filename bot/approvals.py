@@ -58,6 +58,7 @@ from store.models import (
     Person,
     Retainer,
     RetainerMember,
+    Role,
     Side,
     Task,
     TaskStatus,
@@ -237,6 +238,15 @@ def may_decide(session: Session, request: ApprovalRequest, retainer: Retainer, v
         ).first()
         is not None
     )
+
+
+def client_of_another(session: Session, viewer: Viewer, retainer: Retainer) -> bool:
+    """A client contact of some other client than this retainer's (SPEC §4: what they may see ends
+    at their own retainer)."""
+    if viewer.internal or viewer.role is not Role.CLIENT or viewer.person_id is None:
+        return False
+    person = session.get(Person, viewer.person_id)
+    return person is not None and person.client_id != retainer.client_id
 
 
 def latest_version(session: Session, task_id: int) -> int | None:
@@ -469,6 +479,11 @@ class Approvals:
         if request is None:
             return Refused(gone_reply())
         retainer = session.get_one(Retainer, request.task.retainer_id)
+        if client_of_another(session, viewer, retainer) and not may_decide(
+            session, request, retainer, viewer
+        ):
+            # Another client's request: not even its approvers or its state are theirs to learn.
+            return Refused(gone_reply())
         if request.state is not ApprovalState.PENDING:
             return Refused(state_reply(session, request, viewer, retainer.timezone))
         if not may_decide(session, request, retainer, viewer):
