@@ -570,3 +570,38 @@ def test_when_slacks_retries_run_out_the_card_is_kept_out_of_date_and_fixed_late
     assert "Approved* by Jane Doe" in text_of(card_now(bot, card["ts"]))
     assert approvals.retry_stale_cards(messenger) == 0  # nothing left to do, nothing done twice
     assert [c.status for c in bot.sandbox.calls_to("chat.update")] == [429] * 6 + [200]
+
+
+def test_a_hung_card_post_tells_the_am_at_once_and_the_retry_brings_the_card_up(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+    task = agency.acme_tasks[4]
+    bot.runtime.workspace.client.timeout = 5  # production waits 10 s for an answer: longer than 3 s
+    ts = bot.sandbox.post_as(AM, ACME_CHANNEL, "Here's the draft")
+    payload = message_shortcut(
+        bot.sandbox, "request_approval", user=AM, channel=ACME_CHANNEL, message_ts=ts, text="x", author=AM
+    )
+    assert send(bot, payload).status_code == 200
+    opened = bot.sandbox.wait_for(lambda c: c.method == "views.open" and c.response.get("ok"))
+    bot.sandbox.fail("chat.postMessage", timeout=True)  # Slack takes the card and never answers
+    submitted = send(bot, view_submission(opened.response["view"], {"task": str(task.id)}, user=AM))
+    assert submitted.status_code == 200
+    told = bot.sandbox.wait_for(
+        lambda c: c.method == "chat.postEphemeral" and c.args.get("user") == AM, timeout=3
+    )
+    assert told.at - submitted_at(bot) < 3
+    assert "The card has not reached the channel yet; I will keep trying." in told.args["text"]
+    finish_lazy_work(bot)
+    with bot.sessions() as session:
+        request = session.scalars(select(ApprovalRequest).where(ApprovalRequest.task_id == task.id)).one()
+        assert request.message_ts is None and request.card_dirty_at is not None
+    # Slack recovers; the scheduler's tick retries the card after RETRY_AFTER.
+    clock.advance(RETRY_AFTER + dt.timedelta(minutes=1))
+    bot.runtime.tick()
+    with bot.sessions() as session:
+        request = session.get_one(ApprovalRequest, request.id)
+        assert request.message_ts is not None and request.card_dirty_at is None
+    cards = [m for m in bot.sandbox.messages(ACME_CHANNEL) if "Approval: SEO audit" in text_of(m)]
+    assert [m["ts"] for m in cards] == [request.message_ts]
+
+
+def submitted_at(bot) -> float:  # type: ignore[no-untyped-def]
+    return next(c.at for c in bot.sandbox.calls if c.method == "chat.getPermalink")

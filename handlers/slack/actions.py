@@ -9,8 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused
 from bot.core import Core
@@ -88,7 +86,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         except Exception:
             core.unexpected("retrying approval cards")
 
-    def open_changes_form(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
+    def open_changes_form(body: dict[str, Any], respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
         try:
             request_id = request_id_of(body)
@@ -103,10 +101,9 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         if reply.form is None:
             answer_privately(respond, reply)
             return
-        try:
-            client.views_open(trigger_id=body["trigger_id"], view=render_modal(reply.form))
-        except SlackApiError as err:
-            log.warning("views.open for request changes failed: %s", err.response.get("error"))
+        failure = workspace.open_view(str(body.get("trigger_id") or ""), render_modal(reply.form))
+        if failure is not None:
+            log.warning("views.open for request changes failed: %s", failure)
             answer_privately(respond, error("Slack could not open the form in time; please click again."))
 
     def link_existing(body: dict[str, Any], respond: Callable[..., Any]) -> None:
