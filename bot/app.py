@@ -27,6 +27,7 @@ from handlers.server import build_web_app
 from handlers.slack import build_app
 from handlers.slack.home import SlackHomes
 from handlers.slack.outbox import ChannelMessenger
+from handlers.slack.replays import Replays
 from handlers.slack.workspace import Workspace, authenticate, make_client
 from handlers.teams import Teams, build_teams, describe
 from sandbox.slack_api import SlackSandbox
@@ -136,7 +137,12 @@ def build_runtime(
     runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
     runtime.messengers["teams"] = runtime.teams.messenger
     runtime.web = build_web_app(
-        slack, runtime.health, runtime.executor, runtime.teams.handle, signing_secret=secret
+        slack,
+        runtime.health,
+        runtime.executor,
+        runtime.teams.handle,
+        signing_secret=secret,
+        replays=Replays(sessions),
     )
     outbox = Outbox(
         sessions,

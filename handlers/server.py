@@ -16,6 +16,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 
 from handlers.slack.envelope import NotAPayload, kind_of, problem, read_payload
 from handlers.slack.gate import SlackGate
+from handlers.slack.replays import Answer, Replays
 
 SLACK_PATH = "/slack/events"
 TEAMS_PATH = "/api/messages"
@@ -49,6 +50,11 @@ def quiet_malformed_http() -> None:
         server_log.addFilter(MalformedHttpInOneLine())
 
 
+def as_web_response(response: BoltResponse) -> web.Response:
+    headers = {k: v[0] for k, v in response.headers.items() if k.lower() != "content-length"}
+    return web.Response(status=response.status, body=response.body.encode(), headers=headers)
+
+
 def build_web_app(
     slack: App | None,
     health: Callable[[], dict[str, object]],
@@ -56,6 +62,7 @@ def build_web_app(
     teams: Callable[[web.Request], Awaitable[web.Response]] | None = None,
     *,
     signing_secret: str = "",
+    replays: Replays | None = None,
 ) -> web.Application:
     gate = SlackGate(signing_secret)
     quiet_malformed_http()
@@ -95,9 +102,26 @@ def build_web_app(
             return web.json_response({"response_type": "ephemeral", "text": UNREADABLE})
         bolt_request = BoltRequest(body=text, query=request.query_string, headers=dict(request.headers))
         loop = asyncio.get_running_loop()
-        response: BoltResponse = await loop.run_in_executor(executor, slack.dispatch, bolt_request)
-        headers = {k: v[0] for k, v in response.headers.items() if k.lower() != "content-length"}
-        return web.Response(status=response.status, body=response.body.encode(), headers=headers)
+        if replays is None or "command" not in payload:
+            response = await loop.run_in_executor(executor, slack.dispatch, bolt_request)
+            return as_web_response(response)
+        signature = request.headers["X-Slack-Signature"]
+        timestamp = int(request.headers["X-Slack-Request-Timestamp"])
+        first = await loop.run_in_executor(executor, replays.claim, signature, timestamp)
+        if first is not None:  # the very same signed command again: it ran once already
+            return web.Response(status=first.status, text=first.body, content_type=first.content_type)
+        try:
+            response = await loop.run_in_executor(executor, slack.dispatch, bolt_request)
+        except BaseException:
+            await loop.run_in_executor(executor, replays.forget, signature)
+            raise
+        answer = as_web_response(response)
+        if answer.status == 200:
+            stored = Answer(200, answer.content_type, response.body)
+            await loop.run_in_executor(executor, replays.remember, signature, stored)
+        else:
+            await loop.run_in_executor(executor, replays.forget, signature)
+        return answer
 
     async def healthz(_: web.Request) -> web.Response:
         loop = asyncio.get_running_loop()
