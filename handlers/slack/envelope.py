@@ -213,8 +213,20 @@ def read_payload(body: str, content_type: str | None) -> dict[str, Any]:
     return payload
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def problem(payload: dict[str, Any]) -> str | None:
     """What is wrong with the payload's shape, in a few words (the first broken part), or None."""
+    if _has_nul(payload):  # Slack never sends one, and PostgreSQL cannot store it
+        return "a NUL character"
     kind = payload.get("type")
     shape = SHAPES.get(kind) if isinstance(kind, str) else None
     if shape is None:
