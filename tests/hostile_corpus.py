@@ -276,6 +276,7 @@ def view_submissions(user: str, views: dict[str, dict[str, Any]]) -> Iterator[tu
             ("user",),
             ("user", "id"),
             ("view",),
+            ("view", "type"),
             ("view", "private_metadata"),
             ("view", "state"),
             ("view", "state", "values"),

@@ -64,3 +64,49 @@ def test_teams_activities_naming_an_outsiders_service_url_are_refused(teams, tea
 
     with unit_of_work(teams.sessions) as session:
         assert session.scalars(select(TeamsConversation)).all() == []
+
+
+def test_what_a_person_sees_for_the_odd_payloads_of_the_issue(bot) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from handlers.slack.views import STALE_FORM
+    from tests.slack_payloads import send, send_event
+
+    with unit_of_work(bot.sessions) as session:
+        build_agency(session)
+    seed_workspace(bot.sandbox)
+    unsigned = bot.post("{", {"Content-Type": "application/json"})
+    assert (unsigned.status_code, unsigned.json()) == (401, {"error": "invalid request"})
+    refused = send_event(bot, {"type": "event_callback", "event": None, "event_id": "Ev0NULL0001"})
+    assert refused.status_code == 200
+    assert (
+        refused.json()["text"]
+        == "Slack sent me something I could not read, so nothing changed. Please try again."
+    )
+    shortcut = next(
+        p for n, p in corpus.shortcuts("U01AM0001", "C0ACME0001", "x") if n.endswith("message.ts missing")
+    )
+    assert send(bot, shortcut).json()["text"].startswith("Slack sent me something I could not read")
+    view = {"id": "V0X", "type": "modal", "callback_id": "changes_form", "private_metadata": "", "blocks": []}
+    payload = next(
+        p
+        for n, p in corpus.view_submissions("U09AC0001", {"changes": view})
+        if n.endswith("private_metadata ''")
+    )
+    answer = send(bot, payload)
+    assert answer.status_code == 200, answer.text
+    assert json.loads(answer.text) == {"response_action": "errors", "errors": {"reason": STALE_FORM}}
+
+
+def test_service_urls_with_credentials_are_those_the_token_was_issued_for() -> None:
+    from handlers.teams.trust import ServiceUrls
+
+    teams_url = "https://smba.trafficmanager.net/emea/"
+    checked = ServiceUrls("https://smba.trafficmanager.net/teams/", authenticated=True)
+    assert checked.refusal(teams_url, {"serviceurl": teams_url, "aud": "app"}) is None
+    assert checked.refusal("http://127.0.0.1:9/", {"aud": "app"}) is not None  # emulator token: no claim
+    assert checked.refusal("https://evil.example/", {"serviceurl": teams_url}) is not None
+    local = ServiceUrls("https://smba.trafficmanager.net/teams/", authenticated=False)
+    assert local.refusal("http://[::1]:3978/", None) is None
+    assert local.refusal("https://smba.trafficmanager.net/teams", None) is None
+    assert local.refusal("https://smba.trafficmanager.net/emea/", None) is not None

@@ -60,6 +60,7 @@ class State(Part):
 
 
 class View(Part):
+    type: StrictStr  # "modal", "home": Bolt's routing reads it
     id: StrictStr | None = None
     callback_id: StrictStr | None = None
     private_metadata: StrictStr | None = None
