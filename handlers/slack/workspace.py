@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -58,9 +59,11 @@ class Workspace:
     def __init__(self, client: WebClient, identity: Identity) -> None:
         self.client = client
         self.identity = identity
-        self.views = WebClient(
-            token=client.token, base_url=client.base_url, timeout=VIEW_DEADLINE_SECONDS, retry_handlers=[]
-        )
+        # The same client for views.open, but with the short deadline and none of the retries.
+        views = copy.copy(client)
+        views.timeout = VIEW_DEADLINE_SECONDS  # type: ignore[assignment]
+        views.retry_handlers = []
+        self.views_client = views
         self._members: dict[str, tuple[Profile, float]] = {}
         self._lock = threading.Lock()
 
@@ -68,7 +71,7 @@ class Workspace:
         """Open a modal for a trigger: once, within VIEW_DEADLINE_SECONDS. None when it is open,
         else why not (for the log; the person is told it could not be opened in time)."""
         try:
-            self.views.views_open(trigger_id=trigger_id, view=view)
+            self.views_client.views_open(trigger_id=trigger_id, view=view)
         except SlackApiError as err:
             return str(err.response.get("error") or f"HTTP {err.response.status_code}")
         except (SlackClientError, OSError) as err:  # the deadline passed, or no connection
