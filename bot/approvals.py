@@ -54,6 +54,7 @@ from store.models import (
     MessageCapture,
     Person,
     Retainer,
+    Role,
     Side,
     Task,
     TaskStatus,
@@ -221,6 +222,15 @@ def may_decide(session: Session, request: ApprovalRequest, retainer: Retainer, v
     if named:
         return viewer.person_id in named
     return is_client_side(session.get(Person, viewer.person_id), retainer)
+
+
+def client_of_another(session: Session, viewer: Viewer, retainer: Retainer) -> bool:
+    """A client contact who is not on this retainer's client side (SPEC §4: what they may see ends at
+    their own retainer)."""
+    if viewer.internal or viewer.person_id is None:
+        return False
+    person = session.get(Person, viewer.person_id)
+    return person is not None and person.role is Role.CLIENT and not is_client_side(person, retainer)
 
 
 def latest_version(session: Session, task_id: int) -> int | None:
@@ -448,6 +458,11 @@ class Approvals:
         if request is None:
             return Refused(gone_reply())
         retainer = session.get_one(Retainer, request.task.retainer_id)
+        if client_of_another(session, viewer, retainer) and not may_decide(
+            session, request, retainer, viewer
+        ):
+            # Another client's request: not even its approvers or its state are theirs to learn.
+            return Refused(gone_reply())
         if request.state is not ApprovalState.PENDING:
             return Refused(state_reply(session, request, viewer, retainer.timezone))
         if not may_decide(session, request, retainer, viewer):

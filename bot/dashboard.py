@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer
@@ -400,19 +401,29 @@ class Dashboard:
             "content_hash": digest(reply),
             "stamp": stamp,
         }
-        with unit_of_work(self.sessions) as session:
-            row = session.scalars(
-                select(HomeView).where(
-                    HomeView.platform == viewer.platform, HomeView.user_id == viewer.user_id
-                )
-            ).first()
-            if row is None:
-                session.add(
-                    HomeView(platform=viewer.platform, user_id=viewer.user_id, opened_at=now, **values)
-                )
-            else:
-                for key, value in values.items():
-                    setattr(row, key, value)
+        for attempt in range(2):
+            try:
+                with unit_of_work(self.sessions) as session:
+                    row = session.scalars(
+                        select(HomeView).where(
+                            HomeView.platform == viewer.platform, HomeView.user_id == viewer.user_id
+                        )
+                    ).first()
+                    if row is None:
+                        session.add(
+                            HomeView(
+                                platform=viewer.platform, user_id=viewer.user_id, opened_at=now, **values
+                            )
+                        )
+                    else:
+                        for key, value in values.items():
+                            setattr(row, key, value)
+                return
+            except IntegrityError:
+                # The same person's home was remembered at this very moment (two clicks at once on
+                # PostgreSQL): their row exists now, so the second pass updates it.
+                if attempt:
+                    raise
 
     def refresh(self, publishers: Mapping[str, HomePublisher]) -> int:
         """Publish again the home tabs whose content changed since they were last published; how many.

@@ -26,6 +26,7 @@ from handlers.server import build_web_app
 from handlers.slack import build_app
 from handlers.slack.home import SlackHomes
 from handlers.slack.messenger import ChannelMessenger
+from handlers.slack.replays import Replays
 from handlers.slack.setup import ChannelSetup
 from handlers.slack.workspace import Workspace, make_client
 from handlers.teams import Teams, build_teams, describe
@@ -166,7 +167,15 @@ def build_runtime(
         hubspot_secret=settings.retainer_hubspot_client_secret,
         public_url=settings.retainer_public_url,
     )
-    runtime.web = build_web_app(slack, runtime.health, runtime.executor, runtime.teams.handle, crm.routes())
+    runtime.web = build_web_app(
+        slack,
+        runtime.health,
+        runtime.executor,
+        runtime.teams.handle,
+        crm.routes(),
+        signing_secret=secret,
+        replays=Replays(sessions),
+    )
     if settings.demo:  # the local workspace in the browser, on http://127.0.0.1:3000/
         grace = dt.timedelta(hours=settings.retainer_rhythm_grace_hours)
         add_workspace_page(

@@ -679,3 +679,17 @@ class TeamsUser(Base):
     tenant_id: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SlackCommandSeen(Base):
+    """A signed slash command, remembered by its signature for as long as Slack's 5-minute window
+    lets that very body be sent again: a replay gets the first answer and is never run twice. The
+    unique signature makes it once across instances (DESIGN §2); rows past `expires_at` are pruned."""
+
+    __tablename__ = "slack_command_seen"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    signature: Mapped[str] = mapped_column(String(80), unique=True)  # X-Slack-Signature, "v0=<hex>"
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)  # its timestamp + 5 minutes
+    status: Mapped[int | None] = mapped_column()  # the first answer, once there is one
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    answer: Mapped[str | None] = mapped_column(Text)

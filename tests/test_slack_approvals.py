@@ -27,7 +27,15 @@ from store.models import (
     Task,
     TaskStatus,
 )
-from tests.builders import ACME_CHANNEL, ACME_CONTACT, AM, DESIGNER, GLOBEX_CONTACT, build_agency
+from tests.builders import (
+    ACME_CHANNEL,
+    ACME_CONTACT,
+    AM,
+    DESIGNER,
+    GLOBEX_CHANNEL,
+    GLOBEX_CONTACT,
+    build_agency,
+)
 from tests.slack_payloads import (
     block_action,
     block_kit_problems,
@@ -275,9 +283,7 @@ def test_two_approvers_clicking_at_the_same_moment_make_one_decision(bot, agency
 # --- noes --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("who", "team"), [(AM, "T0AGENCY"), (GLOBEX_CONTACT, "T0GLOBEX"), (STRANGER, "T0OTHER")]
-)
+@pytest.mark.parametrize(("who", "team"), [(AM, "T0AGENCY"), (STRANGER, "T0OTHER")])
 def test_anyone_but_an_approver_gets_a_polite_private_no(bot, agency, who, team) -> None:  # type: ignore[no-untyped-def]
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
     for action in ("approval_approve", "approval_changes"):
@@ -290,6 +296,39 @@ def test_anyone_but_an_approver_gets_a_polite_private_no(bot, agency, who, team)
         assert session.get(ApprovalRequest, request_id).state is ApprovalState.PENDING
     assert bot.sandbox.calls_to("chat.update") == [] and bot.sandbox.calls_to("views.open") == []
     assert decisions(bot) == []
+
+
+@pytest.mark.parametrize("channel", [GLOBEX_CHANNEL, ACME_CHANNEL])
+def test_another_clients_request_is_refused_as_if_it_did_not_exist(bot, agency, channel) -> None:  # type: ignore[no-untyped-def]
+    """Globex's contact clicking with the id of Acme's request (pending, then decided) learns nothing
+    of it: neither who may approve it nor what became of it."""
+    card, request_id = request_approval(bot, agency.acme_tasks[4].id)
+    with bot.sessions() as session:
+        missing = session.scalar(select(func.max(ApprovalRequest.id))) + 1000
+    gone = send_click(bot, GLOBEX_CONTACT, "T0GLOBEX", channel, "approval_approve", str(missing))
+    for action in ("approval_approve", "approval_changes"):
+        assert send_click(bot, GLOBEX_CONTACT, "T0GLOBEX", channel, action, str(request_id)) == gone
+    assert "Jane Doe" not in gone and "no longer exists" in gone
+    click(bot, card, ACME_CONTACT)  # Jane approves
+    bot.sandbox.wait_for("chat.update")
+    assert send_click(bot, GLOBEX_CONTACT, "T0GLOBEX", channel, "approval_approve", str(request_id)) == gone
+    assert decisions(bot) == ["approval_approved"]
+
+
+def send_click(bot, user: str, team: str, channel: str, action: str, value: str) -> str:  # type: ignore[no-untyped-def]
+    """A click on a button carrying `value`, from `channel`: the private answer it gets."""
+    message = {"type": "message", "ts": bot.sandbox.post_as(AM, channel, "a message"), "blocks": []}
+    payload = block_action(
+        bot.sandbox,
+        user=user,
+        channel=channel,
+        message=message,
+        action_id=action,
+        value=value,
+        user_team=team,
+    )
+    assert send(bot, payload).status_code == 200
+    return private_answer(bot, payload)
 
 
 def test_with_no_approvers_named_the_clients_side_decides(bot, agency) -> None:  # type: ignore[no-untyped-def]
@@ -531,3 +570,38 @@ def test_when_slacks_retries_run_out_the_card_is_kept_out_of_date_and_fixed_late
     assert "Approved* by Jane Doe" in text_of(card_now(bot, card["ts"]))
     assert approvals.retry_stale_cards(messenger) == 0  # nothing left to do, nothing done twice
     assert [c.status for c in bot.sandbox.calls_to("chat.update")] == [429] * 6 + [200]
+
+
+def test_a_hung_card_post_tells_the_am_at_once_and_the_retry_brings_the_card_up(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+    task = agency.acme_tasks[4]
+    bot.runtime.workspace.client.timeout = 5  # production waits 10 s for an answer: longer than 3 s
+    ts = bot.sandbox.post_as(AM, ACME_CHANNEL, "Here's the draft")
+    payload = message_shortcut(
+        bot.sandbox, "request_approval", user=AM, channel=ACME_CHANNEL, message_ts=ts, text="x", author=AM
+    )
+    assert send(bot, payload).status_code == 200
+    opened = bot.sandbox.wait_for(lambda c: c.method == "views.open" and c.response.get("ok"))
+    bot.sandbox.fail("chat.postMessage", timeout=True)  # Slack takes the card and never answers
+    submitted = send(bot, view_submission(opened.response["view"], {"task": str(task.id)}, user=AM))
+    assert submitted.status_code == 200
+    told = bot.sandbox.wait_for(
+        lambda c: c.method == "chat.postEphemeral" and c.args.get("user") == AM, timeout=3
+    )
+    assert told.at - submitted_at(bot) < 3
+    assert "The card has not reached the channel yet; I will keep trying." in told.args["text"]
+    finish_lazy_work(bot)
+    with bot.sessions() as session:
+        request = session.scalars(select(ApprovalRequest).where(ApprovalRequest.task_id == task.id)).one()
+        assert request.message_id is None and request.card_dirty_at is not None
+    # Slack recovers; the scheduler's tick retries the card after RETRY_AFTER.
+    clock.advance(RETRY_AFTER + dt.timedelta(minutes=1))
+    bot.runtime.tick()
+    with bot.sessions() as session:
+        request = session.get_one(ApprovalRequest, request.id)
+        assert request.message_id is not None and request.card_dirty_at is None
+    cards = [m for m in bot.sandbox.messages(ACME_CHANNEL) if "Approval: SEO audit" in text_of(m)]
+    assert [m["ts"] for m in cards] == [request.message_id]
+
+
+def submitted_at(bot) -> float:  # type: ignore[no-untyped-def]
+    return next(c.at for c in bot.sandbox.calls if c.method == "chat.getPermalink")

@@ -36,10 +36,12 @@ def agency(bot):  # type: ignore[no-untyped-def]
 
 
 def row_counts(bot) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Rows per table, but for the commands remembered against replays (every command has one)."""
     with bot.sessions() as session:
         return {
             t.name: session.execute(select(func.count()).select_from(t)).scalar_one()
             for t in Base.metadata.sorted_tables
+            if t.name != "slack_command_seen"
         }
 
 
@@ -267,3 +269,59 @@ def test_link_binds_a_channel_to_one_retainer(bot, agency) -> None:  # type: ign
         ).all()
     assert bound == ["C0NEWCHAN1"]
     assert "Acme Corp · November 2026" in bot.answer("status", user=AM, channel="C0NEWCHAN1")
+
+
+# --- replays -----------------------------------------------------------------------------------------
+
+
+def test_a_replayed_command_is_answered_with_the_first_answer_and_logged_once(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    """Slack gives commands no id: the very same signed body again (inside the 5-minute window) is a
+    replay, on this instance or another one on the same database."""
+    from retainer.app import BackgroundServer, build_runtime
+
+    body, headers = signed_slash_command(
+        bot.SECRET,
+        "log acme 3h #5 replayed",
+        user=DESIGNER,
+        channel=None,
+        response_url=bot.sandbox.response_url(),
+    )
+    first = bot.post(body, headers)
+    assert first.status_code == 200 and first.json()["text"].startswith("Logged 3 h to Acme Corp")
+    replays = [bot.post(body, headers) for _ in range(5)]
+    other = build_runtime(bot.runtime.settings, clock=bot.runtime.core.clock)  # a second instance
+    server = BackgroundServer(other.web)
+    try:
+        import httpx
+
+        replays.append(httpx.post(server.url + "/slack/events", content=body, headers=headers, timeout=10))
+    finally:
+        server.stop()
+        other.close()
+    assert [(r.status_code, r.json()) for r in replays] == [(200, first.json())] * 6
+    with bot.sessions() as session:
+        logged = session.scalars(select(TimeEntry).where(TimeEntry.note == "replayed")).all()
+    assert len(logged) == 1
+    # The same words sent again are a new command (a new timestamp, a new signature).
+    again = bot.answer("log acme 3h #5 replayed", user=DESIGNER)
+    assert again.startswith("Logged 3 h to Acme Corp")
+    with bot.sessions() as session:
+        assert session.scalar(select(func.count()).where(TimeEntry.note == "replayed")) == 2
+
+
+def test_remembered_commands_are_forgotten_when_their_window_closes(bot, agency) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from handlers.slack.replays import Replays
+    from store.models import SlackCommandSeen
+
+    bot.answer("status acme", user=AM)
+    bot.answer("status globex", user=AM)
+    later = Replays(bot.sessions, now=lambda: time.time() + 301)
+    with bot.sessions() as session:
+        assert all(r.answer for r in session.scalars(select(SlackCommandSeen)))
+        assert all(r.expires_at > dt.datetime.now(dt.UTC) for r in session.scalars(select(SlackCommandSeen)))
+    assert Replays(bot.sessions).prune() == 0
+    assert later.prune() == 2
+    with bot.sessions() as session:
+        assert session.scalars(select(SlackCommandSeen)).all() == []

@@ -9,8 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused
 from bot.core import Core
@@ -18,6 +16,7 @@ from bot.feedback import deliver
 from bot.messenger import Posted
 from bot.onboarding import LINK_ACTION
 from bot.replies import error
+from handlers.slack.envelope import record_id
 from handlers.slack.messenger import ChannelMessenger, answer_privately
 from handlers.slack.render_forms import render_modal
 from handlers.slack.setup import ChannelSetup
@@ -27,8 +26,23 @@ log = logging.getLogger(__name__)
 
 
 def request_id_of(body: dict[str, Any]) -> int | None:
-    value = str(body["actions"][0].get("value") or "")
-    return int(value) if value.isdigit() else None
+    return record_id(body["actions"][0].get("value"))
+
+
+def link_choice(body: dict[str, Any]) -> tuple[int, str, str] | None:
+    """The retainer, channel id and name a "Link #channel" button carries, or None if it is not one
+    the bot made."""
+    try:
+        value = json.loads(body["actions"][0].get("value") or "")
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    retainer_id = record_id(str(value.get("r")))
+    channel, name = value.get("c"), value.get("n")
+    if retainer_id is None or not isinstance(channel, str) or not isinstance(name, str):
+        return None
+    return retainer_id, channel, name
 
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
@@ -47,9 +61,8 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
                 return
             viewer = core.people.identify("slack", user, workspace.profile)
             container = body.get("container") or {}
-            card_at = (
-                (container["channel_id"], container["message_ts"]) if "message_ts" in container else None
-            )
+            channel, ts = container.get("channel_id"), container.get("message_ts")
+            card_at = (channel, ts) if channel and ts else None
             outcome = core.approvals.decide(request_id, Decision.APPROVE, viewer, card_at=card_at)
         except Exception:
             answer_privately(respond, core.unexpected("approve", user=user))
@@ -73,7 +86,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         except Exception:
             core.unexpected("retrying approval cards")
 
-    def open_changes_form(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
+    def open_changes_form(body: dict[str, Any], respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
         try:
             request_id = request_id_of(body)
@@ -88,25 +101,27 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         if reply.form is None:
             answer_privately(respond, reply)
             return
-        try:
-            client.views_open(trigger_id=body["trigger_id"], view=render_modal(reply.form))
-        except SlackApiError as err:
-            log.warning("views.open for request changes failed: %s", err.response.get("error"))
+        failure = workspace.open_view(str(body.get("trigger_id") or ""), render_modal(reply.form))
+        if failure is not None:
+            log.warning("views.open for request changes failed: %s", failure)
             answer_privately(respond, error("Slack could not open the form in time; please click again."))
 
     def link_existing(body: dict[str, Any], respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
+        choice = link_choice(body)
+        if choice is None:
+            answer_privately(respond, error("This button is not one of mine; nothing changed."))
+            return
         try:
-            value = json.loads(body["actions"][0]["value"])
             viewer = core.people.identify("slack", user, workspace.profile)
             if not viewer.internal:
                 answer_privately(respond, error("Linking channels is for the agency's team."))
                 return
             message = body.get("message") or {}
-            channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+            channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
             thread = message.get("thread_ts") or message.get("ts")
-            parent = Posted(channel, thread) if thread else None
-            refusal = setup.link_existing(int(value["r"]), str(value["c"]), str(value["n"]), viewer, parent)
+            parent = Posted(channel, thread) if channel and thread else None
+            refusal = setup.link_existing(*choice, viewer, parent)
         except Exception:
             answer_privately(respond, core.unexpected("link existing channel", user=user))
             return

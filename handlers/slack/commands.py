@@ -7,8 +7,6 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, App
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.core import Core
 from bot.replies import error
@@ -21,10 +19,10 @@ log = logging.getLogger(__name__)
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
     @app.command("/retainer")
-    def retainer(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
+    def retainer(ack: Ack, command: dict[str, Any]) -> None:
         # No lazy listener: Bolt starts a thread for each lazy function on every request, which
-        # would tax every `status` to serve the rare `new`. views.open is one quick call, well
-        # inside the 3 seconds the trigger and the ack allow.
+        # would tax every `status` to serve the rare `new`. views.open is one call with a 2 s
+        # deadline (Workspace.open_view), inside the 3 seconds the trigger and the ack allow.
         channel_id = command.get("channel_id")
         in_dm = command.get("channel_name") == "directmessage" or str(channel_id).startswith("D")
         reply = core.command(
@@ -38,10 +36,9 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         if reply.form is None:
             ack(response_type="ephemeral", **render_message(reply))
             return
-        try:
-            client.views_open(trigger_id=command["trigger_id"], view=render_modal(reply.form))
-        except SlackApiError as err:
-            log.warning("views.open for /retainer failed: %s", err.response.get("error"))
+        failure = workspace.open_view(str(command.get("trigger_id") or ""), render_modal(reply.form))
+        if failure is not None:
+            log.warning("views.open for /retainer failed: %s", failure)
             failed = error("Slack could not open the form in time; please run the command again.")
             ack(response_type="ephemeral", **render_message(failed))
             return

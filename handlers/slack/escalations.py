@@ -13,6 +13,7 @@ from bot.core import Core
 from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
 from bot.messenger import DeliveryError
 from bot.replies import error
+from handlers.slack.envelope import record_id
 from handlers.slack.home import SlackHomes
 from handlers.slack.messenger import SlackMessenger, answer_privately
 from handlers.slack.workspace import Workspace
@@ -30,16 +31,16 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     def act(body: dict[str, Any], respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
         action = body["actions"][0]
-        value = str(action.get("value") or "")
+        escalation_id = record_id(action.get("value"))
         try:
-            if not value.isdigit():
+            if escalation_id is None:
                 answer_privately(respond, error("This button is not one of mine; nothing changed."))
                 return
             viewer = core.people.identify("slack", user, workspace.profile)
             if action["action_id"] == OPEN_ACTION:
-                answer_privately(respond, core.escalations.open_account(int(value), viewer))
+                answer_privately(respond, core.escalations.open_account(escalation_id, viewer))
                 return
-            outcome = core.escalations.act(int(value), action["action_id"], viewer)
+            outcome = core.escalations.act(escalation_id, action["action_id"], viewer)
         except Exception:
             answer_privately(respond, core.unexpected("escalation button", user=user))
             return

@@ -4,16 +4,21 @@ publishes it again when what it shows has changed (`SlackHomes` is how it reache
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt import Ack, App
 
 from bot.core import Core
 from bot.dashboard import HOME_PAGE_ACTION
+from bot.messenger import DeliveryError
 from bot.replies import Reply
+from handlers.slack.envelope import record_id
 from handlers.slack.messenger import SlackMessenger
 from handlers.slack.render import render_home
 from handlers.slack.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 class SlackHomes(SlackMessenger):
@@ -36,15 +41,19 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         try:
             viewer = core.people.identify("slack", user, workspace.profile)
             core.dashboard.show(homes, viewer)
+        except DeliveryError as err:  # Slack refused the view: nothing of ours went wrong
+            log.warning("home tab of %s not published: %s", user, err.reason)
         except Exception:
             core.unexpected("home tab", user=user)
 
     def page(body: dict[str, Any]) -> None:
         user = body["user"]["id"]
-        value = str(body["actions"][0].get("value") or "")
+        page_number = record_id(body["actions"][0].get("value")) or 0
         try:
             viewer = core.people.identify("slack", user, workspace.profile)
-            core.dashboard.show(homes, viewer, int(value) if value.isdigit() else 0)
+            core.dashboard.show(homes, viewer, page_number)
+        except DeliveryError as err:
+            log.warning("home tab page of %s not published: %s", user, err.reason)
         except Exception:
             core.unexpected("home tab page", user=user)
 

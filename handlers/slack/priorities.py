@@ -14,6 +14,7 @@ from bot.core import Core
 from bot.messenger import DeliveryError
 from bot.prompts import CONFIRM_ACTION
 from bot.replies import error
+from handlers.slack.envelope import record_id
 from handlers.slack.messenger import SlackMessenger, answer_privately
 from handlers.slack.workspace import Workspace
 
@@ -30,12 +31,12 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
         ts = (body.get("message") or {}).get("ts") or container.get("message_ts")
         try:
-            value = str(body["actions"][0].get("value") or "")
-            if not value.isdigit():
+            cycle_id = record_id(body["actions"][0].get("value"))
+            if cycle_id is None:
                 answer_privately(respond, error("This button is not one of mine; nothing changed."))
                 return
             viewer = core.people.identify("slack", user, workspace.profile)
-            outcome = core.confirm_priorities(viewer, int(value), channel)
+            outcome = core.confirm_priorities(viewer, cycle_id, channel)
         except Exception:
             answer_privately(respond, core.unexpected("confirm priorities", user=user))
             return

@@ -139,23 +139,35 @@ def render_modal(form: Form) -> dict[str, Any]:
 
 
 def form_values(view: dict[str, Any]) -> dict[str, object]:
-    """A submitted modal's values by field key: text as str, several people or options as lists."""
+    """A submitted modal's values by field key: text as str, several people or options as lists. A
+    value of the wrong type counts as not given (the form's checks then say what is missing)."""
+
+    def text(value: object) -> str | None:
+        return value if isinstance(value, str) else None
+
+    def texts(items: object, key: str | None = None) -> list[str]:
+        if not isinstance(items, list):
+            return []
+        picked = [(i.get(key) if isinstance(i, dict) else None) if key else i for i in items]
+        return [p for p in picked if isinstance(p, str)]
+
     values: dict[str, object] = {}
     for block_id, actions in ((view.get("state") or {}).get("values") or {}).items():
         for state in actions.values():
             kind = state.get("type")
             if kind in ("plain_text_input", "number_input"):
-                value: object = state.get("value")
+                value: object = text(state.get("value"))
             elif kind == "datepicker":
-                value = state.get("selected_date")
+                value = text(state.get("selected_date"))
             elif kind == "users_select":
-                value = state.get("selected_user")
+                value = text(state.get("selected_user"))
             elif kind == "multi_users_select":
-                value = list(state.get("selected_users") or [])
+                value = texts(state.get("selected_users"))
             elif kind in ("static_select", "external_select"):
-                value = (state.get("selected_option") or {}).get("value")
+                option = state.get("selected_option")
+                value = text(option.get("value")) if isinstance(option, dict) else None
             elif kind in ("multi_static_select", "multi_external_select"):
-                value = [o["value"] for o in state.get("selected_options") or []]
+                value = texts(state.get("selected_options"), "value")
             else:
                 continue
             values[block_id] = value

@@ -38,10 +38,9 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         if reply.form is None:
             answer_privately(respond, reply)
             return
-        try:
-            client.views_open(trigger_id=body["trigger_id"], view=render_modal(reply.form))
-        except SlackApiError as err:
-            log.warning("views.open for %s failed: %s", purpose, err.response.get("error"))
+        failure = workspace.open_view(body["trigger_id"], render_modal(reply.form))
+        if failure is not None:
+            log.warning("views.open for %s failed: %s", purpose, failure)
             answer_privately(
                 respond, error("Slack could not open the form in time; please try the shortcut again.")
             )

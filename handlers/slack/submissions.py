@@ -5,17 +5,19 @@ next to its field; what is posted about it afterwards goes to a lazy listener.""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.approvals import Decided, Decision, Refused, Requested
 from bot.core import Core
 from bot.feedback import Filed, Invalid, Notice, deliver
 from bot.onboarding import NewRetainer
 from bot.replies import Reply, Text, plain_moments
+from handlers.slack.envelope import record_id
 from handlers.slack.messenger import ChannelMessenger
 from handlers.slack.render import clip, render_message
 from handlers.slack.render_forms import callback_id, form_values, render_option
@@ -25,10 +27,21 @@ from handlers.slack.workspace import Workspace
 log = logging.getLogger(__name__)
 
 MAX_ERROR_TEXT = 2000  # per field, in a view_submission's response_action "errors"
+NOTE_WITHIN_SECONDS = 2.0  # whoever asked for an approval hears back by then, card posted or not
+
+
+STALE_FORM = "This form is out of date or not one of mine, so nothing was saved. Close it and start again."
 
 
 def field_errors(errors: dict[str, str]) -> dict[str, str]:
     return {key: clip(plain_moments(text), MAX_ERROR_TEXT) for key, text in errors.items()}
+
+
+def form_state(view: dict[str, Any]) -> str | None:
+    """The id the bot put in the modal's private_metadata when it opened it, or None if the
+    submission carries anything else."""
+    state = record_id(view.get("private_metadata"))
+    return None if state is None else str(state)
 
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
@@ -41,11 +54,16 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
 
     # ----- Add as feedback -----------------------------------------------------------------------
 
+    def stale(ack: Ack, key: str) -> None:
+        ack(response_action="errors", errors=field_errors({key: STALE_FORM}))
+
     def take_feedback(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        state = form_state(view)
+        if state is None:
+            stale(ack, "task")
+            return
         try:
-            outcome = core.intake.file_feedback(
-                view["private_metadata"], form_values(view), body["user"]["id"]
-            )
+            outcome = core.intake.file_feedback(state, form_values(view), body["user"]["id"])
         except Exception:
             failed(ack, "task", "feedback form", body)
             return
@@ -72,10 +90,12 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     # ----- Request approval ----------------------------------------------------------------------
 
     def take_request(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        state = form_state(view)
+        if state is None:
+            stale(ack, "task")
+            return
         try:
-            outcome = core.approvals.submit_request(
-                view["private_metadata"], form_values(view), body["user"]["id"]
-            )
+            outcome = core.approvals.submit_request(state, form_values(view), body["user"]["id"])
         except Exception:
             failed(ack, "task", "approval form", body)
             return
@@ -90,6 +110,14 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         requested: Requested | None = context.get("requested")
         if requested is None:
             return
+        user = body["user"]["id"]
+        note = OnceNote(client, requested.asked_in, user)
+        # If Slack is slow to take the card, whoever asked hears within seconds that it is saved and
+        # on its way (the note says the card is not up yet), not after the post gives up.
+        timer = threading.Timer(
+            NOTE_WITHIN_SECONDS, lambda: note.send(core.approvals.request_note(requested.request_id))
+        )
+        timer.start()
         try:
             if requested.source is not None and (link := permalink(client, *requested.source)):
                 core.approvals.attach_permalink(requested.request_id, requested.capture_id, link)
@@ -98,9 +126,10 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
                 core.approvals.sync_card(messenger, old)
         except Exception:
             reply = core.unexpected("posting an approval card", request=requested.request_id)
-            deliver(messenger, [_direct(body["user"]["id"], reply.text)])
+            deliver(messenger, [_direct(user, reply.text)])
             return
-        user = body["user"]["id"]
+        finally:
+            timer.cancel()
         if problem is not None and problem.permanent:
             text = (
                 f"The approval request is saved, but its card cannot be posted in the client's channel "
@@ -108,20 +137,19 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             )
             deliver(messenger, [_direct(user, text)])
             return
-        note = core.approvals.request_note(requested.request_id)
-        if note is not None:
-            try:
-                client.chat_postEphemeral(channel=requested.asked_in, user=user, **render_message(note))
-            except SlackApiError as err:
-                log.warning("request confirmation not shown to %s: %s", user, err.response.get("error"))
+        note.send(core.approvals.request_note(requested.request_id))
 
     # ----- Request changes -----------------------------------------------------------------------
 
     def take_changes(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        request_id = record_id(view.get("private_metadata"))
+        if request_id is None:
+            stale(ack, "reason")
+            return
         try:
             viewer = core.people.identify("slack", body["user"]["id"], workspace.profile)
             reason = str(form_values(view).get("reason") or "")
-            outcome = core.approvals.decide(int(view["private_metadata"]), Decision.CHANGES, viewer, reason)
+            outcome = core.approvals.decide(request_id, Decision.CHANGES, viewer, reason)
         except Exception:
             failed(ack, "reason", "request changes form", body)
             return
@@ -171,10 +199,12 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     # ----- searchable task lists -----------------------------------------------------------------
 
     def task_options(ack: Ack, body: dict[str, Any]) -> None:
+        state = form_state(body.get("view") or {})
+        if state is None:
+            ack(options=[])
+            return
         try:
-            options = core.intake.task_options(
-                body["view"]["private_metadata"], body["user"]["id"], str(body.get("value") or "")
-            )
+            options = core.intake.task_options(state, body["user"]["id"], str(body.get("value") or ""))
         except Exception:
             core.unexpected("task options", user=body["user"]["id"])
             options = []
@@ -185,6 +215,26 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     app.view(callback_id("changes"))(ack=take_changes, lazy=[after_changes])
     app.view(callback_id("new_retainer"))(ack=check_new_retainer, lazy=[set_up])
     app.options("task")(task_options)
+
+
+class OnceNote:
+    """The private confirmation to whoever asked for an approval: sent once, by whichever comes
+    first, the card being posted or the deadline passing while it is not."""
+
+    def __init__(self, client: WebClient, channel: str, user: str) -> None:
+        self.client, self.channel, self.user = client, channel, user
+        self._lock = threading.Lock()
+        self._sent = False
+
+    def send(self, note: Reply | None) -> None:
+        with self._lock:
+            if self._sent or note is None:
+                return
+            self._sent = True
+        try:
+            self.client.chat_postEphemeral(channel=self.channel, user=self.user, **render_message(note))
+        except (SlackApiError, SlackClientError, OSError) as err:
+            log.warning("request confirmation not shown to %s: %s", self.user, err)
 
 
 def permalink(client: WebClient, channel: str, ts: str) -> str | None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -19,6 +21,9 @@ from bot.people import Profile
 
 log = logging.getLogger(__name__)
 MEMBERSHIP_TTL_SECONDS = 3600
+# A trigger_id is good for 3 s from the click, and a slash command's ack is due within the same 3 s:
+# views.open gets one try with this deadline, never slack_sdk's retries (4.8-8.3 s on 500 or 429).
+VIEW_DEADLINE_SECONDS = 2.0
 
 
 def make_client(token: str, api_url: str, timeout: float = 10.0) -> WebClient:
@@ -54,8 +59,24 @@ class Workspace:
     def __init__(self, client: WebClient, identity: Identity) -> None:
         self.client = client
         self.identity = identity
+        # The same client for views.open, but with the short deadline and none of the retries.
+        views = copy.copy(client)
+        views.timeout = VIEW_DEADLINE_SECONDS  # type: ignore[assignment]
+        views.retry_handlers = []
+        self.views_client = views
         self._members: dict[str, tuple[Profile, float]] = {}
         self._lock = threading.Lock()
+
+    def open_view(self, trigger_id: str, view: dict[str, Any]) -> str | None:
+        """Open a modal for a trigger: once, within VIEW_DEADLINE_SECONDS. None when it is open,
+        else why not (for the log; the person is told it could not be opened in time)."""
+        try:
+            self.views_client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as err:
+            return str(err.response.get("error") or f"HTTP {err.response.status_code}")
+        except (SlackClientError, OSError) as err:  # the deadline passed, or no connection
+            return type(err).__name__
+        return None
 
     def is_home_user(self, user_id: str) -> bool:
         return self.profile(user_id).home

@@ -21,6 +21,7 @@ from bot.messenger import Messenger
 from handlers.teams.bot import Directory, RetainerBot
 from handlers.teams.messenger import TeamsMessenger, card_activity
 from handlers.teams.references import References
+from handlers.teams.trust import ServiceUrls
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Teams:
     messenger: TeamsMessenger
     references: References
     authenticated: bool
+    service_urls: ServiceUrls
 
     async def handle(self, request: web.Request) -> web.Response:
         """POST /api/messages. The token is checked first (any failure to validate it is a 401, never
@@ -66,6 +68,13 @@ class Teams:
             return web.json_response({"error": "cannot check the token now"}, status=503)
         except Exception as err:
             log.warning("rejected a request to /api/messages: %s", err or type(err).__name__)
+            return web.json_response({"error": "unauthorized"}, status=401)
+        refusal = self.service_urls.refusal(
+            body.get("serviceUrl") if isinstance(body, dict) else None,
+            authentication.claims_identity.claims if authentication.claims_identity else None,
+        )
+        if refusal is not None:
+            log.warning("rejected a request to /api/messages: %s", refusal)
             return web.json_response({"error": "unauthorized"}, status=401)
         answer = await self.adapter.process_activity(authentication, activity, self.bot.on_turn)
         if answer is None:
@@ -119,7 +128,8 @@ def build_teams(
                 log.warning("could not tell the user about the error: %s", failed)
 
     adapter.on_turn_error = on_turn_error
-    return Teams(adapter, bot, teams_messenger, references, settings.teams_authenticated)
+    service_urls = ServiceUrls(settings.teams_service_url, settings.teams_authenticated)
+    return Teams(adapter, bot, teams_messenger, references, settings.teams_authenticated, service_urls)
 
 
 def describe(teams: Teams) -> str:
