@@ -22,6 +22,7 @@ from bot.feedback import (
     Notice,
     choose_task,
     client_channel,
+    deliver,
     new_task,
     open_submission,
     people_to_tell,
@@ -42,6 +43,7 @@ from bot.replies import (
     TextInput,
     Tone,
     moment,
+    unexpected,
 )
 from store.db import unit_of_work
 from store.models import (
@@ -738,6 +740,24 @@ class Approvals:
             )
 
     # ----- talking to the platform ---------------------------------------------------------------
+
+    def after_decision(self, messenger: Messenger, decided: Decided) -> None:
+        """What follows a committed decision, on any platform: the card brought up to date in place,
+        then the notices (the owner told). A card that does not land keeps its marker for
+        `retry_stale_cards`; a notice that does not land is logged (the decision is stored)."""
+        try:
+            self.sync_card(messenger, decided.request_id)
+        except Exception:
+            unexpected("updating an approval card", request=decided.request_id)
+        deliver(messenger, decided.posts)
+
+    def post_request_cards(self, messenger: Messenger, requested: Requested) -> DeliveryError | None:
+        """A new request's card in the client's channel, then the cards it superseded (they say so and
+        lose their buttons); the new card's failure, if any."""
+        problem = self.sync_card(messenger, requested.request_id)
+        for old in requested.superseded:
+            self.sync_card(messenger, old)
+        return problem
 
     def sync_card(
         self, messenger: Messenger, request_id: int, *, retry: bool = False

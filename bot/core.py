@@ -4,7 +4,6 @@ replies a person can act on."""
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +22,7 @@ from bot.onboarding import Onboarding
 from bot.people import People
 from bot.prompts import Confirmed, confirm_priorities
 from bot.renewal import Renewals
-from bot.replies import Reply, error
+from bot.replies import Reply, error, unexpected
 from store.db import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -84,8 +83,4 @@ class Core:
         with unit_of_work(self.sessions) as session:
             return confirm_priorities(session, viewer, cycle_id, channel_id, self.clock.now())
 
-    @staticmethod
-    def unexpected(what: str, **context: object) -> Reply:
-        ref = secrets.token_hex(4)
-        log.exception("unexpected error in %s (ref %s) %s", what, ref, context)
-        return error(f"Something went wrong on our side (ref {ref}). It has been logged; please try again.")
+    unexpected = staticmethod(unexpected)

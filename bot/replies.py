@@ -8,7 +8,9 @@ Renderers own escaping and platform limits. Forms (modals, task modules) are neu
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -207,3 +209,11 @@ def error(message: str, usage: str | None = None) -> Reply:
     if usage:
         blocks.append(Context(f"Usage: `{usage}`"))
     return Reply(text=message, blocks=tuple(blocks), tone=Tone.WARNING)
+
+
+def unexpected(what: str, **context: object) -> Reply:
+    """An error nobody foresaw: logged with its traceback and a short reference, and the sentence to
+    show whoever was waiting, with that reference (DESIGN §5: never swallowed, never a stack trace)."""
+    ref = secrets.token_hex(4)
+    logging.getLogger("bot").exception("unexpected error in %s (ref %s) %s", what, ref, context)
+    return error(f"Something went wrong on our side (ref {ref}). It has been logged; please try again.")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from handlers.slack.ask import signed_slash_command
 
 from handlers.slack.render import as_text
+from retainer.ask import signed_slash_command
 from store.db import unit_of_work
 from tests.builders import ACME_CHANNEL, AM, build_agency
 from tests.slack_payloads import finish_lazy_work, message_shortcut, seed_workspace, send

@@ -12,7 +12,6 @@ from slack_bolt import Ack, App
 
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused
 from bot.core import Core
-from bot.feedback import deliver
 from bot.messenger import Posted
 from bot.onboarding import LINK_ACTION
 from bot.replies import error
@@ -71,11 +70,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             answer_privately(respond, outcome.reply)
             return
         # Committed above; only the click that decided gets here, so the card is updated once.
-        try:
-            core.approvals.sync_card(messenger, outcome.request_id)
-        except Exception:
-            core.unexpected("updating an approval card", request=outcome.request_id)
-        deliver(messenger, outcome.posts)
+        core.approvals.after_decision(messenger, outcome)
         retry_stale_cards()
 
     def retry_stale_cards() -> None:

@@ -121,9 +121,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         try:
             if requested.source is not None and (link := permalink(client, *requested.source)):
                 core.approvals.attach_permalink(requested.request_id, requested.capture_id, link)
-            problem = core.approvals.sync_card(messenger, requested.request_id)
-            for old in requested.superseded:  # their cards say so and lose their buttons
-                core.approvals.sync_card(messenger, old)
+            problem = core.approvals.post_request_cards(messenger, requested)
         except Exception:
             reply = core.unexpected("posting an approval card", request=requested.request_id)
             deliver(messenger, [_direct(user, reply.text)])
@@ -164,11 +162,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         decided: Decided | None = context.get("decided")
         if decided is None:
             return
-        try:
-            core.approvals.sync_card(messenger, decided.request_id)
-        except Exception:
-            core.unexpected("updating an approval card", request=decided.request_id)
-        deliver(messenger, decided.posts)
+        core.approvals.after_decision(messenger, decided)
 
     # ----- New retainer --------------------------------------------------------------------------
 

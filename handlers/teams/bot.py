@@ -35,7 +35,7 @@ from bot.access import Viewer
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused, Requested
 from bot.core import Core
 from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
-from bot.feedback import Filed, Invalid, Notice, SourceMessage, deliver
+from bot.feedback import Filed, Invalid, SourceMessage, deliver
 from bot.messenger import DeliveryError, Messenger
 from bot.people import Profile
 from bot.prompts import CONFIRM_ACTION
@@ -304,7 +304,7 @@ class RetainerBot(TeamsActivityHandler):
             if isinstance(outcome, Refused):
                 return message_response(outcome.reply.text)
             # Committed: the card is brought up to date in place (for everyone), the owner told.
-            await self.after_decision(outcome.request_id, outcome.posts)
+            await self.run(self.core.approvals.after_decision, self.messenger, outcome)
             card = await self.run(self.core.approvals.card, outcome.request_id)
             return card_response(card.reply) if card else message_response("Approved.")
         confirmed = await self.run(self.core.confirm_priorities, viewer, int(value), place.conversation_id)
@@ -332,13 +332,6 @@ class RetainerBot(TeamsActivityHandler):
             return message_response(acted.note.text)
         # Committed: the Action.Execute answer replaces the DM's card in place.
         return card_response(acted.card) if acted.card else message_response("Nothing changed.")
-
-    async def after_decision(self, request_id: int, posts: tuple[Notice, ...]) -> None:
-        try:
-            await self.run(self.core.approvals.sync_card, self.messenger, request_id)
-        except Exception:
-            self.core.unexpected("updating an approval card", request=request_id)
-        await self.run(deliver, self.messenger, posts)
 
     # ----- task modules: "Request changes" ------------------------------------------------------
 
@@ -378,7 +371,7 @@ class RetainerBot(TeamsActivityHandler):
             if shown is None:
                 return TaskModuleResponse(task=task_message(outcome.reply.text))
             return TaskModuleResponse(task=task_form(refill(shown, values), {"reason": outcome.reply.text}))
-        await self.after_decision(outcome.request_id, outcome.posts)
+        await self.run(self.core.approvals.after_decision, self.messenger, outcome)
         return None  # closes the dialog; the card in the channel shows the decision
 
     # ----- the message action: "Add as feedback" / "Request approval" ---------------------------
@@ -460,9 +453,7 @@ class RetainerBot(TeamsActivityHandler):
         """The approval card in the client's channel (and the superseded ones marked so); what to tell
         whoever asked."""
         try:
-            problem = await self.run(self.core.approvals.sync_card, self.messenger, requested.request_id)
-            for old in requested.superseded:
-                await self.run(self.core.approvals.sync_card, self.messenger, old)
+            problem = await self.run(self.core.approvals.post_request_cards, self.messenger, requested)
         except Exception:
             return self.core.unexpected("posting an approval card", request=requested.request_id).text
         if problem is not None and problem.permanent:
