@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from slack_bolt import App, BoltRequest, BoltResponse
 
+from bot.commands import writes
 from handlers.slack.envelope import NotAPayload, kind_of, problem, read_payload
 from handlers.slack.gate import SlackGate
 from handlers.slack.replays import Answer, Replays
@@ -103,7 +104,9 @@ def build_web_app(
             return web.json_response({"response_type": "ephemeral", "text": UNREADABLE})
         bolt_request = BoltRequest(body=text, query=request.query_string, headers=dict(request.headers))
         loop = asyncio.get_running_loop()
-        if replays is None or "command" not in payload:
+        # Only a command that writes is remembered: replaying a read answers it again and changes
+        # nothing, and a read must never wait on the write lock the memory's row would take.
+        if replays is None or "command" not in payload or not writes(str(payload.get("text") or "")):
             response = await loop.run_in_executor(executor, slack.dispatch, bolt_request)
             return as_web_response(response)
         signature = request.headers["X-Slack-Signature"]

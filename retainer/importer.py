@@ -362,7 +362,8 @@ def _cross_check(
 
     Works on each entry's individually valid fields, so a typo in one field doesn't hide the rest.
     """
-    people = [_valid_fields(PersonEntry, raw) for raw in raw_people]
+    slugs = _check_clients(clients, errors)
+    by_ref = _check_people(raw_people, slugs, errors)
     # Slack ids and emails written in the file but invalid there: reported once, at the person.
     written = {
         raw[k]
@@ -371,6 +372,11 @@ def _cross_check(
         for k in ("slack", "email")
         if isinstance(raw.get(k), str)
     }
+    _check_retainers(retainers, clients, by_ref, written, errors)
+
+
+def _check_clients(clients: list[dict[str, Any]], errors: list[str]) -> dict[str, str]:
+    """Slugs, names and aliases each once across clients; the slugs seen, for the people's references."""
     slugs: dict[str, str] = {}
     names: dict[str, str] = {}
     for i, head in enumerate(clients):
@@ -405,7 +411,15 @@ def _cross_check(
                 _first_seen(
                     errors, alias_seen, key, loc, lambda at, a=alias: f"duplicate alias “{a}” (also {at})"
                 )
+    return slugs
 
+
+def _check_people(
+    raw_people: list[Any], slugs: dict[str, str], errors: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Each person once (Slack id, email), findable again, and a client contact tied to a known
+    client; the people by the Slack ids and emails the retainers refer to them by."""
+    people = [_valid_fields(PersonEntry, raw) for raw in raw_people]
     by_ref: dict[str, dict[str, Any]] = {}
     slack_seen: dict[str, str] = {}
     email_seen: dict[str, str] = {}
@@ -448,7 +462,18 @@ def _cross_check(
             errors.append(
                 _problem(["people", i, "client"], "only client contacts (role client) belong to a client")
             )
+    return by_ref
 
+
+def _check_retainers(
+    retainers: list[dict[str, Any]],
+    clients: list[dict[str, Any]],
+    by_ref: dict[str, dict[str, Any]],
+    written: set[Any],
+    errors: list[str],
+) -> None:
+    """Each retainer's term in order, its people known and in the right role, its channels bound to
+    it alone, its template's titles once."""
     channels: dict[str, str] = {}
     for i, retainer in enumerate(retainers):
         loc: list[str | int] = ["clients", i, "retainer"]

@@ -315,8 +315,11 @@ def test_remembered_commands_are_forgotten_when_their_window_closes(bot, agency)
     from handlers.slack.replays import Replays
     from store.models import SlackCommandSeen
 
-    bot.answer("status acme", user=AM)
-    bot.answer("status globex", user=AM)
+    bot.answer("status acme", user=AM)  # a read is not remembered: replaying it changes nothing
+    with bot.sessions() as session:
+        assert session.scalars(select(SlackCommandSeen)).all() == []
+    assert bot.answer("log acme 1h first", user=AM).startswith("Logged 1 h to Acme Corp")
+    assert bot.answer("log globex 2h second", user=AM).startswith("Logged 2 h to Globex")
     later = Replays(bot.sessions, now=lambda: time.time() + 301)
     with bot.sessions() as session:
         assert all(r.answer for r in session.scalars(select(SlackCommandSeen)))
