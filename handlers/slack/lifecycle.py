@@ -16,11 +16,11 @@ from slack_sdk.errors import SlackApiError
 from bot import change_orders, renewal
 from bot.change_orders import Recorded
 from bot.core import Core
-from bot.feedback import Invalid, Notice, deliver
+from bot.feedback import Notice, deliver
 from bot.replies import Reply, Text, error
 from handlers.slack.messenger import ChannelMessenger, answer_privately
 from handlers.slack.render_forms import callback_id, form_values, render_modal
-from handlers.slack.submissions import field_errors
+from handlers.slack.submissions import take_form
 from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -39,19 +39,21 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
 
     def take_change_order(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         user = body["user"]["id"]
-        try:
+
+        def submit() -> object:
             viewer = core.people.identify("slack", user, workspace.profile)
-            outcome = core.change_orders.submit(view["private_metadata"], form_values(view), viewer)
-        except Exception:
-            reply = core.unexpected("change order form", user=user)
-            ack(response_action="errors", errors=field_errors({"amount": reply.text}))
-            return
-        if isinstance(outcome, Invalid):
-            ack(response_action="errors", errors=field_errors(outcome.errors))
-            return
-        ack()
-        if isinstance(outcome, Recorded):
-            context["recorded"] = outcome
+            return core.change_orders.submit(view["private_metadata"], form_values(view), viewer)
+
+        take_form(
+            ack,
+            context,
+            submit,
+            field="amount",
+            what="change order form",
+            user=user,
+            keep="recorded",
+            kinds=(Recorded,),
+        )
 
     def confirm_change_order(body: dict[str, Any], context: BoltContext) -> None:
         recorded: Recorded | None = context.get("recorded")
@@ -87,18 +89,22 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
 
     def take_next_term(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
         user = body["user"]["id"]
-        try:
+
+        def submit() -> object:
             viewer = core.people.identify("slack", user, workspace.profile)
-            outcome = core.renewals.submit(view["private_metadata"], form_values(view), viewer)
-        except Exception:
-            reply = core.unexpected("renewal form", user=user)
-            ack(response_action="errors", errors=field_errors({"starts": reply.text}))
-            return
-        if isinstance(outcome, Invalid):
-            ack(response_action="errors", errors=field_errors(outcome.errors))
-            return
-        ack()
-        context["agreed"] = outcome if isinstance(outcome, Reply) else None
+            return core.renewals.submit(view["private_metadata"], form_values(view), viewer)
+
+        # Anything but a Reply: that next term was agreed already.
+        take_form(
+            ack,
+            context,
+            submit,
+            field="starts",
+            what="renewal form",
+            user=user,
+            keep="agreed",
+            kinds=(Reply,),
+        )
 
     def confirm_next_term(body: dict[str, Any], context: BoltContext) -> None:
         agreed: Reply | None = context.get("agreed")

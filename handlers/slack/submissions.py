@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -16,7 +18,7 @@ from bot.approvals import Decided, Decision, Refused, Requested
 from bot.core import Core
 from bot.feedback import Filed, Invalid, Notice, deliver
 from bot.onboarding import NewRetainer
-from bot.replies import Reply, Text, plain_moments
+from bot.replies import Reply, Text, plain_moments, unexpected
 from handlers.slack.envelope import record_id
 from handlers.slack.messenger import ChannelMessenger
 from handlers.slack.render import clip, render_message
@@ -44,13 +46,37 @@ def form_state(view: dict[str, Any]) -> str | None:
     return None if state is None else str(state)
 
 
+def take_form(
+    ack: Ack,
+    context: BoltContext,
+    submit: Callable[[], object],
+    *,
+    field: str,
+    what: str,
+    user: str,
+    keep: str,
+    kinds: tuple[type, ...] = (object,),
+) -> None:
+    """The one shape of a submission's ack: write it (`submit`), then ack with each problem next to its
+    field, or ack empty and leave the outcome in the context under `keep` (when it is one of `kinds`)
+    for the lazy listener that tells people about it. The unforeseen is logged and shown at `field`."""
+    try:
+        outcome = submit()
+    except Exception:
+        reply = unexpected(what, user=user)
+        ack(response_action="errors", errors=field_errors({field: reply.text}))
+        return
+    if isinstance(outcome, Invalid):
+        ack(response_action="errors", errors=field_errors(outcome.errors))
+        return
+    ack()
+    if isinstance(outcome, kinds):
+        context[keep] = outcome
+
+
 def register(app: App, core: Core, workspace: Workspace) -> None:
     messenger = ChannelMessenger(workspace.client)
     setup = ChannelSetup(core, workspace)
-
-    def failed(ack: Ack, key: str, what: str, body: dict[str, Any]) -> None:
-        reply = core.unexpected(what, user=body["user"]["id"])
-        ack(response_action="errors", errors=field_errors({key: reply.text}))
 
     # ----- Add as feedback -----------------------------------------------------------------------
 
@@ -62,17 +88,11 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         if state is None:
             stale(ack, "task")
             return
-        try:
-            outcome = core.intake.file_feedback(state, form_values(view), body["user"]["id"])
-        except Exception:
-            failed(ack, "task", "feedback form", body)
-            return
-        if isinstance(outcome, Invalid):
-            ack(response_action="errors", errors=field_errors(outcome.errors))
-            return
-        ack()
-        if isinstance(outcome, Filed):
-            context["filed"] = outcome
+        user = body["user"]["id"]
+        submit = partial(core.intake.file_feedback, state, form_values(view), user)
+        take_form(
+            ack, context, submit, field="task", what="feedback form", user=user, keep="filed", kinds=(Filed,)
+        )
 
     def tell_about_feedback(context: BoltContext, client: WebClient) -> None:
         filed: Filed | None = context.get("filed")
@@ -94,17 +114,18 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         if state is None:
             stale(ack, "task")
             return
-        try:
-            outcome = core.approvals.submit_request(state, form_values(view), body["user"]["id"])
-        except Exception:
-            failed(ack, "task", "approval form", body)
-            return
-        if isinstance(outcome, Invalid):
-            ack(response_action="errors", errors=field_errors(outcome.errors))
-            return
-        ack()
-        if isinstance(outcome, Requested):
-            context["requested"] = outcome
+        user = body["user"]["id"]
+        submit = partial(core.approvals.submit_request, state, form_values(view), user)
+        take_form(
+            ack,
+            context,
+            submit,
+            field="task",
+            what="approval form",
+            user=user,
+            keep="requested",
+            kinds=(Requested,),
+        )
 
     def post_card(body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         requested: Requested | None = context.get("requested")
@@ -144,19 +165,18 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         if request_id is None:
             stale(ack, "reason")
             return
-        try:
-            viewer = core.people.identify("slack", body["user"]["id"], workspace.profile)
+        user = body["user"]["id"]
+
+        def submit() -> object:
+            viewer = core.people.identify("slack", user, workspace.profile)
             reason = str(form_values(view).get("reason") or "")
             outcome = core.approvals.decide(request_id, Decision.CHANGES, viewer, reason)
-        except Exception:
-            failed(ack, "reason", "request changes form", body)
-            return
-        if isinstance(outcome, Refused):
-            # Shown in the form, to this person only: what the request's state is now.
-            ack(response_action="errors", errors=field_errors({"reason": outcome.reply.text}))
-            return
-        ack()
-        context["decided"] = outcome
+            # Refused: shown in the form, to this person only, what the request's state is now.
+            return Invalid({"reason": outcome.reply.text}) if isinstance(outcome, Refused) else outcome
+
+        take_form(
+            ack, context, submit, field="reason", what="request changes form", user=user, keep="decided"
+        )
 
     def after_changes(context: BoltContext) -> None:
         decided: Decided | None = context.get("decided")
@@ -169,16 +189,11 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     def check_new_retainer(
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
     ) -> None:
-        try:
-            outcome = core.onboarding.check(form_values(view), "slack")
-        except Exception:
-            failed(ack, "name", "new retainer form", body)
-            return
-        if isinstance(outcome, Invalid):
-            ack(response_action="errors", errors=field_errors(outcome.errors))
-            return
-        ack()
-        context["new_retainer"] = outcome
+        submit = partial(core.onboarding.check, form_values(view), "slack")
+        user = body["user"]["id"]
+        take_form(
+            ack, context, submit, field="name", what="new retainer form", user=user, keep="new_retainer"
+        )
 
     def set_up(body: dict[str, Any], context: BoltContext) -> None:
         data: NewRetainer | None = context.get("new_retainer")
