@@ -237,7 +237,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def start_worker(
     args: argparse.Namespace, url: str, api_url: str, shift: float, name: str
-) -> subprocess.Popen:  # type: ignore[type-arg]
+) -> subprocess.Popen:
     command = [sys.executable, __file__, "--worker", "--database-url", url, "--api-url", api_url]
     command += ["--shift", str(shift), "--cap", str(args.cap), "--workers", str(args.workers), "--name", name]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -323,7 +323,7 @@ def crash_on(sandbox: SlackSandbox, count: int, pid: int) -> None:
     original = sandbox._methods["chat.postMessage"]
     landed = 0
 
-    def post(args: dict) -> dict:  # type: ignore[type-arg]
+    def post(args: dict) -> dict:
         nonlocal landed
         answer = original(args)  # raises (429 and the like) when nothing was stored
         landed += 1

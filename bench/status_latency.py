@@ -86,7 +86,7 @@ def bare_bolt(sandbox: SlackSandbox, executor: ThreadPoolExecutor, **options: bo
     )
 
     @app.command("/retainer")
-    def noop(ack):  # type: ignore[no-untyped-def]
+    def noop(ack):
         ack()
 
     return BackgroundServer(build_web_app(app, lambda: {"ok": True}, executor))

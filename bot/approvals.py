@@ -405,7 +405,7 @@ class Approvals:
 
     @staticmethod
     def _approvers(session: Session, retainer: Retainer, chosen: object) -> list[int] | Invalid:
-        ids = sorted({int(v) for v in (chosen or []) if str(v).isdigit()})  # type: ignore[union-attr]
+        ids = sorted({int(v) for v in (chosen or []) if str(v).isdigit()})
         if not ids:
             return []
         people = session.scalars(select(Person).where(Person.id.in_(ids))).all()

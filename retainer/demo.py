@@ -238,7 +238,7 @@ class DemoSummary:
 class _Random(random.Random):
     """randrange and choice from one float draw: several times faster than the exact ones, still seeded."""
 
-    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:  # type: ignore[override]
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
         if stop is None:
             start, stop = 0, start
         return start + step * int(self.random() * ((stop - start + step - 1) // step))
@@ -394,7 +394,7 @@ class _Filler:
 
     def flush(self) -> None:
         for model in _ORDER:
-            table: Table = model.__table__  # type: ignore[attr-defined]
+            table: Table = model.__table__
             rows = self.rows[table.name]
             for start in range(0, len(rows), _CHUNK):
                 self.writer.write(table, rows[start : start + _CHUNK])

@@ -49,7 +49,7 @@ FACTS = CardFacts(
 DECIDED_AT = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)
 
 
-def texts(reply) -> str:  # type: ignore[no-untyped-def]
+def texts(reply) -> str:
     return "\n".join(b.text for b in reply.blocks if isinstance(b, Text | Context))
 
 
@@ -107,7 +107,7 @@ def test_a_card_beyond_the_scope_says_so_without_numbers() -> None:
     assert not any(ch.isdigit() for ch in texts(card).split("beyond", 1)[1])
 
 
-def test_what_counts_against_the_scope(sessions) -> None:  # type: ignore[no-untyped-def]
+def test_what_counts_against_the_scope(sessions) -> None:
     with unit_of_work(sessions) as session:
         agency = build_agency(session)
         cycle_id = agency.acme_tasks[0].cycle_id
@@ -128,7 +128,7 @@ def test_what_counts_against_the_scope(sessions) -> None:  # type: ignore[no-unt
         assert beyond_scope(session, agency.acme_tasks[4]) is True
 
 
-def test_many_clicks_at_the_same_moment_make_one_decision(sessions, clock) -> None:  # type: ignore[no-untyped-def]
+def test_many_clicks_at_the_same_moment_make_one_decision(sessions, clock) -> None:
     with unit_of_work(sessions) as session:
         agency = build_agency(session)
         wile = Person(

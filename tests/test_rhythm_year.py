@@ -53,7 +53,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
 
 
 @pytest.fixture
-def world(sessions, slack_sandbox: SlackSandbox) -> Iterator[World]:  # type: ignore[no-untyped-def]
+def world(sessions, slack_sandbox: SlackSandbox) -> Iterator[World]:
     made = build_world(sessions, FixedClock(START), slack_sandbox)
     yield made
     made.close()

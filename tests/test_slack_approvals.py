@@ -43,7 +43,7 @@ STRANGER = "U0STRANGER"  # someone in the shared channel the agency does not kno
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
         wile = Person(name="Wile Coyote", role=Role.CLIENT, slack_user_id=WILE, client_id=made.acme.client_id)
@@ -57,7 +57,7 @@ def agency(bot):  # type: ignore[no-untyped-def]
     finish_lazy_work(bot)
 
 
-def request_approval(  # type: ignore[no-untyped-def]
+def request_approval(
     bot, task_id: int, *, approvers: list[str] | None = None, note: str = "", channel: str = ACME_CHANNEL
 ):
     """Maya shares a draft and asks for approval of `task_id`. Returns (card message, request id)."""
@@ -107,11 +107,11 @@ def request_approval(  # type: ignore[no-untyped-def]
     return card_now(bot, posted.response["ts"], channel), request.id
 
 
-def card_now(bot, ts: str, channel: str = ACME_CHANNEL) -> dict:  # type: ignore[no-untyped-def]
+def card_now(bot, ts: str, channel: str = ACME_CHANNEL) -> dict:
     return next(m for m in bot.sandbox.messages(channel) if m["ts"] == ts)
 
 
-def click(bot, card: dict, user: str, action: str = "approval_approve", team: str = "T0CLIENT"):  # type: ignore[no-untyped-def]
+def click(bot, card: dict, user: str, action: str = "approval_approve", team: str = "T0CLIENT"):
     value = next(e["value"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"])
     payload = block_action(
         bot.sandbox,
@@ -127,7 +127,7 @@ def click(bot, card: dict, user: str, action: str = "approval_approve", team: st
     return payload
 
 
-def private_answer(bot, payload: dict) -> str:  # type: ignore[no-untyped-def]
+def private_answer(bot, payload: dict) -> str:
     token_url = payload["response_url"]
     said = bot.sandbox.wait_for(lambda c: c.method == "response_url" and token_url.endswith(c.path))
     assert said.args["response_type"] == "ephemeral" and said.args["replace_original"] is False
@@ -138,7 +138,7 @@ def text_of(message: dict) -> str:
     return json.dumps(message.get("blocks") or message["text"], ensure_ascii=False)
 
 
-def decisions(bot) -> list[str]:  # type: ignore[no-untyped-def]
+def decisions(bot) -> list[str]:
     with bot.sessions() as session:
         return list(
             session.scalars(
@@ -152,7 +152,7 @@ def decisions(bot) -> list[str]:  # type: ignore[no-untyped-def]
 # --- the card ------------------------------------------------------------------------------------
 
 
-def test_the_card_shows_the_deliverable_who_asked_the_source_and_the_approvers(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_card_shows_the_deliverable_who_asked_the_source_and_the_approvers(bot, agency) -> None:
     landing = agency.acme_tasks[2]  # has a pending v1 that was never posted
     card, _ = request_approval(bot, landing.id, note="Final copy, with the new pricing table")
     text = text_of(card)
@@ -182,7 +182,7 @@ def test_the_card_shows_the_deliverable_who_asked_the_source_and_the_approvers(b
     assert bot.sandbox.calls_to("chat.update") == []  # v1 was never posted: no card to correct
 
 
-def test_approve_updates_the_card_in_place_and_the_owner_is_told(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_approve_updates_the_card_in_place_and_the_owner_is_told(bot, agency) -> None:
     seo = agency.acme_tasks[4]
     card, request_id = request_approval(bot, seo.id)
     click(bot, card, ACME_CONTACT)
@@ -213,7 +213,7 @@ def test_approve_updates_the_card_in_place_and_the_owner_is_told(bot, agency) ->
     )
 
 
-def test_a_double_click_and_a_replayed_payload_decide_once(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_double_click_and_a_replayed_payload_decide_once(bot, agency) -> None:
     card, _ = request_approval(bot, agency.acme_tasks[4].id)
     first = click(bot, card, ACME_CONTACT)
     bot.sandbox.wait_for("chat.update")
@@ -231,7 +231,7 @@ def test_a_double_click_and_a_replayed_payload_decide_once(bot, agency) -> None:
     assert len(bot.sandbox.calls_to("chat.update")) == 1
 
 
-def test_two_approvers_clicking_at_the_same_moment_make_one_decision(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_two_approvers_clicking_at_the_same_moment_make_one_decision(bot, agency) -> None:
     card, request_id = request_approval(
         bot,
         agency.acme_tasks[4].id,
@@ -278,7 +278,7 @@ def test_two_approvers_clicking_at_the_same_moment_make_one_decision(bot, agency
 @pytest.mark.parametrize(
     ("who", "team"), [(AM, "T0AGENCY"), (GLOBEX_CONTACT, "T0GLOBEX"), (STRANGER, "T0OTHER")]
 )
-def test_anyone_but_an_approver_gets_a_polite_private_no(bot, agency, who, team) -> None:  # type: ignore[no-untyped-def]
+def test_anyone_but_an_approver_gets_a_polite_private_no(bot, agency, who, team) -> None:
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
     for action in ("approval_approve", "approval_changes"):
         payload = click(bot, card, who, action, team)
@@ -292,7 +292,7 @@ def test_anyone_but_an_approver_gets_a_polite_private_no(bot, agency, who, team)
     assert decisions(bot) == []
 
 
-def test_with_no_approvers_named_the_clients_side_decides(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_with_no_approvers_named_the_clients_side_decides(bot, agency) -> None:
     card, _ = request_approval(bot, agency.acme_tasks[4].id, approvers=[])
     assert "anyone on Acme Corp's side" in text_of(card)
     payload = click(bot, card, AM, team="T0AGENCY")
@@ -302,7 +302,7 @@ def test_with_no_approvers_named_the_clients_side_decides(bot, agency) -> None: 
     assert "Approved* by Wile Coyote" in text_of(card_now(bot, card["ts"]))
 
 
-def test_an_invited_contact_is_recognised_by_email_the_first_time(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_an_invited_contact_is_recognised_by_email_the_first_time(bot, agency) -> None:
     with unit_of_work(bot.sessions) as session:
         session.get_one(Person, agency.people[ACME_CONTACT].id).email = "jane@acme.example"
         session.get_one(Person, agency.people[ACME_CONTACT].id).slack_user_id = None
@@ -315,7 +315,7 @@ def test_an_invited_contact_is_recognised_by_email_the_first_time(bot, agency) -
         assert session.get(ApprovalRequest, request_id).state is ApprovalState.APPROVED
 
 
-def test_a_card_lands_in_a_linked_public_channel_the_bot_was_not_in(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_card_lands_in_a_linked_public_channel_the_bot_was_not_in(bot, agency) -> None:
     channel = bot.sandbox.add_channel("acme-projects", members=[AM, ACME_CONTACT], bot_is_member=False)
     assert bot.answer("link acme", user=AM, channel=channel).startswith(
         "This channel is now bound to Acme Corp"
@@ -330,7 +330,7 @@ def test_a_card_lands_in_a_linked_public_channel_the_bot_was_not_in(bot, agency)
 # --- versions -----------------------------------------------------------------------------------------
 
 
-def test_a_new_request_supersedes_the_open_one_and_its_card_says_so(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_request_supersedes_the_open_one_and_its_card_says_so(bot, agency) -> None:
     seo = agency.acme_tasks[4]
     old_card, old_id = request_approval(bot, seo.id)
     _, new_id = request_approval(bot, seo.id)
@@ -349,7 +349,7 @@ def test_a_new_request_supersedes_the_open_one_and_its_card_says_so(bot, agency)
     assert len(bot.sandbox.calls_to("chat.update")) == updates and decisions(bot) == []
 
 
-def test_an_approved_task_asked_again_keeps_the_earlier_approval(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_an_approved_task_asked_again_keeps_the_earlier_approval(bot, agency) -> None:
     seo = agency.acme_tasks[4]
     card, _ = request_approval(bot, seo.id)
     click(bot, card, ACME_CONTACT)
@@ -368,7 +368,7 @@ def test_an_approved_task_asked_again_keeps_the_earlier_approval(bot, agency) ->
     assert len(bot.sandbox.calls_to("chat.update")) == 1  # the decided card stays as it was
 
 
-def test_a_click_on_a_card_whose_task_was_deleted(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_click_on_a_card_whose_task_was_deleted(bot, agency) -> None:
     card, _ = request_approval(bot, agency.acme_tasks[4].id)
     with unit_of_work(bot.sessions) as session:
         session.delete(session.get_one(Task, agency.acme_tasks[4].id))
@@ -382,7 +382,7 @@ def test_a_click_on_a_card_whose_task_was_deleted(bot, agency) -> None:  # type:
 # --- request changes -----------------------------------------------------------------------------------
 
 
-def test_request_changes_asks_why_and_files_the_reason_as_feedback(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_request_changes_asks_why_and_files_the_reason_as_feedback(bot, agency) -> None:
     seo = agency.acme_tasks[4]
     card, _ = request_approval(bot, seo.id)
     payload = click(bot, card, ACME_CONTACT, "approval_changes")
@@ -417,7 +417,7 @@ def test_request_changes_asks_why_and_files_the_reason_as_feedback(bot, agency) 
     assert decisions(bot) == ["approval_changes_requested"]
 
 
-def test_changes_submitted_after_someone_else_approved_change_nothing(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_changes_submitted_after_someone_else_approved_change_nothing(bot, agency) -> None:
     card, _ = request_approval(
         bot,
         agency.acme_tasks[4].id,
@@ -441,7 +441,7 @@ def test_changes_submitted_after_someone_else_approved_change_nothing(bot, agenc
 # --- scope --------------------------------------------------------------------------------------------------
 
 
-def test_beyond_the_baseline_the_card_says_so_and_approval_records_a_change_order(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_beyond_the_baseline_the_card_says_so_and_approval_records_a_change_order(bot, agency) -> None:
     with unit_of_work(bot.sessions) as session:
         session.add(BaselineItem(retainer_id=agency.acme.id, category="blog_post", per_month=2))
         posts = [
@@ -479,7 +479,7 @@ def test_beyond_the_baseline_the_card_says_so_and_approval_records_a_change_orde
         assert session.scalar(select(func.count()).where(AuditEntry.action == "change_order_recorded")) == 1
 
 
-def test_a_task_flagged_out_of_scope_warns_too(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_task_flagged_out_of_scope_warns_too(bot, agency) -> None:
     with unit_of_work(bot.sessions) as session:
         session.get_one(Task, agency.acme_tasks[4].id).out_of_scope = True
     card, _ = request_approval(bot, agency.acme_tasks[4].id)
@@ -489,7 +489,7 @@ def test_a_task_flagged_out_of_scope_warns_too(bot, agency) -> None:  # type: ig
 # --- Slack failing ---------------------------------------------------------------------------------------
 
 
-def test_429_and_500_on_the_card_update_are_retried_after_the_decision_is_stored(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_429_and_500_on_the_card_update_are_retried_after_the_decision_is_stored(bot, agency) -> None:
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
     bot.sandbox.fail("chat.update", status=429, retry_after=0)
     bot.sandbox.fail("chat.update", status=500)
@@ -505,7 +505,7 @@ def test_429_and_500_on_the_card_update_are_retried_after_the_decision_is_stored
     assert decisions(bot) == ["approval_approved"]
 
 
-def test_a_500_on_posting_the_card_is_retried_and_posts_one_card(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_500_on_posting_the_card_is_retried_and_posts_one_card(bot, agency) -> None:
     bot.sandbox.fail("chat.postMessage", status=500)
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
     cards = [m for m in bot.sandbox.messages(ACME_CHANNEL) if "Approval: SEO audit" in text_of(m)]
@@ -514,7 +514,7 @@ def test_a_500_on_posting_the_card_is_retried_and_posts_one_card(bot, agency) ->
         assert session.get(ApprovalRequest, request_id).message_id == card["ts"]
 
 
-def test_when_slacks_retries_run_out_the_card_is_kept_out_of_date_and_fixed_later(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_when_slacks_retries_run_out_the_card_is_kept_out_of_date_and_fixed_later(bot, agency, clock) -> None:
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
     bot.sandbox.fail("chat.update", status=429, retry_after=0, times=6)  # slack_sdk retries 5 times
     click(bot, card, ACME_CONTACT)
