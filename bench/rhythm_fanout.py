@@ -301,11 +301,11 @@ def main() -> None:
             crashed_at = time.monotonic() - begin
             landed_at_crash = sum(sandbox.message_counts().values())
             with make_sessionmaker(make_engine(url))() as session:
-                left = session.scalar(
+                left = session.scalars(
                     select(func.count())
                     .select_from(Delivery)
                     .where(Delivery.status == DeliveryStatus.CLAIMED)
-                )
+                ).one()
             second = start_worker(args, url, sandbox.api_url, shift, "second")
             out, _ = second.communicate(timeout=600)
             totals = json.loads(out.strip().splitlines()[-1])

@@ -27,6 +27,7 @@ from store.models import (
     ApprovalRequest,
     ApprovalState,
     AuditEntry,
+    Base,
     BaselineItem,
     ChangeOrder,
     Channel,
@@ -392,8 +393,8 @@ class _Filler:
 
     # --- rows ---------------------------------------------------------------------------------
 
-    def add(self, model: type, **values: Any) -> int:
-        table = model.__table__.name  # type: ignore[attr-defined]
+    def add(self, model: type[Base], **values: Any) -> int:
+        table = model.__table__.name
         values["id"] = self.ids.take(table)
         self.rows[table].append(values)
         return values["id"]

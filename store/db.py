@@ -15,9 +15,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30  # how long a writer waits for SQLite's write lock
@@ -40,7 +41,7 @@ def make_engine(url: str) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
             # Let SQLAlchemy own transactions (pysqlite's own BEGIN handling is broken for
             # SAVEPOINT and deferred locks): the "begin" listener below says which BEGIN.
             dbapi_connection.isolation_level = None
@@ -52,7 +53,7 @@ def make_engine(url: str) -> Engine:
             record.info[_QUERY_ONLY] = False
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+        def _sqlite_begin(conn: Connection) -> None:
             mode = conn.info.get(_MODE)
             # PRAGMA query_only is the connection's, so it is switched only when the mode changes.
             if conn.info.get(_QUERY_ONLY) != (mode is Mode.READ):

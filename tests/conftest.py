@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,7 +58,7 @@ def _drop_schema(schema: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[str, Engine]]]:
+def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], tuple[str, Engine]]]:
     """One migrated database per backend for the whole run, created on first use."""
     made: dict[str, tuple[str, Engine]] = {}
     schemas: list[str] = []
@@ -75,7 +75,7 @@ def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tu
             made[backend] = (url, engine)
         return made[backend]
 
-    yield get  # type: ignore[misc]
+    yield get
     for _, engine in made.values():
         engine.dispose()
     for schema in schemas:
@@ -98,7 +98,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database(backend: str, _migrated) -> tuple[str, Engine]:
+def database(backend: str, _migrated: Callable[[str], tuple[str, Engine]]) -> tuple[str, Engine]:
     """(url, engine) of a migrated, empty database on each backend."""
     url, engine = _migrated(backend)
     empty_tables(engine)

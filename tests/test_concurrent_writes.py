@@ -175,7 +175,7 @@ def test_every_kind_of_write_at_the_same_moment(bot, agency, caplog) -> None:
     others = [click(r.id) for r in requests] + [lambda: send(bot, feedback).status_code]
     others += [client_says(n) for n in range(10)]
 
-    results = at_once(commands + others)
+    results: list[Any] = at_once([*commands, *others])
     finish_lazy_work(bot)  # the decisions and the feedback notes are lazy listeners' work
 
     answers, statuses = results[: len(commands)], results[len(commands) :]
@@ -228,7 +228,7 @@ def test_every_kind_of_write_at_the_same_moment(bot, agency, caplog) -> None:
 
 def test_the_scheduler_tick_beside_commands(bot, agency, caplog) -> None:
     """The tick's daily scan, escalation DM and approval reminders go out while hours are logged."""
-    tick: list[Callable[[], object]] = [bot.runtime.tick]
+    tick: list[Callable[[], Any]] = [bot.runtime.tick]
     answers = at_once(tick + [slash(bot, f"log globex 15m beside the tick {n}") for n in range(30)])
 
     assert all(a.startswith("Logged 0.25 h to Globex") for a in answers[1:])
@@ -338,5 +338,5 @@ def test_twenty_hour_logs_from_teams_at_the_same_moment(teams: TeamsBot, teams_a
     assert [a for a in answers() if not a.startswith("Logged 0.25 h to Acme Corp (November 2026).")] == []
     with teams.sessions() as session:
         notes = session.scalars(select(TimeEntry.note).where(TimeEntry.note.like("teams rush %"))).all()
-    assert sorted(notes) == sorted(f"teams rush {n}" for n in range(20))
+    assert sorted(map(str, notes)) == sorted(f"teams rush {n}" for n in range(20))
     assert errors_logged(caplog) == []

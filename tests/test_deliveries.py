@@ -244,7 +244,7 @@ def test_server_errors_and_timeouts_are_retried_after_looking_first(
     scheduler.run_due()
     row = world.deliveries()[checkpoint]
     assert (row.status, row.attempts, row.may_have_landed) == (DeliveryStatus.CLAIMED, 2, True)
-    assert row.reason.startswith("TimeoutError")
+    assert row.reason is not None and row.reason.startswith("TimeoutError")
 
     world.clock.advance(dt.timedelta(seconds=60))  # the second backoff: 2 x 30 s
     scheduler.run_due()

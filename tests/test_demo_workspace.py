@@ -78,7 +78,7 @@ def test_the_first_ticks_post_everything_and_raise_no_channel_gone_alarm(runtime
         kinds = {d.kind for d in session.scalars(select(Delivery))}
         failed = session.scalars(select(Delivery).where(Delivery.status != DeliveryStatus.SENT)).all()
     assert "channel_gone" not in kinds
-    assert [(d.kind, d.status, d.last_error) for d in failed if d.status is not DeliveryStatus.SKIPPED] == []
+    assert [(d.kind, d.status, d.reason) for d in failed if d.status is not DeliveryStatus.SKIPPED] == []
     client_channels = set(channels_named(runtime.sessions))
     assert any(c.args["channel"] in client_channels for c in posts), "reminders land in client channels"
 

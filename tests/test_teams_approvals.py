@@ -114,10 +114,12 @@ def latest_request(teams: TeamsBot, task_id: int) -> int:
             select(ApprovalRequest.id)
             .where(ApprovalRequest.task_id == task_id)
             .order_by(ApprovalRequest.version.desc())
-        ).first()
+            .limit(1)
+        ).one()
 
 
 def click(teams: TeamsBot, person: TeamsPerson, posted: Call, verb: str = APPROVE_ACTION) -> dict[str, Any]:
+    assert posted.card is not None
     (action,) = [
         a
         for b in posted.card["body"]
@@ -152,6 +154,7 @@ def test_request_approval_and_approve_once_with_the_card_updated_in_place(teams,
     assert (
         told == "Asked Acme Corp to approve Landing page copy (version 2; it replaces the earlier request)."
     )
+    assert posted.card is not None
     text = card_text(posted.card)
     assert "Maya Patel asks Acme Corp to approve Landing page copy (version 2)." in text
     assert f"See the message (https://teams.microsoft.com/l/message/{ACME_TEAMS}/" in text
@@ -193,6 +196,7 @@ def test_request_approval_and_approve_once_with_the_card_updated_in_place(teams,
 def test_request_changes_asks_for_a_reason_in_a_task_module(teams, teams_agency) -> None:
     task = teams_agency.acme_tasks[4]  # SEO audit
     posted, _ = request_approval(teams, task.id)
+    assert posted.card is not None
     (changes,) = [
         a
         for b in posted.card["body"]
@@ -255,6 +259,7 @@ def test_approving_work_beyond_the_scope_records_a_change_order(teams, teams_age
     with unit_of_work(teams.sessions) as session:
         session.execute(update(Task).where(Task.id == task.id).values(out_of_scope=True))
     posted, _ = request_approval(teams, task.id)
+    assert posted.card is not None
     assert "beyond the retainer's agreed monthly scope" in card_text(posted.card)
     click(teams, JANE, posted)
     with unit_of_work(teams.sessions) as session:

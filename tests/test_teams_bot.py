@@ -219,6 +219,7 @@ def test_a_proactive_post_after_a_restart(
     runtime = make_runtime(database_url, slack_sandbox, bot_connector, clock)
     try:
         clock.set(dt.datetime(2026, 12, 1, 14, tzinfo=dt.UTC))  # Acme's month turn, 9:00 in New York
+        assert runtime.rhythm is not None
         outcome = runtime.rhythm.run_due()
         assert any(k.startswith("planning:") for k in outcome.sent), outcome
         posts = [c for c in connector.calls_to("send_to_conversation") if c.conversation == ACME_TEAMS]
@@ -289,6 +290,7 @@ def test_with_credentials_an_unauthenticated_request_is_refused(
     server = BackgroundServer(runtime.web)
     try:
         bot = TeamsBot(runtime, server, connector, clock)
+        assert runtime.teams is not None
         assert describe(runtime.teams) == "Teams on /api/messages: Bot Framework tokens are checked"
         activity = mention("help", JANE, in_channel(ACME_TEAMS), connector.service_url)
         for headers in (

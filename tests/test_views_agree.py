@@ -240,8 +240,8 @@ def test_every_view_tells_the_same_health_reasons_and_counts(bot, agency) -> Non
         assert section(v[f"dm {key}"], "Signals") == why
 
     # Teams shows the same status card.
-    for line in section(v["acme"], "Why"):
-        assert line in v["teams"]
+    for reason in section(v["acme"], "Why"):
+        assert reason in v["teams"]
     assert "Pending approvals" in v["teams"] and "3" in v["teams"].split("Pending approvals", 1)[1][:12]
 
     # One count of a month's deliverables, one wording: October had seven, five delivered, one carried
