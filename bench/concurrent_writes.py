@@ -89,7 +89,7 @@ def drop_schema(given: str, schema: str) -> None:
     admin.dispose()
 
 
-def run_level(server_url: str, response_url: str, count_notes, concurrency: int, per_thread: int) -> Level:  # type: ignore[no-untyped-def]
+def run_level(server_url: str, response_url: str, count_notes, concurrency: int, per_thread: int) -> Level:
     tag = f"bench-{uuid.uuid4().hex[:8]}"
     barrier = threading.Barrier(concurrency)
     latencies: list[float] = []

@@ -81,7 +81,7 @@ def database(folder: Path, retainers: int, months: int) -> str:
     return url
 
 
-def client_messages(sessions) -> int:  # type: ignore[no-untyped-def]
+def client_messages(sessions) -> int:
     """Ten weeks of client messages per business day; one client in eight goes quiet two weeks ago."""
     with unit_of_work(sessions) as session:
         retainers = session.execute(select(Retainer.id, Retainer.timezone, Retainer.country)).all()

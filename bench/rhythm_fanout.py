@@ -237,7 +237,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def start_worker(
     args: argparse.Namespace, url: str, api_url: str, shift: float, name: str
-) -> subprocess.Popen:  # type: ignore[type-arg]
+) -> subprocess.Popen:
     command = [sys.executable, __file__, "--worker", "--database-url", url, "--api-url", api_url]
     command += ["--shift", str(shift), "--cap", str(args.cap), "--workers", str(args.workers), "--name", name]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -301,11 +301,11 @@ def main() -> None:
             crashed_at = time.monotonic() - begin
             landed_at_crash = sum(sandbox.message_counts().values())
             with make_sessionmaker(make_engine(url))() as session:
-                left = session.scalar(
+                left = session.scalars(
                     select(func.count())
                     .select_from(Delivery)
                     .where(Delivery.status == DeliveryStatus.CLAIMED)
-                )
+                ).one()
             second = start_worker(args, url, sandbox.api_url, shift, "second")
             out, _ = second.communicate(timeout=600)
             totals = json.loads(out.strip().splitlines()[-1])
@@ -323,7 +323,7 @@ def crash_on(sandbox: SlackSandbox, count: int, pid: int) -> None:
     original = sandbox._methods["chat.postMessage"]
     landed = 0
 
-    def post(args: dict) -> dict:  # type: ignore[type-arg]
+    def post(args: dict) -> dict:
         nonlocal landed
         answer = original(args)  # raises (429 and the like) when nothing was stored
         landed += 1

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from slack_bolt import App
@@ -60,8 +61,8 @@ def database(
         admin = make_engine(base_url)
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        url = url.render_as_string(hide_password=False)
+        in_schema = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        url = in_schema.render_as_string(hide_password=False)
 
         def drop() -> None:
             with admin.begin() as conn:
@@ -78,7 +79,7 @@ def database(
     return url, drop
 
 
-def bare_bolt(sandbox: SlackSandbox, executor: ThreadPoolExecutor, **options: bool) -> BackgroundServer:
+def bare_bolt(sandbox: SlackSandbox, executor: ThreadPoolExecutor, **options: Any) -> BackgroundServer:
     app = App(
         signing_secret=SECRET,
         client=WebClient(token=sandbox.bot_token, base_url=sandbox.api_url),
@@ -86,7 +87,7 @@ def bare_bolt(sandbox: SlackSandbox, executor: ThreadPoolExecutor, **options: bo
     )
 
     @app.command("/retainer")
-    def noop(ack):  # type: ignore[no-untyped-def]
+    def noop(ack):
         ack()
 
     return BackgroundServer(build_web_app(app, lambda: {"ok": True}, executor))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -45,7 +46,7 @@ from bot.replies import (
     moment,
     unexpected,
 )
-from store.db import unit_of_work
+from store.db import rowcount, unit_of_work
 from store.models import (
     ApprovalApprover,
     ApprovalRequest,
@@ -342,7 +343,7 @@ class Approvals:
                     .values(state=ApprovalState.SUPERSEDED, card_dirty_at=now)
                     .execution_options(synchronize_session=False)
                 )
-                if result.rowcount == 1:
+                if rowcount(result) == 1:
                     superseded.append(open_id)
             request = ApprovalRequest(
                 task_id=task.id,
@@ -417,7 +418,7 @@ class Approvals:
 
     @staticmethod
     def _approvers(session: Session, retainer: Retainer, chosen: object) -> list[int] | Invalid:
-        ids = sorted({int(v) for v in (chosen or []) if str(v).isdigit()})  # type: ignore[union-attr]
+        ids = sorted({int(v) for v in (chosen if isinstance(chosen, Iterable) else []) if str(v).isdigit()})
         if not ids:
             return []
         people = session.scalars(select(Person).where(Person.id.in_(ids))).all()
@@ -516,7 +517,7 @@ class Approvals:
             session.refresh(request)
             task = request.task
             retainer = session.get_one(Retainer, task.retainer_id)
-            if result.rowcount != 1:
+            if rowcount(result) != 1:
                 return Refused(state_reply(session, request, viewer, retainer.timezone))
             if request.message_id is None and card_at and card_at[0] == request.channel_external_id:
                 request.message_id = card_at[1]
@@ -714,7 +715,7 @@ class Approvals:
                 .values(card_dirty_at=self.clock.now(), card_attempts=attempts_seen + 1)
                 .execution_options(synchronize_session=False)
             )
-            return result.rowcount == 1
+            return rowcount(result) == 1
 
     def card_given_up(self, request_id: int, reason: str) -> None:
         """The platform will never take this card (channel gone, bot removed): stop retrying, and

@@ -54,6 +54,7 @@ def brief(
             .where(Task.retainer_id == retainer_id, Task.status.in_(DONE), Task.completed_at > since)
             .order_by(Task.completed_at, Task.id)
         )
+        if at is not None
     ]
     waiting = [
         f"{p.task_title} · {business_days(p.waited(today, account.country))}" for p in snapshot.pending

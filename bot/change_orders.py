@@ -249,13 +249,13 @@ def _allocation(session: Session, retainer: Retainer, cycle: Cycle, category: st
             )
             or 0
         )
-        per_month += session.scalar(
+        per_month += session.scalars(
             select(func.coalesce(func.sum(ChangeOrder.extra_deliverables), 0)).where(
                 ChangeOrder.cycle_id == cycle.id,
                 ChangeOrder.category == category,
                 ChangeOrder.id.not_in(select(Task.change_order_id).where(Task.change_order_id.is_not(None))),
             )
-        )
+        ).one()
     return base + int(extra_minutes or 0), per_month
 
 

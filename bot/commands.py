@@ -523,7 +523,7 @@ def _change(call: Call, tokens: list[str]) -> Reply:
     # The kind word followed by an amount: a client's name may hold a word like "time".
     kinds = [i for i, t in enumerate(tokens) if t.lower() in KINDS]
     amount = [i for i in kinds if i + 1 < len(tokens) and tokens[i + 1][:1] in "+0123456789"]
-    at = (amount or kinds or [None])[0]
+    at = next(iter(amount or kinds), None)
     if at is None:
         retainer, rest = call.client_retainer(tokens, USAGE["change"])
         raise CommandError(

@@ -4,6 +4,7 @@ and approvals) and the phase a cycle is in by the calendar."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +19,16 @@ PLANNING_BUSINESS_DAYS = 3  # a cycle is in planning for its first business days
 UNFINISHED = (TaskStatus.APPROVED, TaskStatus.DELIVERED, TaskStatus.CARRIED_OVER)
 
 
-def phase_on(day: dt.date, cycle: Cycle, country: str | None = None) -> Phase:
+class Dates(Protocol):
+    """What phase_on reads of a cycle (a Cycle, or a row of its columns)."""
+
+    @property
+    def starts_on(self) -> dt.date: ...
+    @property
+    def ends_on(self) -> dt.date: ...
+
+
+def phase_on(day: dt.date, cycle: Dates, country: str | None = None) -> Phase:
     """Where a cycle is on `day` by the calendar: planning its first business days, review from the
     delivery review (about five business days before the end), reporting after its last day until
     the report goes out, closed after that."""

@@ -315,7 +315,7 @@ def this_week(session: Session, rows: list[Row], scope: Select[Any], now: dt.dat
         .order_by(Task.due_on, Task.id)
     ):
         today = todays.get(retainer_id)
-        if today is None or due_on > today + dt.timedelta(days=7):
+        if today is None or due_on is None or due_on > today + dt.timedelta(days=7):
             continue
         who = f" ({owner})" if owner else ""
         if due_on < today:

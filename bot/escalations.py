@@ -36,7 +36,7 @@ from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, T
 from bot.rhythm import PostKind
 from bot.snapshot import load_snapshots
 from bot.views import LEVEL_MARK, status_internal
-from store.db import unit_of_work
+from store.db import rowcount, unit_of_work
 from store.models import (
     Client,
     Escalation,
@@ -298,7 +298,7 @@ def load_facts(session: Session, ids: list[int]) -> dict[int, EscalationFacts]:
     ):
         people[(retainer_id, role)].append(name)
     deciders = {e.acknowledged_by_id for e, *_ in rows} | {e.snoozed_by_id for e, *_ in rows}
-    names = dict(
+    names: dict[int | None, str] = dict(
         session.execute(select(Person.id, Person.name).where(Person.id.in_(deciders - {None}))).all()
     )
     found = {}
@@ -433,7 +433,7 @@ class Escalations:
             )
             .execution_options(synchronize_session=False)
         )
-        if done.rowcount != 1:
+        if rowcount(done) != 1:
             who = session.get(Person, e.acknowledged_by_id) if e.acknowledged_by_id else None
             return error(f"{who.name if who else 'Someone'} already acknowledged it. Nothing changed.")
         self._audit(session, e, viewer, now, "escalation_acknowledged", {"revision": e.revision})
@@ -448,7 +448,7 @@ class Escalations:
             .values(state=EscalationState.SNOOZED, snoozed_until=until, snoozed_by_id=viewer.person_id)
             .execution_options(synchronize_session=False)
         )
-        if done.rowcount != 1:
+        if rowcount(done) != 1:
             return error("It is already snoozed. Nothing changed.")
         # An update not sent yet waits for the snooze to end; anything worse meanwhile goes out then.
         session.execute(

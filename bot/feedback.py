@@ -30,7 +30,7 @@ from bot.replies import (
     error,
 )
 from bot.views import STATUS_WORDS
-from store.db import unit_of_work
+from store.db import rowcount, unit_of_work
 from store.models import (
     Channel,
     ChannelKind,
@@ -275,7 +275,7 @@ def use_capture(session: Session, capture: MessageCapture, now: dt.datetime) -> 
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def people_to_tell(session: Session, task: Task) -> list[Person]:
@@ -488,7 +488,7 @@ class Intake:
         retainer = session.get_one(Retainer, task.retainer_id)
         author = feedback.author.name if feedback.author else "someone"
         where = f"[their message]({feedback.permalink})" if feedback.permalink else "their message"
-        lines = [
+        lines: list[Block] = [
             Text(
                 f"New {capture.author_side.value} feedback on **{task.title}** ({retainer.client.name}) "
                 f"from {author}, in {where}:"

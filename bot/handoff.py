@@ -47,7 +47,7 @@ from bot.lookup import name_key, slugify
 from bot.onboarding import MAX_HOURS, NewRetainer, Onboarding, SetupPlan, TemplateLine
 from bot.parsing import format_hours
 from bot.people import viewer_of
-from bot.replies import Context, Reply, Text, Tone
+from bot.replies import Block, Context, Reply, Text, Tone
 from bot.terms import NextTerm, TermRefused, agree_next_term
 from store.db import unit_of_work
 from store.models import (
@@ -234,7 +234,7 @@ def parse_hubspot(raw: Any, mapping: CrmMapping) -> DealWon | list[str]:
         raw = raw[0]
     if not isinstance(raw, dict):
         return ["body: must be the JSON object of one deal"]
-    props = raw.get("properties") if isinstance(raw.get("properties"), dict) else {}
+    props: dict[str, Any] = raw["properties"] if isinstance(raw.get("properties"), dict) else {}
     merged = {**{k: v for k, v in raw.items() if k != "properties"}, **props}
     prop = mapping.hubspot
 
@@ -357,7 +357,8 @@ class Handoff:
         ).first()
         if row is None:
             return None
-        client = session.get(Retainer, row.retainer_id).client.slug if row.retainer_id else None
+        retainer = session.get(Retainer, row.retainer_id) if row.retainer_id else None
+        client = retainer.client.slug if retainer else None
         return Outcome(200, {"ok": True, "outcome": "already_received", "was": row.outcome, "client": client})
 
     def _hand_off(
@@ -518,15 +519,15 @@ class Handoff:
             f"{template_note}. Its first month opens with them; the renewal date is now "
             f"{deal.term_end:%Y-%m-%d}."
         )
-        blocks = [Text(text)]
+        blocks: list[Block] = [Text(text)]
         if added:
             blocks.append(Context("Added to the retainer: " + ", ".join(added)))
         reply = Reply(text.replace("**", ""), tuple(blocks), Tone.GOOD)
         tell = []
         for member in retainer.members:
             if member.role is MemberRole.AM and member.person_id:
-                person = session.get(Person, member.person_id)
-                address = person.private_address() if person else None
+                am = session.get(Person, member.person_id)
+                address = am.private_address() if am else None
                 if address is not None:
                     tell.append(Tell(*address, reply))
         body = {"ok": True, "outcome": "renewed", "client": client.slug, "retainer_id": retainer.id}

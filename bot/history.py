@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, Connection, Select, and_, bindparam, case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bot.calendar import business_days_between, local_today, period_of
 from bot.health import DEFAULT_THRESHOLDS, CycleFacts, History, Thresholds
@@ -68,11 +68,11 @@ class PendingApproval:
 
 
 @functools.lru_cache(maxsize=2)
-def _list_pending(few: bool) -> Select[Any]:
+def _list_pending(few: bool) -> Select[*tuple[Any, ...]]:
     return _pending_statement(IDS, few)
 
 
-def _pending_statement(scope: ScopeClause, few: bool) -> Select[Any]:
+def _pending_statement(scope: ScopeClause, few: bool) -> Select[*tuple[Any, ...]]:
     query = (
         select(Task.retainer_id, Task.id, Task.title, ApprovalRequest.state, ApprovalRequest.created_at)
         .join(ApprovalRequest, ApprovalRequest.task_id == Task.id)
@@ -160,17 +160,17 @@ class _Cycle:
     delivered: int = 0
 
 
-def scope_filter(column: Any, scope: Scope) -> ColumnElement[bool]:
+def scope_filter(column: InstrumentedAttribute[int], scope: Scope) -> ColumnElement[bool]:
     return column.in_(scope if isinstance(scope, Select) else list(scope))
 
 
 # The retainers of a list scope, bound at execution: statements over them are built once (building a
 # select() costs more than SQLite takes to answer it, and a status answer runs eleven of them).
-IDS = bindparam("ids", expanding=True)
+IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 ScopeClause = BindParameter[Any] | Select[Any]
 
 
-def _execute(conn: Connection, statement: Select[Any], scope: Scope, **params: Any) -> Any:
+def _execute(conn: Connection, statement: Select[*tuple[Any, ...]], scope: Scope, **params: Any) -> Any:
     if not isinstance(scope, Select):
         params["ids"] = list(scope)
     return conn.execute(statement, params)
@@ -180,16 +180,16 @@ def _execute(conn: Connection, statement: Select[Any], scope: Scope, **params: A
 class _Statements:
     """The history's statements over one scope, their values bound at execution."""
 
-    retainers: Select[Any]
-    members: Select[Any]
-    baselines: Select[Any]
-    cycles: Select[Any]
-    tasks: Select[Any]
-    minutes: Select[Any]
-    linked: Select[Any]
-    changes: Select[Any]
-    decisions: Select[Any]
-    planning: Select[Any]
+    retainers: Select[*tuple[Any, ...]]
+    members: Select[*tuple[Any, ...]]
+    baselines: Select[*tuple[Any, ...]]
+    cycles: Select[*tuple[Any, ...]]
+    tasks: Select[*tuple[Any, ...]]
+    minutes: Select[*tuple[Any, ...]]
+    linked: Select[*tuple[Any, ...]]
+    changes: Select[*tuple[Any, ...]]
+    decisions: Select[*tuple[Any, ...]]
+    planning: Select[*tuple[Any, ...]]
 
 
 def _counted(condition: ColumnElement[bool]) -> Any:
@@ -496,17 +496,17 @@ def _client_messages(
 
 
 @functools.lru_cache(maxsize=8)
-def _list_messages(days: int) -> Select[Any]:
+def _list_messages(days: int) -> Select[*tuple[Any, ...]]:
     return _messages_statement(IDS, days)
 
 
-def _messages_statement(scope: ScopeClause, days: int) -> Select[Any]:
+def _messages_statement(scope: ScopeClause, days: int) -> Select[*tuple[Any, ...]]:
     """Messages per retainer, a pair of sums for each of `days` local days (bound as day<k>, split<k>
     and start<k>: the recent days are (split, day], the baseline days before them (start, split])."""
     day, messages = ChannelActivity.day, ChannelActivity.messages
     sums = []
     for k in range(days):
-        split = bindparam(f"split{k}")
+        split: BindParameter[Any] = bindparam(f"split{k}")
         sums.append(func.sum(case((and_(day > split, day <= bindparam(f"day{k}")), messages), else_=0)))
         sums.append(func.sum(case((and_(day > bindparam(f"start{k}"), day <= split), messages), else_=0)))
     return (

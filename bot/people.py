@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.access import PLATFORM_ID_COLUMN, Viewer
 from bot.audit import audit
 from bot.clock import Clock
-from store.db import unit_of_work
+from store.db import rowcount, unit_of_work
 from store.models import Person
 
 
@@ -50,7 +50,7 @@ def link_by_email(session: Session, platform: str, profile: Profile) -> Person |
         update(Person).where(Person.id == person.id, column.is_(None)).values({column.key: profile.user_id})
     )
     session.refresh(person)
-    if linked.rowcount != 1 and getattr(person, column.key) != profile.user_id:
+    if rowcount(linked) != 1 and getattr(person, column.key) != profile.user_id:
         return None  # linked to someone else in the meantime
     return person
 

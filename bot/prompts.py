@@ -36,6 +36,7 @@ from bot.replies import (
 from bot.rhythm import PostKind
 from bot.snapshot import Snapshot, TaskLine, load_snapshots
 from bot.views import LEVEL_MARK, LEVEL_TONE, report
+from store.db import rowcount
 from store.models import (
     Agency,
     ApprovalApprover,
@@ -525,15 +526,15 @@ def _triage(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[st
             )
         )
     )
-    failed: defaultdict[int, list[str]] = defaultdict(list)
-    for retainer_id, kind, conversation, reason in session.execute(
+    failed: defaultdict[int | None, list[str]] = defaultdict(list)
+    for failed_id, kind, conversation, reason in session.execute(
         select(Delivery.retainer_id, Delivery.kind, Delivery.conversation, Delivery.reason).where(
             Delivery.retainer_id.in_(all_ids),
             Delivery.status == DeliveryStatus.FAILED,
             Delivery.due_at > now - dt.timedelta(days=7),
         )
     ):
-        failed[retainer_id].append(f"the {kind.replace('_', ' ')} to {conversation} failed ({reason})")
+        failed[failed_id].append(f"the {kind.replace('_', ' ')} to {conversation} failed ({reason})")
     last = _last_digests(session, person_ids)
     timezone = session.scalar(select(Agency.timezone)) or "UTC"
     out = {}
@@ -676,7 +677,7 @@ def confirm_priorities(
     )
     session.expire(cycle)
     note = None
-    if done.rowcount == 1:
+    if rowcount(done) == 1:
         audit(
             session,
             "priorities_confirmed",

@@ -263,7 +263,8 @@ def load_pack(session: Session, retainer_id: int, now: dt.datetime) -> Pack | No
         )
         .group_by(Task.cycle_id, Task.category)
     ):
-        asked[cycle_id][category] = int(count)
+        if category is not None:
+            asked[cycle_id][category] = int(count)
     months = [
         Month(
             c.period,

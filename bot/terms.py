@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.audit import audit
 from bot.calendar import local_today
+from store.db import rowcount
 from store.models import (
     BaselineItem,
     Cycle,
@@ -261,7 +262,7 @@ def apply_due_term(session: Session, retainer: Retainer, cycle_starts: dt.date, 
         .values(applied_at=now)
         .execution_options(synchronize_session=False)
     )
-    if won.rowcount == 0:
+    if rowcount(won) == 0:
         return False
     session.execute(
         update(Cycle)

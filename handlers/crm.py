@@ -91,7 +91,7 @@ class CrmWebhooks:
     mapping: CrmMapping
     executor: ThreadPoolExecutor
     set_up: Callable[[SetupPlan, Viewer, str, Reply], None]
-    tell: Callable[[Tell], None]
+    tell: Callable[[Tell], object]
     secret: str | None = None
     hubspot_secret: str | None = None
     public_url: str | None = None  # the https://host HubSpot calls, when a proxy hides it from us

@@ -34,6 +34,7 @@ from retainer.demo_workspace import open_demo_workspace, seed_from_database
 from retainer.startup import check_address, connect_slack, open_database
 from sandbox.slack import SlackSandbox
 from sandbox.slack.page import add_workspace_page
+from sandbox.slack.time_travel import MovableClock
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
@@ -178,8 +179,10 @@ def build_runtime(
     )
     if settings.demo:  # the local workspace in the browser, on http://127.0.0.1:3000/
         grace = dt.timedelta(hours=settings.retainer_rhythm_grace_hours)
+        assert sandbox is not None  # opened above, in demo mode
+        movable = clock if isinstance(clock, MovableClock) else None
         add_workspace_page(
-            runtime.web, sandbox, signing_secret=secret, clock=clock, tick=runtime.tick, grace=grace
+            runtime.web, sandbox, signing_secret=secret, clock=movable, tick=runtime.tick, grace=grace
         )
     outbox = Outbox(
         sessions,

@@ -53,10 +53,11 @@ def signed_slash_command(
         }
     )
     timestamp = str(int(time.time()))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body) or ""
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body),
+        "X-Slack-Signature": signature,
     }
     return body, headers
 
@@ -96,10 +97,11 @@ SHORTCUTS = ("request_approval", "add_feedback")
 def _signed_payload(secret: str, payload: dict[str, Any]) -> tuple[str, dict[str, str]]:
     body = urllib.parse.urlencode({"payload": json.dumps(payload)})
     timestamp = str(int(time.time()))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body) or ""
     return body, {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body),
+        "X-Slack-Signature": signature,
     }
 
 

@@ -11,9 +11,9 @@ import datetime as dt
 import json
 import operator
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import JSON, Boolean, Column, Date, Enum, Table, func, insert, select, text
@@ -27,6 +27,7 @@ from store.models import (
     ApprovalRequest,
     ApprovalState,
     AuditEntry,
+    Base,
     BaselineItem,
     ChangeOrder,
     Channel,
@@ -235,15 +236,21 @@ class DemoSummary:
     __str__ = render
 
 
+if TYPE_CHECKING:
+    from _typeshed import SupportsLenAndGetItem
+
+_T = TypeVar("_T")
+
+
 class _Random(random.Random):
     """randrange and choice from one float draw: several times faster than the exact ones, still seeded."""
 
-    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:  # type: ignore[override]
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
         if stop is None:
             start, stop = 0, start
         return start + step * int(self.random() * ((stop - start + step - 1) // step))
 
-    def choice(self, seq: Sequence[Any]) -> Any:
+    def choice(self, seq: SupportsLenAndGetItem[_T]) -> _T:
         return seq[int(self.random() * len(seq))]
 
 
@@ -386,15 +393,15 @@ class _Filler:
 
     # --- rows ---------------------------------------------------------------------------------
 
-    def add(self, model: type, **values: Any) -> int:
-        table = model.__table__.name  # type: ignore[attr-defined]
+    def add(self, model: type[Base], **values: Any) -> int:
+        table = model.__table__.name
         values["id"] = self.ids.take(table)
         self.rows[table].append(values)
         return values["id"]
 
     def flush(self) -> None:
         for model in _ORDER:
-            table: Table = model.__table__  # type: ignore[attr-defined]
+            table: Table = model.__table__
             rows = self.rows[table.name]
             for start in range(0, len(rows), _CHUNK):
                 self.writer.write(table, rows[start : start + _CHUNK])
@@ -568,7 +575,7 @@ class _Filler:
         if self.session.get_bind().dialect.name == "postgresql":
             # Keys were given explicitly: move each sequence past them so the app's own inserts fit.
             for model in _ORDER:
-                table = model.__table__.name  # type: ignore[attr-defined]
+                table = model.__table__.name
                 self.session.execute(
                     text(
                         f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -706,7 +713,7 @@ class _Account:
         owner_offset = rng.randrange(len(self.team))
         carried_out: list[_Task] = []
         self.by_cycle.append([])
-        for j, (title, category, from_id, out_of_scope, order_id) in enumerate(planned):
+        for j, (title, task_category, from_id, out_of_scope, order_id) in enumerate(planned):
             due = _weekday_on_or_before(
                 starts + dt.timedelta(days=round((j + 1) * span / (len(planned) + 1))), starts
             )
@@ -716,7 +723,7 @@ class _Account:
                 "retainer_id": self.retainer_id,
                 "cycle_id": cycle_id,
                 "title": title,
-                "category": category,
+                "category": task_category,
                 "owner_id": self.team[(j + owner_offset) % len(self.team)],
                 "due_on": due,
                 "status": TaskStatus.TODO,

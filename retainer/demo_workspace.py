@@ -3,6 +3,7 @@ file beside the database so that what the bot sent is still there after a restar
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,8 +33,8 @@ def open_demo_workspace(
     database_url: str, *, team_id: str, now: Callable[[], float] | None = None
 ) -> SlackSandbox:
     """The started local Slack server of demo mode, with what it held when it last stopped."""
-    options = {"now": now} if now is not None else {}
-    return SlackSandbox(team_id=team_id, state_file=state_file_beside(database_url), **options).start()
+    clock = now if now is not None else time.time
+    return SlackSandbox(team_id=team_id, state_file=state_file_beside(database_url), now=clock).start()
 
 
 def seed_from_database(sandbox: SlackSandbox, sessions: sessionmaker[Session]) -> None:
@@ -52,7 +53,7 @@ def seed_from_database(sandbox: SlackSandbox, sessions: sessionmaker[Session]) -
             )
             .order_by(Retainer.id)
         ).all()
-        zone_of_client = {r.client_id: r.timezone for r in retainers}
+        zone_of_client: dict[int | None, str] = {r.client_id: r.timezone for r in retainers}
         people = session.scalars(
             select(Person).where(Person.slack_user_id.is_not(None)).options(selectinload(Person.client))
         ).all()

@@ -204,7 +204,8 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+# (types-PyYAML's add_constructor only takes constructors declared on a Loader class, not SafeConstructor's)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]
 # YAML 1.1 reads yes/no/on/off as booleans, so Norway's `country: NO` would be false: only
 # true/false are booleans here, as in YAML 1.2.
 _Loader.yaml_implicit_resolvers = {
@@ -244,7 +245,7 @@ def _load_yaml(text: str) -> Any:
 @functools.cache
 def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
     info = model.model_fields[name]
-    return TypeAdapter(Annotated[info.annotation, info])
+    return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]  # a type built at run time
 
 
 def _valid_fields(model: type[BaseModel], raw: Any) -> dict[str, Any]:
@@ -304,8 +305,10 @@ def parse_agency(text: str) -> AgencyFile:
             errors.append(_problem(["clients", i, "retainer"], "required"))
         else:
             retainer = _validate(RetainerEntry, raw["retainer"], ["clients", i, "retainer"], errors)
-        ok = head is not None and retainer is not None
-        clients.append(ClientEntry(**dict(head or {}), retainer=retainer) if ok else None)
+        if head is not None and retainer is not None:
+            clients.append(ClientEntry(**dict(head), retainer=retainer))
+        else:
+            clients.append(None)
 
     _cross_check(
         raw_people,
@@ -338,7 +341,7 @@ def _entry_order(problem: str) -> tuple[int, int]:
 
 
 def _first_seen(
-    errors: list[str], seen: dict[Any, str], key: Any, loc: Loc, message: Callable[[str], str]
+    errors: list[str], seen: dict[Any, str], key: Any, loc: Loc, message: Callable[..., str]
 ) -> None:
     """Record `key` at `loc`; if it was seen before, report it with where it was first."""
     if key in seen:
@@ -377,6 +380,7 @@ def _cross_check(
 
 def _check_clients(clients: list[dict[str, Any]], errors: list[str]) -> dict[str, str]:
     """Slugs, names and aliases each once across clients; the slugs seen, for the people's references."""
+    loc: Loc
     slugs: dict[str, str] = {}
     names: dict[str, str] = {}
     for i, head in enumerate(clients):
@@ -419,10 +423,12 @@ def _check_people(
 ) -> dict[str, dict[str, Any]]:
     """Each person once (Slack id, email), findable again, and a client contact tied to a known
     client; the people by the Slack ids and emails the retainers refer to them by."""
+    loc: Loc
     people = [_valid_fields(PersonEntry, raw) for raw in raw_people]
     by_ref: dict[str, dict[str, Any]] = {}
     slack_seen: dict[str, str] = {}
     email_seen: dict[str, str] = {}
+    person: dict[str, Any] | None
     for i, person in enumerate(people):
         slack, email = person.get("slack"), person.get("email")
         if slack is not None:
@@ -474,9 +480,10 @@ def _check_retainers(
 ) -> None:
     """Each retainer's term in order, its people known and in the right role, its channels bound to
     it alone, its template's titles once."""
+    loc: Loc
     channels: dict[str, str] = {}
     for i, retainer in enumerate(retainers):
-        loc: list[str | int] = ["clients", i, "retainer"]
+        loc = ["clients", i, "retainer"]
         slug = clients[i].get("slug")
         if "start" in retainer and "end" in retainer and retainer["end"] <= retainer["start"]:
             errors.append(_problem([*loc, "end"], f"must be after start ({retainer['start'].isoformat()})"))
@@ -616,6 +623,7 @@ def _read_stored(session: Session, agency: AgencyFile, errors: list[str]) -> _Pl
     }
     # A stored client of the same name under another slug would become a lookalike duplicate.
     keys = {name_key(c.name): i for i, c in enumerate(agency.clients)}
+    other: Client | Person | None
     for other in session.scalars(select(Client).where(Client.name_key.in_(keys), Client.slug.not_in(slugs))):
         errors.append(
             _problem(
@@ -634,6 +642,7 @@ def _read_stored(session: Session, agency: AgencyFile, errors: list[str]) -> _Pl
 
     matched: list[Person | None] = []
     claimed: dict[int, int] = {}
+    entry: PersonEntry | ClientEntry
     for i, entry in enumerate(agency.people):
         person = by_slack.get(entry.slack) if entry.slack else None
         if person is None and entry.email:
@@ -733,6 +742,7 @@ def import_agency(
         )
 
     clients: dict[str, Client] = {}
+    entry: ClientEntry | PersonEntry
     for entry in agency.clients:
         client = plan.clients.get(entry.slug)
         if client is None:
@@ -787,6 +797,7 @@ def import_agency(
 def _sync_aliases(session: Session, agency: AgencyFile, clients: dict[str, Client], counts: Counts) -> None:
     wanted = {entry.slug: {name_key(a): a for a in entry.aliases} for entry in agency.clients}
     # Removals first, so an alias moving from one client to another frees its unique key in time.
+    row: ClientAlias | None
     for slug, client in clients.items():
         for row in list(client.aliases):
             if row.alias_key not in wanted[slug]:
@@ -871,6 +882,7 @@ def _sync_channels(
     }
     # A kind the file names replaces the binding of that kind; a kind it leaves out is left alone
     # (channels linked later with `/retainer link` are not the file's to undo).
+    channel: Channel | None
     for channel in list(retainer.channels):
         if (
             channel.platform == "slack"
@@ -897,6 +909,7 @@ def _sync_channels(
 
 
 def _sync_baseline(session: Session, terms: RetainerEntry, retainer: Retainer, counts: Counts) -> None:
+    item: BaselineItem | None
     for item in list(retainer.baseline):
         if item.category not in terms.baseline:
             retainer.baseline.remove(item)

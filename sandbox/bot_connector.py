@@ -218,6 +218,7 @@ class BotConnector:
     def _handle(
         self, verb: str, path: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        args: tuple[str, ...]
         method, args = "unknown", ()
         for route_verb, pattern, name in _ROUTES:
             match = pattern.match(path)

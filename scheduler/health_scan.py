@@ -43,6 +43,7 @@ from scheduler.outbox import Outbox, Outcome, Outgoing, ScheduledPost, sender_na
 from store.db import unit_of_work
 from store.models import (
     AuditEntry,
+    Base,
     Escalation,
     EscalationState,
     HealthState,
@@ -596,7 +597,7 @@ def _audit_row(
     }
 
 
-def _insert(session: Session, model: type) -> Any:
+def _insert(session: Session, model: type[Base]) -> Any:
     """INSERT with ON CONFLICT for the dialect in use (SQLite and PostgreSQL both have it)."""
     make = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return make(model.__table__)  # type: ignore[attr-defined]
+    return make(model.__table__)

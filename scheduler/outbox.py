@@ -24,7 +24,7 @@ from bot.clock import Clock
 from bot.messenger import DeliveryError, Messenger, Posted
 from bot.replies import Reply
 from bot.rhythm import PostKind
-from store.db import unit_of_work
+from store.db import rowcount, unit_of_work
 from store.models import Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ class Outbox:
                 .values(status=DeliveryStatus.SKIPPED, reason=reason, claimed_by=None, lease_until=None)
                 .execution_options(synchronize_session=False)
             )
-            return done.rowcount == 1
+            return rowcount(done) == 1
 
     # --- sending -------------------------------------------------------------------------------------
 
@@ -382,7 +382,7 @@ class Outbox:
                 )
                 .execution_options(synchronize_session=False)
             )
-            return done.rowcount == 1
+            return rowcount(done) == 1
 
     def _ours(self, row_id: int, attempt: int) -> Any:
         return (Delivery.id == row_id) & (Delivery.claimed_by == self.name) & (Delivery.attempts == attempt)
@@ -407,7 +407,7 @@ class Outbox:
                 )
                 .execution_options(synchronize_session=False)
             )
-        if done.rowcount != 1:
+        if rowcount(done) != 1:
             # Only if we stalled past our lease mid-send: someone else retook it (and looked first).
             log.warning("lost the claim on %s while sending it (sender %s)", key, self.name)
             outcome.add("lost", key)
@@ -453,6 +453,6 @@ class Outbox:
                 )
                 .execution_options(synchronize_session=False)
             )
-        if done.rowcount == 1:
+        if rowcount(done) == 1:
             log.warning("%s failed for good: %s", post.key, reason)
             outcome.add("failed", (post.key, row_id))

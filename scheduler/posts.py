@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.calendar import Period, local_today
 from bot.clock import Clock
 from bot.cycles import open_cycle, phase_on
-from bot.prompts import LIVE_STAGES, Wanted, write
+from bot.health import LIVE_STAGES
+from bot.prompts import Wanted, write
 from bot.rhythm import (
     AUDIENCE,
     LOOKBACK,
@@ -318,8 +319,8 @@ class ScheduledPosts:
         base = ScheduledPost(o.key, o.kind, o.retainer_id, o.subject, o.at)
         audience = AUDIENCE[o.kind]
         if audience is Audience.PERSON:
-            people = {p.id: p for group in ams.values() for p in group}
-            person = people.get(int(o.subject.removeprefix("person:")))
+            everyone = {p.id: p for group in ams.values() for p in group}
+            person = everyone.get(int(o.subject.removeprefix("person:")))
             return [self._to_person(base, person.address() if person else None)]
         assert o.retainer_id is not None
         if audience is Audience.CLIENT:

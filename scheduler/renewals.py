@@ -85,7 +85,7 @@ class RenewalPacks:
                     self._done.add((rid, end))
             packs = {
                 rid: renewal_pack(session, rid, now)
-                for rid in {p.retainer_id for p in fresh if p.conversation}
+                for rid in {p.retainer_id for p in fresh if p.conversation and p.retainer_id is not None}
             }
         silent = [p for p in fresh if p.conversation is None]
         outcome.skipped += self.outbox.skip(silent)

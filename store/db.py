@@ -9,14 +9,16 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30  # how long a writer waits for SQLite's write lock
@@ -39,7 +41,7 @@ def make_engine(url: str) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
             # Let SQLAlchemy own transactions (pysqlite's own BEGIN handling is broken for
             # SAVEPOINT and deferred locks): the "begin" listener below says which BEGIN.
             dbapi_connection.isolation_level = None
@@ -51,7 +53,7 @@ def make_engine(url: str) -> Engine:
             record.info[_QUERY_ONLY] = False
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+        def _sqlite_begin(conn: Connection) -> None:
             mode = conn.info.get(_MODE)
             # PRAGMA query_only is the connection's, so it is switched only when the mode changes.
             if conn.info.get(_QUERY_ONLY) != (mode is Mode.READ):
@@ -63,6 +65,13 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched: `Session.execute` types every result as a plain `Result`."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"no rowcount on {type(result).__name__}: not the result of an UPDATE or DELETE")
+    return result.rowcount
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -60,6 +61,7 @@ NAMING = {
 
 
 class Base(DeclarativeBase):
+    __table__: ClassVar[Table]  # every model here is mapped to one table (DeclarativeBase says FromClause)
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: UTCDateTime(),
@@ -202,9 +204,9 @@ class Person(Base):
     client_id: Mapped[int | None] = mapped_column(ForeignKey("client.id", ondelete="SET NULL"))
     client: Mapped[Client | None] = relationship()
 
-    def address(self, platform: str) -> str | None:
+    def address(self, platform: str | None) -> str | None:
         """Their user id on `platform` ("slack" or "teams"): the one place that chooses the column."""
-        return {"slack": self.slack_user_id, "teams": self.teams_aad_id}.get(platform)
+        return {"slack": self.slack_user_id, "teams": self.teams_aad_id}.get(platform or "")
 
     def private_address(self) -> tuple[str, str] | None:
         """Where to reach them privately, Slack first: (platform, user id)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,7 +58,7 @@ def _drop_schema(schema: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[str, Engine]]]:
+def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], tuple[str, Engine]]]:
     """One migrated database per backend for the whole run, created on first use."""
     made: dict[str, tuple[str, Engine]] = {}
     schemas: list[str] = []
@@ -75,7 +75,7 @@ def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tu
             made[backend] = (url, engine)
         return made[backend]
 
-    yield get  # type: ignore[misc]
+    yield get
     for _, engine in made.values():
         engine.dispose()
     for schema in schemas:
@@ -98,7 +98,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database(backend: str, _migrated) -> tuple[str, Engine]:  # type: ignore[no-untyped-def]
+def database(backend: str, _migrated: Callable[[str], tuple[str, Engine]]) -> tuple[str, Engine]:
     """(url, engine) of a migrated, empty database on each backend."""
     url, engine = _migrated(backend)
     empty_tables(engine)
@@ -131,17 +131,17 @@ class BotUnderTest:
 
     SECRET = "0123456789abcdef0123456789abcdef"
 
-    def __init__(self, runtime, server, sandbox) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, runtime, server, sandbox) -> None:
         self.runtime, self.server, self.sandbox = runtime, server, sandbox
         self.sessions = runtime.sessions
         self.url = server.url
 
-    def post(self, body: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    def post(self, body: str, headers: dict[str, str]):
         import httpx
 
         return httpx.post(self.url + "/slack/events", content=body, headers=headers, timeout=10)
 
-    def command(self, text: str, *, user: str, channel: str | None = None):  # type: ignore[no-untyped-def]
+    def command(self, text: str, *, user: str, channel: str | None = None):
         from retainer.ask import signed_slash_command
 
         body, headers = signed_slash_command(
@@ -171,7 +171,7 @@ def slack_sandbox() -> Iterator[object]:
 @contextmanager
 def serving(
     database_url: str, slack_sandbox, clock: FixedClock, **settings: object
-) -> Iterator[BotUnderTest]:  # type: ignore[no-untyped-def]
+) -> Iterator[BotUnderTest]:
     """The whole bot on `database_url` and the sandbox, with these settings on top of the usual."""
     from bot.config import load_settings
     from retainer.app import BackgroundServer, build_runtime
@@ -194,7 +194,7 @@ def serving(
 
 
 @pytest.fixture
-def bot(database_url: str, engine: Engine, slack_sandbox, clock: FixedClock) -> Iterator[BotUnderTest]:  # type: ignore[no-untyped-def]
+def bot(database_url: str, engine: Engine, slack_sandbox, clock: FixedClock) -> Iterator[BotUnderTest]:
     with serving(database_url, slack_sandbox, clock) as served:
         yield served
 

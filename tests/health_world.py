@@ -130,7 +130,7 @@ def statements(engine: Engine) -> Iterator[list[str]]:
     """The SQL statements run on `engine` inside the block."""
     seen: list[str] = []
 
-    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def count(conn, cursor, statement, parameters, context, executemany):
         seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", count)

@@ -104,11 +104,11 @@ def unsigned_slack(secret: str) -> Iterator[Probe]:
     ):
         if body_name == "1 MB" and content_type not in (None, "application/json"):
             continue  # the size is the point, not the type
-        headers = {} if content_type is None else {"Content-Type": content_type}
+        headers: dict[str, str] = {} if content_type is None else {"Content-Type": content_type}
         if ts is not None:
             headers["X-Slack-Request-Timestamp"] = ts
-            headers["X-Slack-Signature"] = wrong.generate_signature(
-                timestamp=ts, body=body.decode("utf-8", "replace")
+            headers["X-Slack-Signature"] = (
+                wrong.generate_signature(timestamp=ts, body=body.decode("utf-8", "replace")) or ""
             )
         yield Probe(
             f"unsigned {body_name} / {content_type} / ts {ts_name}", SLACK_PATH, body, headers, False, (401,)
@@ -117,8 +117,8 @@ def unsigned_slack(secret: str) -> Iterator[Probe]:
     for body_name in ("open brace", "a command", "payload=%7B", "url_verification"):
         body = UNSIGNED_BODIES[body_name]
         now = str(int(time.time()))
-        good = right.generate_signature(timestamp=now, body=body.decode())
-        signatures = {
+        good = right.generate_signature(timestamp=now, body=body.decode()) or ""
+        signatures: dict[str, str | None] = {
             "missing": None,
             "empty": "",
             "v0= only": "v0=",
@@ -186,7 +186,7 @@ def block_actions(
         OPEN_ACTION,
         HOME_PAGE_ACTION,
     ):
-        base = {
+        base: dict[str, Any] = {
             "type": "block_actions",
             "user": {"id": user, "team_id": "T0AGENCY", "name": "x"},
             "api_app_id": "A0RETAINER",
@@ -232,7 +232,7 @@ def events(user: str, channel: str) -> Iterator[tuple[str, dict[str, Any]]]:
         ("app_home_opened", {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"}),
         ("member_joined_channel", {"type": "member_joined_channel", "user": user, "channel": channel}),
     ):
-        base = {
+        base: dict[str, Any] = {
             "type": "event_callback",
             "team_id": "T0AGENCY",
             "api_app_id": "A0RETAINER",
@@ -263,7 +263,7 @@ def events(user: str, channel: str) -> Iterator[tuple[str, dict[str, Any]]]:
 def view_submissions(user: str, views: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Submissions of the bot's modals (as views.open stored them) with broken state and metadata."""
     for kind, view in views.items():
-        base = {
+        base: dict[str, Any] = {
             "type": "view_submission",
             "team": {"id": "T0AGENCY", "domain": "agency"},
             "user": {"id": user, "team_id": "T0AGENCY"},
@@ -322,7 +322,7 @@ def view_submissions(user: str, views: dict[str, dict[str, Any]]) -> Iterator[tu
 def shortcuts(user: str, channel: str, response_url: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Message shortcuts with the message, its ts, the channel or the user missing or mistyped."""
     for callback in ("add_feedback", "request_approval"):
-        base = {
+        base: dict[str, Any] = {
             "type": "message_action",
             "callback_id": callback,
             "team": {"id": "T0AGENCY", "domain": "agency"},
@@ -420,7 +420,8 @@ def signed_probe(secret: str, name: str, body: bytes, content_type: str) -> Prob
         "X-Slack-Request-Timestamp": timestamp,
         "X-Slack-Signature": SignatureVerifier(secret).generate_signature(
             timestamp=timestamp, body=body.decode()
-        ),
+        )
+        or "",
     }
     return Probe(name, SLACK_PATH, body, headers, True, (200, 400, 404))
 

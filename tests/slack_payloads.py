@@ -19,10 +19,11 @@ def signed(secret: str, payload: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """The form body (`payload=<json>`) and headers Slack sends for an interaction."""
     body = urllib.parse.urlencode({"payload": json.dumps(payload)})
     timestamp = str(int(time.time()))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body) or ""
     return body, {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body),
+        "X-Slack-Signature": signature,
     }
 
 

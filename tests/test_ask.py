@@ -11,7 +11,7 @@ from tests.builders import AM, build_agency
 from tests.conftest import BotUnderTest
 
 
-def test_an_answer_is_printed_and_exits_0(  # type: ignore[no-untyped-def]
+def test_an_answer_is_printed_and_exits_0(
     bot, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with unit_of_work(bot.sessions) as session:
@@ -23,9 +23,7 @@ def test_an_answer_is_printed_and_exits_0(  # type: ignore[no-untyped-def]
     assert "Hours: 31.5 h of 40 h" in shown.out and shown.err == ""
 
 
-def test_a_refused_signature_exits_1_saying_what_to_do(  # type: ignore[no-untyped-def]
-    bot, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_refused_signature_exits_1_saying_what_to_do(bot, capsys: pytest.CaptureFixture[str]) -> None:
     # No SLACK_SIGNING_SECRET here: ask signs with demo mode's, which this bot does not share.
     assert main(["ask", "status acme", "--user", AM, "--url", bot.url]) == 1
     shown = capsys.readouterr()

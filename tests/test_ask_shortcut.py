@@ -9,7 +9,7 @@ from store.db import unit_of_work
 from tests.builders import ACME_CHANNEL, AM, build_agency
 
 
-def test_ask_shows_the_approval_card_as_text(database_url, sessions) -> None:  # type: ignore[no-untyped-def]
+def test_ask_shows_the_approval_card_as_text(database_url, sessions) -> None:
     with unit_of_work(sessions) as session:
         build_agency(session)
     settings = load_settings(database_url=database_url)  # no Slack token: the local Slack server
@@ -21,7 +21,7 @@ def test_ask_shows_the_approval_card_as_text(database_url, sessions) -> None:  #
     assert shown.endswith("[ Approve ]  [ Request changes ]")
 
 
-def test_ask_explains_an_unbound_channel(database_url, sessions) -> None:  # type: ignore[no-untyped-def]
+def test_ask_explains_an_unbound_channel(database_url, sessions) -> None:
     with unit_of_work(sessions) as session:
         build_agency(session)
     shown = ask_shortcut(

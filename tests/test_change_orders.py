@@ -20,7 +20,7 @@ from tests.slack_payloads import finish_lazy_work, message_shortcut, seed_worksp
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
     seed_workspace(bot.sandbox)
@@ -28,12 +28,12 @@ def agency(bot):  # type: ignore[no-untyped-def]
     finish_lazy_work(bot)
 
 
-def change_orders(bot) -> list[ChangeOrder]:  # type: ignore[no-untyped-def]
+def change_orders(bot) -> list[ChangeOrder]:
     with unit_of_work(bot.sessions) as session:
         return list(session.scalars(select(ChangeOrder).order_by(ChangeOrder.id)))
 
 
-def test_extra_hours_lift_the_allocation_and_clear_over_allocation_at_once(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_extra_hours_lift_the_allocation_and_clear_over_allocation_at_once(bot, agency) -> None:
     assert "Logged 10 h" in bot.answer("log acme 10h", user=AM)
     before = bot.answer("status acme", user=AM)
     assert "41.5 h of 40 h" in before and "over allocation: hours at 104%" in before
@@ -61,7 +61,7 @@ def test_extra_hours_lift_the_allocation_and_clear_over_allocation_at_once(bot, 
 
 def test_extra_deliverables_clear_scope_creep_in_the_next_status_not_the_next_scan(
     bot, agency, clock
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with unit_of_work(bot.sessions) as session:
         session.add(BaselineItem(retainer_id=agency.acme.id, category="blog_post", per_month=2))
         add_cycle(session, agency.acme, "2026-09", blog_posts=2)
@@ -108,19 +108,19 @@ def test_extra_deliverables_clear_scope_creep_in_the_next_status_not_the_next_sc
         ("change acmee hours +1 x", "I don't know a client called “acmee”. Did you mean Acme Corp?"),
     ],
 )
-def test_bad_change_orders_say_what_is_wrong_and_store_nothing(bot, agency, typed, problem) -> None:  # type: ignore[no-untyped-def]
+def test_bad_change_orders_say_what_is_wrong_and_store_nothing(bot, agency, typed, problem) -> None:
     said = bot.answer(typed, user=AM)
     assert problem in said
     assert change_orders(bot) == []
 
 
-def test_the_client_cannot_record_a_change_order(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_client_cannot_record_a_change_order(bot, agency) -> None:
     said = bot.answer("change acme hours +10 free work", user=ACME_CONTACT, channel=ACME_CHANNEL)
     assert "Recording change orders is for the agency's team." in said
     assert change_orders(bot) == []
 
 
-def test_a_clients_message_becomes_a_change_order_once(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_clients_message_becomes_a_change_order_once(bot, agency) -> None:
     text = "Happy to add 5 more hours for the launch video this month."
     ts = bot.sandbox.post_as(ACME_CONTACT, ACME_CHANNEL, text)
     payload = message_shortcut(
@@ -155,7 +155,7 @@ def test_a_clients_message_becomes_a_change_order_once(bot, agency) -> None:  # 
     assert "40 h → 45 h" in as_text(dm.args)
 
 
-def test_approving_out_of_scope_work_is_the_same_change_order(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_approving_out_of_scope_work_is_the_same_change_order(bot, agency, clock) -> None:
     from bot.access import Viewer
     from bot.approvals import Decision
     from store.models import ApprovalRequest

@@ -67,7 +67,7 @@ DEAL = {
 
 
 @pytest.fixture
-def crm_bot(database_url, engine, slack_sandbox, clock: FixedClock, tmp_path) -> Iterator[BotUnderTest]:  # type: ignore[no-untyped-def]
+def crm_bot(database_url, engine, slack_sandbox, clock: FixedClock, tmp_path) -> Iterator[BotUnderTest]:
     mapping = tmp_path / "crm.yaml"
     mapping.write_text(MAPPING)
     with serving(
@@ -126,7 +126,7 @@ def wait_for_report(bot: BotUnderTest) -> str:
     return as_text(call.args)
 
 
-def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_the_am(crm_bot) -> None:  # type: ignore[no-untyped-def]
+def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_the_am(crm_bot) -> None:
     response = post_deal(crm_bot, DEAL)
     assert response.status_code == 201, response.text
     assert response.json() == {
@@ -165,7 +165,7 @@ def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_
     assert "Initech · November 2026" in crm_bot.answer("status initech", user=AM)
 
 
-def test_bad_signatures_stale_and_unsigned_requests_get_401_and_change_nothing(crm_bot) -> None:  # type: ignore[no-untyped-def]
+def test_bad_signatures_stale_and_unsigned_requests_get_401_and_change_nothing(crm_bot) -> None:
     before = counts(crm_bot)
     assert post_deal(crm_bot, DEAL, secret="not-the-secret-at-all").status_code == 401
     stale = post_deal(crm_bot, DEAL, at=time.time() - 301)
@@ -187,7 +187,7 @@ def test_bad_signatures_stale_and_unsigned_requests_get_401_and_change_nothing(c
     assert counts(crm_bot) == before
 
 
-def test_a_replay_and_five_concurrent_retries_make_one_retainer_one_channel_one_dm(crm_bot) -> None:  # type: ignore[no-untyped-def]
+def test_a_replay_and_five_concurrent_retries_make_one_retainer_one_channel_one_dm(crm_bot) -> None:
     body = json.dumps(DEAL).encode()
     timestamp = str(int(time.time()))
     headers = {
@@ -214,7 +214,7 @@ def test_a_replay_and_five_concurrent_retries_make_one_retainer_one_channel_one_
     assert len(top_level_dms(crm_bot, AM)) == 1
 
 
-def test_a_bad_body_names_every_problem_and_writes_nothing(crm_bot) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_body_names_every_problem_and_writes_nothing(crm_bot) -> None:
     before = counts(crm_bot)
     bad = {
         **DEAL,
@@ -246,7 +246,7 @@ def test_a_bad_body_names_every_problem_and_writes_nothing(crm_bot) -> None:  # 
     assert counts(crm_bot) == before and crm_bot.sandbox.calls_to("conversations.create") == []
 
 
-def test_unknown_people_and_templates_are_reported_not_invented(crm_bot) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_people_and_templates_are_reported_not_invented(crm_bot) -> None:
     before = counts(crm_bot)
     response = post_deal(
         crm_bot,
@@ -260,7 +260,7 @@ def test_unknown_people_and_templates_are_reported_not_invented(crm_bot) -> None
     assert counts(crm_bot) == before
 
 
-def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot) -> None:  # type: ignore[no-untyped-def]
+def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot) -> None:
     renewal = {
         **DEAL,
         "deal_id": "D-2002",
@@ -308,7 +308,7 @@ def hubspot_post(bot: BotUnderTest, body: bytes, *, secret: str = HUBSPOT_SECRET
     return httpx.post(url, content=body, headers=headers, timeout=10)
 
 
-def test_hubspots_workflow_webhook_with_its_v3_signature(crm_bot) -> None:  # type: ignore[no-untyped-def]
+def test_hubspots_workflow_webhook_with_its_v3_signature(crm_bot) -> None:
     body = (DATA / "hubspot_deal_won.json").read_bytes()
     assert hubspot_post(crm_bot, body, secret="someone-else").status_code == 401
     response = hubspot_post(crm_bot, body)
@@ -335,6 +335,6 @@ def test_hubspots_workflow_webhook_with_its_v3_signature(crm_bot) -> None:  # ty
     assert "properties.retainer_hours: must be a number" in refused.json()["problems"]
 
 
-def test_without_a_secret_there_is_no_endpoint(bot) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_secret_there_is_no_endpoint(bot) -> None:
     response = httpx.post(bot.url + "/crm/deal-won", content=json.dumps(DEAL), timeout=10)
     assert response.status_code in (404, 405)

@@ -31,7 +31,7 @@ from tests.rhythm_world import World, build_world
 UTC = dt.UTC
 
 
-def test_a_new_month_clones_the_template_and_carries_unfinished_work_with_its_history(sessions) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_month_clones_the_template_and_carries_unfinished_work_with_its_history(sessions) -> None:
     with unit_of_work(sessions) as session:
         agency = build_agency(session)
         landing = agency.acme_tasks[2]  # awaiting approval, with a pending request
@@ -68,7 +68,7 @@ def test_a_new_month_clones_the_template_and_carries_unfinished_work_with_its_hi
         assert december.phase is Phase.PLANNING
 
 
-def test_two_openers_at_the_same_moment_open_the_month_once(sessions) -> None:  # type: ignore[no-untyped-def]
+def test_two_openers_at_the_same_moment_open_the_month_once(sessions) -> None:
     with unit_of_work(sessions) as session:
         agency = build_agency(session)
     barrier, opened, errors = threading.Barrier(2), [], []
@@ -103,7 +103,7 @@ def test_two_openers_at_the_same_moment_open_the_month_once(sessions) -> None:  
 
 
 @pytest.fixture
-def world(sessions, slack_sandbox: SlackSandbox) -> Iterator[World]:  # type: ignore[no-untyped-def]
+def world(sessions, slack_sandbox: SlackSandbox) -> Iterator[World]:
     made = build_world(sessions, FixedClock(dt.datetime(2026, 5, 31, 14, 59, tzinfo=UTC)), slack_sandbox)
     yield made
     made.close()

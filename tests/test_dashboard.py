@@ -31,7 +31,7 @@ TODAY = dt.date(2026, 11, 17)
 ACCOUNT = re.compile(r"^• [🔴🟠🟢] (.+?) · ", re.MULTILINE)
 
 
-def demo(bot, retainers: int) -> None:  # type: ignore[no-untyped-def]
+def demo(bot, retainers: int) -> None:
     with unit_of_work(bot.sessions) as session:
         made = fill_demo(session, retainers=retainers, months=6, seed=0, today=TODAY)
     for person in made.people:
@@ -39,7 +39,7 @@ def demo(bot, retainers: int) -> None:  # type: ignore[no-untyped-def]
             bot.sandbox.add_user(person.slack_id, real_name=person.name)
 
 
-def publishes(bot, user: str) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+def publishes(bot, user: str) -> list[dict]:
     return [c.args["view"] for c in bot.sandbox.calls_to("views.publish") if c.args.get("user_id") == user]
 
 
@@ -55,13 +55,13 @@ def names_on(text: str) -> list[str]:
     return names
 
 
-def viewer(bot, slack_id: str) -> Viewer:  # type: ignore[no-untyped-def]
+def viewer(bot, slack_id: str) -> Viewer:
     with bot.sessions() as session:
         p = session.scalars(select(Person).where(Person.slack_user_id == slack_id)).one()
         return Viewer("slack", slack_id, True, p.id, p.name, p.role)
 
 
-def test_an_am_with_fifteen_accounts(bot) -> None:  # type: ignore[no-untyped-def]
+def test_an_am_with_fifteen_accounts(bot) -> None:
     demo(bot, 39)
     with bot.sessions() as session:
         maya = session.scalars(select(Person.id).where(Person.slack_user_id == MAYA)).one()
@@ -91,7 +91,7 @@ def test_an_am_with_fifteen_accounts(bot) -> None:  # type: ignore[no-untyped-de
     finish_lazy_work(bot)
 
 
-def test_a_director_with_five_hundred_accounts_pages_through_all_of_them(bot) -> None:  # type: ignore[no-untyped-def]
+def test_a_director_with_five_hundred_accounts_pages_through_all_of_them(bot) -> None:
     demo(bot, 500)
     bot.runtime.watch.run_due()  # the daily scan: escalations for the red accounts
     send_event(bot, home_opened(SAM, event_id="Ev0DASH0002"))
@@ -128,7 +128,7 @@ DIRECTOR_QUERIES = 13  # accounts (12, see bot/history.py) and their open escala
 
 
 @pytest.mark.parametrize("retainers", [3, 40])
-def test_the_directors_dashboard_takes_the_same_statements_at_any_size(bot, retainers) -> None:  # type: ignore[no-untyped-def]
+def test_the_directors_dashboard_takes_the_same_statements_at_any_size(bot, retainers) -> None:
     demo(bot, retainers)
     director = viewer(bot, SAM)
     with statements(bot.runtime.engine) as run:

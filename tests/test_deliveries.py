@@ -26,7 +26,7 @@ CHECKPOINT = dt.datetime(2026, 5, 15, 13, tzinfo=UTC)  # Acme's May checkpoint: 
 
 
 @pytest.fixture
-def world(sessions, slack_sandbox: SlackSandbox) -> Iterator[World]:  # type: ignore[no-untyped-def]
+def world(sessions, slack_sandbox: SlackSandbox) -> Iterator[World]:
     made = build_world(sessions, FixedClock(CHECKPOINT - dt.timedelta(minutes=1)), slack_sandbox)
     made.scheduler(name="primer").run_due()  # what fell due before the instant under test
     made.clock.set(CHECKPOINT)
@@ -50,20 +50,20 @@ class CrashingMessenger:
     """A messenger whose process dies while sending `key`: before the request leaves, or after Slack
     has posted the message but before anyone hears back."""
 
-    def __init__(self, inner, key: str, after_posting: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, inner, key: str, after_posting: bool) -> None:
         self.inner, self.key, self.after_posting = inner, key, after_posting
 
-    def post(self, conversation: str, reply: Reply, *, thread=None, marker=None) -> Posted:  # type: ignore[no-untyped-def]
+    def post(self, conversation: str, reply: Reply, *, thread=None, marker=None) -> Posted:
         if marker != self.key:
             return self.inner.post(conversation, reply, thread=thread, marker=marker)
         if self.after_posting:
             self.inner.post(conversation, reply, thread=thread, marker=marker)
         raise Crash
 
-    def find(self, conversation: str, marker: str, *, thread=None) -> Posted | None:  # type: ignore[no-untyped-def]
+    def find(self, conversation: str, marker: str, *, thread=None) -> Posted | None:
         return self.inner.find(conversation, marker, thread=thread)
 
-    def direct(self, user_id: str, reply: Reply, *, marker=None) -> Posted:  # type: ignore[no-untyped-def]
+    def direct(self, user_id: str, reply: Reply, *, marker=None) -> Posted:
         return self.post(user_id, reply, marker=marker)
 
     def update(self, conversation: str, message_id: str, reply: Reply) -> Posted:
@@ -122,7 +122,7 @@ def test_two_schedulers_racing_through_a_month_send_every_post_once(world: World
         world.clock.set(now)
         barrier = threading.Barrier(2)
 
-        def run(scheduler, barrier=barrier) -> None:  # type: ignore[no-untyped-def]
+        def run(scheduler, barrier=barrier) -> None:
             try:
                 barrier.wait()
                 sent_by[scheduler.outbox.name] += scheduler.run_due().sent
@@ -150,7 +150,7 @@ def test_two_schedulers_racing_through_a_month_send_every_post_once(world: World
 
 def test_a_restart_sends_what_is_still_useful_and_logs_the_rest_as_skipped(
     sessions, slack_sandbox: SlackSandbox, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     made = build_world(sessions, FixedClock(dt.datetime(2026, 5, 31, tzinfo=UTC)), slack_sandbox)
     made.scheduler(name="before").run_due()
     # Down from May 31 until June 1, 21:00 UTC: Kaiju's month turn (10:00 Tokyo = 01:00 UTC, 20 h ago)
@@ -244,7 +244,7 @@ def test_server_errors_and_timeouts_are_retried_after_looking_first(
     scheduler.run_due()
     row = world.deliveries()[checkpoint]
     assert (row.status, row.attempts, row.may_have_landed) == (DeliveryStatus.CLAIMED, 2, True)
-    assert row.reason.startswith("TimeoutError")
+    assert row.reason is not None and row.reason.startswith("TimeoutError")
 
     world.clock.advance(dt.timedelta(seconds=60))  # the second backoff: 2 x 30 s
     scheduler.run_due()

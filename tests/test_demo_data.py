@@ -101,7 +101,7 @@ def test_defaults_make_a_small_agency_with_acme(sessions: sessionmaker[Session])
         assert summary.acme_channel == "C0ACME0001"
         assert [p.name for p in retainer.people(MemberRole.AM)] == ["Maya Patel"]
         assert [p.name for p in retainer.people(MemberRole.APPROVER)] == ["Jane Doe", "Raj Singh"]
-        assert all(p.email.endswith("@acme.example") for p in retainer.people(MemberRole.APPROVER))
+        assert all((p.email or "").endswith("@acme.example") for p in retainer.people(MemberRole.APPROVER))
 
         retainers = session.scalars(select(Retainer)).all()
         assert len({r.timezone for r in retainers}) >= 4
@@ -137,6 +137,7 @@ def test_cycles_tasks_and_history_look_like_a_real_agency(sessions: sessionmaker
 
         tasks = session.scalars(select(Task)).all()
         cycle_of = {c.id: c for c in session.scalars(select(Cycle))}
+        task: Task | None
         for task in tasks:
             cycle = cycle_of[task.cycle_id]
             assert task.due_on is not None and cycle.starts_on <= task.due_on <= cycle.ends_on
@@ -213,7 +214,8 @@ def test_healthy_and_troubled_accounts_both_exist(sessions: sessionmaker[Session
 
     with sessions() as session:
         minutes = _minutes_by_cycle(session)
-        ahead, on_pace = set(), set()
+        ahead: set[str] = set()
+        on_pace: set[str] = set()
         for retainer, cycle in _current_cycles(session):
             pro_rata = retainer.monthly_minutes * elapsed_fraction(TODAY, cycle.starts_on, cycle.ends_on)
             (ahead if minutes.get(cycle.id, 0) > pro_rata else on_pace).add(retainer.client.slug)

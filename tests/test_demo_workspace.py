@@ -78,7 +78,7 @@ def test_the_first_ticks_post_everything_and_raise_no_channel_gone_alarm(runtime
         kinds = {d.kind for d in session.scalars(select(Delivery))}
         failed = session.scalars(select(Delivery).where(Delivery.status != DeliveryStatus.SENT)).all()
     assert "channel_gone" not in kinds
-    assert [(d.kind, d.status, d.last_error) for d in failed if d.status is not DeliveryStatus.SKIPPED] == []
+    assert [(d.kind, d.status, d.reason) for d in failed if d.status is not DeliveryStatus.SKIPPED] == []
     client_channels = set(channels_named(runtime.sessions))
     assert any(c.args["channel"] in client_channels for c in posts), "reminders land in client channels"
 
@@ -115,7 +115,7 @@ def test_what_the_local_workspace_was_sent_is_still_there_after_a_restart(demo_d
 # ----- the workspace page exists only in demo mode, and only for this machine ----------------------
 
 
-def test_with_slack_credentials_the_workspace_page_is_never_served(bot) -> None:  # type: ignore[no-untyped-def]
+def test_with_slack_credentials_the_workspace_page_is_never_served(bot) -> None:
     assert not bot.runtime.settings.demo
     for path in ("/", "/workspace/state?as=U01AM0001", "/workspace/static/workspace.js", "/workspace/events"):
         assert httpx.get(bot.url + path, timeout=5).status_code == 404, path

@@ -58,7 +58,7 @@ def reasons(h: History, t: Thresholds = DEFAULTS) -> list[tuple[str, str, str]]:
         (2880, [("over_allocation", "red", "over allocation: hours at 120% with 50% of the month gone")]),
     ],
 )
-def test_hours_burn_ahead_of_the_month_and_over_allocation(used: int, expected: list) -> None:  # type: ignore[type-arg]
+def test_hours_burn_ahead_of_the_month_and_over_allocation(used: int, expected: list) -> None:
     assert reasons(history(cycle("2026-11", used))) == expected
 
 
@@ -104,7 +104,7 @@ def over(period: str) -> CycleFacts:
         ),
     ],
 )
-def test_over_allocation_three_cycles_in_a_row_is_time_to_restructure(cycles, expected) -> None:  # type: ignore[no-untyped-def]
+def test_over_allocation_three_cycles_in_a_row_is_time_to_restructure(cycles, expected) -> None:
     found = reasons(history(*cycles))
     assert found == expected
     if any(key == "restructure" and level == "red" for key, level, _ in found):
@@ -175,7 +175,7 @@ def creep(*asked: int, extra: int = 0) -> History:
         ),
     ],
 )
-def test_scope_creep_per_category_over_the_last_three_cycles(asked, expected) -> None:  # type: ignore[no-untyped-def]
+def test_scope_creep_per_category_over_the_last_three_cycles(asked, expected) -> None:
     assert reasons(creep(*asked)) == expected
 
 
@@ -208,7 +208,7 @@ def test_the_scope_margin_is_configurable() -> None:
         ),
     ],
 )
-def test_approvals_overdue_in_business_days(asked_on, expected) -> None:  # type: ignore[no-untyped-def]
+def test_approvals_overdue_in_business_days(asked_on, expected) -> None:
     assert reasons(history(pending=tuple(asked_on))) == expected
 
 
@@ -254,7 +254,7 @@ def decisions(changes: list[int], approved: list[int]) -> History:
         ([0, 0, 0, 3, 2], [1, 1, 1, 3, 2], []),  # 3 decisions before: no ratio to rise from
     ],
 )
-def test_a_rising_share_of_changes_requested(changes, approved, expected) -> None:  # type: ignore[no-untyped-def]
+def test_a_rising_share_of_changes_requested(changes, approved, expected) -> None:
     assert reasons(decisions(changes, approved)) == expected
 
 
@@ -313,7 +313,7 @@ def test_a_rising_share_of_changes_requested(changes, approved, expected) -> Non
         (30, 40, []),
     ],
 )
-def test_client_messages_falling_against_their_own_average(recent, before, expected) -> None:  # type: ignore[no-untyped-def]
+def test_client_messages_falling_against_their_own_average(recent, before, expected) -> None:
     assert reasons(history(messages_recent=recent, messages_before=before)) == expected
 
 
@@ -335,7 +335,7 @@ def test_client_messages_falling_against_their_own_average(recent, before, expec
         (dt.date(2026, 11, 2), True, []),
     ],
 )
-def test_planning_post_unanswered(sent_on, confirmed, expected) -> None:  # type: ignore[no-untyped-def]
+def test_planning_post_unanswered(sent_on, confirmed, expected) -> None:
     c = cycle("2026-11", 0, planning_sent_on=sent_on, priorities_confirmed=confirmed)
     assert reasons(history(c)) == expected
 

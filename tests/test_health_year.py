@@ -76,7 +76,7 @@ def ticks() -> list[tuple[dt.datetime, list[str]]]:
 
 
 @pytest.fixture
-def world(sessions, slack_sandbox: SlackSandbox) -> Iterator[World]:  # type: ignore[no-untyped-def]
+def world(sessions, slack_sandbox: SlackSandbox) -> Iterator[World]:
     made = build_world(sessions, FixedClock(START), slack_sandbox)
     yield made
     made.close()

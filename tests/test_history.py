@@ -20,7 +20,7 @@ NOW = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)  # Tuesday, 10:00 in New Y
 
 
 @pytest.fixture
-def agency(sessions):  # type: ignore[no-untyped-def]
+def agency(sessions):
     """Acme with three months over allocation, more blog posts than its baseline, a rising share of
     changes requested, a planning post nobody confirmed and a client gone quiet; Globex calm."""
     with unit_of_work(sessions) as session:
@@ -50,7 +50,7 @@ def agency(sessions):  # type: ignore[no-untyped-def]
     return made
 
 
-def test_every_signal_from_the_store(sessions, agency) -> None:  # type: ignore[no-untyped-def]
+def test_every_signal_from_the_store(sessions, agency) -> None:
     with sessions() as session:
         acme, globex = load_accounts(session, [agency.acme.id, agency.globex.id], NOW)
     h = acme.history
@@ -102,7 +102,7 @@ def test_every_signal_from_the_store(sessions, agency) -> None:  # type: ignore[
     assert (globex.history.messages_recent, globex.history.messages_before) == (10, 0)
 
 
-def test_carried_over_and_change_ordered_deliverables_are_not_scope_creep(sessions, agency) -> None:  # type: ignore[no-untyped-def]
+def test_carried_over_and_change_ordered_deliverables_are_not_scope_creep(sessions, agency) -> None:
     with unit_of_work(sessions) as session:
         session.add(BaselineItem(retainer_id=agency.globex.id, category="blog_post", per_month=1))
         globex = session.get_one(Retainer, agency.globex.id)
@@ -131,7 +131,7 @@ def test_carried_over_and_change_ordered_deliverables_are_not_scope_creep(sessio
     assert {r.key for r in assess_history(account.history).reasons} == {"renewal"}
 
 
-def test_the_same_statements_for_one_retainer_or_all(sessions, engine, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_statements_for_one_retainer_or_all(sessions, engine, agency) -> None:
     with unit_of_work(sessions) as session:
         for n in range(12):
             extra = session.get_one(Retainer, agency.globex.id)

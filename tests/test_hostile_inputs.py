@@ -21,7 +21,7 @@ def tracebacks(records: list[logging.LogRecord]) -> list[str]:
     return [f"{r.name}: {r.getMessage()[:200]}" for r in records if r.exc_info or r.levelno >= logging.ERROR]
 
 
-def test_the_slack_corpus_gets_no_500_and_no_traceback(bot, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_the_slack_corpus_gets_no_500_and_no_traceback(bot, caplog: pytest.LogCaptureFixture) -> None:
     with unit_of_work(bot.sessions) as session:
         build_agency(session)
     seed_workspace(bot.sandbox)
@@ -43,7 +43,7 @@ def test_the_slack_corpus_gets_no_500_and_no_traceback(bot, caplog: pytest.LogCa
     assert max(len(line) for line in said) < 300
 
 
-def test_teams_activities_naming_an_outsiders_service_url_are_refused(teams, teams_agency, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_teams_activities_naming_an_outsiders_service_url_are_refused(teams, teams_agency, caplog) -> None:
     with BotConnector(host="192.0.2.2") as outsider:
         probes = [
             corpus.teams_probe(
@@ -66,7 +66,7 @@ def test_teams_activities_naming_an_outsiders_service_url_are_refused(teams, tea
         assert session.scalars(select(TeamsConversation)).all() == []
 
 
-def test_what_a_person_sees_for_the_odd_payloads_of_the_issue(bot) -> None:  # type: ignore[no-untyped-def]
+def test_what_a_person_sees_for_the_odd_payloads_of_the_issue(bot) -> None:
     import json
 
     from handlers.slack.submissions import STALE_FORM

@@ -23,7 +23,7 @@ def test_the_migrated_schema_is_what_the_models_say(engine: Engine) -> None:
 
 
 @pytest.fixture
-def fresh_engine(backend: str, tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+def fresh_engine(backend: str, tmp_path) -> Iterator[Engine]:
     if backend == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
         yield engine

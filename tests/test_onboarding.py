@@ -24,7 +24,7 @@ from bot.onboarding import (
 )
 from bot.replies import Context, Text
 
-GOOD = {
+GOOD: dict[str, object] = {
     "name": " Initech  Corp ",
     "slug": "initech",
     "starts": "2026-11-01",

@@ -29,7 +29,7 @@ def text_of(
 
 
 @pytest.fixture
-def agency(sessions):  # type: ignore[no-untyped-def]
+def agency(sessions):
     with unit_of_work(sessions) as session:
         made = build_agency(session)
         session.add(
@@ -45,7 +45,7 @@ def agency(sessions):  # type: ignore[no-untyped-def]
     return made
 
 
-def test_the_checkpoint_tells_the_team_burn_risks_and_waiting_approvals(sessions, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_checkpoint_tells_the_team_burn_risks_and_waiting_approvals(sessions, agency) -> None:
     with sessions() as session:
         text = text_of(session, PostKind.CHECKPOINT, agency.acme.id, "period:2026-11")
     assert "Mid-month checkpoint · Acme Corp · November 2026" in text
@@ -62,14 +62,14 @@ def test_the_checkpoint_tells_the_team_burn_risks_and_waiting_approvals(sessions
 
 
 @pytest.mark.parametrize("kind", [PostKind.PROGRESS, PostKind.REVIEW, PostKind.PLANNING, PostKind.REPORT])
-def test_the_client_never_sees_an_internal_number(sessions, agency, kind) -> None:  # type: ignore[no-untyped-def]
+def test_the_client_never_sees_an_internal_number(sessions, agency, kind) -> None:
     with sessions() as session:
         text = text_of(session, kind, agency.acme.id, "period:2026-11")
     assert not INTERNAL.search(text), INTERNAL.search(text)
     assert "Globex" not in text and "Lee Chen" not in text
 
 
-def test_the_delivery_review_lists_what_waits_on_the_client(sessions, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_delivery_review_lists_what_waits_on_the_client(sessions, agency) -> None:
     with sessions() as session:
         text = text_of(session, PostKind.REVIEW, agency.acme.id, "period:2026-11")
     assert "November 2026 ends on Monday Nov 30. These wait on your approval;" in text
@@ -77,7 +77,7 @@ def test_the_delivery_review_lists_what_waits_on_the_client(sessions, agency) ->
     assert "Still to deliver this month\n• SEO audit · due Nov 21" in text
 
 
-def test_the_monthly_report_in_both_layers(sessions, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_monthly_report_in_both_layers(sessions, agency) -> None:
     with sessions() as session:
         client = text_of(session, PostKind.REPORT, agency.acme.id, "period:2026-11")
         internal = text_of(session, PostKind.REPORT_INTERNAL, agency.acme.id, "period:2026-11")
@@ -91,7 +91,7 @@ def test_the_monthly_report_in_both_layers(sessions, agency) -> None:  # type: i
     assert "Health: 🔴 red" in internal and "internal version" in internal
 
 
-def test_the_monday_digest_is_colour_coded_and_says_what_changed(sessions, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_monday_digest_is_colour_coded_and_says_what_changed(sessions, agency) -> None:
     maya = agency.people[AM].id
     with unit_of_work(sessions) as session:  # last week's digest showed Acme green with nothing done
         session.add(

@@ -26,7 +26,7 @@ from tests.slack_payloads import block_kit_problems, view_submission
 LONG = "A deliverable with a very long name " * 10  # 360 characters
 
 
-def form(*fields, intro=(), state="1") -> Form:  # type: ignore[no-untyped-def]
+def form(*fields, intro=(), state="1") -> Form:
     return Form(
         kind="feedback",
         title="Add as feedback to this task please",

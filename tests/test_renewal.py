@@ -35,7 +35,7 @@ HOURS = {"2026-04": 38, "2026-05": 44, "2026-06": 46, "2026-07": 38, "2026-08": 
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
         session.add(BaselineItem(retainer_id=made.acme.id, category="blog_post", per_month=2))
@@ -46,7 +46,7 @@ def agency(bot):  # type: ignore[no-untyped-def]
     finish_lazy_work(bot)
 
 
-def packs_for(bot, user: str) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+def packs_for(bot, user: str) -> list[dict]:
     return [
         m
         for m in bot.sandbox.messages(user)
@@ -54,7 +54,7 @@ def packs_for(bot, user: str) -> list[dict]:  # type: ignore[no-untyped-def,type
     ]
 
 
-def test_the_renewal_pack_goes_out_once_over_a_year_and_starts_the_next_term(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_the_renewal_pack_goes_out_once_over_a_year_and_starts_the_next_term(bot, agency, clock) -> None:
     def scheduler(name: str) -> RenewalPacks:
         outbox = Outbox(bot.sessions, clock, bot.runtime.messengers, name=name)
         return RenewalPacks(bot.sessions, clock, outbox, RenewalSettings(hour=9))
@@ -178,7 +178,7 @@ def test_the_renewal_pack_goes_out_once_over_a_year_and_starts_the_next_term(bot
     assert "0 h of 45 h" in status and "Renews: 2027-12-31" in status
 
 
-def test_renewal_command_shows_the_pack_to_the_team_only(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_renewal_command_shows_the_pack_to_the_team_only(bot, agency, clock) -> None:
     text = bot.answer("renewal acme", user=AM)
     assert "Renewal pack · Acme Corp" in text and "Start renewal" in text
     said = bot.answer("renewal", user="U09AC0001", channel="C0ACME0001")

@@ -31,8 +31,8 @@ def at(calendar: RetainerCalendar, period: str) -> dict[PostKind, dt.datetime]:
     return {o.kind: o.at for o in cycle_posts(calendar, Period.parse(period))}
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_a_mid_month_public_holiday_moves_the_checkpoint_to_the_next_business_day() -> None:
@@ -173,4 +173,4 @@ def test_business_day_helpers() -> None:
 )
 def test_phases_follow_the_calendar(day: str, phase: Phase) -> None:
     cycle = SimpleNamespace(starts_on=dt.date(2026, 2, 1), ends_on=dt.date(2026, 2, 28))
-    assert phase_on(dt.date.fromisoformat(day), cycle, "US") is phase  # type: ignore[arg-type]
+    assert phase_on(dt.date.fromisoformat(day), cycle, "US") is phase

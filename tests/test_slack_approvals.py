@@ -51,7 +51,7 @@ STRANGER = "U0STRANGER"  # someone in the shared channel the agency does not kno
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
         wile = Person(name="Wile Coyote", role=Role.CLIENT, slack_user_id=WILE, client_id=made.acme.client_id)
@@ -65,7 +65,7 @@ def agency(bot):  # type: ignore[no-untyped-def]
     finish_lazy_work(bot)
 
 
-def request_approval(  # type: ignore[no-untyped-def]
+def request_approval(
     bot, task_id: int, *, approvers: list[str] | None = None, note: str = "", channel: str = ACME_CHANNEL
 ):
     """Maya shares a draft and asks for approval of `task_id`. Returns (card message, request id)."""
@@ -115,11 +115,11 @@ def request_approval(  # type: ignore[no-untyped-def]
     return card_now(bot, posted.response["ts"], channel), request.id
 
 
-def card_now(bot, ts: str, channel: str = ACME_CHANNEL) -> dict:  # type: ignore[no-untyped-def]
+def card_now(bot, ts: str, channel: str = ACME_CHANNEL) -> dict:
     return next(m for m in bot.sandbox.messages(channel) if m["ts"] == ts)
 
 
-def click(bot, card: dict, user: str, action: str = "approval_approve", team: str = "T0CLIENT"):  # type: ignore[no-untyped-def]
+def click(bot, card: dict, user: str, action: str = "approval_approve", team: str = "T0CLIENT"):
     value = next(e["value"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"])
     payload = block_action(
         bot.sandbox,
@@ -135,7 +135,7 @@ def click(bot, card: dict, user: str, action: str = "approval_approve", team: st
     return payload
 
 
-def private_answer(bot, payload: dict) -> str:  # type: ignore[no-untyped-def]
+def private_answer(bot, payload: dict) -> str:
     token_url = payload["response_url"]
     said = bot.sandbox.wait_for(lambda c: c.method == "response_url" and token_url.endswith(c.path))
     assert said.args["response_type"] == "ephemeral" and said.args["replace_original"] is False
@@ -146,7 +146,7 @@ def text_of(message: dict) -> str:
     return json.dumps(message.get("blocks") or message["text"], ensure_ascii=False)
 
 
-def decisions(bot) -> list[str]:  # type: ignore[no-untyped-def]
+def decisions(bot) -> list[str]:
     with bot.sessions() as session:
         return list(
             session.scalars(
@@ -160,7 +160,7 @@ def decisions(bot) -> list[str]:  # type: ignore[no-untyped-def]
 # --- the card ------------------------------------------------------------------------------------
 
 
-def test_the_card_shows_the_deliverable_who_asked_the_source_and_the_approvers(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_card_shows_the_deliverable_who_asked_the_source_and_the_approvers(bot, agency) -> None:
     landing = agency.acme_tasks[2]  # has a pending v1 that was never posted
     card, _ = request_approval(bot, landing.id, note="Final copy, with the new pricing table")
     text = text_of(card)
@@ -190,7 +190,7 @@ def test_the_card_shows_the_deliverable_who_asked_the_source_and_the_approvers(b
     assert bot.sandbox.calls_to("chat.update") == []  # v1 was never posted: no card to correct
 
 
-def test_approve_updates_the_card_in_place_and_the_owner_is_told(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_approve_updates_the_card_in_place_and_the_owner_is_told(bot, agency) -> None:
     seo = agency.acme_tasks[4]
     card, request_id = request_approval(bot, seo.id)
     click(bot, card, ACME_CONTACT)
@@ -221,7 +221,7 @@ def test_approve_updates_the_card_in_place_and_the_owner_is_told(bot, agency) ->
     )
 
 
-def test_a_double_click_and_a_replayed_payload_decide_once(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_double_click_and_a_replayed_payload_decide_once(bot, agency) -> None:
     card, _ = request_approval(bot, agency.acme_tasks[4].id)
     first = click(bot, card, ACME_CONTACT)
     bot.sandbox.wait_for("chat.update")
@@ -239,7 +239,7 @@ def test_a_double_click_and_a_replayed_payload_decide_once(bot, agency) -> None:
     assert len(bot.sandbox.calls_to("chat.update")) == 1
 
 
-def test_two_approvers_clicking_at_the_same_moment_make_one_decision(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_two_approvers_clicking_at_the_same_moment_make_one_decision(bot, agency) -> None:
     card, request_id = request_approval(
         bot,
         agency.acme_tasks[4].id,
@@ -284,7 +284,7 @@ def test_two_approvers_clicking_at_the_same_moment_make_one_decision(bot, agency
 
 
 @pytest.mark.parametrize(("who", "team"), [(AM, "T0AGENCY"), (STRANGER, "T0OTHER")])
-def test_anyone_but_an_approver_gets_a_polite_private_no(bot, agency, who, team) -> None:  # type: ignore[no-untyped-def]
+def test_anyone_but_an_approver_gets_a_polite_private_no(bot, agency, who, team) -> None:
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
     for action in ("approval_approve", "approval_changes"):
         payload = click(bot, card, who, action, team)
@@ -299,7 +299,7 @@ def test_anyone_but_an_approver_gets_a_polite_private_no(bot, agency, who, team)
 
 
 @pytest.mark.parametrize("channel", [GLOBEX_CHANNEL, ACME_CHANNEL])
-def test_another_clients_request_is_refused_as_if_it_did_not_exist(bot, agency, channel) -> None:  # type: ignore[no-untyped-def]
+def test_another_clients_request_is_refused_as_if_it_did_not_exist(bot, agency, channel) -> None:
     """Globex's contact clicking with the id of Acme's request (pending, then decided) learns nothing
     of it: neither who may approve it nor what became of it."""
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
@@ -315,7 +315,7 @@ def test_another_clients_request_is_refused_as_if_it_did_not_exist(bot, agency, 
     assert decisions(bot) == ["approval_approved"]
 
 
-def send_click(bot, user: str, team: str, channel: str, action: str, value: str) -> str:  # type: ignore[no-untyped-def]
+def send_click(bot, user: str, team: str, channel: str, action: str, value: str) -> str:
     """A click on a button carrying `value`, from `channel`: the private answer it gets."""
     message = {"type": "message", "ts": bot.sandbox.post_as(AM, channel, "a message"), "blocks": []}
     payload = block_action(
@@ -331,7 +331,7 @@ def send_click(bot, user: str, team: str, channel: str, action: str, value: str)
     return private_answer(bot, payload)
 
 
-def test_with_no_approvers_named_the_clients_side_decides(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_with_no_approvers_named_the_clients_side_decides(bot, agency) -> None:
     card, _ = request_approval(bot, agency.acme_tasks[4].id, approvers=[])
     assert "anyone on Acme Corp's side" in text_of(card)
     payload = click(bot, card, AM, team="T0AGENCY")
@@ -341,7 +341,7 @@ def test_with_no_approvers_named_the_clients_side_decides(bot, agency) -> None: 
     assert "Approved* by Wile Coyote" in text_of(card_now(bot, card["ts"]))
 
 
-def test_an_invited_contact_is_recognised_by_email_the_first_time(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_an_invited_contact_is_recognised_by_email_the_first_time(bot, agency) -> None:
     with unit_of_work(bot.sessions) as session:
         session.get_one(Person, agency.people[ACME_CONTACT].id).email = "jane@acme.example"
         session.get_one(Person, agency.people[ACME_CONTACT].id).slack_user_id = None
@@ -354,7 +354,7 @@ def test_an_invited_contact_is_recognised_by_email_the_first_time(bot, agency) -
         assert session.get(ApprovalRequest, request_id).state is ApprovalState.APPROVED
 
 
-def test_a_card_lands_in_a_linked_public_channel_the_bot_was_not_in(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_card_lands_in_a_linked_public_channel_the_bot_was_not_in(bot, agency) -> None:
     channel = bot.sandbox.add_channel("acme-projects", members=[AM, ACME_CONTACT], bot_is_member=False)
     assert bot.answer("link acme", user=AM, channel=channel).startswith(
         "This channel is now bound to Acme Corp"
@@ -369,7 +369,7 @@ def test_a_card_lands_in_a_linked_public_channel_the_bot_was_not_in(bot, agency)
 # --- versions -----------------------------------------------------------------------------------------
 
 
-def test_a_new_request_supersedes_the_open_one_and_its_card_says_so(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_request_supersedes_the_open_one_and_its_card_says_so(bot, agency) -> None:
     seo = agency.acme_tasks[4]
     old_card, old_id = request_approval(bot, seo.id)
     _, new_id = request_approval(bot, seo.id)
@@ -388,7 +388,7 @@ def test_a_new_request_supersedes_the_open_one_and_its_card_says_so(bot, agency)
     assert len(bot.sandbox.calls_to("chat.update")) == updates and decisions(bot) == []
 
 
-def test_an_approved_task_asked_again_keeps_the_earlier_approval(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_an_approved_task_asked_again_keeps_the_earlier_approval(bot, agency) -> None:
     seo = agency.acme_tasks[4]
     card, _ = request_approval(bot, seo.id)
     click(bot, card, ACME_CONTACT)
@@ -407,7 +407,7 @@ def test_an_approved_task_asked_again_keeps_the_earlier_approval(bot, agency) ->
     assert len(bot.sandbox.calls_to("chat.update")) == 1  # the decided card stays as it was
 
 
-def test_a_click_on_a_card_whose_task_was_deleted(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_click_on_a_card_whose_task_was_deleted(bot, agency) -> None:
     card, _ = request_approval(bot, agency.acme_tasks[4].id)
     with unit_of_work(bot.sessions) as session:
         session.delete(session.get_one(Task, agency.acme_tasks[4].id))
@@ -421,7 +421,7 @@ def test_a_click_on_a_card_whose_task_was_deleted(bot, agency) -> None:  # type:
 # --- request changes -----------------------------------------------------------------------------------
 
 
-def test_request_changes_asks_why_and_files_the_reason_as_feedback(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_request_changes_asks_why_and_files_the_reason_as_feedback(bot, agency) -> None:
     seo = agency.acme_tasks[4]
     card, _ = request_approval(bot, seo.id)
     payload = click(bot, card, ACME_CONTACT, "approval_changes")
@@ -456,7 +456,7 @@ def test_request_changes_asks_why_and_files_the_reason_as_feedback(bot, agency) 
     assert decisions(bot) == ["approval_changes_requested"]
 
 
-def test_changes_submitted_after_someone_else_approved_change_nothing(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_changes_submitted_after_someone_else_approved_change_nothing(bot, agency) -> None:
     card, _ = request_approval(
         bot,
         agency.acme_tasks[4].id,
@@ -480,7 +480,7 @@ def test_changes_submitted_after_someone_else_approved_change_nothing(bot, agenc
 # --- scope --------------------------------------------------------------------------------------------------
 
 
-def test_beyond_the_baseline_the_card_says_so_and_approval_records_a_change_order(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_beyond_the_baseline_the_card_says_so_and_approval_records_a_change_order(bot, agency) -> None:
     with unit_of_work(bot.sessions) as session:
         session.add(BaselineItem(retainer_id=agency.acme.id, category="blog_post", per_month=2))
         posts = [
@@ -518,7 +518,7 @@ def test_beyond_the_baseline_the_card_says_so_and_approval_records_a_change_orde
         assert session.scalar(select(func.count()).where(AuditEntry.action == "change_order_recorded")) == 1
 
 
-def test_a_task_flagged_out_of_scope_warns_too(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_task_flagged_out_of_scope_warns_too(bot, agency) -> None:
     with unit_of_work(bot.sessions) as session:
         session.get_one(Task, agency.acme_tasks[4].id).out_of_scope = True
     card, _ = request_approval(bot, agency.acme_tasks[4].id)
@@ -528,7 +528,7 @@ def test_a_task_flagged_out_of_scope_warns_too(bot, agency) -> None:  # type: ig
 # --- Slack failing ---------------------------------------------------------------------------------------
 
 
-def test_429_and_500_on_the_card_update_are_retried_after_the_decision_is_stored(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_429_and_500_on_the_card_update_are_retried_after_the_decision_is_stored(bot, agency) -> None:
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
     bot.sandbox.fail("chat.update", status=429, retry_after=0)
     bot.sandbox.fail("chat.update", status=500)
@@ -544,7 +544,7 @@ def test_429_and_500_on_the_card_update_are_retried_after_the_decision_is_stored
     assert decisions(bot) == ["approval_approved"]
 
 
-def test_a_500_on_posting_the_card_is_retried_and_posts_one_card(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_500_on_posting_the_card_is_retried_and_posts_one_card(bot, agency) -> None:
     bot.sandbox.fail("chat.postMessage", status=500)
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
     cards = [m for m in bot.sandbox.messages(ACME_CHANNEL) if "Approval: SEO audit" in text_of(m)]
@@ -553,7 +553,7 @@ def test_a_500_on_posting_the_card_is_retried_and_posts_one_card(bot, agency) ->
         assert session.get(ApprovalRequest, request_id).message_id == card["ts"]
 
 
-def test_when_slacks_retries_run_out_the_card_is_kept_out_of_date_and_fixed_later(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_when_slacks_retries_run_out_the_card_is_kept_out_of_date_and_fixed_later(bot, agency, clock) -> None:
     card, request_id = request_approval(bot, agency.acme_tasks[4].id)
     bot.sandbox.fail("chat.update", status=429, retry_after=0, times=6)  # slack_sdk retries 5 times
     click(bot, card, ACME_CONTACT)
@@ -572,7 +572,7 @@ def test_when_slacks_retries_run_out_the_card_is_kept_out_of_date_and_fixed_late
     assert [c.status for c in bot.sandbox.calls_to("chat.update")] == [429] * 6 + [200]
 
 
-def test_a_hung_card_post_tells_the_am_at_once_and_the_retry_brings_the_card_up(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_hung_card_post_tells_the_am_at_once_and_the_retry_brings_the_card_up(bot, agency, clock) -> None:
     task = agency.acme_tasks[4]
     bot.runtime.workspace.client.timeout = 5  # production waits 10 s for an answer: longer than 3 s
     ts = bot.sandbox.post_as(AM, ACME_CHANNEL, "Here's the draft")
@@ -603,5 +603,5 @@ def test_a_hung_card_post_tells_the_am_at_once_and_the_retry_brings_the_card_up(
     assert [m["ts"] for m in cards] == [request.message_id]
 
 
-def submitted_at(bot) -> float:  # type: ignore[no-untyped-def]
+def submitted_at(bot) -> float:
     return next(c.at for c in bot.sandbox.calls if c.method == "chat.getPermalink")

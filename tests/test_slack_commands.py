@@ -26,7 +26,7 @@ COLLEAGUE = "U0NEWHIRE1"  # someone in the agency's workspace the database does 
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
     bot.sandbox.add_user(ACME_CONTACT, team_id="T0CLIENT", real_name="Jane Doe")
@@ -35,7 +35,7 @@ def agency(bot):  # type: ignore[no-untyped-def]
     return made
 
 
-def row_counts(bot) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def row_counts(bot) -> dict[str, int]:
     """Rows per table, but for the commands remembered against replays (every command has one)."""
     with bot.sessions() as session:
         return {
@@ -48,7 +48,7 @@ def row_counts(bot) -> dict[str, int]:  # type: ignore[no-untyped-def]
 # --- what people see -------------------------------------------------------------------------------
 
 
-def test_status_shows_the_numbers_an_am_needs(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_status_shows_the_numbers_an_am_needs(bot, agency) -> None:
     text = bot.answer("status acme", user=AM)
     assert "Acme Corp · November 2026" in text
     assert "Hours: 31.5 h of 40 h (79%)" in text
@@ -58,21 +58,21 @@ def test_status_shows_the_numbers_an_am_needs(bot, agency) -> None:  # type: ign
 
 
 @pytest.mark.parametrize("typed", ["acme", "ACME", "Acme Corp", "acme  corp", "acme inc", "Acme-Corp"])
-def test_client_lookup_forgives_case_spacing_and_aliases(bot, agency, typed) -> None:  # type: ignore[no-untyped-def]
+def test_client_lookup_forgives_case_spacing_and_aliases(bot, agency, typed) -> None:
     assert "Acme Corp · November 2026" in bot.answer(f"status {typed}", user=AM)
 
 
-def test_a_typo_gets_did_you_mean(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_typo_gets_did_you_mean(bot, agency) -> None:
     assert (
         bot.answer("status acmee", user=AM) == "I don't know a client called “acmee”. Did you mean Acme Corp?"
     )
 
 
-def test_in_a_bound_channel_the_client_can_be_left_out(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_in_a_bound_channel_the_client_can_be_left_out(bot, agency) -> None:
     assert "Globex · November 2026" in bot.answer("status", user=AM, channel=GLOBEX_CHANNEL)
 
 
-def test_client_sees_only_the_client_layer(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_client_sees_only_the_client_layer(bot, agency) -> None:
     text = bot.answer("status", user=ACME_CONTACT, channel=ACME_CHANNEL)
     assert "Acme Corp · November 2026" in text
     assert "Waiting on you\n• Landing page copy · sent Nov 9\n• Newsletter #11 · sent Nov 9" in text
@@ -92,7 +92,7 @@ def test_client_sees_only_the_client_layer(bot, agency) -> None:  # type: ignore
         assert internal not in text, internal
 
 
-def test_unknown_user_is_internal_only_if_slack_says_they_are_in_our_workspace(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_user_is_internal_only_if_slack_says_they_are_in_our_workspace(bot, agency) -> None:
     assert "Hours: 31.5 h" in bot.answer("status acme", user=COLLEAGUE)
     text = bot.answer("status", user=STRANGER, channel=ACME_CHANNEL)
     assert "Waiting on you" in text and "Hours" not in text
@@ -103,7 +103,7 @@ def test_unknown_user_is_internal_only_if_slack_says_they_are_in_our_workspace(b
 
 
 @pytest.mark.parametrize("user", [ACME_CONTACT, STRANGER])
-def test_external_user_naming_another_client_learns_nothing(bot, agency, user) -> None:  # type: ignore[no-untyped-def]
+def test_external_user_naming_another_client_learns_nothing(bot, agency, user) -> None:
     existing = bot.answer("status globex", user=user, channel=ACME_CHANNEL)
     missing = bot.answer("status globez", user=user, channel=ACME_CHANNEL)
     assert existing == "I don't know a client called “globex”."
@@ -111,7 +111,7 @@ def test_external_user_naming_another_client_learns_nothing(bot, agency, user) -
     assert "Globex" not in bot.answer("report globex", user=user, channel=ACME_CHANNEL)
 
 
-def test_external_user_outside_their_channel_sees_nothing(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_external_user_outside_their_channel_sees_nothing(bot, agency) -> None:
     assert bot.answer("status acme", user=ACME_CONTACT) == "I don't know a client called “acme”."
     assert bot.answer("status acme", user=ACME_CONTACT, channel=GLOBEX_CHANNEL) == (
         "I don't know a client called “acme”."
@@ -122,14 +122,14 @@ def test_external_user_outside_their_channel_sees_nothing(bot, agency) -> None: 
 @pytest.mark.parametrize(
     "text", ["log acme 3h", "list", "list all", "task add acme Sneaky", "task done 1", "link acme"]
 )
-def test_external_user_cannot_use_internal_commands(bot, agency, text) -> None:  # type: ignore[no-untyped-def]
+def test_external_user_cannot_use_internal_commands(bot, agency, text) -> None:
     before = row_counts(bot)
     answer = bot.answer(text, user=ACME_CONTACT, channel=ACME_CHANNEL)
     assert answer.endswith("is for the agency's team."), answer
     assert row_counts(bot) == before
 
 
-def test_external_help_lists_only_client_commands(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_external_help_lists_only_client_commands(bot, agency) -> None:
     text = bot.answer("help", user=ACME_CONTACT, channel=ACME_CHANNEL)
     assert "/retainer status" in text and "/retainer log" not in text and "/retainer list" not in text
 
@@ -137,13 +137,13 @@ def test_external_help_lists_only_client_commands(bot, agency) -> None:  # type:
 # --- signatures -------------------------------------------------------------------------------------
 
 
-def _signed(bot, text: str = "log acme 1h"):  # type: ignore[no-untyped-def]
+def _signed(bot, text: str = "log acme 1h"):
     return signed_slash_command(
         bot.SECRET, text, user=AM, channel=None, response_url=bot.sandbox.response_url()
     )
 
 
-def test_bad_signature_old_timestamp_and_unsigned_requests_get_401_and_change_nothing(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_bad_signature_old_timestamp_and_unsigned_requests_get_401_and_change_nothing(bot, agency) -> None:
     before = row_counts(bot)
     body, headers = _signed(bot)
     assert bot.post(body, {**headers, "X-Slack-Signature": "v0=" + "0" * 64}).status_code == 401
@@ -188,7 +188,7 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("text", "expected"), BAD_INPUT, ids=[t[:20] or "empty" for t, _ in BAD_INPUT])
-def test_bad_input_gets_a_short_specific_error_and_writes_nothing(bot, agency, text, expected) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_gets_a_short_specific_error_and_writes_nothing(bot, agency, text, expected) -> None:
     before = row_counts(bot)
     answer = bot.answer(text, user=AM)
     assert answer.startswith(expected), answer
@@ -202,7 +202,7 @@ def test_bad_input_gets_a_short_specific_error_and_writes_nothing(bot, agency, t
 @pytest.mark.parametrize(
     ("typed", "minutes"), [("3", 180), ("3h", 180), ("1.5h", 90), ("90m", 90), ("1h30m", 90)]
 )
-def test_log_accepts_the_usual_ways_of_writing_time(bot, agency, typed, minutes) -> None:  # type: ignore[no-untyped-def]
+def test_log_accepts_the_usual_ways_of_writing_time(bot, agency, typed, minutes) -> None:
     answer = bot.answer(f"log acme {typed} #5 kickoff call", user=DESIGNER)
     total = 31.5 + minutes / 60
     assert answer.startswith(f"Logged {minutes / 60:g} h to Acme Corp on #5 SEO audit (November 2026).")
@@ -213,12 +213,12 @@ def test_log_accepts_the_usual_ways_of_writing_time(bot, agency, typed, minutes)
     assert entry.person_id == agency.people[DESIGNER].id
 
 
-def test_log_in_a_bound_channel_and_with_a_task_of_another_client(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_log_in_a_bound_channel_and_with_a_task_of_another_client(bot, agency) -> None:
     assert bot.answer("log 2h", user=AM, channel=GLOBEX_CHANNEL).startswith("Logged 2 h to Globex")
     assert bot.answer("log globex 1h #5", user=AM) == "There is no task #5 for Globex."
 
 
-def test_task_add_and_done(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_task_add_and_done(bot, agency) -> None:
     answer = bot.answer("task add acme Holiday landing page 2026-12-04 <@U01DS0001|lee>", user=AM)
     assert answer.startswith("Added #")
     assert answer.endswith(
@@ -241,7 +241,7 @@ def test_task_add_and_done(bot, agency) -> None:  # type: ignore[no-untyped-def]
     assert actions == ["task_added", "task_delivered"]
 
 
-def test_report_for_a_month(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_report_for_a_month(bot, agency) -> None:
     internal = bot.answer("report acme 2026-11", user=AM)
     assert "Monthly report · Acme Corp · November 2026" in internal and "31.5 of 40 h" in internal
     client = bot.answer("report", user=ACME_CONTACT, channel=ACME_CHANNEL)
@@ -249,14 +249,14 @@ def test_report_for_a_month(bot, agency) -> None:  # type: ignore[no-untyped-def
     assert bot.answer("report acme 2025-01", user=AM) == "Acme Corp has no cycle for January 2025."
 
 
-def test_list_ranks_accounts_by_attention(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_list_ranks_accounts_by_attention(bot, agency) -> None:
     text = bot.answer("list", user=AM)
     assert text.index("Acme Corp") < text.index("Globex")
     assert "Your accounts: 2 accounts" in text
     assert "All accounts: 2 accounts" in bot.answer("list all", user=DIRECTOR)
 
 
-def test_link_binds_a_channel_to_one_retainer(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_link_binds_a_channel_to_one_retainer(bot, agency) -> None:
     answer = bot.answer("link acme", user=AM, channel="C0NEWCHAN1")
     assert answer.startswith("This channel is now bound to Acme Corp")
     assert "replaces the channel C0ACME0001" in answer
@@ -274,7 +274,7 @@ def test_link_binds_a_channel_to_one_retainer(bot, agency) -> None:  # type: ign
 # --- replays -----------------------------------------------------------------------------------------
 
 
-def test_a_replayed_command_is_answered_with_the_first_answer_and_logged_once(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_replayed_command_is_answered_with_the_first_answer_and_logged_once(bot, agency) -> None:
     """Slack gives commands no id: the very same signed body again (inside the 5-minute window) is a
     replay, on this instance or another one on the same database."""
     from retainer.app import BackgroundServer, build_runtime
@@ -309,7 +309,7 @@ def test_a_replayed_command_is_answered_with_the_first_answer_and_logged_once(bo
         assert session.scalar(select(func.count()).where(TimeEntry.note == "replayed")) == 2
 
 
-def test_remembered_commands_are_forgotten_when_their_window_closes(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_remembered_commands_are_forgotten_when_their_window_closes(bot, agency) -> None:
     import datetime as dt
 
     from handlers.slack.replays import Replays

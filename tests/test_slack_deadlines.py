@@ -5,6 +5,7 @@ the person is told plainly, in time."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.builders import ACME_CHANNEL, AM, build_agency
 from tests.slack_payloads import finish_lazy_work, message_shortcut, seed_workspace, send
 
 SLACK_DEADLINE = 3.0
-FAULTS = {
+FAULTS: dict[str, dict[str, Any]] = {
     "500": {"status": 500, "times": 10},
     "429": {"status": 429, "retry_after": 1, "times": 10},
     "hang": {"timeout": True},
@@ -23,7 +24,7 @@ FAULTS = {
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
     seed_workspace(bot.sandbox)
@@ -33,7 +34,7 @@ def agency(bot):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_new_answers_in_time_when_views_open_fails_or_hangs(bot, agency, fault) -> None:  # type: ignore[no-untyped-def]
+def test_new_answers_in_time_when_views_open_fails_or_hangs(bot, agency, fault) -> None:
     bot.sandbox.fail("views.open", **FAULTS[fault])
     body, headers = signed_slash_command(
         bot.SECRET, "new Initech", user=AM, channel=None, response_url=bot.sandbox.response_url()
@@ -48,7 +49,7 @@ def test_new_answers_in_time_when_views_open_fails_or_hangs(bot, agency, fault) 
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_a_shortcut_says_so_in_time_when_views_open_fails_or_hangs(bot, agency, fault) -> None:  # type: ignore[no-untyped-def]
+def test_a_shortcut_says_so_in_time_when_views_open_fails_or_hangs(bot, agency, fault) -> None:
     bot.sandbox.fail("views.open", **FAULTS[fault])
     ts = bot.sandbox.post_as(AM, ACME_CHANNEL, "Here's the draft")
     payload = message_shortcut(

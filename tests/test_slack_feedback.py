@@ -23,7 +23,7 @@ from tests.slack_payloads import (
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
     seed_workspace(bot.sandbox)
@@ -31,7 +31,7 @@ def agency(bot):  # type: ignore[no-untyped-def]
     finish_lazy_work(bot)
 
 
-def open_form(bot, text: str, *, author: str = ACME_CONTACT, user: str = AM, channel: str = ACME_CHANNEL):  # type: ignore[no-untyped-def]
+def open_form(bot, text: str, *, author: str = ACME_CONTACT, user: str = AM, channel: str = ACME_CHANNEL):
     """Someone writes `text`; `user` runs "Add as feedback" on it. Returns (message ts, the modal)."""
     ts = bot.sandbox.post_as(author, channel, text)
     team = "T0CLIENT" if author == ACME_CONTACT else "T0AGENCY"
@@ -56,11 +56,11 @@ def open_form(bot, text: str, *, author: str = ACME_CONTACT, user: str = AM, cha
     return ts, opened.response["view"]
 
 
-def dm_to(bot, user: str):  # type: ignore[no-untyped-def]
+def dm_to(bot, user: str):
     return bot.sandbox.wait_for(lambda c: c.method == "chat.postMessage" and c.args.get("channel") == user)
 
 
-def test_a_client_message_becomes_feedback_on_a_task(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_message_becomes_feedback_on_a_task(bot, agency) -> None:
     landing = agency.acme_tasks[2]
     ts, view = open_form(bot, "The hero image is too dark, can we brighten it?")
     task_select = next(b for b in view["blocks"] if b.get("block_id") == "task")["element"]
@@ -99,7 +99,7 @@ def test_a_client_message_becomes_feedback_on_a_task(bot, agency) -> None:  # ty
     assert audit.source == feedback.permalink and audit.actor_external_id == AM
 
 
-def test_a_new_task_on_the_spot_and_an_internal_authors_side(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_task_on_the_spot_and_an_internal_authors_side(bot, agency) -> None:
     _, view = open_form(bot, "Note to self: the footer needs the new logo", author=DESIGNER)
     send(bot, view_submission(view, {"task": "new", "new_task": "Footer logo swap"}, user=AM))
     bot.sandbox.wait_for(lambda c: c.method == "chat.postMessage" and c.args.get("thread_ts"))
@@ -111,7 +111,7 @@ def test_a_new_task_on_the_spot_and_an_internal_authors_side(bot, agency) -> Non
     assert (feedback.task_id, feedback.side) == (task.id, Side.INTERNAL)
 
 
-def test_the_form_says_what_is_missing_next_to_the_field(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_form_says_what_is_missing_next_to_the_field(bot, agency) -> None:
     _, view = open_form(bot, "Looks good")
     response = send(bot, view_submission(view, {}, user=AM))
     assert response.json() == {
@@ -126,7 +126,7 @@ def test_the_form_says_what_is_missing_next_to_the_field(bot, agency) -> None:  
         assert session.scalar(select(func.count()).select_from(Feedback)) == 0
 
 
-def test_a_replayed_submission_files_the_feedback_once(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_replayed_submission_files_the_feedback_once(bot, agency) -> None:
     _, view = open_form(bot, "Please use the other photo")
     submission = view_submission(view, {"task": str(agency.acme_tasks[4].id)}, user=AM)
     assert send(bot, submission).status_code == 200
@@ -137,7 +137,7 @@ def test_a_replayed_submission_files_the_feedback_once(bot, agency) -> None:  # 
     assert len(bot.sandbox.calls_to("chat.postMessage")) == 2  # one thread note, one DM
 
 
-def test_in_an_unbound_channel_a_private_explanation(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_in_an_unbound_channel_a_private_explanation(bot, agency) -> None:
     channel = bot.sandbox.add_channel("random", members=[AM])
     ts = bot.sandbox.post_as(AM, channel, "hello")
     payload = message_shortcut(
@@ -152,7 +152,7 @@ def test_in_an_unbound_channel_a_private_explanation(bot, agency) -> None:  # ty
     assert bot.sandbox.calls_to("views.open") == []
 
 
-def test_the_client_cannot_turn_messages_into_feedback(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_client_cannot_turn_messages_into_feedback(bot, agency) -> None:
     ts = bot.sandbox.post_as(ACME_CONTACT, ACME_CHANNEL, "hi")
     payload = message_shortcut(
         bot.sandbox,
@@ -170,7 +170,7 @@ def test_the_client_cannot_turn_messages_into_feedback(bot, agency) -> None:  # 
     assert bot.sandbox.calls_to("views.open") == []
 
 
-def test_a_4000_character_message_is_stored_whole_and_shown_within_limits(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_4000_character_message_is_stored_whole_and_shown_within_limits(bot, agency) -> None:
     long_title = "Quarterly brand refresh " + "and more " * 19  # 195 characters, near the 200 maximum
     with unit_of_work(bot.sessions) as session:
         task = Task(
@@ -194,7 +194,7 @@ def test_a_4000_character_message_is_stored_whole_and_shown_within_limits(bot, a
         assert session.scalars(select(Feedback.text)).one() == text  # stored whole
 
 
-def test_a_long_month_uses_a_searchable_task_list(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_month_uses_a_searchable_task_list(bot, agency) -> None:
     with unit_of_work(bot.sessions) as session:
         for n in range(120):
             session.add(

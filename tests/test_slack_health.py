@@ -57,7 +57,7 @@ INTERNAL = re.compile(r"\b(Acme|Globex|hours?|escalat\w*|red|amber|green|Maya|Sa
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
     seed_workspace(bot.sandbox)
@@ -65,11 +65,11 @@ def agency(bot):  # type: ignore[no-untyped-def]
     finish_lazy_work(bot)
 
 
-def published(bot, user: str, after: int = 0) -> str:  # type: ignore[no-untyped-def]
+def published(bot, user: str, after: int = 0) -> str:
     """The text of the home tab most recently published for `user` (waiting for the n-th publish)."""
     calls = []
 
-    def matches(call) -> bool:  # type: ignore[no-untyped-def]
+    def matches(call) -> bool:
         if call.method == "views.publish" and call.args.get("user_id") == user:
             calls.append(call)
         return len(calls) > after
@@ -80,16 +80,16 @@ def published(bot, user: str, after: int = 0) -> str:  # type: ignore[no-untyped
     return as_text(view)
 
 
-def publishes(bot, user: str) -> int:  # type: ignore[no-untyped-def]
+def publishes(bot, user: str) -> int:
     return sum(1 for c in bot.sandbox.calls_to("views.publish") if c.args.get("user_id") == user)
 
 
-def escalation_id(bot) -> int:  # type: ignore[no-untyped-def]
+def escalation_id(bot) -> int:
     with bot.sessions() as session:
         return session.scalars(select(Escalation.id)).one()
 
 
-def click(bot, user: str, action: str, value: str, team: str = "T0AGENCY") -> None:  # type: ignore[no-untyped-def]
+def click(bot, user: str, action: str, value: str, team: str = "T0AGENCY") -> None:
     (dm,) = dms(bot, DIRECTOR)
     payload = block_action(
         bot.sandbox,
@@ -103,12 +103,12 @@ def click(bot, user: str, action: str, value: str, team: str = "T0AGENCY") -> No
     assert send(bot, payload).status_code == 200
 
 
-def dms(bot, user: str) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+def dms(bot, user: str) -> list[dict]:
     """The DMs `user` got from the bot, but the renewal pack (its accounts renew within 90 days)."""
     return [m for m in bot.sandbox.messages(user) if "renewal_pack:" not in str(m.get("metadata"))]
 
 
-def private_answer(bot, says: str) -> str:  # type: ignore[no-untyped-def]
+def private_answer(bot, says: str) -> str:
     call = bot.sandbox.wait_for(lambda c: c.method == "response_url" and says in str(c.args.get("text")))
     assert call.args["response_type"] == "ephemeral"
     return as_text(call.args)
@@ -117,7 +117,7 @@ def private_answer(bot, says: str) -> str:  # type: ignore[no-untyped-def]
 # --- the director's DM ------------------------------------------------------------------------------
 
 
-def test_the_director_is_told_once_and_the_buttons_work(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_director_is_told_once_and_the_buttons_work(bot, agency) -> None:
     bot.runtime.tick()
     bot.runtime.tick()  # the same day again: nothing new to say
     (dm,) = dms(bot, DIRECTOR)
@@ -172,7 +172,7 @@ def test_the_director_is_told_once_and_the_buttons_work(bot, agency) -> None:  #
     assert len(dms(bot, DIRECTOR)) == 1
 
 
-def test_a_snoozed_escalation_that_gets_worse_is_told_when_the_snooze_ends(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_snoozed_escalation_that_gets_worse_is_told_when_the_snooze_ends(bot, agency, clock) -> None:
     bot.runtime.tick()
     click(bot, DIRECTOR, SNOOZE_ACTION, str(escalation_id(bot)))
     bot.sandbox.wait_for("chat.update")
@@ -190,7 +190,7 @@ def test_a_snoozed_escalation_that_gets_worse_is_told_when_the_snooze_ends(bot, 
     assert len(dms(bot, DIRECTOR)) == 2
 
 
-def test_two_schedulers_at_the_same_moment_tell_the_director_once(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_two_schedulers_at_the_same_moment_tell_the_director_once(bot, agency, clock) -> None:
     outboxes = [Outbox(bot.sessions, clock, bot.runtime.messengers, name=f"s{n}") for n in range(2)]
     watches = [HealthWatch(bot.sessions, clock, o, name=o.name) for o in outboxes]
     start = threading.Barrier(len(watches))
@@ -222,7 +222,7 @@ class NoSleep:
         pass
 
 
-def test_a_dm_that_failed_is_retried_once_by_the_scheduler(bot, agency, clock, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_dm_that_failed_is_retried_once_by_the_scheduler(bot, agency, clock, monkeypatch) -> None:
     monkeypatch.setattr(builtin_handlers, "time", NoSleep)
     monkeypatch.setattr(handler, "time", NoSleep)
     # The DM and the AM's note each fail slack_sdk's four attempts (the first and three retries).
@@ -248,7 +248,7 @@ def test_a_dm_that_failed_is_retried_once_by_the_scheduler(bot, agency, clock, m
 # --- the home tab --------------------------------------------------------------------------------------
 
 
-def test_home_for_an_am_a_director_and_a_client(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_home_for_an_am_a_director_and_a_client(bot, agency) -> None:
     bot.runtime.tick()
     assert send_event(bot, home_opened(AM, event_id="Ev0HOME0001")).status_code == 200
     am = published(bot, AM)
@@ -288,7 +288,7 @@ def test_home_for_an_am_a_director_and_a_client(bot, agency) -> None:  # type: i
     assert publishes(bot, AM) == 1
 
 
-def test_home_tabs_are_refreshed_when_something_changes(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_home_tabs_are_refreshed_when_something_changes(bot, agency, clock) -> None:
     bot.runtime.tick()
     send_event(bot, home_opened(AM, event_id="Ev0HOME0011"))
     send_event(bot, home_opened(DIRECTOR, event_id="Ev0HOME0012"))
@@ -323,7 +323,7 @@ def message(user: str, channel: str, ts: str, team: str, **extra: object) -> dic
     }
 
 
-def test_client_messages_are_counted_once_and_never_stored(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_client_messages_are_counted_once_and_never_stored(bot, agency) -> None:
     ts = f"{dt.datetime(2026, 11, 17, 15, tzinfo=dt.UTC).timestamp():.6f}"
     deliveries = [
         event_callback(message(ACME_CONTACT, ACME_CHANNEL, ts, "T0CLIENT"), event_id="Ev0MSG00001"),
@@ -361,7 +361,7 @@ def test_client_messages_are_counted_once_and_never_stored(bot, agency) -> None:
 # --- commands ---------------------------------------------------------------------------------------------
 
 
-def test_brief_before_a_client_meeting(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_brief_before_a_client_meeting(bot, agency) -> None:
     bot.answer(f"task done {agency.acme_tasks[4].id}", user=AM)
     text = bot.answer("brief acme", user=AM)
     assert text.startswith("Brief · Acme Corp · Tue Nov 17")
@@ -383,7 +383,7 @@ def test_brief_before_a_client_meeting(bot, agency) -> None:  # type: ignore[no-
     assert "`/retainer brief <client>`" in bot.answer("help", user=AM)
 
 
-def test_list_uses_the_dashboards_ranking(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_list_uses_the_dashboards_ranking(bot, agency) -> None:
     mine = bot.answer("list", user=AM)
     assert mine.index("Needs attention\n• 🔴 Acme Corp") < mine.index("On track\n• 🟢 Globex")
     assert "Your accounts: 2 accounts, 1 red, 0 amber, 1 green" in mine

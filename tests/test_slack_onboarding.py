@@ -49,7 +49,7 @@ FILLED = {
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
     seed_workspace(bot.sandbox)
@@ -58,7 +58,7 @@ def agency(bot):  # type: ignore[no-untyped-def]
     finish_lazy_work(bot)
 
 
-def new_form(bot, text: str = "new Initech", user: str = AM, channel: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+def new_form(bot, text: str = "new Initech", user: str = AM, channel: str | None = None) -> dict:
     trigger = bot.sandbox.new_trigger_id()
     body, headers = signed_slash_command(
         bot.SECRET,
@@ -75,13 +75,13 @@ def new_form(bot, text: str = "new Initech", user: str = AM, channel: str | None
     return opened.response["view"]
 
 
-def create(bot, values: dict | None = None) -> None:  # type: ignore[no-untyped-def]
+def create(bot, values: dict | None = None) -> None:
     view = new_form(bot)
     response = send(bot, view_submission(view, {**FILLED, **(values or {})}, user=AM))
     assert response.status_code == 200 and not response.content, response.text  # the modal closes
 
 
-def report(bot) -> str:  # type: ignore[no-untyped-def]
+def report(bot) -> str:
     """The setup report: the thread reply in the DM with whoever ran /retainer new."""
     posted = bot.sandbox.wait_for(
         lambda c: c.method == "chat.postMessage" and c.args.get("thread_ts") and "is set up" in c.args["text"]
@@ -89,7 +89,7 @@ def report(bot) -> str:  # type: ignore[no-untyped-def]
     return json.dumps(posted.args["blocks"], ensure_ascii=False)
 
 
-def test_the_form_opens_prefilled_within_the_trigger_window(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_form_opens_prefilled_within_the_trigger_window(bot, agency) -> None:
     view = new_form(bot, "new Initech Corp")
     inputs = {b["block_id"]: b["element"] for b in view["blocks"] if b["type"] == "input"}
     assert view["callback_id"] == "new_retainer_form" and view["title"]["text"] == "New retainer"
@@ -113,7 +113,7 @@ def test_the_form_opens_prefilled_within_the_trigger_window(bot, agency) -> None
     ]
 
 
-def test_a_new_retainer_gets_its_shared_channel_and_a_report(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_retainer_gets_its_shared_channel_and_a_report(bot, agency) -> None:
     create(bot)
     text = report(bot)
     sandbox = bot.sandbox
@@ -175,7 +175,7 @@ def test_a_new_retainer_gets_its_shared_channel_and_a_report(bot, agency) -> Non
     assert "Initech · November 2026" in bot.answer("status", user=AM, channel=channel)
 
 
-def test_a_taken_name_offers_the_existing_channel_instead_of_a_second_one(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_taken_name_offers_the_existing_channel_instead_of_a_second_one(bot, agency) -> None:
     existing = bot.sandbox.add_channel("initech", members=[DIRECTOR], bot_is_member=False)
     create(bot)
     text = report(bot)
@@ -218,7 +218,7 @@ def test_a_taken_name_offers_the_existing_channel_instead_of_a_second_one(bot, a
     assert len(bot.sandbox.calls_to("conversations.inviteShared")) == 2
 
 
-def test_without_shared_channels_the_retainer_works_and_the_admin_is_told_what_to_do(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_without_shared_channels_the_retainer_works_and_the_admin_is_told_what_to_do(bot, agency) -> None:
     bot.sandbox.shared_channels_enabled = False  # a free workspace: inviteShared answers not_paid
     create(bot)
     text = report(bot)
@@ -233,7 +233,7 @@ def test_without_shared_channels_the_retainer_works_and_the_admin_is_told_what_t
     assert "Initech · November 2026" in bot.answer("status initech", user=AM)
 
 
-def test_a_failed_invite_is_reported_and_the_rest_still_happens(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_invite_is_reported_and_the_rest_still_happens(bot, agency) -> None:
     bot.sandbox.fail("conversations.invite", error="user_is_restricted")
     bot.sandbox.fail("conversations.inviteShared", error="restricted_action")
     create(bot)
@@ -249,7 +249,7 @@ def test_a_failed_invite_is_reported_and_the_rest_still_happens(bot, agency) -> 
         assert session.scalar(select(func.count()).select_from(Client).where(Client.slug == "initech")) == 1
 
 
-def test_when_the_channel_cannot_be_created_the_retainer_still_stands(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_when_the_channel_cannot_be_created_the_retainer_still_stands(bot, agency) -> None:
     bot.sandbox.fail("conversations.create", error="restricted_action")
     create(bot)
     text = report(bot)
@@ -261,7 +261,7 @@ def test_when_the_channel_cannot_be_created_the_retainer_still_stands(bot, agenc
     assert "Initech · November 2026" in bot.answer("status initech", user=AM)
 
 
-def test_every_field_says_what_is_wrong_and_nothing_is_written(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_every_field_says_what_is_wrong_and_nothing_is_written(bot, agency) -> None:
     view = new_form(bot)
     bad = {
         **FILLED,
@@ -310,13 +310,13 @@ def test_every_field_says_what_is_wrong_and_nothing_is_written(bot, agency) -> N
         (ACME_CONTACT, ACME_CHANNEL, "new Initech", "Creating retainers is for the agency's team."),
     ],
 )
-def test_no_form_for_an_existing_client_or_an_outsider(bot, agency, user, channel, text, expected) -> None:  # type: ignore[no-untyped-def]
+def test_no_form_for_an_existing_client_or_an_outsider(bot, agency, user, channel, text, expected) -> None:
     bot.sandbox.add_user(ACME_CONTACT, team_id="T0CLIENT")
     assert bot.answer(text, user=user, channel=channel).startswith(expected)
     assert bot.sandbox.calls_to("views.open") == []
 
 
-def test_a_replayed_submission_creates_one_retainer(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_replayed_submission_creates_one_retainer(bot, agency) -> None:
     view = new_form(bot)
     submission = view_submission(view, FILLED, user=AM)
     assert send(bot, submission).status_code == 200

@@ -23,7 +23,7 @@ INTERNAL = re.compile(r"\bHours\b|\bHealth\b|\d h\b|🔴|🟠|🟢|fee|\$")
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     with unit_of_work(bot.sessions) as session:
         made = build_agency(session)
     seed_workspace(bot.sandbox)
@@ -31,12 +31,12 @@ def agency(bot):  # type: ignore[no-untyped-def]
     finish_lazy_work(bot)
 
 
-def month_turn(bot, clock) -> None:  # type: ignore[no-untyped-def]
+def month_turn(bot, clock) -> None:
     clock.set(MONTH_TURN)
     bot.runtime.rhythm.run_due()
 
 
-def posted(bot, channel: str, kind: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
+def posted(bot, channel: str, kind: str) -> dict:
     (message,) = [
         m
         for m in bot.sandbox.messages(channel)
@@ -45,7 +45,7 @@ def posted(bot, channel: str, kind: str) -> dict:  # type: ignore[no-untyped-def
     return message
 
 
-def test_the_month_turn_in_the_client_channel(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_the_month_turn_in_the_client_channel(bot, agency, clock) -> None:
     month_turn(bot, clock)
     report = as_text(posted(bot, ACME_CHANNEL, "'report:"))
     planning = as_text(posted(bot, ACME_CHANNEL, "'planning:"))
@@ -68,7 +68,7 @@ def test_the_month_turn_in_the_client_channel(bot, agency, clock) -> None:  # ty
     assert "Hours used" in private and "31.5 of 40 h" in private
 
 
-def click(bot, user: str, channel: str, message: dict, team: str = "T0CLIENT", value: str | None = None):  # type: ignore[no-untyped-def, type-arg]
+def click(bot, user: str, channel: str, message: dict, team: str = "T0CLIENT", value: str | None = None):
     button = next(e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"])
     payload = block_action(
         bot.sandbox,
@@ -84,14 +84,14 @@ def click(bot, user: str, channel: str, message: dict, team: str = "T0CLIENT", v
     return payload
 
 
-def confirmed(bot) -> list[tuple[str, int | None]]:  # type: ignore[no-untyped-def]
+def confirmed(bot) -> list[tuple[str, int | None]]:
     with bot.sessions() as session:
         audits = session.scalars(select(AuditEntry.action).where(AuditEntry.action == "priorities_confirmed"))
         cycle = session.scalars(select(Cycle).where(Cycle.period == "2026-12", Cycle.retainer_id == 1)).one()
         return [(a, cycle.priorities_confirmed_by_id) for a in audits]
 
 
-def test_the_client_confirms_priorities_once_and_the_card_says_so(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_the_client_confirms_priorities_once_and_the_card_says_so(bot, agency, clock) -> None:
     month_turn(bot, clock)
     card = posted(bot, ACME_CHANNEL, "'planning:")
     click(bot, ACME_CONTACT, ACME_CHANNEL, card)
@@ -122,7 +122,7 @@ def test_the_client_confirms_priorities_once_and_the_card_says_so(bot, agency, c
     ],
     ids=["the-am", "another-client", "another-retainers-month", "another-channel"],
 )
-def test_nobody_else_can_confirm(bot, agency, clock, user, team, channel, cycle, says) -> None:  # type: ignore[no-untyped-def]
+def test_nobody_else_can_confirm(bot, agency, clock, user, team, channel, cycle, says) -> None:
     month_turn(bot, clock)
     card = posted(bot, ACME_CHANNEL, "'planning:")
     with bot.sessions() as session:
@@ -136,7 +136,7 @@ def test_nobody_else_can_confirm(bot, agency, clock, user, team, channel, cycle,
     assert confirmed(bot) == [] and not bot.sandbox.calls_to("chat.update")
 
 
-def test_retainer_report_shows_the_report_that_was_posted(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_retainer_report_shows_the_report_that_was_posted(bot, agency, clock) -> None:
     month_turn(bot, clock)
     client = bot.answer("report 2026-11", user=ACME_CONTACT, channel=ACME_CHANNEL)
     assert client == as_text(posted(bot, ACME_CHANNEL, "'report:"))
@@ -144,7 +144,7 @@ def test_retainer_report_shows_the_report_that_was_posted(bot, agency, clock) ->
     assert internal == as_text(posted(bot, AM, "'report_internal:1"))
 
 
-def test_the_scheduler_runs_the_rhythm_in_the_app(bot, agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_the_scheduler_runs_the_rhythm_in_the_app(bot, agency, clock) -> None:
     clock.set(MONTH_TURN)
     job = bot.runtime.start_scheduler()
     planning = bot.sandbox.wait_for(
@@ -157,7 +157,7 @@ def test_the_scheduler_runs_the_rhythm_in_the_app(bot, agency, clock) -> None:  
     job.shutdown()
 
 
-def test_the_command_line_runs_the_scheduler_alone_or_serves_without_it(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_command_line_runs_the_scheduler_alone_or_serves_without_it(capsys) -> None:
     with pytest.raises(SystemExit) as done:
         main(["serve", "--help"])
     assert done.value.code == 0 and "--no-scheduler" in capsys.readouterr().out

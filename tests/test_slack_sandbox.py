@@ -233,7 +233,7 @@ def test_error_fault_answers_http_200(sandbox: SlackSandbox, client: WebClient) 
 def test_timeout_holds_one_request_and_serves_others(sandbox: SlackSandbox, client: WebClient) -> None:
     sandbox.fail("chat.postMessage", timeout=True)
     channel = sandbox.add_channel("ops")
-    slow = WebClient(token=sandbox.bot_token, base_url=sandbox.api_url, timeout=0.3, retry_handlers=[])
+    slow = WebClient(token=sandbox.bot_token, base_url=sandbox.api_url, timeout=0.3, retry_handlers=[])  # type: ignore[arg-type]
     outcome: list[BaseException] = []
 
     def post() -> None:

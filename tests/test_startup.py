@@ -91,7 +91,7 @@ def _one_behind(engine: Engine) -> None:
     [(_unmigrated, "is not initialised"), (_one_behind, "is at revision 0005")],
     ids=["unmigrated", "behind"],
 )
-def test_refuses_a_database_behind_its_migrations(  # type: ignore[no-untyped-def]
+def test_refuses_a_database_behind_its_migrations(
     tmp_path: Path, slack_sandbox, make_old: Callable[[Engine], None], where: str
 ) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
@@ -108,7 +108,7 @@ def test_refuses_a_database_behind_its_migrations(  # type: ignore[no-untyped-de
 
 def test_a_new_empty_database_gets_its_tables_at_start_up(
     backend: str, tmp_path: Path, slack_sandbox
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     if backend == "sqlite":
         url, schema = f"sqlite:///{tmp_path / 'new.db'}", None
     else:
@@ -222,7 +222,7 @@ def _case(name: str, tmp_path: Path, sandbox: Any, busy: int) -> tuple[list[str]
         "port-in-use",
     ],
 )
-def test_each_start_up_failure_is_one_line_saying_what_and_what_to_do(  # type: ignore[no-untyped-def]
+def test_each_start_up_failure_is_one_line_saying_what_and_what_to_do(
     name: str, tmp_path: Path, slack_sandbox
 ) -> None:
     if name.startswith("postgres-database") and not POSTGRES_URL:
@@ -240,7 +240,7 @@ def test_each_start_up_failure_is_one_line_saying_what_and_what_to_do(  # type: 
     assert sorted(tmp_path.rglob("*")) == before  # no database file made on the way, none removed
 
 
-def test_without_credentials_it_runs_on_the_local_slack_server(tmp_path: Path, slack_sandbox) -> None:  # type: ignore[no-untyped-def]
+def test_without_credentials_it_runs_on_the_local_slack_server(tmp_path: Path, slack_sandbox) -> None:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     upgrade(make_engine(url))
     runtime = build_runtime(load_settings(_env_file=None, database_url=url), sandbox=slack_sandbox)
@@ -253,7 +253,7 @@ def test_without_credentials_it_runs_on_the_local_slack_server(tmp_path: Path, s
         runtime.close()
 
 
-def test_users_info_rate_limited_is_retried_and_the_answer_still_right(bot) -> None:  # type: ignore[no-untyped-def]
+def test_users_info_rate_limited_is_retried_and_the_answer_still_right(bot) -> None:
     from store.db import unit_of_work
     from tests.builders import ACME_CHANNEL, build_agency
 

@@ -114,10 +114,12 @@ def latest_request(teams: TeamsBot, task_id: int) -> int:
             select(ApprovalRequest.id)
             .where(ApprovalRequest.task_id == task_id)
             .order_by(ApprovalRequest.version.desc())
-        ).first()
+            .limit(1)
+        ).one()
 
 
 def click(teams: TeamsBot, person: TeamsPerson, posted: Call, verb: str = APPROVE_ACTION) -> dict[str, Any]:
+    assert posted.card is not None
     (action,) = [
         a
         for b in posted.card["body"]
@@ -146,12 +148,13 @@ def shown_in_channel(teams: TeamsBot, posted: Call) -> str:
 # --- Request approval -------------------------------------------------------------------------------
 
 
-def test_request_approval_and_approve_once_with_the_card_updated_in_place(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_request_approval_and_approve_once_with_the_card_updated_in_place(teams, teams_agency) -> None:
     task = teams_agency.acme_tasks[2]  # Landing page copy: version 1 pending already
     posted, told = request_approval(teams, task.id)
     assert (
         told == "Asked Acme Corp to approve Landing page copy (version 2; it replaces the earlier request)."
     )
+    assert posted.card is not None
     text = card_text(posted.card)
     assert "Maya Patel asks Acme Corp to approve Landing page copy (version 2)." in text
     assert f"See the message (https://teams.microsoft.com/l/message/{ACME_TEAMS}/" in text
@@ -190,9 +193,10 @@ def test_request_approval_and_approve_once_with_the_card_updated_in_place(teams,
         assert decisions == 1
 
 
-def test_request_changes_asks_for_a_reason_in_a_task_module(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_request_changes_asks_for_a_reason_in_a_task_module(teams, teams_agency) -> None:
     task = teams_agency.acme_tasks[4]  # SEO audit
     posted, _ = request_approval(teams, task.id)
+    assert posted.card is not None
     (changes,) = [
         a
         for b in posted.card["body"]
@@ -233,7 +237,7 @@ def test_request_changes_asks_for_a_reason_in_a_task_module(teams, teams_agency)
     assert "already requested by you" in card_text(again["task"]["value"]["card"]["content"])
 
 
-def test_a_superseded_card_decides_nothing(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_superseded_card_decides_nothing(teams, teams_agency) -> None:
     task = teams_agency.acme_tasks[3]  # Newsletter #11
     first, _ = request_approval(teams, task.id)
     second, told = request_approval(teams, task.id)
@@ -250,11 +254,12 @@ def test_a_superseded_card_decides_nothing(teams, teams_agency) -> None:  # type
     assert click(teams, JANE, second)["type"] == "application/vnd.microsoft.card.adaptive"
 
 
-def test_approving_work_beyond_the_scope_records_a_change_order(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_approving_work_beyond_the_scope_records_a_change_order(teams, teams_agency) -> None:
     task = teams_agency.acme_tasks[4]
     with unit_of_work(teams.sessions) as session:
         session.execute(update(Task).where(Task.id == task.id).values(out_of_scope=True))
     posted, _ = request_approval(teams, task.id)
+    assert posted.card is not None
     assert "beyond the retainer's agreed monthly scope" in card_text(posted.card)
     click(teams, JANE, posted)
     with unit_of_work(teams.sessions) as session:
@@ -263,7 +268,7 @@ def test_approving_work_beyond_the_scope_records_a_change_order(teams, teams_age
         assert session.get_one(Task, task.id).change_order_id == order.id
 
 
-def test_concurrent_approvals_decide_once(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_approvals_decide_once(teams, teams_agency) -> None:
     task = teams_agency.acme_tasks[2]
     posted, _ = request_approval(teams, task.id)
     with ThreadPoolExecutor(8) as pool:
@@ -286,7 +291,7 @@ def test_concurrent_approvals_decide_once(teams, teams_agency) -> None:  # type:
 # --- Add as feedback --------------------------------------------------------------------------------
 
 
-def test_add_as_feedback_from_a_message(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_add_as_feedback_from_a_message(teams, teams_agency) -> None:
     shown, payload, where = open_action(teams, "add_feedback")
     form = form_of(shown)
     text = card_text(form)
@@ -321,7 +326,7 @@ def test_add_as_feedback_from_a_message(teams, teams_agency) -> None:  # type: i
     assert feedback.permalink == payload["linkToMessage"] and feedback.author_external_id == JANE.aad
 
 
-def test_the_message_action_outside_a_client_channel_or_for_a_client(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_the_message_action_outside_a_client_channel_or_for_a_client(teams, teams_agency) -> None:
     unbound, _, _ = open_action(teams, "add_feedback", channel=GENERAL)
     assert unbound["task"]["type"] == "message"
     assert unbound["task"]["value"].startswith("I can only turn messages into feedback in a client's channel")
@@ -335,7 +340,7 @@ def test_the_message_action_outside_a_client_channel_or_for_a_client(teams, team
 # --- the planning post's button -------------------------------------------------------------------
 
 
-def test_confirm_priorities_from_the_planning_card(teams, teams_agency, clock) -> None:  # type: ignore[no-untyped-def]
+def test_confirm_priorities_from_the_planning_card(teams, teams_agency, clock) -> None:
     import datetime as dt
 
     teams.send(installed(MAYA, in_channel(ACME_TEAMS), teams.service_url))  # the channel's reference

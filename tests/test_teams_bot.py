@@ -37,7 +37,7 @@ from tests.teams_world import (
 INTERNAL = ("Hours", "31.5", "Health", "🔴", "🟠", "renews", "Lee Chen", "#3")
 
 
-def answer(teams: TeamsBot, text: str, person=JANE, where=None) -> str:  # type: ignore[no-untyped-def]
+def answer(teams: TeamsBot, text: str, person=JANE, where=None) -> str:
     """The card the bot answered with, as text (checked against the Adaptive Cards schema)."""
     before = len(teams.connector.calls)
     teams.say(text, person, where)
@@ -50,7 +50,7 @@ def answer(teams: TeamsBot, text: str, person=JANE, where=None) -> str:  # type:
     return card_text(check_card(call.card))
 
 
-def private_answer(teams: TeamsBot, person) -> Call:  # type: ignore[no-untyped-def]
+def private_answer(teams: TeamsBot, person) -> Call:
     chat = teams.connector.personal_chat(person.aad)
     assert chat, f"no 1:1 chat with {person.name}"
     return teams.connector.wait_for(lambda c: c.conversation == chat and c.method == "send_to_conversation")
@@ -59,7 +59,7 @@ def private_answer(teams: TeamsBot, person) -> Call:  # type: ignore[no-untyped-
 # --- commands as messages --------------------------------------------------------------------------
 
 
-def test_status_in_a_1_1_chat_is_the_same_answer_as_slack(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_status_in_a_1_1_chat_is_the_same_answer_as_slack(teams, teams_agency) -> None:
     text = answer(teams, "status acme", MAYA)
     assert "Acme Corp · November 2026" in text
     assert "Hours: 31.5 h of 40 h (79%)" in text
@@ -67,7 +67,7 @@ def test_status_in_a_1_1_chat_is_the_same_answer_as_slack(teams, teams_agency) -
     assert "• #3 Landing page copy · since Nov 9" in text
 
 
-def test_help_speaks_teams(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_help_speaks_teams(teams, teams_agency) -> None:
     text = answer(teams, "help", MAYA)
     assert "status [client] — hours, deliverables, approvals and health" in text
     assert "/retainer" not in text
@@ -88,7 +88,7 @@ def test_what_was_typed_to_the_bot() -> None:
     assert command_text("<p>status<br>acme</p>") == "status acme"
 
 
-def test_people_are_matched_by_aad_id_or_by_email_once(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_people_are_matched_by_aad_id_or_by_email_once(teams, teams_agency) -> None:
     assert teams.person(SAM.aad) is None
     # Sam is known only by email: Teams' member profile links him, and he is a director.
     assert "All accounts" in answer(teams, "list all", SAM)
@@ -104,7 +104,7 @@ def test_people_are_matched_by_aad_id_or_by_email_once(teams, teams_agency) -> N
     assert len(teams.connector.calls_to("get_conversation_member")) == lookups  # known now: no lookup
 
 
-def test_unknown_users_are_internal_only_in_the_agency_tenant(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_users_are_internal_only_in_the_agency_tenant(teams, teams_agency) -> None:
     assert "Hours: 31.5 h" in answer(teams, "status acme", NEW_HIRE)
     # A guest account of the agency's tenant and a user of another tenant are the client side.
     for outsider in (GUEST, STRANGER):
@@ -114,7 +114,7 @@ def test_unknown_users_are_internal_only_in_the_agency_tenant(teams, teams_agenc
 # --- in a channel: @mention, the mention removed, answers only for whoever asked -------------------
 
 
-def test_a_client_mentioning_the_bot_in_their_channel_gets_the_client_layer(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_mentioning_the_bot_in_their_channel_gets_the_client_layer(teams, teams_agency) -> None:
     where = in_channel(ACME_TEAMS, thread="1600000000000")
     text = answer(teams, "status", JANE, where)
     call = teams.connector.calls[-1]
@@ -125,7 +125,7 @@ def test_a_client_mentioning_the_bot_in_their_channel_gets_the_client_layer(team
         assert internal not in text, internal
 
 
-def test_an_agency_answer_in_a_shared_channel_goes_to_a_1_1_chat(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_an_agency_answer_in_a_shared_channel_goes_to_a_1_1_chat(teams, teams_agency) -> None:
     where = in_channel(ACME_TEAMS)
     teams.say("status", MAYA, where)
     # Maya never talked to the bot 1:1: the chat is created with her tenant id.
@@ -141,7 +141,7 @@ def test_an_agency_answer_in_a_shared_channel_goes_to_a_1_1_chat(teams, teams_ag
         assert internal not in json.dumps(note.body), internal
 
 
-def test_link_moves_a_retainer_to_a_teams_channel(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_link_moves_a_retainer_to_a_teams_channel(teams, teams_agency) -> None:
     teams.say("link globex", MAYA, in_channel(GENERAL))
     text = card_text(check_card(private_answer(teams, MAYA).card))
     assert text == (
@@ -168,7 +168,7 @@ def test_link_moves_a_retainer_to_a_teams_channel(teams, teams_agency) -> None: 
 # --- isolation -------------------------------------------------------------------------------------
 
 
-def test_an_external_user_sees_only_their_channels_retainer(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_an_external_user_sees_only_their_channels_retainer(teams, teams_agency) -> None:
     where = in_channel(ACME_TEAMS)
     assert answer(teams, "status globex", JANE, where) == "I don't know a client called “globex”."
     assert answer(teams, "status globez", JANE, where) == "I don't know a client called “globez”."
@@ -181,7 +181,7 @@ def test_an_external_user_sees_only_their_channels_retainer(teams, teams_agency)
 # --- install, references, proactive posts ----------------------------------------------------------
 
 
-def test_install_stores_the_reference_and_says_hello(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_install_stores_the_reference_and_says_hello(teams, teams_agency) -> None:
     response = teams.send(installed(MAYA, in_channel(GENERAL), teams.service_url))
     assert response.status_code == 201
     hello = teams.connector.wait_for("send_to_conversation")
@@ -196,7 +196,7 @@ def test_install_stores_the_reference_and_says_hello(teams, teams_agency) -> Non
     assert "activityId" not in row.reference  # proactive posts are new posts, not replies
 
 
-def test_a_1_1_chat_is_stored_with_whom(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_1_1_chat_is_stored_with_whom(teams, teams_agency) -> None:
     answer(teams, "help", JANE)
     with unit_of_work(teams.sessions) as session:
         row = session.scalars(
@@ -208,7 +208,7 @@ def test_a_1_1_chat_is_stored_with_whom(teams, teams_agency) -> None:  # type: i
 
 def test_a_proactive_post_after_a_restart(
     teams, teams_agency, database_url, slack_sandbox, bot_connector, clock
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import datetime as dt
 
     connector = bot_connector
@@ -219,6 +219,7 @@ def test_a_proactive_post_after_a_restart(
     runtime = make_runtime(database_url, slack_sandbox, bot_connector, clock)
     try:
         clock.set(dt.datetime(2026, 12, 1, 14, tzinfo=dt.UTC))  # Acme's month turn, 9:00 in New York
+        assert runtime.rhythm is not None
         outcome = runtime.rhythm.run_due()
         assert any(k.startswith("planning:") for k in outcome.sent), outcome
         posts = [c for c in connector.calls_to("send_to_conversation") if c.conversation == ACME_TEAMS]
@@ -230,7 +231,7 @@ def test_a_proactive_post_after_a_restart(
         runtime.close()
 
 
-def test_a_dm_to_a_director_who_never_talked_to_the_bot(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_a_dm_to_a_director_who_never_talked_to_the_bot(teams, teams_agency) -> None:
     from bot.replies import Reply, Text
 
     messenger = teams.runtime.messengers["teams"]
@@ -263,7 +264,7 @@ def test_a_dm_to_a_director_who_never_talked_to_the_bot(teams, teams_agency) -> 
 
 
 def _unsigned_token(issuer: str) -> str:
-    def part(data: dict) -> str:  # type: ignore[type-arg]
+    def part(data: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'iss': issuer, 'aud': APP_ID})}."
@@ -274,7 +275,7 @@ APP_ID = "11111111-2222-4333-8444-555555555555"
 
 def test_with_credentials_an_unauthenticated_request_is_refused(
     database_url, engine, slack_sandbox, bot_connector, clock
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from retainer.app import BackgroundServer
 
     connector = bot_connector
@@ -289,6 +290,7 @@ def test_with_credentials_an_unauthenticated_request_is_refused(
     server = BackgroundServer(runtime.web)
     try:
         bot = TeamsBot(runtime, server, connector, clock)
+        assert runtime.teams is not None
         assert describe(runtime.teams) == "Teams on /api/messages: Bot Framework tokens are checked"
         activity = mention("help", JANE, in_channel(ACME_TEAMS), connector.service_url)
         for headers in (
@@ -307,14 +309,14 @@ def test_with_credentials_an_unauthenticated_request_is_refused(
         runtime.close()
 
 
-def test_without_credentials_the_same_request_is_accepted_and_startup_says_so(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_without_credentials_the_same_request_is_accepted_and_startup_says_so(teams, teams_agency) -> None:
     assert "requests are NOT authenticated" in describe(teams.runtime.teams)
     activity = mention("help", JANE, in_channel(ACME_TEAMS), teams.service_url)
     assert teams.send(activity, {}).status_code == 201
     teams.connector.wait_for("reply_to_activity")
 
 
-def test_what_is_not_an_activity_is_a_400(teams) -> None:  # type: ignore[no-untyped-def]
+def test_what_is_not_an_activity_is_a_400(teams) -> None:
     import httpx
 
     assert (
@@ -329,7 +331,7 @@ def test_what_is_not_an_activity_is_a_400(teams) -> None:  # type: ignore[no-unt
 
 def test_the_rhythm_reaches_teams_people_privately_and_a_removed_bot_fails_for_good(
     teams, teams_agency, clock
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import datetime as dt
 
     from sqlalchemy import update
@@ -369,7 +371,7 @@ def test_the_rhythm_reaches_teams_people_privately_and_a_removed_bot_fails_for_g
     assert any("Acme" in t and "channel" in t for t in texts[1:]), texts
 
 
-def test_other_peoples_mentions_name_them(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_other_peoples_mentions_name_them(teams, teams_agency) -> None:
     activity = mention(
         "task add Hero banner <at>Lee Chen</at>", MAYA, in_channel(ACME_TEAMS), teams.service_url
     )

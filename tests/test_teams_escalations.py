@@ -42,7 +42,7 @@ def state(teams: TeamsBot, escalation_id: int) -> EscalationState:
         return session.get_one(Escalation, escalation_id).state
 
 
-def test_director_acknowledges_once_and_the_card_changes_in_place(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_director_acknowledges_once_and_the_card_changes_in_place(teams, teams_agency) -> None:
     escalation = escalation_for(teams, teams_agency.acme.id)
     first = click(teams, SAM, ACKNOWLEDGE_ACTION, escalation)
     assert first["type"] == "application/vnd.microsoft.card.adaptive"
@@ -53,7 +53,7 @@ def test_director_acknowledges_once_and_the_card_changes_in_place(teams, teams_a
     assert state(teams, escalation) is EscalationState.ACKNOWLEDGED
 
 
-def test_only_a_director_may_act(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_only_a_director_may_act(teams, teams_agency) -> None:
     escalation = escalation_for(teams, teams_agency.acme.id)
     answer = click(teams, MAYA, SNOOZE_ACTION, escalation)
     assert answer["type"] == "application/vnd.microsoft.activity.message"
@@ -61,7 +61,7 @@ def test_only_a_director_may_act(teams, teams_agency) -> None:  # type: ignore[n
     assert state(teams, escalation) is EscalationState.OPEN
 
 
-def test_open_account_sends_the_internal_status_to_the_director(teams, teams_agency) -> None:  # type: ignore[no-untyped-def]
+def test_open_account_sends_the_internal_status_to_the_director(teams, teams_agency) -> None:
     escalation = escalation_for(teams, teams_agency.acme.id)
     answer = click(teams, SAM, OPEN_ACTION, escalation)
     assert "Acme Corp" in answer["value"]

@@ -18,7 +18,7 @@ FOLDER = ROOT / "manifests" / "teams"
 SCHEMA = SCHEMAS / "MicrosoftTeams.v1.22.schema.json"
 
 
-def manifest() -> dict:  # type: ignore[type-arg]
+def manifest() -> dict:
     return json.loads((FOLDER / "manifest.json").read_text())
 
 

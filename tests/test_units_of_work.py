@@ -12,19 +12,19 @@ from store.models import Agency, TimeEntry
 from tests.builders import AM
 
 
-def agencies(sessions) -> list[str]:  # type: ignore[no-untyped-def]
+def agencies(sessions) -> list[str]:
     with unit_of_work(sessions, read_only=True) as session:
         return list(session.scalars(select(Agency.name).order_by(Agency.name)))
 
 
-def test_a_write_in_a_read_only_unit_of_work_fails_and_nothing_is_stored(sessions) -> None:  # type: ignore[no-untyped-def]
+def test_a_write_in_a_read_only_unit_of_work_fails_and_nothing_is_stored(sessions) -> None:
     read_only = unit_of_work(sessions, read_only=True)
     with pytest.raises(DBAPIError, match=r"(?i)read-?only"), read_only as session:
         session.add(Agency(name="Slipped in", timezone="UTC", country="GB"))
     assert agencies(sessions) == []
 
 
-def test_read_only_and_writing_units_take_turns_on_the_same_connections(sessions) -> None:  # type: ignore[no-untyped-def]
+def test_read_only_and_writing_units_take_turns_on_the_same_connections(sessions) -> None:
     for n in range(3):  # the pool hands the same connection back: its mode follows each unit of work
         assert len(agencies(sessions)) == n
         with unit_of_work(sessions) as session:
@@ -32,7 +32,7 @@ def test_read_only_and_writing_units_take_turns_on_the_same_connections(sessions
     assert agencies(sessions) == ["Agency 0", "Agency 1", "Agency 2"]
 
 
-def test_reads_are_answered_while_a_writer_holds_its_lock(bot, slack_agency) -> None:  # type: ignore[no-untyped-def]
+def test_reads_are_answered_while_a_writer_holds_its_lock(bot, slack_agency) -> None:
     with unit_of_work(bot.sessions) as writing:
         writing.add(
             TimeEntry(

@@ -37,7 +37,7 @@ def test_a_command_close_to_none_lists_them_all() -> None:
     )
 
 
-def test_the_person_sees_the_suggestion_and_nothing_is_done(bot) -> None:  # type: ignore[no-untyped-def]
+def test_the_person_sees_the_suggestion_and_nothing_is_done(bot) -> None:
     with unit_of_work(bot.sessions) as session:
         build_agency(session)
     before = row_counts(bot)

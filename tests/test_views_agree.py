@@ -37,7 +37,7 @@ NOW = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)  # the `clock` fixture: Tu
 
 
 @pytest.fixture
-def agency(bot):  # type: ignore[no-untyped-def]
+def agency(bot):
     """Acme: two approvals of this month waiting since Nov 9, one of October's since Oct 28, and an
     October of six deliverables, five delivered and one carried over. Globex: three blog posts a
     month over the last three months against a baseline of two, and an approval asked for on Monday."""
@@ -105,7 +105,7 @@ def agency(bot):  # type: ignore[no-untyped-def]
     finish_lazy_work(bot)
 
 
-def ask(session, task: Task, by: Person, at: dt.datetime) -> None:  # type: ignore[no-untyped-def]
+def ask(session, task: Task, by: Person, at: dt.datetime) -> None:
     request = ApprovalRequest(task_id=task.id, version=1, requested_by_id=by.id, created_at=at)
     session.add(request)
     session.flush()
@@ -139,7 +139,7 @@ def accounts_in(lines: list[str]) -> dict[str, dict[str, str]]:
     return found
 
 
-def told(bot, agency) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def told(bot, agency) -> dict[str, str]:
     """What each view shows, as text."""
     views = {
         "acme": bot.answer("status acme", user=AM),
@@ -167,7 +167,7 @@ def told(bot, agency) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return views
 
 
-def test_every_view_tells_the_same_health_reasons_and_counts(bot, agency) -> None:  # type: ignore[no-untyped-def]
+def test_every_view_tells_the_same_health_reasons_and_counts(bot, agency) -> None:
     v = told(bot, agency)
     names = {"acme": "Acme Corp", "globex": "Globex"}
 
@@ -240,8 +240,8 @@ def test_every_view_tells_the_same_health_reasons_and_counts(bot, agency) -> Non
         assert section(v[f"dm {key}"], "Signals") == why
 
     # Teams shows the same status card.
-    for line in section(v["acme"], "Why"):
-        assert line in v["teams"]
+    for reason in section(v["acme"], "Why"):
+        assert reason in v["teams"]
     assert "Pending approvals" in v["teams"] and "3" in v["teams"].split("Pending approvals", 1)[1][:12]
 
     # One count of a month's deliverables, one wording: October had seven, five delivered, one carried

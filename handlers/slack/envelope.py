@@ -122,21 +122,21 @@ class Common(Part):
 
 class BlockActions(Common):
     type: Literal["block_actions"]
-    user: Who
+    user: Who  # type: ignore[assignment]  # narrower than Common, as pydantic allows
     actions: Annotated[list[Action], Field(min_length=1)]
     container: Container | None = None
     channel: Ref | None = None
-    message: Message | None = None
-    view: View | None = None
+    message: Message | None = None  # type: ignore[assignment]  # narrower than Common, as pydantic allows
+    view: View | None = None  # type: ignore[assignment]  # narrower than Common, as pydantic allows
     trigger_id: StrictStr | None = None
 
 
 class MessageShortcut(Common):
     type: Literal["message_action"]
     callback_id: StrictStr
-    user: Who
-    channel: Who
-    message: Message
+    user: Who  # type: ignore[assignment]  # narrower than Common, as pydantic allows
+    channel: Who  # type: ignore[assignment]  # narrower than Common, as pydantic allows
+    message: Message  # type: ignore[assignment]  # narrower than Common, as pydantic allows
     trigger_id: StrictStr
     response_url: StrictStr
 
@@ -144,22 +144,22 @@ class MessageShortcut(Common):
 class GlobalShortcut(Common):
     type: Literal["shortcut"]
     callback_id: StrictStr
-    user: Who
+    user: Who  # type: ignore[assignment]  # narrower than Common, as pydantic allows
     trigger_id: StrictStr
 
 
 class ViewPayload(Common):
     type: Literal["view_submission", "view_closed"]
-    user: Who
-    view: View
+    user: Who  # type: ignore[assignment]  # narrower than Common, as pydantic allows
+    view: View  # type: ignore[assignment]  # narrower than Common, as pydantic allows
 
 
 class BlockSuggestion(Common):
     type: Literal["block_suggestion"]
-    user: Who
+    user: Who  # type: ignore[assignment]  # narrower than Common, as pydantic allows
     action_id: StrictStr
     value: StrictStr
-    view: View | None = None
+    view: View | None = None  # type: ignore[assignment]  # narrower than Common, as pydantic allows
 
 
 class EventCallback(Common):

@@ -102,7 +102,7 @@ class SlackMessenger:
         return self.post(user_id, reply, marker=marker)
 
     @staticmethod
-    def _call(method, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(method, **kwargs):
         try:
             return method(**kwargs)
         except SlackApiError as err:

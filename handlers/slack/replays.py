@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from handlers.slack.gate import MAX_AGE_SECONDS
-from store.db import unit_of_work
+from store.db import rowcount, unit_of_work
 from store.models import SlackCommandSeen
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Replays:
         now = dt.datetime.fromtimestamp(self._now(), dt.UTC)
         with unit_of_work(self.sessions) as session:
             result = session.execute(delete(SlackCommandSeen).where(SlackCommandSeen.expires_at < now))
-            return int(result.rowcount or 0)
+            return rowcount(result)
 
     def _prune_now_and_then(self) -> None:
         with self._lock:

@@ -62,7 +62,7 @@ class WorkspacePage:
         for waiter in self._waiters:
             waiter.set()
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[web.AbstractRouteDef]:
         return [
             web.get("/", self.index),
             web.static("/workspace/static", STATIC),

@@ -9,7 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ TARGETS = {
 }
 
 
+@runtime_checkable
 class MovableClock(Protocol):
     def now(self) -> dt.datetime: ...
 

@@ -93,7 +93,7 @@ class LocalWorkspace:
         headers = {
             "Content-Type": content_type,
             "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": signature,
+            "X-Slack-Signature": signature or "",
         }
         started = time.monotonic()
         try:
