@@ -66,6 +66,7 @@ USAGE = {
         "/retainer change <client> deliverables <+n> <category> <note>"
     ),
     "renewal": "/retainer renewal <client>",
+    "client-hours": "/retainer client-hours <client> on|off",
 }
 INTERNAL_HELP = [
     ("status [client]", "hours, deliverables, approvals and health"),
@@ -79,6 +80,7 @@ INTERNAL_HELP = [
     ("link <client>", "bind this channel to the client's retainer"),
     ("change <client> hours|deliverables <amount> [category] <note>", "record an agreed change order"),
     ("renewal <client>", "the renewal pack: the term in numbers and a proposed next term"),
+    ("client-hours <client> on|off", "whether the client sees hours used and left (off by default)"),
     ("help", "this list"),
 ]
 CLIENT_HELP = [
@@ -540,6 +542,35 @@ def _renewal(call: Call, tokens: list[str]) -> Reply:
     return renewal_pack(call.session, retainer.id, call.request.now)
 
 
+SWITCH = {"on": True, "yes": True, "off": False, "no": False}
+
+
+def _client_hours(call: Call, tokens: list[str]) -> Reply:
+    """Whether the client layer shows hours used against allocated (`Retainer.client_sees_hours`)."""
+    call.internal_only("Sharing hours with the client")
+    usage = USAGE["client-hours"]
+    wanted = SWITCH.get(tokens[-1].lower()) if tokens else None
+    retainer, rest = call.client_retainer(tokens[:-1] if wanted is not None else tokens, usage)
+    if rest:
+        raise call.unknown(" ".join(rest))
+    name = retainer.client.name
+    if wanted is None:
+        now_on = "sees" if retainer.client_sees_hours else "does not see"
+        raise CommandError(f"{name} {now_on} hours now. Say `on` or `off`.", usage)
+    if retainer.client_sees_hours == wanted:
+        text = f"{name} already {'sees' if wanted else 'does not see'} hours."
+        return Reply(text, (Text(text),))
+    retainer.client_sees_hours = wanted
+    _audit(call, "client_sees_hours", retainer.id, f"retainer:{retainer.id}", {"on": wanted})
+    text = (
+        f"{name} now sees hours used and left in their status and monthly report (never the health, "
+        "the fee or who logged them)."
+        if wanted
+        else f"{name} no longer sees hours: their status and reports show delivered work only."
+    )
+    return Reply(text, (Text(text),), Tone.GOOD)
+
+
 def _audit(call: Call, action: str, retainer_id: int, subject: str, details: dict[str, object]) -> None:
     call.session.add(
         AuditEntry(
@@ -567,7 +598,8 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
     "brief": _brief,
     "change": _change,
     "renewal": _renewal,
+    "client-hours": _client_hours,
 }
 # The subcommands that may write. The others run in a read-only transaction, which never waits for a
 # writer; one that writes without being listed here fails on its first write, on both databases.
-WRITING = frozenset({"log", "task add", "task done", "link", "change"})
+WRITING = frozenset({"log", "task add", "task done", "link", "change", "client-hours"})

@@ -217,6 +217,9 @@ class Retainer(Base):
     cycle_start_day: Mapped[int] = mapped_column(Integer, default=1)
     # Local hour of its scheduled posts; None: the installation's RETAINER_RHYTHM_HOUR.
     rhythm_hour: Mapped[int | None] = mapped_column(Integer)
+    # The client layer shows hours used against allocated (status, report, a pinned balance card).
+    # Off by default: hours are the agency's business until the AM says otherwise.
+    client_sees_hours: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     stage: Mapped[Stage] = mapped_column(_enum(Stage), default=Stage.ACTIVE)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
