@@ -32,6 +32,7 @@ from bot.parsing import (
     task_id,
     words,
 )
+from bot.qbr import Quarter, last_finished, load_review, render_review
 from bot.renewal import renewal_pack
 from bot.replies import Context, Reply, Text, Tone
 from bot.snapshot import load_snapshots, snapshots_of
@@ -67,6 +68,7 @@ USAGE = {
     ),
     "renewal": "/retainer renewal <client>",
     "client-hours": "/retainer client-hours <client> on|off",
+    "qbr": "/retainer qbr <client> [YYYY-Qn]",
 }
 INTERNAL_HELP = [
     ("status [client]", "hours, deliverables, approvals and health"),
@@ -79,6 +81,10 @@ INTERNAL_HELP = [
     ("new <client>", "create a retainer and its shared channel"),
     ("link <client>", "bind this channel to the client's retainer"),
     ("change <client> hours|deliverables <amount> [category] <note>", "record an agreed change order"),
+    (
+        "qbr <client> [YYYY-Qn]",
+        "the quarterly review: the quarter in numbers, talking points, a client version",
+    ),
     ("renewal <client>", "the renewal pack: the term in numbers and a proposed next term"),
     ("client-hours <client> on|off", "whether the client sees hours used and left (off by default)"),
     ("help", "this list"),
@@ -571,6 +577,30 @@ def _client_hours(call: Call, tokens: list[str]) -> Reply:
     return Reply(text, (Text(text),), Tone.GOOD)
 
 
+_QUARTER_WORD = re.compile(r"^\d{4}-?[Qq]\d$")
+
+
+def _qbr(call: Call, tokens: list[str]) -> Reply:
+    """The quarterly review (bot/qbr.py): the last finished quarter unless one is named."""
+    call.internal_only("The quarterly review")
+    quarter = None
+    if tokens and _QUARTER_WORD.match(tokens[-1]):
+        try:
+            quarter = Quarter.parse(tokens[-1])
+        except ValueError as err:
+            raise CommandError(str(err), USAGE["qbr"]) from None
+        tokens = tokens[:-1]
+    retainer, rest = call.client_retainer(tokens, USAGE["qbr"])
+    if rest:
+        raise call.unknown(" ".join(tokens))
+    today = local_today(call.request.now, retainer.timezone)
+    quarter = quarter or last_finished(today, retainer.cycle_start_day)
+    review = load_review(call.session, retainer.id, quarter, call.request.now)
+    if review is None:
+        raise CommandError(f"{retainer.client.name} has no month in {quarter.label}.", USAGE["qbr"])
+    return render_review(review)
+
+
 def _audit(call: Call, action: str, retainer_id: int, subject: str, details: dict[str, object]) -> None:
     call.session.add(
         AuditEntry(
@@ -599,6 +629,7 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
     "change": _change,
     "renewal": _renewal,
     "client-hours": _client_hours,
+    "qbr": _qbr,
 }
 # The subcommands that may write. The others run in a read-only transaction, which never waits for a
 # writer; one that writes without being listed here fails on its first write, on both databases.
