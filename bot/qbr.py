@@ -31,13 +31,24 @@ from sqlalchemy.orm import Session
 from bot.account import assessed
 from bot.calendar import Period, local_today, period_of
 from bot.feedback import quote
-from bot.health import Health, category_label
+from bot.health import LIVE_STAGES, Health, category_label
 from bot.months import Decisions, Month, Order, client_messages, decisions_of, months_of
 from bot.parsing import delivered_of, format_hours, month_name, plural
 from bot.replies import Actions, Block, Button, Context, Facts, Header, Items, Reply, Text, Tone
 from bot.snapshot import load_snapshots
 from bot.views import LEVEL_MARK, LEVEL_TONE
-from store.models import Cycle, Escalation, Feedback, MemberRole, Retainer, Side, Task, TaskStatus
+from store.models import (
+    Client,
+    Cycle,
+    Escalation,
+    Feedback,
+    MemberRole,
+    Retainer,
+    RetainerMember,
+    Side,
+    Task,
+    TaskStatus,
+)
 
 POST_ACTION = "qbr_post_client"  # "Post in the client channel": the client version, once
 UNDER_USE = 0.70
@@ -483,3 +494,38 @@ def review_csv(r: Review) -> str:
             + [r.baseline[c] * len(numbers.months) for c in categories]
         )
     return out.getvalue()
+
+
+def accounts_for_review(session: Session, person_id: int, quarter: Quarter) -> list[tuple[int, str]]:
+    """(retainer id, client name) of the live accounts a person is the AM of that had a month in the
+    quarter: the accounts of their QBR thread."""
+    rows = session.execute(
+        select(Retainer.id, Client.name)
+        .join(Client, Client.id == Retainer.client_id)
+        .join(RetainerMember, RetainerMember.retainer_id == Retainer.id)
+        .where(
+            RetainerMember.person_id == person_id,
+            RetainerMember.role == MemberRole.AM,
+            Retainer.stage.in_(LIVE_STAGES),
+            Retainer.id.in_(select(Cycle.retainer_id).where(Cycle.period.in_(quarter.periods))),
+        )
+        .order_by(Client.name)
+    ).all()
+    return [(r.id, r.name) for r in rows]
+
+
+def qbr_thread_opening(session: Session, person_id: int, quarter: Quarter, now: dt.datetime) -> Reply:
+    """The DM that opens an AM's QBR thread: one reply per account follows in the thread."""
+    accounts = accounts_for_review(session, person_id, quarter)
+    text = (
+        f"Quarterly reviews for {quarter.label}: {plural(len(accounts), 'account')}, one per reply in this "
+        "thread. Each has a client version to post with one click."
+    )
+    return Reply(
+        f"Quarterly reviews · {quarter.label}",
+        (
+            Header(f"Quarterly reviews · {quarter.label}"),
+            Text(text),
+            _items("Accounts", [name for _, name in accounts], "No accounts had a month this quarter."),
+        ),
+    )

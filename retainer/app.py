@@ -36,6 +36,7 @@ from sandbox.slack.page import add_workspace_page
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
+from scheduler.quarterly import QuarterlyReviews, QuarterlySettings
 from scheduler.renewals import RenewalPacks, RenewalSettings
 from scheduler.ticker import Ticker
 from store.db import make_sessionmaker
@@ -64,6 +65,7 @@ class Runtime:
     clock_job: Ticker | None = None
     watch: HealthWatch | None = None  # the daily health scan, escalation DMs, home tab refreshes
     renewals: RenewalPacks | None = None  # the renewal pack's DM, 90 days before the end of a term
+    quarterly: QuarterlyReviews | None = None  # each AM's QBR thread, after a quarter ends
     teams: Teams | None = None
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
 
@@ -81,6 +83,8 @@ class Runtime:
             self.watch.run_due()
         if self.renewals is not None:
             self.renewals.run_due()
+        if self.quarterly is not None:
+            self.quarterly.run_due()
         self.core.approvals.retry_stale_cards(self.switchboard or self.messengers["slack"])
 
     def health(self) -> dict[str, object]:
@@ -190,6 +194,9 @@ def build_runtime(
             grace=dt.timedelta(hours=settings.retainer_rhythm_grace_hours),
             reminder_after_business_days=settings.retainer_reminder_after_business_days,
         ),
+    )
+    runtime.quarterly = QuarterlyReviews(
+        sessions, clock, outbox, QuarterlySettings(hour=settings.retainer_rhythm_hour)
     )
     runtime.renewals = RenewalPacks(
         sessions, clock, outbox, RenewalSettings(hour=settings.retainer_rhythm_hour)
