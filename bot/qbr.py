@@ -25,21 +25,32 @@ import io
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
+from bot.access import Viewer
 from bot.account import assessed
 from bot.calendar import Period, local_today, period_of
+from bot.clock import Clock
 from bot.feedback import quote
 from bot.health import LIVE_STAGES, Health, category_label
+from bot.messenger import Posted
 from bot.months import Decisions, Month, Order, client_messages, decisions_of, months_of
 from bot.parsing import delivered_of, format_hours, month_name, plural
-from bot.replies import Actions, Block, Button, Context, Facts, Header, Items, Reply, Text, Tone
+from bot.replies import Actions, Block, Button, Context, Facts, Header, Items, Reply, Text, Tone, error
+from bot.rhythm import PostKind
 from bot.snapshot import load_snapshots
 from bot.views import LEVEL_MARK, LEVEL_TONE
+from store.db import unit_of_work
 from store.models import (
+    AuditEntry,
+    Channel,
+    ChannelKind,
     Client,
     Cycle,
+    Delivery,
+    DeliveryStatus,
     Escalation,
     Feedback,
     MemberRole,
@@ -529,3 +540,126 @@ def qbr_thread_opening(session: Session, person_id: int, quarter: Quarter, now: 
             _items("Accounts", [name for _, name in accounts], "No accounts had a month this quarter."),
         ),
     )
+
+
+# --- "Post client version": once, however many clicks ------------------------------------------------
+
+CLAIM_LEASE = dt.timedelta(seconds=60)  # a click that dies mid-post leaves the scheduler to finish it
+
+
+def client_post_key(retainer_id: int, quarter: Quarter) -> str:
+    return f"qbr_client:{retainer_id}:{quarter}"
+
+
+@dataclass(frozen=True)
+class ClientPost:
+    """A claimed post of a review's client version: where it goes and what it says."""
+
+    row_id: int
+    key: str
+    platform: str
+    channel: str
+    reply: Reply
+    client: str
+    quarter: Quarter
+
+
+class ClientReviews:
+    """The front door for the review's "Post client version" button: the post is a delivery claimed by
+    its unique key (retainer, quarter) before it is sent, so a double click or a second AM posts nothing
+    twice, and a click that dies after claiming is finished by the scheduler's recovery of claims."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self.sessions, self.clock = sessions, clock
+
+    def claim(self, value: str, viewer: Viewer) -> ClientPost | Reply:
+        if not viewer.internal:
+            return error("Posting the quarterly review is for the agency's team.")
+        retainer_text, _, quarter_text = value.partition(":")
+        try:
+            retainer_id, quarter = int(retainer_text), Quarter.parse(quarter_text)
+        except ValueError:
+            return error("This button is not one of mine; nothing changed.")
+        now = self.clock.now()
+        key = client_post_key(retainer_id, quarter)
+        with unit_of_work(self.sessions, read_only=True) as session:
+            done = session.scalars(select(Delivery).where(Delivery.key == key)).first()
+            if done is not None:
+                return _already(done, quarter)
+            review = load_review(session, retainer_id, quarter, now)
+            channel = session.scalars(
+                select(Channel).where(Channel.retainer_id == retainer_id, Channel.kind == ChannelKind.CLIENT)
+            ).first()
+            if review is None:
+                return error("That review has no month any more; nothing was posted.")
+            if channel is None:
+                return error(f"{review.client} has no client channel to post in: `/retainer link` binds one.")
+            platform, conversation = channel.platform, channel.external_id
+        reply = client_review(review)
+        try:
+            with unit_of_work(self.sessions) as session:
+                row = Delivery(
+                    key=key,
+                    kind=PostKind.QBR_CLIENT.value,
+                    retainer_id=retainer_id,
+                    subject=f"quarter:{quarter}",
+                    platform=platform,
+                    conversation=conversation,
+                    due_at=now,
+                    status=DeliveryStatus.CLAIMED,
+                    attempts=1,
+                    claimed_by=f"click:{viewer.user_id}"[:64],
+                    claimed_at=now,
+                    lease_until=now + CLAIM_LEASE,
+                    may_have_landed=True,
+                    details={"by": viewer.person_id},
+                )
+                session.add(row)
+                session.flush()
+                row_id = row.id
+        except IntegrityError:  # the other click got there first
+            with unit_of_work(self.sessions, read_only=True) as session:
+                return _already(session.scalars(select(Delivery).where(Delivery.key == key)).one(), quarter)
+        return ClientPost(row_id, key, platform, conversation, reply, review.client, quarter)
+
+    def sent(self, post: ClientPost, posted: Posted, viewer: Viewer) -> Reply:
+        now = self.clock.now()
+        with unit_of_work(self.sessions) as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == post.row_id, Delivery.status == DeliveryStatus.CLAIMED)
+                .values(
+                    status=DeliveryStatus.SENT,
+                    sent_at=now,
+                    message_conversation=posted.conversation,
+                    message_id=posted.message_id,
+                    claimed_by=None,
+                    lease_until=None,
+                    may_have_landed=False,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            retainer_id = session.get_one(Delivery, post.row_id).retainer_id
+            session.add(
+                AuditEntry(
+                    at=now,
+                    actor_id=viewer.person_id,
+                    actor_external_id=viewer.user_id,
+                    action="qbr_client_posted",
+                    retainer_id=retainer_id,
+                    subject=f"quarter:{post.quarter}",
+                    details={"channel": post.channel},
+                )
+            )
+        text = f"Posted the client version of {post.client}'s {post.quarter.label} review in their channel."
+        return Reply(text, (Text(text),), Tone.GOOD)
+
+
+def _already(row: Delivery, quarter: Quarter) -> Reply:
+    when = f" on {row.sent_at:%b %-d}" if row.sent_at else ""
+    state = "was posted" if row.status is DeliveryStatus.SENT else "is being posted"
+    text = (
+        f"The client version of the {quarter.label} review {state} in the client channel{when}; "
+        "nothing new was posted."
+    )
+    return Reply(text, (Text(text),))

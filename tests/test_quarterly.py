@@ -14,12 +14,24 @@ from sqlalchemy import select
 
 from bot.calendar import Period, next_business_day
 from bot.qbr import POST_ACTION
+from handlers.slack.render import as_text
 from retainer.demo import fill_demo
 from retainer.demo_workspace import seed_from_database
 from scheduler.outbox import Outbox
 from scheduler.quarterly import QuarterlyReviews, QuarterlySettings
 from store.db import unit_of_work
-from store.models import Client, Delivery, DeliveryStatus, MemberRole, Person, Retainer, RetainerMember
+from store.models import (
+    ChannelKind,
+    Client,
+    Delivery,
+    DeliveryStatus,
+    MemberRole,
+    Person,
+    Retainer,
+    RetainerMember,
+)
+from tests.slack_payloads import block_action, finish_lazy_work, send
+from tests.test_client_hours import NEVER_EXTERNAL
 
 UTC = dt.UTC
 
@@ -83,3 +95,33 @@ def test_each_am_gets_one_thread_with_each_account_once(bot, clock) -> None:  # 
                     Period(2026, 10).starts_on(retainer.cycle_start_day), retainer.country
                 )
                 assert (local.date(), local.hour) == (first, 9)
+
+    # Maya posts a review's client version from her thread: two clicks, one post, client layer only.
+    maya = "U01AM0001"
+    messages = bot.sandbox.messages(maya)
+    review = next(m for m in messages if m.get("thread_ts") and "Acme Corp" in m["text"])
+    for _ in range(2):
+        click = block_action(
+            bot.sandbox,
+            user=maya,
+            channel=bot.sandbox.im_channel(maya),
+            message=review,
+            action_id=POST_ACTION,
+            value=review["blocks"][-2]["elements"][0]["value"],
+        )
+        assert send(bot, click).status_code == 200
+    finish_lazy_work(bot)
+    with bot.sessions() as session:
+        acme = session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one()
+        channel = next(c.external_id for c in acme.channels if c.kind is ChannelKind.CLIENT)
+        (row,) = session.scalars(select(Delivery).where(Delivery.kind == "qbr_client")).all()
+        assert (row.status, row.key) == (DeliveryStatus.SENT, f"qbr_client:{acme.id}:2026-Q3")
+    posted = [m for m in bot.sandbox.messages(channel) if m.get("text", "").startswith("Quarterly review")]
+    assert len(posted) == 1
+    text = as_text(posted[0])
+    assert text.startswith("Quarterly review · Acme Corp · Q3 2026") and "Delivered per month" in text
+    for word in (*NEVER_EXTERNAL, "rule:", "Talking points", "Post client version"):
+        assert word not in text, word
+    told = [c.args.get("text", "") for c in bot.sandbox.calls if c.method == "response_url"]
+    assert sum("Posted the client version of Acme Corp's Q3 2026 review" in t for t in told) == 1
+    assert sum("was posted in the client channel" in t or "is being posted" in t for t in told) == 1

@@ -14,6 +14,7 @@ from handlers.slack import (
     events,
     home,
     lifecycle,
+    reviews,
     rhythm,
     shortcuts,
     views,
@@ -34,6 +35,17 @@ def build_app(core: Core, workspace: Workspace, signing_secret: str) -> App:
         # lets the work in flight finish on the way out.
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-lazy"),
     )
-    for module in (commands, shortcuts, actions, views, rhythm, home, events, escalations, lifecycle):
+    for module in (
+        commands,
+        shortcuts,
+        actions,
+        views,
+        rhythm,
+        home,
+        events,
+        escalations,
+        lifecycle,
+        reviews,
+    ):
         module.register(app, core, workspace)
     return app
