@@ -18,7 +18,7 @@ from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
 from bot.change_orders import KINDS, categories_of, parse_change, record_change_order
 from bot.cycles import open_cycle
-from bot.dashboard import load_rows
+from bot.dashboard import dashboard_card, load_rows
 from bot.health import DEFAULT_THRESHOLDS
 from bot.lookup import closest, find_client, name_key
 from bot.onboarding import new_retainer_form
@@ -69,10 +69,12 @@ USAGE = {
     "renewal": "/retainer renewal <client>",
     "client-hours": "/retainer client-hours <client> on|off",
     "qbr": "/retainer qbr <client> [YYYY-Qn]",
+    "dashboard": "/retainer dashboard [page]",
 }
 INTERNAL_HELP = [
     ("status [client]", "hours, deliverables, approvals and health"),
     ("list", "your accounts, most in need of attention first (`list all`: every account, for directors)"),
+    ("dashboard [page]", "your accounts as the App Home shows them (directors: every account), paged"),
     ("log <client> <hours> [#task] [note]", "log time: 3, 3h, 1.5h or 90m"),
     ("task add <client> <title> [due] [@owner]", "add a deliverable to this month"),
     ("task done <id>", "mark a deliverable delivered"),
@@ -601,6 +603,15 @@ def _qbr(call: Call, tokens: list[str]) -> Reply:
     return render_review(review)
 
 
+def _dashboard(call: Call, tokens: list[str]) -> Reply:
+    """The App Home's content as a message (SPEC §5.6; Teams has no home tab): paged, with Refresh."""
+    call.internal_only("The dashboard")
+    if len(tokens) > 1 or (tokens and not tokens[0].isdigit()) or (tokens and int(tokens[0]) < 1):
+        raise CommandError("`dashboard` takes a page number or nothing.", USAGE["dashboard"])
+    page = int(tokens[0]) - 1 if tokens else 0
+    return dashboard_card(call.session, call.viewer, call.request.now, page)
+
+
 def _audit(call: Call, action: str, retainer_id: int, subject: str, details: dict[str, object]) -> None:
     call.session.add(
         AuditEntry(
@@ -630,6 +641,7 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
     "renewal": _renewal,
     "client-hours": _client_hours,
     "qbr": _qbr,
+    "dashboard": _dashboard,
 }
 # The subcommands that may write. The others run in a read-only transaction, which never waits for a
 # writer; one that writes without being listed here fails on its first write, on both databases.

@@ -34,7 +34,7 @@ def test_a_command_close_to_none_lists_them_all() -> None:
     assert str(unknown_command(["frobnicate", "acme"])) == (
         "I don't know the command “frobnicate”. Try one of `status`, `list`, `log`, `task add`, "
         "`task done`, `report`, `link`, `new`, `brief`, `change`, `renewal`, `client-hours`, `qbr`, "
-        "or `help`."
+        "`dashboard`, or `help`."
     )
 
 
