@@ -62,6 +62,9 @@ from store.models import (
 )
 
 POST_ACTION = "qbr_post_client"  # "Post in the client channel": the client version, once
+EXPORT_ACTION = (
+    "qbr_export"  # "Export for the meeting": the review as Markdown and its numbers as CSV, to the DM
+)
 UNDER_USE = 0.70
 CREEP = 0.25
 SLOW_DAYS = 3
@@ -414,7 +417,12 @@ def render_review(r: Review) -> Reply:
             [f"{p.text} _(rule: {p.rule})_" for p in r.priorities],
             "Carry on as planned.",
         ),
-        Actions((Button("Post client version", POST_ACTION, f"{r.retainer_id}:{r.quarter}", Tone.GOOD),)),
+        Actions(
+            (
+                Button("Post client version", POST_ACTION, f"{r.retainer_id}:{r.quarter}", Tone.GOOD),
+                Button("Export for the meeting", EXPORT_ACTION, f"{r.retainer_id}:{r.quarter}"),
+            )
+        ),
         Context(f"Internal · `/retainer qbr {r.slug} {r.quarter}` shows this any time"),
     ]
     summary = (
@@ -466,6 +474,26 @@ def client_review(r: Review) -> Reply:
 
 def _items(title: str, lines: list[str], empty: str) -> Items:
     return Items(title, tuple(lines[:MAX_LINES]), more=max(0, len(lines) - MAX_LINES), empty=empty)
+
+
+def review_markdown(reply: Reply) -> str:
+    """A review as a Markdown file (the internal one, for the AM's meeting notes); buttons left out."""
+    out: list[str] = []
+    for block in reply.blocks:
+        match block:
+            case Header(text):
+                out += [f"# {text}", ""]
+            case Facts(pairs):
+                out += [*(f"- **{k}:** {v}" for k, v in pairs), ""]
+            case Items(title, lines, more, empty):
+                out += [f"## {title}", ""]
+                out += [f"- {line}" for line in lines] if lines else [f"_{empty}_"]
+                out += ([f"- …and {more} more"] if more else []) + [""]
+            case Text(text):
+                out += [text, ""]
+            case Context(text):
+                out += [f"_{text}_", ""]
+    return "\n".join(out).rstrip() + "\n"
 
 
 def review_csv(r: Review) -> str:
@@ -653,6 +681,26 @@ class ClientReviews:
             )
         text = f"Posted the client version of {post.client}'s {post.quarter.label} review in their channel."
         return Reply(text, (Text(text),), Tone.GOOD)
+
+    def export(self, value: str, viewer: Viewer) -> list[tuple[str, bytes]] | Reply:
+        """The files an AM takes into the meeting: (file name, content) of the review as Markdown and
+        its numbers as CSV."""
+        if not viewer.internal:
+            return error("The quarterly review is for the agency's team.")
+        retainer_text, _, quarter_text = value.partition(":")
+        try:
+            retainer_id, quarter = int(retainer_text), Quarter.parse(quarter_text)
+        except ValueError:
+            return error("This button is not one of mine; nothing changed.")
+        with unit_of_work(self.sessions, read_only=True) as session:
+            review = load_review(session, retainer_id, quarter, self.clock.now())
+        if review is None:
+            return error("That review has no month any more.")
+        name = f"qbr-{review.slug}-{quarter}"
+        return [
+            (f"{name}.md", review_markdown(render_review(review)).encode()),
+            (f"{name}.csv", review_csv(review).encode()),
+        ]
 
 
 def _already(row: Delivery, quarter: Quarter) -> Reply:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from bot.calendar import Period, next_business_day
-from bot.qbr import POST_ACTION
+from bot.qbr import EXPORT_ACTION, POST_ACTION
 from handlers.slack.render import as_text
 from retainer.demo import fill_demo
 from retainer.demo_workspace import seed_from_database
@@ -100,17 +100,38 @@ def test_each_am_gets_one_thread_with_each_account_once(bot, clock) -> None:  # 
     maya = "U01AM0001"
     messages = bot.sandbox.messages(maya)
     review = next(m for m in messages if m.get("thread_ts") and "Acme Corp" in m["text"])
-    for _ in range(2):
+    buttons = {e["action_id"]: e["value"] for e in review["blocks"][-2]["elements"]}
+    for action_id in (POST_ACTION, POST_ACTION, EXPORT_ACTION):  # a double click, then the export
         click = block_action(
             bot.sandbox,
             user=maya,
             channel=bot.sandbox.im_channel(maya),
             message=review,
-            action_id=POST_ACTION,
-            value=review["blocks"][-2]["elements"][0]["value"],
+            action_id=action_id,
+            value=buttons[action_id],
         )
         assert send(bot, click).status_code == 200
     finish_lazy_work(bot)
+    (upload,) = [m for m in bot.sandbox.messages(maya) if m.get("upload")]
+    names = [f["name"] for f in upload["files"]]
+    assert names == ["qbr-acme-2026-Q3.md", "qbr-acme-2026-Q3.csv"]
+    markdown = bot.sandbox.file(upload["files"][0]["id"])["content"].decode()
+    assert (
+        markdown.startswith("# Quarterly review · Acme Corp · Q3 2026\n") and "## Talking points" in markdown
+    )
+    assert "Post client version" not in markdown
+    numbers = bot.sandbox.file(upload["files"][1]["id"])["content"].decode().splitlines()
+    assert numbers[0].startswith("period,hours_used,hours_allocated,delivered,planned,client_messages")
+    assert [line.split(",")[0] for line in numbers[1:]] == [
+        "2026-04",
+        "2026-05",
+        "2026-06",
+        "2026-Q2",
+        "2026-07",
+        "2026-08",
+        "2026-09",
+        "2026-Q3",
+    ]
     with bot.sessions() as session:
         acme = session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one()
         channel = next(c.external_id for c in acme.channels if c.kind is ChannelKind.CLIENT)
