@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer, channel_binding
+from bot.balance import mark_balance
 from bot.calendar import local_today, period_of
 from bot.clock import Clock
 from bot.cycles import open_cycle
@@ -231,6 +232,7 @@ def record_change_order(
     )
     session.flush()
     refresh_health(session, retainer.id, now)
+    mark_balance(session, retainer, now)
     return Recorded(change.id, _confirmation(retainer, cycle, agreed, before_minutes, before_extra))
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
 from bot.account import assessed
+from bot.balance import mark_balance
 from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
 from bot.change_orders import KINDS, categories_of, parse_change, record_change_order
@@ -348,6 +349,7 @@ def _log(call: Call, tokens: list[str]) -> Reply:
         )
     )
     call.session.flush()
+    mark_balance(call.session, retainer, now)
     (snapshot,) = load_snapshots(call.session, [retainer.id], now)
     used, allocated = snapshot.minutes_used, snapshot.minutes_allocated
     on = f" on #{task.id} {task.title}" if task else ""
@@ -569,6 +571,7 @@ def _client_hours(call: Call, tokens: list[str]) -> Reply:
         text = f"{name} already {'sees' if wanted else 'does not see'} hours."
         return Reply(text, (Text(text),))
     retainer.client_sees_hours = wanted
+    mark_balance(call.session, retainer, call.request.now)
     _audit(call, "client_sees_hours", retainer.id, f"retainer:{retainer.id}", {"on": wanted})
     text = (
         f"{name} now sees hours used and left in their status and monthly report (never the health, "

@@ -33,6 +33,7 @@ from retainer.demo_workspace import open_demo_workspace, seed_from_database
 from retainer.startup import check_address, connect_slack, open_database
 from sandbox.slack import SlackSandbox
 from sandbox.slack.page import add_workspace_page
+from scheduler.balance import BalanceCards
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
@@ -66,6 +67,7 @@ class Runtime:
     watch: HealthWatch | None = None  # the daily health scan, escalation DMs, home tab refreshes
     renewals: RenewalPacks | None = None  # the renewal pack's DM, 90 days before the end of a term
     quarterly: QuarterlyReviews | None = None  # each AM's QBR thread, after a quarter ends
+    balances: BalanceCards | None = None  # the clients' hours balance cards, redrawn at most once a minute
     teams: Teams | None = None
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
 
@@ -85,6 +87,8 @@ class Runtime:
             self.renewals.run_due()
         if self.quarterly is not None:
             self.quarterly.run_due()
+        if self.balances is not None:
+            self.balances.run_due()
         self.core.approvals.retry_stale_cards(self.switchboard or self.messengers["slack"])
 
     def health(self) -> dict[str, object]:
@@ -195,6 +199,7 @@ def build_runtime(
             reminder_after_business_days=settings.retainer_reminder_after_business_days,
         ),
     )
+    runtime.balances = BalanceCards(sessions, clock, runtime.messengers)
     runtime.quarterly = QuarterlyReviews(
         sessions, clock, outbox, QuarterlySettings(hour=settings.retainer_rhythm_hour)
     )

@@ -605,6 +605,20 @@ class AuditEntry(Base):
     source: Mapped[str | None] = mapped_column(String(500))  # permalink of the message it came from
 
 
+class BalanceCard(Base):
+    """The hours balance pinned in a client's channel (only while `Retainer.client_sees_hours`), updated
+    in place at most once a minute: `dirty_at` says hours or change orders moved since it was drawn."""
+
+    __tablename__ = "balance_card"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), unique=True)
+    platform: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(128))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    dirty_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class Delivery(Base):
     """One scheduled post, claimed by inserting this row before it is sent (DESIGN §3): the unique key
     makes it happen once across restarts, crashes and several schedulers."""

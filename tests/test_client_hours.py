@@ -1,6 +1,7 @@
 """'Client sees hours' (issue 12 §3): off by default, no hour figure reaches an external person on any
 path (status, report, the rhythm's client posts, the App Home, Teams); switched on by an AM, the client
-layer of status and of the monthly report shows hours used and left, and still never the health, its
+layer of status and of the monthly report shows hours used and left (and a balance card pinned in the
+client channel, redrawn at most once a minute), and still never the health, its
 reasons, the fee, internal notes or who logged the time."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from bot.prompts import Wanted, write
 from bot.rhythm import PostKind
 from handlers.slack.render import as_text, render_message
+from scheduler.balance import BalanceCards
 from store.db import unit_of_work
 from store.models import AuditEntry, Retainer
 from tests.builders import ACME_CHANNEL, ACME_CONTACT, AM, build_agency
@@ -109,3 +111,49 @@ def test_on_teams_the_client_card_follows_the_switch(teams: TeamsBot, teams_agen
     on = teams_answer(teams, "status", JANE, where)
     assert "31.5 h of 40 h used, 8.5 h left" in on
     _clean(on)
+
+
+def test_the_balance_card_is_pinned_and_updated_in_place_at_most_once_a_minute(bot, clock) -> None:  # type: ignore[no-untyped-def]
+    with unit_of_work(bot.sessions) as session:
+        build_agency(session)
+    seed_workspace(bot.sandbox)
+    try:
+        cards = [
+            BalanceCards(bot.sessions, clock, bot.runtime.messengers) for _ in range(2)
+        ]  # two schedulers
+
+        def tick() -> int:
+            return sum(c.run_due() for c in cards)
+
+        def card_text() -> list[str]:
+            found = [
+                m for m in bot.sandbox.messages(ACME_CHANNEL) if "Hours this month" in str(m.get("blocks"))
+            ]
+            return [as_text(m) for m in found]
+
+        assert tick() == 0 and card_text() == []  # off: no card
+        bot.answer("log acme 1h", user=AM)
+        assert tick() == 0 and card_text() == []
+        bot.answer("client-hours acme on", user=AM)
+        assert tick() == 1
+        (text,) = card_text()
+        assert "Hours: 32.5 h of 40 h used, 7.5 h left" in text and "Carried over: none" in text
+        for word in NEVER_EXTERNAL:
+            assert word not in text, word
+        (card,) = [
+            m for m in bot.sandbox.messages(ACME_CHANNEL) if "Hours this month" in str(m.get("blocks"))
+        ]
+        assert ACME_CHANNEL in card.get("pinned_to", [])
+
+        bot.answer("log acme 2h", user=AM)
+        assert tick() == 0  # within the minute: not yet
+        clock.advance(dt.timedelta(seconds=61))
+        bot.answer("change acme hours +10 extra landing page", user=AM)
+        assert tick() == 1 and tick() == 0
+        (text,) = card_text()  # the same message, updated in place
+        assert "Hours: 34.5 h of 50 h used, 15.5 h left" in text
+        assert len(bot.sandbox.calls_to("pins.add")) == 1
+        clock.advance(dt.timedelta(minutes=5))
+        assert tick() == 0  # nothing moved: nothing drawn
+    finally:
+        finish_lazy_work(bot)
