@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer, channel_binding
 from bot.audit import audit
+from bot.balance import mark_balance
 from bot.calendar import local_today, period_of
 from bot.clock import Clock
 from bot.cycles import open_cycle
@@ -229,6 +230,7 @@ def record_change_order(
     )
     session.flush()
     refresh_health(session, retainer.id, now)
+    mark_balance(session, retainer, now)
     return Recorded(change.id, _confirmation(retainer, cycle, agreed, before_minutes, before_extra))
 
 

@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session, joinedload
 from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
 from bot.account import assessed
 from bot.audit import audit
+from bot.balance import mark_balance
 from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
 from bot.change_orders import KINDS, categories_of, parse_change, record_change_order
 from bot.cycles import open_cycle
-from bot.dashboard import load_rows
+from bot.dashboard import dashboard_card, load_rows
 from bot.health import DEFAULT_THRESHOLDS
 from bot.lookup import closest, find_client, name_key
 from bot.onboarding import new_retainer_form
@@ -33,6 +34,7 @@ from bot.parsing import (
     task_id,
     words,
 )
+from bot.qbr import Quarter, last_finished, load_review, render_review
 from bot.renewal import renewal_pack
 from bot.replies import Context, Reply, Text, Tone
 from bot.snapshot import load_snapshots, snapshots_of
@@ -66,10 +68,14 @@ USAGE = {
         "/retainer change <client> deliverables <+n> <category> <note>"
     ),
     "renewal": "/retainer renewal <client>",
+    "client-hours": "/retainer client-hours <client> on|off",
+    "qbr": "/retainer qbr <client> [YYYY-Qn]",
+    "dashboard": "/retainer dashboard [page]",
 }
 INTERNAL_HELP = [
     ("status [client]", "hours, deliverables, approvals and health"),
     ("list", "your accounts, most in need of attention first (`list all`: every account, for directors)"),
+    ("dashboard [page]", "your accounts as the App Home shows them (directors: every account), paged"),
     ("log <client> <hours> [#task] [note]", "log time: 3, 3h, 1.5h or 90m"),
     ("task add <client> <title> [due] [@owner]", "add a deliverable to this month"),
     ("task done <id>", "mark a deliverable delivered"),
@@ -78,7 +84,12 @@ INTERNAL_HELP = [
     ("new <client>", "create a retainer and its shared channel"),
     ("link <client>", "bind this channel to the client's retainer"),
     ("change <client> hours|deliverables <amount> [category] <note>", "record an agreed change order"),
+    (
+        "qbr <client> [YYYY-Qn]",
+        "the quarterly review: the quarter in numbers, talking points, a client version",
+    ),
     ("renewal <client>", "the renewal pack: the term in numbers and a proposed next term"),
+    ("client-hours <client> on|off", "whether the client sees hours used and left (off by default)"),
     ("help", "this list"),
 ]
 CLIENT_HELP = [
@@ -350,6 +361,7 @@ def _log(call: Call, tokens: list[str]) -> Reply:
         )
     )
     call.session.flush()
+    mark_balance(call.session, retainer, now)
     (snapshot,) = load_snapshots(call.session, [retainer.id], now)
     used, allocated = snapshot.minutes_used, snapshot.minutes_allocated
     on = f" on #{task.id} {task.title}" if task else ""
@@ -551,6 +563,69 @@ def _renewal(call: Call, tokens: list[str]) -> Reply:
     return renewal_pack(call.session, retainer.id, call.request.now)
 
 
+SWITCH = {"on": True, "yes": True, "off": False, "no": False}
+
+
+def _client_hours(call: Call, tokens: list[str]) -> Reply:
+    """Whether the client layer shows hours used against allocated (`Retainer.client_sees_hours`)."""
+    call.internal_only("Sharing hours with the client")
+    usage = USAGE["client-hours"]
+    wanted = SWITCH.get(tokens[-1].lower()) if tokens else None
+    retainer, rest = call.client_retainer(tokens[:-1] if wanted is not None else tokens, usage)
+    if rest:
+        raise call.unknown(" ".join(rest))
+    name = retainer.client.name
+    if wanted is None:
+        now_on = "sees" if retainer.client_sees_hours else "does not see"
+        raise CommandError(f"{name} {now_on} hours now. Say `on` or `off`.", usage)
+    if retainer.client_sees_hours == wanted:
+        text = f"{name} already {'sees' if wanted else 'does not see'} hours."
+        return Reply(text, (Text(text),))
+    retainer.client_sees_hours = wanted
+    mark_balance(call.session, retainer, call.request.now)
+    call.audit("client_sees_hours", f"retainer:{retainer.id}", retainer.id, {"on": wanted})
+    text = (
+        f"{name} now sees hours used and left in their status and monthly report (never the health, "
+        "the fee or who logged them)."
+        if wanted
+        else f"{name} no longer sees hours: their status and reports show delivered work only."
+    )
+    return Reply(text, (Text(text),), Tone.GOOD)
+
+
+_QUARTER_WORD = re.compile(r"^\d{4}-?[Qq]\d$")
+
+
+def _qbr(call: Call, tokens: list[str]) -> Reply:
+    """The quarterly review (bot/qbr.py): the last finished quarter unless one is named."""
+    call.internal_only("The quarterly review")
+    quarter = None
+    if tokens and _QUARTER_WORD.match(tokens[-1]):
+        try:
+            quarter = Quarter.parse(tokens[-1])
+        except ValueError as err:
+            raise CommandError(str(err), USAGE["qbr"]) from None
+        tokens = tokens[:-1]
+    retainer, rest = call.client_retainer(tokens, USAGE["qbr"])
+    if rest:
+        raise call.unknown(" ".join(tokens))
+    today = local_today(call.request.now, retainer.timezone)
+    quarter = quarter or last_finished(today, retainer.cycle_start_day)
+    review = load_review(call.session, retainer.id, quarter, call.request.now)
+    if review is None:
+        raise CommandError(f"{retainer.client.name} has no month in {quarter.label}.", USAGE["qbr"])
+    return render_review(review)
+
+
+def _dashboard(call: Call, tokens: list[str]) -> Reply:
+    """The App Home's content as a message (SPEC §5.6; Teams has no home tab): paged, with Refresh."""
+    call.internal_only("The dashboard")
+    if len(tokens) > 1 or (tokens and not tokens[0].isdigit()) or (tokens and int(tokens[0]) < 1):
+        raise CommandError("`dashboard` takes a page number or nothing.", USAGE["dashboard"])
+    page = int(tokens[0]) - 1 if tokens else 0
+    return dashboard_card(call.session, call.viewer, call.request.now, page)
+
+
 SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
     "help": _help,
     "status": _status,
@@ -564,7 +639,10 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
     "brief": _brief,
     "change": _change,
     "renewal": _renewal,
+    "client-hours": _client_hours,
+    "qbr": _qbr,
+    "dashboard": _dashboard,
 }
 # The subcommands that may write. The others run in a read-only transaction, which never waits for a
 # writer; one that writes without being listed here fails on its first write, on both databases.
-WRITING = frozenset({"log", "task add", "task done", "link", "change"})
+WRITING = frozenset({"log", "task add", "task done", "link", "change", "client-hours"})

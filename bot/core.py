@@ -21,6 +21,7 @@ from bot.handoff import Handoff
 from bot.onboarding import Onboarding
 from bot.people import People
 from bot.prompts import Confirmed, confirm_priorities
+from bot.qbr import ClientReviews
 from bot.renewal import Renewals
 from bot.replies import Reply, error, unexpected
 from store.db import unit_of_work
@@ -43,6 +44,7 @@ class Core:
         self.engagement = Engagement(sessions, clock)
         self.change_orders = ChangeOrders(sessions, clock)
         self.renewals = Renewals(sessions, clock)
+        self.reviews = ClientReviews(sessions, clock)
         self.handoff = Handoff(sessions, clock, self.onboarding)
 
     def command(

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 HOME_PAGE_ACTION = "home_page"
 PAGE_SIZE = 200  # accounts on one page of a home tab: well inside 100 blocks with their reasons
+TEAMS_PAGE_SIZE = 25  # accounts on one page of the Teams dashboard card: inside a card's 28 KB
+REFRESH_LABEL = "Refresh"
 MAX_LINE = 400
 MAX_SIDE_LINES = 30  # pending approvals, this week
 
@@ -185,8 +187,10 @@ def home(
     now: dt.datetime,
     page: int = 0,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    page_size: int = PAGE_SIZE,
 ) -> Reply:
-    """The home tab for `viewer`: a director's covers every live account, anyone else's their own."""
+    """The home tab for `viewer`: a director's covers every live account, anyone else's their own.
+    (Teams shows the same as a card, `page_size` accounts a page: TEAMS_PAGE_SIZE.)"""
     if not viewer.internal:
         return external_home()
     director = viewer.role is Role.DIRECTOR
@@ -201,7 +205,7 @@ def home(
     if not rows:
         text = "You have no accounts yet."
         return Reply(text, (Header("Every account" if director else "Your accounts"), Text(text)))
-    return _home_reply(session, viewer, rows, now, page, director, scope)
+    return _home_reply(session, viewer, rows, now, page, director, scope, page_size)
 
 
 def _home_reply(
@@ -212,10 +216,11 @@ def _home_reply(
     page: int,
     director: bool,
     scope: Select[Any],
+    page_size: int = PAGE_SIZE,
 ) -> Reply:
-    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    pages = max(1, -(-len(rows) // page_size))
     page = max(0, min(page, pages - 1))
-    shown = rows[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    shown = rows[page * page_size : (page + 1) * page_size]
     counts = {level: sum(1 for r in rows if r.health.level is level) for level in Level}
     today = local_today(now, rows[0].account.timezone)
     title = "Every account" if director else "Your accounts"
@@ -242,7 +247,7 @@ def _home_reply(
         blocks.append(_items("Pending approvals", pending_lines(rows), "Nothing waits on a client."))
         blocks.append(_items("This week", this_week(session, rows, scope, now), "Nothing due this week."))
     if pages > 1:
-        first, last = page * PAGE_SIZE + 1, page * PAGE_SIZE + len(shown)
+        first, last = page * page_size + 1, page * page_size + len(shown)
         blocks.append(Context(f"Accounts {first}–{last} of {len(rows)}, page {page + 1} of {pages}"))
         buttons = []
         if page > 0:
@@ -255,6 +260,30 @@ def _home_reply(
     )
     worst = max((r.health.level for r in rows), default=Level.GREEN)
     return Reply(summary, tuple(blocks), LEVEL_TONE[worst])
+
+
+def dashboard_card(
+    session: Session,
+    viewer: Viewer,
+    now: dt.datetime,
+    page: int = 0,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> Reply:
+    """The home tab's content for a chat message: TEAMS_PAGE_SIZE accounts a page, and Refresh."""
+    reply = home(session, viewer, now, page, thresholds, TEAMS_PAGE_SIZE)
+    if not viewer.internal:
+        return reply
+    refresh = Button(REFRESH_LABEL, HOME_PAGE_ACTION, str(max(0, page)))
+    blocks = list(reply.blocks)
+    at = next((i for i in range(len(blocks) - 1, -1, -1) if isinstance(blocks[i], Actions)), None)
+    if at is None:
+        blocks.insert(
+            len(blocks) - 1 if blocks and isinstance(blocks[-1], Context) else len(blocks),
+            Actions((refresh,)),
+        )
+    else:
+        blocks[at] = Actions((*blocks[at].buttons, refresh))  # type: ignore[union-attr]
+    return Reply(reply.text, tuple(blocks), reply.tone)
 
 
 def _items(title: str, lines: list[str], empty: str) -> Items:
@@ -375,6 +404,11 @@ class Dashboard:
     def build(self, viewer: Viewer, page: int = 0) -> Reply:
         with unit_of_work(self.sessions, read_only=True) as session:
             return home(session, viewer, self.clock.now(), page, self.thresholds)
+
+    def card(self, viewer: Viewer, page: int = 0) -> Reply:
+        """The dashboard as a message (Teams' `dashboard`): the home tab's content, paged, with Refresh."""
+        with unit_of_work(self.sessions, read_only=True) as session:
+            return dashboard_card(session, viewer, self.clock.now(), page, self.thresholds)
 
     def show(self, publisher: HomePublisher, viewer: Viewer, page: int | None = None) -> Reply:
         """Publish `viewer`'s home tab now (it was opened, or paged); remembered for refreshes."""

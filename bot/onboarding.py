@@ -26,10 +26,12 @@ from bot.replies import (
     Actions,
     Block,
     Button,
+    ChoiceInput,
     Context,
     DateInput,
     Form,
     NumberInput,
+    Option,
     PeopleInput,
     Reply,
     Text,
@@ -94,6 +96,7 @@ class NewRetainer:
     currency: str | None = None
     country: str | None = None  # None: the agency's
     contact_names: tuple[str, ...] = ()  # beside `contacts`, the same order
+    client_sees_hours: bool = False  # the client layer shows hours used against allocated
     known: tuple[tuple[str, int], ...] = ()  # ("ams" | "director" | "team", person id): found by email
 
     @property
@@ -250,6 +253,7 @@ def parse_new_retainer(values: dict[str, object]) -> NewRetainer | Invalid:
         contacts=contacts,
         timezone=timezone,
         template=template,
+        client_sees_hours=_text(values, "client_hours") == "yes",
     )
 
 
@@ -331,6 +335,17 @@ def new_retainer_form(session: Session, typed: str, viewer: Viewer, now: dt.date
                 hint="Invited to the channel as a shared channel; they approve deliverables.",
             ),
             TextInput("timezone", "Timezone", initial=timezone, max_length=64),
+            ChoiceInput(
+                "client_hours",
+                "Client sees hours",
+                (
+                    Option("no", "No: hours stay internal"),
+                    Option("yes", "Yes: used and left, in their channel"),
+                ),
+                initial=("no",),
+                optional=True,
+                hint="Change it later with `/retainer client-hours <client> on|off`.",
+            ),
             TextInput(
                 "template",
                 "Monthly deliverables",
@@ -529,6 +544,7 @@ class Onboarding:
             timezone=data.timezone,
             country=data.country or (agency.country if agency else None),
             cycle_start_day=1,
+            client_sees_hours=data.client_sees_hours,
             stage=Stage.ACTIVE if data.starts <= today else Stage.PROSPECT,
             created_at=now,
         )

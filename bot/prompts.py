@@ -18,6 +18,7 @@ from bot.calendar import Period, business_days_between, local_today
 from bot.escalations import ESCALATION_KINDS, escalation_posts
 from bot.health import LIVE_STAGES, Health, Level
 from bot.parsing import business_days, delivered_of, format_hours, month_name, plural
+from bot.qbr import Quarter, client_review, load_review, qbr_thread_opening, render_review
 from bot.renewal import renewal_pack
 from bot.replies import (
     Actions,
@@ -424,11 +425,32 @@ def write(session: Session, wanted: list[Wanted], now: dt.datetime) -> dict[str,
     for w in wanted:  # a renewal pack whose sender died mid-send: the same pack, as of now
         if w.kind is PostKind.RENEWAL_PACK and w.retainer_id is not None:
             out[w.key] = Written(renewal_pack(session, w.retainer_id, now))
+    for w in wanted:  # quarterly reviews (bot/qbr.py), as of now
+        if w.kind in QBR_KINDS:
+            out[w.key] = quarterly_post(session, w.kind, w.retainer_id, w.subject, now)
     escalations = [(w.key, w.kind) for w in wanted if w.kind in ESCALATION_KINDS]
     if escalations:
         for key, content in escalation_posts(session, escalations, now).items():
             out[key] = Written(content) if isinstance(content, Reply) else Written(None, content)
     return out
+
+
+QBR_KINDS = (PostKind.QBR_THREAD, PostKind.QBR, PostKind.QBR_CLIENT)
+
+
+def quarterly_post(
+    session: Session, kind: PostKind, retainer_id: int | None, subject: str, now: dt.datetime
+) -> Written:
+    """A QBR post: subject `quarter:2026-Q3` (an account's review, or its client version) or
+    `quarter:2026-Q3:p12` (the thread's opening DM to person 12, naming their accounts)."""
+    quarter_text, _, person = subject.removeprefix("quarter:").partition(":p")
+    quarter = Quarter.parse(quarter_text)
+    if kind is PostKind.QBR_THREAD:
+        return Written(qbr_thread_opening(session, int(person), quarter, now))
+    review = load_review(session, retainer_id or 0, quarter, now)
+    if review is None:
+        return Written(None, f"no month in {quarter.label}")
+    return Written(render_review(review) if kind is PostKind.QBR else client_review(review))
 
 
 def _cycle_post(kind: PostKind, s: Snapshot, confirmed_by: str | None, health: Health | None) -> Reply:

@@ -21,21 +21,22 @@ import datetime as dt
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Viewer
 from bot.audit import audit
-from bot.calendar import business_days_between, local_today, period_of
+from bot.calendar import local_today, period_of
 from bot.clock import Clock
 from bot.cycles import open_cycle
 from bot.escalations import RENEWAL_PACK_ACTION
 from bot.feedback import Duplicate, Invalid
 from bot.health import Level, assess_history, category_label
 from bot.history import load_accounts
+from bot.months import Month, client_messages, decisions_of, months_of
 from bot.onboarding import MAX_HOURS, parse_template
 from bot.parsing import format_hours, month_name
 from bot.replies import (
@@ -58,18 +59,10 @@ from bot.replies import (
 from bot.terms import NextTerm, Term, TermRefused, agree_next_term, current_term
 from store.db import unit_of_work
 from store.models import (
-    ApprovalRequest,
-    ApprovalState,
     AuditEntry,
-    ChangeOrder,
-    ChannelActivity,
     Cycle,
     Escalation,
     Retainer,
-    Side,
-    Task,
-    TaskStatus,
-    TimeEntry,
 )
 
 START_ACTION = "renewal_start"
@@ -82,19 +75,6 @@ UNDER_USE = 0.70
 CREEP = 0.25
 HOURS_STEP = 5
 FEE_STEP = 50
-
-
-@dataclass(frozen=True)
-class Month:
-    period: str
-    finished: bool
-    used: int  # minutes
-    allocated: int  # the month's hours plus its change orders
-    asked: dict[str, int] = field(default_factory=dict)  # deliverables by category, made in the month
-
-    @property
-    def over(self) -> bool:
-        return self.allocated > 0 and self.used > self.allocated
 
 
 @dataclass(frozen=True)
@@ -229,77 +209,11 @@ def load_pack(session: Session, retainer_id: int, now: dt.datetime) -> Pack | No
         .where(Cycle.retainer_id == retainer.id, Cycle.starts_on >= term.starts_on, Cycle.starts_on <= today)
         .order_by(Cycle.starts_on)
     ).all()
-    ids = [c.id for c in cycles]
-    used = dict(
-        session.execute(
-            select(TimeEntry.cycle_id, func.sum(TimeEntry.minutes))
-            .where(TimeEntry.cycle_id.in_(ids))
-            .group_by(TimeEntry.cycle_id)
-        ).all()
-    )
-    orders = session.execute(
-        select(
-            ChangeOrder.cycle_id,
-            ChangeOrder.agreed_on,
-            ChangeOrder.extra_minutes,
-            ChangeOrder.extra_deliverables,
-            ChangeOrder.category,
-            ChangeOrder.note,
-        )
-        .where(ChangeOrder.cycle_id.in_(ids))
-        .order_by(ChangeOrder.agreed_on, ChangeOrder.id)
-    ).all()
-    extra: defaultdict[int, int] = defaultdict(int)
-    for o in orders:
-        extra[o.cycle_id] += o.extra_minutes
-    asked: defaultdict[int, dict[str, int]] = defaultdict(dict)
-    for cycle_id, category, count in session.execute(
-        select(Task.cycle_id, Task.category, func.count(Task.id))
-        .where(
-            Task.cycle_id.in_(ids),
-            Task.category.is_not(None),
-            Task.carried_over_from_id.is_(None),
-            Task.status != TaskStatus.CARRIED_OVER,
-        )
-        .group_by(Task.cycle_id, Task.category)
-    ):
-        if category is not None:
-            asked[cycle_id][category] = int(count)
-    months = [
-        Month(
-            c.period,
-            c.ends_on < today,
-            int(used.get(c.id) or 0),
-            (retainer.monthly_minutes if c.monthly_minutes is None else c.monthly_minutes) + extra[c.id],
-            asked[c.id],
-        )
-        for c in cycles
-    ]
-    decided = session.execute(
-        select(ApprovalRequest.created_at, ApprovalRequest.decided_at, ApprovalRequest.state)
-        .join(Task, Task.id == ApprovalRequest.task_id)
-        .where(
-            Task.cycle_id.in_(ids),
-            ApprovalRequest.state.in_([ApprovalState.APPROVED, ApprovalState.CHANGES_REQUESTED]),
-        )
-    ).all()
-    zone, country = retainer.timezone, retainer.country
-    waits = [
-        business_days_between(local_today(d.created_at, zone), local_today(d.decided_at, zone), country)
-        for d in decided
-        if d.decided_at is not None
-    ]
-    changes_requested = sum(1 for d in decided if d.state is ApprovalState.CHANGES_REQUESTED)
-    engagement: defaultdict[str, int] = defaultdict(int)
-    for day, messages in session.execute(
-        select(ChannelActivity.day, ChannelActivity.messages).where(
-            ChannelActivity.retainer_id == retainer.id,
-            ChannelActivity.side == Side.CLIENT,
-            ChannelActivity.day >= term.starts_on,
-            ChannelActivity.day <= today,
-        )
-    ):
-        engagement[str(period_of(day, retainer.cycle_start_day))] += messages
+    months, orders = months_of(session, retainer, cycles, today)
+    decided = decisions_of(session, retainer, cycles)
+    waits, changes_requested = list(decided.waits), decided.changes_requested
+    engagement = defaultdict(int, client_messages(session, retainer, term.starts_on, today))
+    zone = retainer.timezone
     baseline = {b.category: b.per_month for b in retainer.baseline}
     accounts = load_accounts(session, [retainer.id], now)
     health = assess_history(accounts[0].history) if accounts else None
@@ -310,7 +224,7 @@ def load_pack(session: Session, retainer_id: int, now: dt.datetime) -> Pack | No
     if escalated is not None:
         risks.insert(0, f"An escalation to the director is open since {local_today(escalated, zone):%b %-d}.")
     proposal = propose(term, months, baseline)
-    meaning = _meaning(term, months, baseline, waits, len(decided), changes_requested, engagement)
+    meaning = _meaning(term, months, baseline, waits, decided.count, changes_requested, engagement)
     return Pack(
         retainer.id,
         retainer.client.name,
@@ -319,9 +233,9 @@ def load_pack(session: Session, retainer_id: int, now: dt.datetime) -> Pack | No
         today,
         months,
         baseline,
-        [(o.agreed_on, o.extra_minutes, o.extra_deliverables, o.category, o.note) for o in orders],
-        statistics.median(waits) if waits else None,
-        len(decided),
+        [(o.agreed_on, o.minutes, o.deliverables, o.category, o.note) for o in orders],
+        decided.turnaround,
+        decided.count,
         changes_requested,
         [(p, engagement[p]) for p in sorted(engagement)],
         meaning,

@@ -43,6 +43,9 @@ class PostKind(StrEnum):
     ESCALATION_NOTE = "escalation_note"  # to the AMs: the director was told
     ESCALATION_CLOSED = "escalation_closed"  # to the director and the AMs: the account recovered
     RENEWAL_PACK = "renewal_pack"  # to the AMs and the director, once a term, 90 days out (bot/renewal.py)
+    QBR_THREAD = "qbr_thread"  # to each AM after a quarter: the DM whose thread holds their accounts' QBRs
+    QBR = "qbr"  # one account's quarterly review, in its AM's QBR thread (bot/qbr.py)
+    QBR_CLIENT = "qbr_client"  # the review's client version, posted once by an AM's click
 
     @property
     def order(self) -> int:
@@ -70,6 +73,9 @@ AUDIENCE = {
     PostKind.ESCALATION_NOTE: Audience.PERSON,
     PostKind.ESCALATION_CLOSED: Audience.PERSON,
     PostKind.RENEWAL_PACK: Audience.PERSON,
+    PostKind.QBR_THREAD: Audience.PERSON,
+    PostKind.QBR: Audience.PERSON,
+    PostKind.QBR_CLIENT: Audience.CLIENT,
 }
 
 

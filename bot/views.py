@@ -122,10 +122,30 @@ def status_client(s: Snapshot) -> Reply:
         _items("Delivered", [_client_task(t) for t in s.done], empty="Nothing delivered yet this month."),
         _items("Coming up", [_client_task(t) for t in coming], empty="Nothing else planned this month."),
     ]
+    if s.retainer.client_sees_hours:
+        blocks[1:1] = client_hours(s)
+        summary += f", {client_hours_line(s)}"
     ams = ", ".join(s.names(MemberRole.AM))
     if ams:
         blocks.append(Context(f"Your account manager: {ams}"))
     return Reply(summary, tuple(blocks))
+
+
+def client_hours_line(s: Snapshot) -> str:
+    """Hours used against allocated, as a client may read them: only for a retainer whose client sees
+    hours (`Retainer.client_sees_hours`), and never with the health, the fee or who logged what."""
+    used, allocated = s.minutes_used, s.minutes_allocated
+    left = max(0, allocated - used)
+    return f"{format_hours(used)} of {format_hours(allocated)} used, {format_hours(left)} left"
+
+
+def client_hours(s: Snapshot) -> list[Block]:
+    """The client layer's hours (see `client_hours_line`): a gauge and the numbers."""
+    used, allocated = s.minutes_used, s.minutes_allocated
+    return [
+        Bar("Hours used", used / 60, allocated / 60, "h"),
+        Facts((("Hours", client_hours_line(s)),)),
+    ]
 
 
 def _client_task(task: TaskLine) -> str:
@@ -136,7 +156,8 @@ def _client_task(task: TaskLine) -> str:
 def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
     """The monthly report of a cycle: deliverables completed, what carried over, scope changes and
     recommended priorities. The internal version adds hours used against allocation (a bar), health
-    and out-of-scope work; the client's never shows hours (SPEC §4)."""
+    and out-of-scope work; the client's shows hours only when the client sees hours (never the
+    health, the fee or out-of-scope flags)."""
     if s.cycle is None:
         return _no_cycle(s)
     title = f"Monthly report · {s.client_name} · {month_name(s.cycle.period)}"
@@ -158,6 +179,9 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
         summary += f", {format_hours(used)} of {format_hours(allocated)}"
     else:
         blocks.append(Text(f"{month_name(s.cycle.period)}: {delivered}."))
+        if s.retainer.client_sees_hours:
+            blocks.extend(client_hours(s))
+            summary += f", {client_hours_line(s)}"
     blocks.append(_items("Completed", [t.title for t in s.done], empty="Nothing completed."))
     if s.pending:  # waiting now, whichever month the deliverable is of
         blocks.append(

@@ -35,9 +35,11 @@ from retainer.startup import check_address, connect_slack, open_database
 from sandbox.slack import SlackSandbox
 from sandbox.slack.page import add_workspace_page
 from sandbox.slack.time_travel import MovableClock
+from scheduler.balance import BalanceCards
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
+from scheduler.quarterly import QuarterlyReviews, QuarterlySettings
 from scheduler.renewals import RenewalPacks, RenewalSettings
 from scheduler.ticker import Ticker
 from store.db import make_sessionmaker
@@ -66,6 +68,8 @@ class Runtime:
     clock_job: Ticker | None = None
     watch: HealthWatch | None = None  # the daily health scan, escalation DMs, home tab refreshes
     renewals: RenewalPacks | None = None  # the renewal pack's DM, 90 days before the end of a term
+    quarterly: QuarterlyReviews | None = None  # each AM's QBR thread, after a quarter ends
+    balances: BalanceCards | None = None  # the clients' hours balance cards, redrawn at most once a minute
     teams: Teams | None = None
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
 
@@ -83,6 +87,10 @@ class Runtime:
             self.watch.run_due()
         if self.renewals is not None:
             self.renewals.run_due()
+        if self.quarterly is not None:
+            self.quarterly.run_due()
+        if self.balances is not None:
+            self.balances.run_due()
         self.core.approvals.retry_stale_cards(self.switchboard or self.messengers["slack"])
 
     def health(self) -> dict[str, object]:
@@ -202,6 +210,10 @@ def build_runtime(
             grace=dt.timedelta(hours=settings.retainer_rhythm_grace_hours),
             reminder_after_business_days=settings.retainer_reminder_after_business_days,
         ),
+    )
+    runtime.balances = BalanceCards(sessions, clock, runtime.messengers)
+    runtime.quarterly = QuarterlyReviews(
+        sessions, clock, outbox, QuarterlySettings(hour=settings.retainer_rhythm_hour)
     )
     runtime.renewals = RenewalPacks(
         sessions, clock, outbox, RenewalSettings(hour=settings.retainer_rhythm_hour)

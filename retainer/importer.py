@@ -144,6 +144,7 @@ class RetainerEntry(_Strict):
     timezone: TimezoneName | None = None  # None: the agency's
     country: CountryCode | None = None  # None: the agency's
     cycle_start_day: Annotated[Count, AfterValidator(_cycle_day)] = 1
+    client_sees_hours: bool = Field(default=False, strict=True)  # hours in the client layer
     ams: list[PersonRef] = Field(min_length=1)
     director: PersonRef
     team: list[PersonRef] = []
@@ -828,6 +829,7 @@ def _sync_retainer(
         "timezone": terms.timezone or info.timezone,
         "country": terms.country or info.country,
         "cycle_start_day": terms.cycle_start_day,
+        "client_sees_hours": terms.client_sees_hours,
     }
     current = max(client.retainers, key=lambda r: (r.start_date, r.id), default=None)
     if current is None:

@@ -236,6 +236,9 @@ class Retainer(Base):
     cycle_start_day: Mapped[int] = mapped_column(Integer, default=1)
     # Local hour of its scheduled posts; None: the installation's RETAINER_RHYTHM_HOUR.
     rhythm_hour: Mapped[int | None] = mapped_column(Integer)
+    # The client layer shows hours used against allocated (status, report, a pinned balance card).
+    # Off by default: hours are the agency's business until the AM says otherwise.
+    client_sees_hours: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     stage: Mapped[Stage] = mapped_column(_enum(Stage), default=Stage.ACTIVE)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -621,6 +624,20 @@ class AuditEntry(Base):
     subject: Mapped[str | None] = mapped_column(String(64))  # e.g. "task:12"
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     source: Mapped[str | None] = mapped_column(String(500))  # permalink of the message it came from
+
+
+class BalanceCard(Base):
+    """The hours balance pinned in a client's channel (only while `Retainer.client_sees_hours`), updated
+    in place at most once a minute: `dirty_at` says hours or change orders moved since it was drawn."""
+
+    __tablename__ = "balance_card"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), unique=True)
+    platform: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(128))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    dirty_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class Delivery(Base):

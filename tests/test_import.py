@@ -354,8 +354,8 @@ def test_unknown_key_is_reported_with_its_path() -> None:
     broken = _edit(_source(), ("      cycle_start_day: 15\n", "      cycle_start_day: 15\n      hourz: 3\n"))
     assert _errors(broken) == [
         "clients[1].retainer.hourz: unknown key; expected one of start, end, monthly_hours, fee, currency, "
-        "timezone, country, cycle_start_day, ams, director, team, approvers, channel, internal_channel, "
-        "baseline, template"
+        "timezone, country, cycle_start_day, client_sees_hours, ams, director, team, approvers, channel, "
+        "internal_channel, baseline, template"
     ]
     misspelt = _edit(_source(), ("monthly_hours: 20", "monthly_hour: 20"))
     assert _errors(misspelt) == [
@@ -637,3 +637,19 @@ def test_db_current_on_a_missing_file_says_how_to_create_it_and_creates_nothing(
         f"retainer: there is no database at {tmp_path / 'retainer.db'} yet; ./run db upgrade creates it"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_client_sees_hours_is_off_unless_the_file_says_so(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    edited = _edit(
+        _source(),
+        ("      cycle_start_day: 15\n", "      cycle_start_day: 15\n      client_sees_hours: true\n"),
+    )
+    import_file(sessions, _write(tmp_path, edited), now=NOW)
+    with sessions() as session:
+        seen = {r.client.slug: r.client_sees_hours for r in session.scalars(select(Retainer))}
+    assert sorted(slug for slug, on in seen.items() if on) == ["globex"] and len(seen) == 3
+    assert _errors(edited.replace("client_sees_hours: true", "client_sees_hours: yes please")) == [
+        "clients[1].retainer.client_sees_hours: must be true or false"
+    ]

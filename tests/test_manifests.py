@@ -35,6 +35,7 @@ SCOPE_OF = {
     "conversations_members": "channels:read",
     "conversations_open": "im:write",
     "pins_add": "pins:write",
+    "files_upload_v2": "files:write",
     "views_open": None,
     "views_push": None,
     "views_update": None,
@@ -73,7 +74,7 @@ def methods_called() -> set[str]:
     """Every `client.<method>(` the Slack handlers make."""
     found: set[str] = set()
     for path in (ROOT / "handlers" / "slack").rglob("*.py"):
-        found |= set(re.findall(r"client\.([a-z]+_[A-Za-z]+)\b", path.read_text()))
+        found |= set(re.findall(r"client\.([a-z]+_[A-Za-z0-9_]+)\b", path.read_text()))
     return found
 
 

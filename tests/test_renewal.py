@@ -11,7 +11,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from bot.renewal import START_ACTION, Month, propose
+from bot.months import Month
+from bot.renewal import START_ACTION, propose
 from bot.terms import Term
 from handlers.slack.render import as_text
 from scheduler.outbox import Outbox

@@ -89,6 +89,15 @@ def report(bot) -> str:
     return json.dumps(posted.args["blocks"], ensure_ascii=False)
 
 
+def test_the_form_can_let_the_client_see_hours(bot, agency) -> None:
+    create(bot, {"client_hours": "yes"})
+    report(bot)
+    with bot.sessions() as session:
+        client = session.scalars(select(Client).where(Client.slug == "initech")).one()
+        retainer = session.scalars(select(Retainer).where(Retainer.client_id == client.id)).one()
+        assert retainer.client_sees_hours is True
+
+
 def test_the_form_opens_prefilled_within_the_trigger_window(bot, agency) -> None:
     view = new_form(bot, "new Initech Corp")
     inputs = {b["block_id"]: b["element"] for b in view["blocks"] if b["type"] == "input"}
@@ -109,8 +118,10 @@ def test_the_form_opens_prefilled_within_the_trigger_window(bot, agency) -> None
         "team",
         "contacts",
         "timezone",
+        "client_hours",
         "template",
     ]
+    assert inputs["client_hours"]["initial_option"]["value"] == "no"  # off unless the AM says so
 
 
 def test_a_new_retainer_gets_its_shared_channel_and_a_report(bot, agency) -> None:
@@ -144,6 +155,7 @@ def test_a_new_retainer_gets_its_shared_channel_and_a_report(bot, agency) -> Non
             "America/Chicago",
             Stage.ACTIVE,
         )
+        assert retainer.client_sees_hours is False  # the form left at its default
         roles = sorted((m.role.value, m.person.name) for m in retainer.members)
         assert roles == [
             ("am", "Maya Patel"),

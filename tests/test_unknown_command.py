@@ -33,7 +33,8 @@ def test_an_unknown_command_is_answered_with_the_commands_it_is_close_to(
 def test_a_command_close_to_none_lists_them_all() -> None:
     assert str(unknown_command(["frobnicate", "acme"])) == (
         "I don't know the command “frobnicate”. Try one of `status`, `list`, `log`, `task add`, "
-        "`task done`, `report`, `link`, `new`, `brief`, `change`, `renewal`, or `help`."
+        "`task done`, `report`, `link`, `new`, `brief`, `change`, `renewal`, `client-hours`, `qbr`, "
+        "`dashboard`, or `help`."
     )
 
 

@@ -18,6 +18,7 @@ from handlers.slack import (
     home,
     lifecycle,
     priorities,
+    reviews,
     shortcuts,
     submissions,
 )
@@ -49,6 +50,7 @@ def build_app(core: Core, workspace: Workspace, signing_secret: str) -> App:
         events,
         escalations,
         lifecycle,
+        reviews,
     ):
         module.register(app, core, workspace)
     app.error(unhandled)

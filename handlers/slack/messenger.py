@@ -97,6 +97,10 @@ class SlackMessenger:
         )
         return Posted(response["channel"], response["ts"])
 
+    def pin(self, conversation: str, message_id: str) -> None:
+        """Pin a message (the client's hours balance card)."""
+        self._call(self.client.pins_add, channel=conversation, timestamp=message_id)
+
     def direct(self, user_id: str, reply: Reply, *, marker: str | None = None) -> Posted:
         # chat.postMessage to a user id opens (or reuses) the bot's DM with them.
         return self.post(user_id, reply, marker=marker)

@@ -34,6 +34,7 @@ from botbuilder.schema.teams import (
 from bot.access import Viewer
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused, Requested
 from bot.core import Core
+from bot.dashboard import HOME_PAGE_ACTION
 from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
 from bot.feedback import Filed, Invalid, SourceMessage, deliver
 from bot.messenger import DeliveryError, Messenger
@@ -272,6 +273,12 @@ class RetainerBot(TeamsActivityHandler):
         bot_id = activity.recipient.id if activity.recipient else None
         if any(member.id == bot_id for member in activity.members_added or []):
             await turn_context.send_activity(card_activity(welcome(where(activity).kind)))
+            if where(activity).kind == PERSONAL:  # an agency person's 1:1 chat opens on their dashboard
+                viewer = await self.identify(turn_context)
+                if viewer.internal:
+                    await turn_context.send_activity(
+                        card_activity(await self.run(self.core.dashboard.card, viewer))
+                    )
 
     # ----- card buttons (Action.Execute) ---------------------------------------------------------
 
@@ -289,11 +296,16 @@ class RetainerBot(TeamsActivityHandler):
 
     async def card_action(self, turn_context: TurnContext, verb: str, data: object) -> dict[str, Any]:
         value = str((data or {}).get("value") or "") if isinstance(data, dict) else ""
-        if verb not in (APPROVE_ACTION, CONFIRM_ACTION, *ESCALATION_ACTIONS) or not value.isdigit():
+        if (
+            verb not in (APPROVE_ACTION, CONFIRM_ACTION, HOME_PAGE_ACTION, *ESCALATION_ACTIONS)
+            or not value.isdigit()
+        ):
             return message_response("This button is not one of mine; nothing changed.")
         activity = turn_context.activity
         place = where(activity)
         viewer = await self.identify(turn_context)
+        if verb == HOME_PAGE_ACTION:  # the dashboard card: a page, or Refresh, in place
+            return card_response(await self.run(self.core.dashboard.card, viewer, int(value)))
         if verb in ESCALATION_ACTIONS:
             return await self.escalation_action(turn_context, verb, int(value), viewer)
         if verb == APPROVE_ACTION:

@@ -115,6 +115,8 @@ class SlackSandbox:
         self._channel_ids_by_name: dict[str, str] = {}
         self._ims_by_user: dict[str, str] = {}
         self._messages: dict[str, dict[str, dict[str, Any]]] = {}  # channel id -> ts -> message
+        # Uploaded files (files_upload_v2: get an upload URL, POST the bytes, complete): id -> file
+        self._files: dict[str, dict[str, Any]] = {}
         self._views: dict[str, dict[str, Any]] = {}
         self._view_ids_by_external_id: dict[str, str] = {}
         self._home_view_ids: dict[str, str] = {}
@@ -147,6 +149,8 @@ class SlackSandbox:
             "conversations.list": self._conversations_list,
             "conversations.open": self._conversations_open,
             "pins.add": self._pins_add,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
             "views.open": self._views_open,
             "views.push": self._views_push,
             "views.update": self._views_update,
@@ -507,6 +511,8 @@ class SlackSandbox:
         self, path: str, query: str, body: bytes, content_type: str, headers: dict[str, str]
     ) -> Reply | None:
         """Answer one HTTP request; None means hold it open unanswered. Every request is recorded."""
+        if path.startswith("/upload/"):  # files_upload_v2's step 2: the raw bytes, to the URL handed out
+            return self._take_upload(path, body, headers)
         if path.startswith("/api/"):
             method = path.removeprefix("/api/")
         elif path.startswith("/response/"):
@@ -1083,6 +1089,63 @@ class SlackSandbox:
         pinned = {**message, "pinned_to": [*message.get("pinned_to", []), channel.id]}
         self._messages[channel.id][message["ts"]] = pinned
         return {"ok": True}
+
+    def file(self, file_id: str) -> dict[str, Any]:
+        """An uploaded file: name, title, bytes (`content`), the channels it was shared to."""
+        with self._lock:
+            return dict(self._files[file_id])
+
+    def _files_get_upload_url(self, args: Args) -> dict[str, Any]:
+        name, length = str(args.get("filename") or ""), int(args.get("length") or 0)
+        if not name or length <= 0:
+            raise ApiError("invalid_arguments")
+        file_id = self._new_id("F")
+        self._files[file_id] = {
+            "id": file_id,
+            "name": name,
+            "length": length,
+            "content": None,
+            "channels": [],
+        }
+        return {"ok": True, "file_id": file_id, "upload_url": f"{self.base_url}/upload/{file_id}"}
+
+    def _take_upload(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        file_id = path.removeprefix("/upload/")
+        with self._lock:
+            known = self._files.get(file_id)
+            if known is not None and known["content"] is None and len(body) == known["length"]:
+                known["content"] = body
+                status, text = 200, f"OK - {len(body)}"
+            else:
+                status, text = 400, "invalid upload"
+        call = Call("upload", {"file_id": file_id, "bytes": len(body)}, headers, status, {}, path=path)
+        with self._calls_changed:
+            self.calls.append(call)
+            self._calls_changed.notify_all()
+        return Reply(status, {}, text=text)
+
+    def _files_complete_upload(self, args: Args) -> dict[str, Any]:
+        wanted = args.get("files")
+        items = json.loads(wanted) if isinstance(wanted, str) else wanted
+        if not isinstance(items, list) or not items:
+            raise ApiError("invalid_arguments")
+        done = []
+        for item in items:
+            f = self._files.get(str(item.get("id")))
+            if f is None or f["content"] is None:
+                raise ApiError("file_not_found")
+            f["title"] = item.get("title") or f["name"]
+            done.append({k: v for k, v in f.items() if k != "content"})
+        if args.get("channel_id"):
+            channel = self._channel(args, "channel_id")
+            if self.bot_user_id not in channel.members:
+                raise ApiError("not_in_channel")
+            shared = [{"id": f["id"], "name": f["name"], "title": f["title"]} for f in done]
+            content = {"text": str(args.get("initial_comment") or ""), "files": shared, "upload": True}
+            self._store_bot_message(channel.id, content, args.get("thread_ts") or None)
+            for f in done:
+                self._files[f["id"]]["channels"].append(channel.id)
+        return {"ok": True, "files": done}
 
     def _views_open(self, args: Args) -> dict[str, Any]:
         view = self._view_arg(args, "modal")

@@ -1,0 +1,152 @@
+"""`/retainer qbr` (issue 12 §1) over real HTTP on demo data of several quarters: the review's numbers
+against an independent count of the rows, the comparison with the previous quarter, the rules named on
+each talking point, the client version without an internal number, and who may ask."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from sqlalchemy import select
+
+from bot.qbr import Quarter, client_review, load_review, review_csv
+from handlers.slack.render import as_text, render_message
+from retainer.demo import fill_demo
+from store.db import unit_of_work
+from store.models import (
+    ApprovalRequest,
+    ApprovalState,
+    ChangeOrder,
+    ChannelActivity,
+    Client,
+    Cycle,
+    Retainer,
+    Side,
+    Task,
+    TaskStatus,
+    TimeEntry,
+)
+from tests.test_client_hours import HOUR_FIGURE, NEVER_EXTERNAL
+
+NOW = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)
+MAYA = "U01AM0001"
+
+
+def counted(session, slug: str, quarter: Quarter) -> dict[str, float]:
+    """The quarter's numbers counted straight from the rows, without bot/months.py."""
+    retainer = session.scalars(select(Retainer).join(Client).where(Client.slug == slug)).one()
+    cycles = [
+        c
+        for c in session.scalars(select(Cycle).where(Cycle.retainer_id == retainer.id))
+        if c.period in quarter.periods
+    ]
+    ids = {c.id for c in cycles}
+    entries = session.scalars(select(TimeEntry).where(TimeEntry.retainer_id == retainer.id)).all()
+    orders = session.scalars(select(ChangeOrder).where(ChangeOrder.retainer_id == retainer.id)).all()
+    tasks = [
+        t for t in session.scalars(select(Task).where(Task.retainer_id == retainer.id)) if t.cycle_id in ids
+    ]
+    decided = [
+        a
+        for a in session.scalars(select(ApprovalRequest))
+        if a.task_id in {t.id for t in tasks}
+        and a.state in (ApprovalState.APPROVED, ApprovalState.CHANGES_REQUESTED)
+    ]
+    first = min(c.starts_on for c in cycles)
+    last = max(c.ends_on for c in cycles)
+    messages = sum(
+        a.messages
+        for a in session.scalars(select(ChannelActivity).where(ChannelActivity.retainer_id == retainer.id))
+        if a.side is Side.CLIENT and first <= a.day <= min(last, NOW.date())
+    )
+    return {
+        "used": sum(e.minutes for e in entries if e.cycle_id in ids) / 60,
+        "allocated": (
+            sum(c.monthly_minutes or retainer.monthly_minutes for c in cycles)
+            + sum(o.extra_minutes for o in orders if o.cycle_id in ids)
+        )
+        / 60,
+        "delivered": sum(1 for t in tasks if t.status in (TaskStatus.APPROVED, TaskStatus.DELIVERED)),
+        "planned": sum(1 for t in tasks if t.status is not TaskStatus.CARRIED_OVER),
+        "messages": messages,
+        "decisions": len(decided),
+        "changes": sum(1 for a in decided if a.state is ApprovalState.CHANGES_REQUESTED),
+    }
+
+
+def _hours(value: float) -> str:
+    return (f"{value:.2f}".rstrip("0").rstrip(".")) + " h"
+
+
+def test_the_quarter_in_numbers_matches_the_rows(bot) -> None:
+    with unit_of_work(bot.sessions) as session:
+        fill_demo(session, retainers=6, months=10, seed=3, today=NOW)
+    with bot.sessions() as session:
+        slugs = {c.slug: c.name for c in session.scalars(select(Client))}
+    assert len(slugs) == 6
+    for slug, name in slugs.items():
+        text = bot.answer(f"qbr {slug} 2026-Q3", user=MAYA)
+        with bot.sessions() as session:
+            q3 = counted(session, slug, Quarter(2026, 3))
+            q2 = counted(session, slug, Quarter(2026, 2))
+            retainer = session.scalars(select(Retainer).join(Client).where(Client.slug == slug)).one()
+            review = load_review(session, retainer.id, Quarter(2026, 3), NOW)
+        assert review is not None
+        assert text.startswith(f"Quarterly review · {name} · Q3 2026"), text
+        assert f"Hours: {_hours(q3['used'])} of {_hours(q3['allocated'])}" in text
+        assert f"Delivered: {q3['delivered']:.0f} of {q3['planned']:.0f} delivered" in text
+        assert f"Client messages: {q3['messages']:.0f}" in text
+        assert f"{q3['messages']:.0f} this quarter, {q2['messages']:.0f} the one before" in text
+        assert (review.now.decisions.count, review.now.decisions.changes_requested) == (
+            q3["decisions"],
+            q3["changes"],
+        )
+        # The previous quarter, in the CSV an AM takes into the meeting.
+        rows = {line.split(",")[0]: line.split(",") for line in review_csv(review).splitlines()[1:]}
+        assert float(rows["2026-Q2"][1]) == q2["used"] and float(rows["2026-Q2"][2]) == q2["allocated"]
+        assert float(rows["2026-Q3"][1]) == q3["used"] and int(rows["2026-Q3"][3]) == q3["delivered"]
+        assert list(rows) == [
+            "2026-04",
+            "2026-05",
+            "2026-06",
+            "2026-Q2",
+            "2026-07",
+            "2026-08",
+            "2026-09",
+            "2026-Q3",
+        ]
+        # Every talking point and priority says which rule produced it.
+        for title in ("Talking points", "Recommended priorities"):
+            lines = text.split(f"\n{title}\n", 1)[1].splitlines()
+            bullets = lines[: next(i for i, x in enumerate(lines) if not x.startswith("• "))]
+            assert all(re.search(r"_\(rule: [a-z-]+\)_$", b) for b in bullets), bullets
+        assert "Post client version" in text
+
+
+def test_the_client_version_has_no_internal_number(bot) -> None:
+    with unit_of_work(bot.sessions) as session:
+        fill_demo(session, retainers=6, months=10, seed=3, today=NOW)
+    with bot.sessions() as session:
+        acme = session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one()
+        review = load_review(session, acme.id, Quarter(2026, 3), NOW)
+        assert review is not None
+        text = as_text(render_message(client_review(review)))
+    assert text.startswith("Quarterly review · Acme Corp · Q3 2026")
+    assert "Delivered per month" in text and "rule:" not in text
+    if not review.client_sees_hours:
+        assert not HOUR_FIGURE.search(text), text
+    for word in NEVER_EXTERNAL:
+        assert word not in text, word
+
+
+def test_who_may_ask_and_what_a_wrong_quarter_says(bot) -> None:
+    with unit_of_work(bot.sessions) as session:
+        summary = fill_demo(session, retainers=3, months=4, seed=1, today=NOW)
+    client = next(p for p in summary.people if p.client_slug == "acme")
+    assert bot.answer("qbr", user=client.slack_id, channel=summary.acme_channel) == (
+        "The quarterly review is for the agency's team."
+    )
+    assert bot.answer("qbr acme 2026-Q9", user=MAYA).startswith("“2026-Q9” is not a quarter")
+    assert bot.answer("qbr acme 2025-Q1", user=MAYA).startswith("Acme Corp has no month in Q1 2025.")
+    # Without a quarter: the last finished one.
+    assert bot.answer("qbr acme", user=MAYA).startswith("Quarterly review · Acme Corp · Q3 2026")
