@@ -18,7 +18,7 @@ from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
 from bot.change_orders import KINDS, categories_of, parse_change, record_change_order
 from bot.cycles import open_cycle
-from bot.dashboard import load_rows
+from bot.dashboard import load_ranking
 from bot.health import DEFAULT_THRESHOLDS
 from bot.lookup import closest, find_client, name_key
 from bot.onboarding import new_retainer_form
@@ -288,9 +288,9 @@ def _list(call: Call, tokens: list[str]) -> Reply:
         mine = select(RetainerMember.retainer_id).where(RetainerMember.person_id == person)
         retainers = retainers.where(Retainer.id.in_(mine))
         title = "Your accounts"
-    rows = load_rows(call.session, retainers, call.request.now, DEFAULT_THRESHOLDS)
+    ranking = load_ranking(call.session, retainers, call.request.now, DEFAULT_THRESHOLDS)
     empty = "You have no accounts yet. Directors can see every account with `list all`."
-    return portfolio(title, rows, empty, with_am=scope == "all")
+    return portfolio(title, ranking, empty, with_am=scope == "all")
 
 
 def _brief(call: Call, tokens: list[str]) -> Reply:

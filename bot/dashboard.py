@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import standing
 from bot.access import Viewer
 from bot.calendar import local_today
 from bot.clock import Clock
@@ -31,6 +32,7 @@ from bot.history import Account, load_accounts, scope_filter
 from bot.parsing import business_days, delivered_of, plural
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text
 from bot.rhythm import cycle_days
+from bot.standing import Standings
 from bot.views import LEVEL_MARK, LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
@@ -129,10 +131,68 @@ def accounts_of(person_id: int) -> Select[Any]:
     )
 
 
+class Ranking:
+    """The accounts of one scope ranked by attention (the same order as `rank`), from their stored
+    standings (bot/standing.py); a Row is built only for the accounts a view shows."""
+
+    def __init__(self, standings: Standings, escalations: Mapping[int, EscalationLine]) -> None:
+        self.standings, self.escalations = standings, escalations
+        self.order = [retainer_id for _, retainer_id, _ in standings.order]
+        self.levels = {retainer_id: level for _, retainer_id, level in standings.order}
+        self.counts = {level: 0 for level in Level}
+        for level in self.levels.values():
+            self.counts[level] += 1
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    @property
+    def worst(self) -> Level:
+        return max(self.levels.values(), default=Level.GREEN)
+
+    def rows(self, ids: Sequence[int]) -> list[Row]:
+        found = self.standings.accounts(ids)
+        return [Row(*found[i], self.escalations.get(i)) for i in ids]
+
+    def all(self) -> list[Row]:
+        return self.rows(self.order)
+
+    def window(self, start: int, stop: int) -> list[Row]:
+        return self.rows(self.order[start:stop])
+
+    def at_level(self, attention: bool, limit: int) -> tuple[list[Row], int]:
+        """The first `limit` accounts needing attention (amber, red) or on track, and how many there are."""
+        ids = [i for i in self.order if (self.levels[i] > Level.GREEN) is attention]
+        return self.rows(ids[:limit]), len(ids)
+
+    def escalated(self, limit: int) -> list[Row]:
+        return self.rows(self.escalated_ids(limit))
+
+    def escalated_ids(self, limit: int) -> list[int]:
+        return [i for i in self.order if i in self.escalations][:limit]
+
+    def window_ids(self, start: int, stop: int) -> list[int]:
+        return self.order[start:stop]
+
+
+def load_ranking(
+    session: Session, scope: Sequence[int] | Select[Any], now: dt.datetime, thresholds: Thresholds
+) -> Ranking:
+    """Every account of `scope`, ranked from its standing, with its open escalation."""
+    return Ranking(standing.read(session, scope, now, thresholds), open_escalations(session, scope))
+
+
 def load_rows(
     session: Session, scope: Sequence[int] | Select[Any], now: dt.datetime, thresholds: Thresholds
 ) -> list[Row]:
     """Every account of `scope`, assessed, with its open escalation, ranked."""
+    return load_ranking(session, scope, now, thresholds).all()
+
+
+def assessed_rows(
+    session: Session, scope: Sequence[int] | Select[Any], now: dt.datetime, thresholds: Thresholds
+) -> list[Row]:
+    """`load_rows` from every account's full history, ignoring stored standings (what they must equal)."""
     accounts = load_accounts(session, scope, now, thresholds)
     escalations = open_escalations(session, scope)
     return rank(
@@ -196,41 +256,49 @@ def home(
     else:
         text = "You have no accounts yet. Once you are an AM or on the team of a retainer, it shows here."
         return Reply(text, (Header("Your accounts"), Text(text)))
-    rows = load_rows(session, scope, now, thresholds)
-    if not rows:
+    ranking = load_ranking(session, scope, now, thresholds)
+    if not ranking:
         text = "You have no accounts yet."
         return Reply(text, (Header("Every account" if director else "Your accounts"), Text(text)))
-    return _home_reply(session, viewer, rows, now, page, director, scope)
+    return _home_reply(session, viewer, ranking, now, page, director, scope)
 
 
 def _home_reply(
     session: Session,
     viewer: Viewer,
-    rows: list[Row],
+    ranking: Ranking,
     now: dt.datetime,
     page: int,
     director: bool,
     scope: Select[Any],
 ) -> Reply:
-    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    pages = max(1, -(-len(ranking) // PAGE_SIZE))
     page = max(0, min(page, pages - 1))
-    shown = rows[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
-    counts = {level: sum(1 for r in rows if r.health.level is level) for level in Level}
-    today = local_today(now, rows[0].account.timezone)
+    # An AM's few accounts are all built (their approvals and week list every one); a director's page only.
+    if director:  # what this page shows, read at once
+        top, window = ranking.window_ids(0, 1), ranking.window_ids(page * PAGE_SIZE, (page + 1) * PAGE_SIZE)
+        ranking.rows([*top, *window, *ranking.escalated_ids(MAX_SIDE_LINES)])
+    rows = ranking.all() if not director else []
+    shown = (
+        rows[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+        if not director
+        else ranking.window(page * PAGE_SIZE, (page + 1) * PAGE_SIZE)
+    )
+    counts = ranking.counts
+    top = rows[0] if rows else ranking.window(0, 1)[0]
+    today = local_today(now, top.account.timezone)
     title = "Every account" if director else "Your accounts"
     summary = (
-        f"{title}: {len(rows)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "
+        f"{title}: {len(ranking)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "
         f"{counts[Level.GREEN]} green"
     )
     blocks: list[Block] = [
         Header(f"{title} · {today:%a %b} {today.day}"),
         Context(summary + " · most in need of attention first"),
     ]
-    escalated = [r for r in rows if r.escalation is not None]
+    escalated = ranking.escalated(MAX_SIDE_LINES)
     if escalated:
-        blocks.append(
-            Items("Open escalations", tuple(_escalation_line(r) for r in escalated[:MAX_SIDE_LINES]))
-        )
+        blocks.append(Items("Open escalations", tuple(_escalation_line(r) for r in escalated)))
     attention_rows = [r for r in shown if r.health.level > Level.GREEN]
     calm = [r for r in shown if r.health.level is Level.GREEN]
     if attention_rows:
@@ -242,7 +310,7 @@ def _home_reply(
         blocks.append(_items("This week", this_week(session, rows, scope, now), "Nothing due this week."))
     if pages > 1:
         first, last = page * PAGE_SIZE + 1, page * PAGE_SIZE + len(shown)
-        blocks.append(Context(f"Accounts {first}–{last} of {len(rows)}, page {page + 1} of {pages}"))
+        blocks.append(Context(f"Accounts {first}–{last} of {len(ranking)}, page {page + 1} of {pages}"))
         buttons = []
         if page > 0:
             buttons.append(Button("‹ Previous", HOME_PAGE_ACTION, str(page - 1)))
@@ -252,8 +320,7 @@ def _home_reply(
     blocks.append(
         Context("`/retainer list` ranks the same way · `/retainer brief <client>` before a client meeting")
     )
-    worst = max((r.health.level for r in rows), default=Level.GREEN)
-    return Reply(summary, tuple(blocks), LEVEL_TONE[worst])
+    return Reply(summary, tuple(blocks), LEVEL_TONE[ranking.worst])
 
 
 def _items(title: str, lines: list[str], empty: str) -> Items:
