@@ -122,6 +122,15 @@ def writes(text: str) -> bool:
         return False  # answered with the error, reading nothing
 
 
+def may_be_slow(text: str) -> bool:
+    """Whether `/retainer <text>` is a portfolio view, which may take more than a moment (every
+    account's history, while their standings are not stored yet)."""
+    try:
+        return _subcommand(text)[0] in PORTFOLIO
+    except CommandError:
+        return False
+
+
 def _subcommand(text: str) -> tuple[str, list[str]]:
     try:
         tokens = words(text)
@@ -571,3 +580,4 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
 # The subcommands that may write. The others run in a read-only transaction, which never waits for a
 # writer; one that writes without being listed here fails on its first write, on both databases.
 WRITING = frozenset({"log", "task add", "task done", "link", "change"})
+PORTFOLIO = frozenset({"list"})

@@ -11,6 +11,8 @@ from sqlalchemy import select, update
 
 from bot.dashboard import assessed_rows, live_retainers, load_rows
 from bot.health import DEFAULT_THRESHOLDS, Thresholds
+from handlers.slack import commands as slack_commands
+from handlers.slack.render import as_text
 from store.db import unit_of_work
 from store.models import AccountStanding, ApprovalRequest, ApprovalState, Client, Retainer, Task
 from tests.test_dashboard import SAM, demo
@@ -108,3 +110,18 @@ def test_a_new_day_or_other_thresholds_never_read_a_stored_standing(bot) -> None
     stored, full = lines(bot)
     assert stored == full
     assert bot.runtime.watch.refresh_standings() == 12  # every one was of another day
+
+
+def test_a_long_running_list_answers_after_the_ack(bot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    demo(bot, 12)
+    inline = bot.answer("list all", user=SAM)
+    # A list that cannot be ready within the ack's time: acked at once, answered through response_url.
+    monkeypatch.setattr(slack_commands, "ANSWER_WITHIN", 0)
+    response = bot.command("list all", user=SAM)
+    assert response.status_code == 200
+    assert response.json() == {"response_type": "ephemeral", "text": slack_commands.WORKING}
+    posted = bot.sandbox.wait_for("response_url")
+    assert posted.args["replace_original"] is True and posted.args["response_type"] == "ephemeral"
+    assert as_text(posted.args) == inline and "All accounts: 12 accounts" in inline
+    # Everything else is still answered in the ack itself.
+    assert "Hours" in bot.answer("status acme", user=SAM)
