@@ -20,7 +20,7 @@ from bot.change_orders import KINDS, categories_of, parse_change, record_change_
 from bot.cycles import open_cycle
 from bot.dashboard import load_ranking
 from bot.health import DEFAULT_THRESHOLDS
-from bot.lookup import closest, find_client, name_key
+from bot.lookup import closest, find_client, find_named, name_key, suggest
 from bot.onboarding import new_retainer_form
 from bot.parsing import (
     InputError,
@@ -186,11 +186,11 @@ class Call:
         """The retainer named by the first words of `tokens`, else the one bound to this channel,
         and the words left over. External viewers only ever reach their channel's own retainer;
         naming anything else gets the same answer as a client that does not exist."""
-        for n in range(min(len(tokens), max_words), 0, -1):
-            typed = " ".join(tokens[:n])
-            match = find_client(self.session, typed)
-            if match.client is not None:
-                return self._visible_retainer(match.client, typed), tokens[n:]
+        spans = [" ".join(tokens[:n]) for n in range(min(len(tokens), max_words), 0, -1)]
+        named = find_named(self.session, spans)  # every span at once: the longest that names one wins
+        for n, typed in zip(range(len(spans), 0, -1), spans, strict=True):
+            if typed in named:
+                return self._visible_retainer(named[typed], typed), tokens[n:]
         if self.binding is not None and (self.viewer.internal or self.binding.kind is ChannelKind.CLIENT):
             return self.session.get_one(Retainer, self.binding.retainer_id), tokens
         if not tokens or max_words == 0:
@@ -215,7 +215,7 @@ class Call:
         shown = typed if len(typed) <= 60 else typed[:60] + "…"
         message = f"I don't know a client called “{shown}”."
         if self.viewer.internal:
-            suggestions = find_client(self.session, typed).suggestions
+            suggestions = suggest(self.session, name_key(typed))  # once, for the one error shown
             if suggestions:
                 message += " Did you mean " + " or ".join(f"**{s}**" for s in suggestions) + "?"
         return CommandError(message)
