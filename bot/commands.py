@@ -252,8 +252,9 @@ def _status(call: Call, tokens: list[str]) -> Reply:
     snapshots = snapshots_of(call.session, [retainer], call.request.now)
     if call.viewer.internal:
         # The account's health of its whole history, as the list, the App Home and the daily scan
-        # find it (whether or not the scan has run today): a fixed number of indexed queries.
-        (a,) = assessed(call.session, snapshots, call.request.now)
+        # find it (whether or not the scan has run today): its stored standing when current, else a
+        # fixed number of indexed queries.
+        (a,) = assessed(call.session, snapshots, call.request.now, history=False)
         return status_internal(a.snapshot, a.health, a.stage)
     return status_client(snapshots[0])
 

@@ -38,6 +38,7 @@ from store.models import AccountStanding, MemberRole, Retainer, Stage
 
 # Up to this many stale accounts are recomputed through their ids; beyond, through a subquery.
 FEW_STALE = 500
+FACTS_AT_ONCE = 20_000  # ids bound in one statement (SQLite allows 32,766)
 Key = tuple[int, int, int, int, float, str, int]
 
 
@@ -166,8 +167,8 @@ class Standings:
         wanted = [i for i in dict.fromkeys(ids) if i not in self.built]
         facts = {i: self.computed[i] for i in wanted if i in self.computed}
         missing = [i for i in wanted if i not in facts]
-        for start in range(0, len(missing), FEW_STALE):
-            batch = missing[start : start + FEW_STALE]
+        for start in range(0, len(missing), FACTS_AT_ONCE):
+            batch = missing[start : start + FACTS_AT_ONCE]
             for retainer_id, stored in self.session.execute(
                 select(AccountStanding.retainer_id, AccountStanding.facts).where(
                     AccountStanding.retainer_id.in_(batch)
@@ -176,6 +177,20 @@ class Standings:
                 facts[retainer_id] = stored
         self.built.update((i, account_of(i, facts[i])) for i in wanted)
         return self.built
+
+
+def stored(
+    session: Session, ids: Sequence[int], now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> dict[int, tuple[Account, Health]]:
+    """The stored standings of `ids` that are current (the stale-row rule above), one query: the
+    others are left for the caller to compute from their history."""
+    s = AccountStanding
+    return {
+        retainer_id: account_of(retainer_id, facts)
+        for retainer_id, facts in session.execute(
+            select(s.retainer_id, s.facts).where(s.retainer_id.in_(list(ids)), _fresh(now, thresholds))
+        )
+    }
 
 
 def read(

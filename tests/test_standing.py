@@ -15,6 +15,7 @@ from handlers.slack import commands as slack_commands
 from handlers.slack.render import as_text
 from store.db import unit_of_work
 from store.models import AccountStanding, ApprovalRequest, ApprovalState, Client, Retainer, Task
+from tests.health_world import statements
 from tests.test_dashboard import SAM, demo
 
 
@@ -125,3 +126,21 @@ def test_a_long_running_list_answers_after_the_ack(bot, monkeypatch) -> None:  #
     assert as_text(posted.args) == inline and "All accounts: 12 accounts" in inline
     # Everything else is still answered in the ack itself.
     assert "Hours" in bot.answer("status acme", user=SAM)
+
+
+def test_status_reads_a_current_standing_and_tells_the_same(bot) -> None:  # type: ignore[no-untyped-def]
+    demo(bot, 12)
+    with bot.sessions() as session:
+        slugs = list(session.scalars(select(Client.slug).order_by(Client.id)))
+    with statements(bot.runtime.engine) as run:
+        full = {slug: bot.answer(f"status {slug}", user=SAM) for slug in slugs}
+    from_history = len(run)
+    bot.runtime.watch.refresh_standings()
+    with statements(bot.runtime.engine) as run:
+        assert {slug: bot.answer(f"status {slug}", user=SAM) for slug in slugs} == full
+    assert len(run) == from_history - 12 * len(slugs)  # one standing read instead of the history's 13
+    assert "Logged 2 h" in bot.answer(f"log {slugs[0]} 2h", user=SAM)
+    after = bot.answer(f"status {slugs[0]}", user=SAM)  # its standing is stale: read from the history
+    assert after != full[slugs[0]]
+    bot.runtime.watch.refresh_standings()
+    assert bot.answer(f"status {slugs[0]}", user=SAM) == after
