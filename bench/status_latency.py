@@ -10,6 +10,8 @@ Targets (issue 14): b(10)/floor <= 2, b(N)/floor <= 2, SQL statements per answer
 
     .venv/bin/python bench/status_latency.py [--rounds 300] [--large 10000] [--months 24]
                                              [--database-url postgresql://...]   (default: SQLite files)
+                                             [--large-sqlite-copy-of FILLED.db]
+Each account's standing is stored first, as the scheduler's tick does, so status reads it (bot/standing.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -99,15 +102,20 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=10_000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--database-url", help="PostgreSQL URL (a fresh schema each size); default SQLite")
+    parser.add_argument("--large-sqlite-copy-of", help="a filled SQLite file to copy for the large size")
     args = parser.parse_args()
 
     executor = ThreadPoolExecutor(8, "bench")
     with tempfile.TemporaryDirectory() as tmp, SlackSandbox() as sandbox:
         print(f"preparing databases ({'PostgreSQL' if args.database_url else 'SQLite'})")
-        made = {
-            "small": database(args.database_url, Path(tmp), 10, args.months),
-            "large": database(args.database_url, Path(tmp), args.large, args.months),
-        }
+        made = {"small": database(args.database_url, Path(tmp), 10, args.months)}
+        if args.large_sqlite_copy_of:  # a filled SQLite file (its fill takes minutes), migrated here
+            path = Path(tmp) / "large.db"
+            shutil.copy(args.large_sqlite_copy_of, path)
+            upgrade(make_engine(f"sqlite:///{path}"))
+            made["large"] = (f"sqlite:///{path}", lambda: None)
+        else:
+            made["large"] = database(args.database_url, Path(tmp), args.large, args.months)
         servers = {
             "floor": bare_bolt(sandbox, executor, process_before_response=True),
             "default": bare_bolt(sandbox, executor),
@@ -122,6 +130,9 @@ def main() -> None:
                 database_url=url,
             )
             runtime = build_runtime(settings, clock=FixedClock(NOW))
+            assert runtime.watch is not None
+            while runtime.watch.refresh_standings():  # the scheduler's tick: each account's standing
+                pass
             counter = {"n": 0}
             event.listen(
                 runtime.engine, "before_cursor_execute", lambda *a, c=counter: c.__setitem__("n", c["n"] + 1)

@@ -20,9 +20,9 @@ from bot.brief import brief
 from bot.calendar import Period, local_today, period_of
 from bot.change_orders import KINDS, categories_of, parse_change, record_change_order
 from bot.cycles import open_cycle
-from bot.dashboard import dashboard_card, load_rows
+from bot.dashboard import dashboard_card, load_ranking
 from bot.health import DEFAULT_THRESHOLDS
-from bot.lookup import closest, find_client, name_key
+from bot.lookup import closest, find_client, find_named, name_key, suggest
 from bot.onboarding import new_retainer_form
 from bot.parsing import (
     InputError,
@@ -133,6 +133,15 @@ def writes(text: str) -> bool:
         return False  # answered with the error, reading nothing
 
 
+def may_be_slow(text: str) -> bool:
+    """Whether `/retainer <text>` is a portfolio view, which may take more than a moment (every
+    account's history, while their standings are not stored yet)."""
+    try:
+        return _subcommand(text)[0] in PORTFOLIO
+    except CommandError:
+        return False
+
+
 def _subcommand(text: str) -> tuple[str, list[str]]:
     try:
         tokens = words(text)
@@ -200,11 +209,11 @@ class Call:
         """The retainer named by the first words of `tokens`, else the one bound to this channel,
         and the words left over. External viewers only ever reach their channel's own retainer;
         naming anything else gets the same answer as a client that does not exist."""
-        for n in range(min(len(tokens), max_words), 0, -1):
-            typed = " ".join(tokens[:n])
-            match = find_client(self.session, typed)
-            if match.client is not None:
-                return self._visible_retainer(match.client, typed), tokens[n:]
+        spans = [" ".join(tokens[:n]) for n in range(min(len(tokens), max_words), 0, -1)]
+        named = find_named(self.session, spans)  # every span at once: the longest that names one wins
+        for n, typed in zip(range(len(spans), 0, -1), spans, strict=True):
+            if typed in named:
+                return self._visible_retainer(named[typed], typed), tokens[n:]
         if self.binding is not None and (self.viewer.internal or self.binding.kind is ChannelKind.CLIENT):
             return self.session.get_one(Retainer, self.binding.retainer_id), tokens
         if not tokens or max_words == 0:
@@ -229,7 +238,7 @@ class Call:
         shown = typed if len(typed) <= 60 else typed[:60] + "…"
         message = f"I don't know a client called “{shown}”."
         if self.viewer.internal:
-            suggestions = find_client(self.session, typed).suggestions
+            suggestions = suggest(self.session, name_key(typed))  # once, for the one error shown
             if suggestions:
                 message += " Did you mean " + " or ".join(f"**{s}**" for s in suggestions) + "?"
         return CommandError(message)
@@ -266,8 +275,9 @@ def _status(call: Call, tokens: list[str]) -> Reply:
     snapshots = snapshots_of(call.session, [retainer], call.request.now)
     if call.viewer.internal:
         # The account's health of its whole history, as the list, the App Home and the daily scan
-        # find it (whether or not the scan has run today): a fixed number of indexed queries.
-        (a,) = assessed(call.session, snapshots, call.request.now)
+        # find it (whether or not the scan has run today): its stored standing when current, else a
+        # fixed number of indexed queries.
+        (a,) = assessed(call.session, snapshots, call.request.now, history=False)
         return status_internal(a.snapshot, a.health, a.stage)
     return status_client(snapshots[0])
 
@@ -311,9 +321,9 @@ def _list(call: Call, tokens: list[str]) -> Reply:
         mine = select(RetainerMember.retainer_id).where(RetainerMember.person_id == person)
         retainers = retainers.where(Retainer.id.in_(mine))
         title = "Your accounts"
-    rows = load_rows(call.session, retainers, call.request.now, DEFAULT_THRESHOLDS)
+    ranking = load_ranking(call.session, retainers, call.request.now, DEFAULT_THRESHOLDS)
     empty = "You have no accounts yet. Directors can see every account with `list all`."
-    return portfolio(title, rows, empty, with_am=scope == "all")
+    return portfolio(title, ranking, empty, with_am=scope == "all")
 
 
 def _brief(call: Call, tokens: list[str]) -> Reply:
@@ -646,3 +656,4 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
 # The subcommands that may write. The others run in a read-only transaction, which never waits for a
 # writer; one that writes without being listed here fails on its first write, on both databases.
 WRITING = frozenset({"log", "task add", "task done", "link", "change", "client-hours"})
+PORTFOLIO = frozenset({"list"})

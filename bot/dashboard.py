@@ -16,6 +16,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import standing
 from bot.access import Viewer
 from bot.calendar import local_today
 from bot.clock import Clock
@@ -32,6 +33,7 @@ from bot.history import Account, load_accounts, scope_filter
 from bot.parsing import business_days, delivered_of, plural
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text
 from bot.rhythm import cycle_days
+from bot.standing import Standings
 from bot.views import LEVEL_MARK, LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
@@ -132,10 +134,68 @@ def accounts_of(person_id: int) -> Select[Any]:
     )
 
 
+class Ranking:
+    """The accounts of one scope ranked by attention (the same order as `rank`), from their stored
+    standings (bot/standing.py); a Row is built only for the accounts a view shows."""
+
+    def __init__(self, standings: Standings, escalations: Mapping[int, EscalationLine]) -> None:
+        self.standings, self.escalations = standings, escalations
+        self.order = [retainer_id for _, retainer_id, _ in standings.order]
+        self.levels = {retainer_id: level for _, retainer_id, level in standings.order}
+        self.counts = {level: 0 for level in Level}
+        for level in self.levels.values():
+            self.counts[level] += 1
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    @property
+    def worst(self) -> Level:
+        return max(self.levels.values(), default=Level.GREEN)
+
+    def rows(self, ids: Sequence[int]) -> list[Row]:
+        found = self.standings.accounts(ids)
+        return [Row(*found[i], self.escalations.get(i)) for i in ids]
+
+    def all(self) -> list[Row]:
+        return self.rows(self.order)
+
+    def window(self, start: int, stop: int) -> list[Row]:
+        return self.rows(self.order[start:stop])
+
+    def at_level(self, attention: bool, limit: int) -> tuple[list[Row], int]:
+        """The first `limit` accounts needing attention (amber, red) or on track, and how many there are."""
+        ids = [i for i in self.order if (self.levels[i] > Level.GREEN) is attention]
+        return self.rows(ids[:limit]), len(ids)
+
+    def escalated(self, limit: int) -> list[Row]:
+        return self.rows(self.escalated_ids(limit))
+
+    def escalated_ids(self, limit: int) -> list[int]:
+        return [i for i in self.order if i in self.escalations][:limit]
+
+    def window_ids(self, start: int, stop: int) -> list[int]:
+        return self.order[start:stop]
+
+
+def load_ranking(
+    session: Session, scope: Sequence[int] | Select[Any], now: dt.datetime, thresholds: Thresholds
+) -> Ranking:
+    """Every account of `scope`, ranked from its standing, with its open escalation."""
+    return Ranking(standing.read(session, scope, now, thresholds), open_escalations(session, scope))
+
+
 def load_rows(
     session: Session, scope: Sequence[int] | Select[Any], now: dt.datetime, thresholds: Thresholds
 ) -> list[Row]:
     """Every account of `scope`, assessed, with its open escalation, ranked."""
+    return load_ranking(session, scope, now, thresholds).all()
+
+
+def assessed_rows(
+    session: Session, scope: Sequence[int] | Select[Any], now: dt.datetime, thresholds: Thresholds
+) -> list[Row]:
+    """`load_rows` from every account's full history, ignoring stored standings (what they must equal)."""
     accounts = load_accounts(session, scope, now, thresholds)
     escalations = open_escalations(session, scope)
     return rank(
@@ -201,42 +261,53 @@ def home(
     else:
         text = "You have no accounts yet. Once you are an AM or on the team of a retainer, it shows here."
         return Reply(text, (Header("Your accounts"), Text(text)))
-    rows = load_rows(session, scope, now, thresholds)
-    if not rows:
+    ranking = load_ranking(session, scope, now, thresholds)
+    if not ranking:
         text = "You have no accounts yet."
         return Reply(text, (Header("Every account" if director else "Your accounts"), Text(text)))
-    return _home_reply(session, viewer, rows, now, page, director, scope, page_size)
+    return _home_reply(session, viewer, ranking, now, page, director, scope, page_size)
 
 
 def _home_reply(
     session: Session,
     viewer: Viewer,
-    rows: list[Row],
+    ranking: Ranking,
     now: dt.datetime,
     page: int,
     director: bool,
     scope: Select[Any],
     page_size: int = PAGE_SIZE,
 ) -> Reply:
-    pages = max(1, -(-len(rows) // page_size))
+    pages = max(1, -(-len(ranking) // page_size))
     page = max(0, min(page, pages - 1))
-    shown = rows[page * page_size : (page + 1) * page_size]
-    counts = {level: sum(1 for r in rows if r.health.level is level) for level in Level}
-    today = local_today(now, rows[0].account.timezone)
+    # An AM's few accounts are all built (their approvals and week list every one); a director's page only.
+    if director:  # what this page shows, read at once
+        leader, window = (
+            ranking.window_ids(0, 1),
+            ranking.window_ids(page * page_size, (page + 1) * page_size),
+        )
+        ranking.rows([*leader, *window, *ranking.escalated_ids(MAX_SIDE_LINES)])
+    rows = ranking.all() if not director else []
+    shown = (
+        rows[page * page_size : (page + 1) * page_size]
+        if not director
+        else ranking.window(page * page_size, (page + 1) * page_size)
+    )
+    counts = ranking.counts
+    top = rows[0] if rows else ranking.window(0, 1)[0]
+    today = local_today(now, top.account.timezone)
     title = "Every account" if director else "Your accounts"
     summary = (
-        f"{title}: {len(rows)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "
+        f"{title}: {len(ranking)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "
         f"{counts[Level.GREEN]} green"
     )
     blocks: list[Block] = [
         Header(f"{title} · {today:%a %b} {today.day}"),
         Context(summary + " · most in need of attention first"),
     ]
-    escalated = [r for r in rows if r.escalation is not None]
+    escalated = ranking.escalated(MAX_SIDE_LINES)
     if escalated:
-        blocks.append(
-            Items("Open escalations", tuple(_escalation_line(r) for r in escalated[:MAX_SIDE_LINES]))
-        )
+        blocks.append(Items("Open escalations", tuple(_escalation_line(r) for r in escalated)))
     attention_rows = [r for r in shown if r.health.level > Level.GREEN]
     calm = [r for r in shown if r.health.level is Level.GREEN]
     if attention_rows:
@@ -248,7 +319,7 @@ def _home_reply(
         blocks.append(_items("This week", this_week(session, rows, scope, now), "Nothing due this week."))
     if pages > 1:
         first, last = page * page_size + 1, page * page_size + len(shown)
-        blocks.append(Context(f"Accounts {first}–{last} of {len(rows)}, page {page + 1} of {pages}"))
+        blocks.append(Context(f"Accounts {first}–{last} of {len(ranking)}, page {page + 1} of {pages}"))
         buttons = []
         if page > 0:
             buttons.append(Button("‹ Previous", HOME_PAGE_ACTION, str(page - 1)))
@@ -258,8 +329,7 @@ def _home_reply(
     blocks.append(
         Context("`/retainer list` ranks the same way · `/retainer brief <client>` before a client meeting")
     )
-    worst = max((r.health.level for r in rows), default=Level.GREEN)
-    return Reply(summary, tuple(blocks), LEVEL_TONE[worst])
+    return Reply(summary, tuple(blocks), LEVEL_TONE[ranking.worst])
 
 
 def dashboard_card(
@@ -331,11 +401,13 @@ def this_week(session: Session, rows: list[Row], scope: Select[Any], now: dt.dat
     first, last = min(todays.values()), max(todays.values())
     for retainer_id, title, due_on, owner in session.execute(
         select(Task.retainer_id, Task.title, Task.due_on, Person.name)
-        .join(Cycle, Cycle.id == Task.cycle_id)
         .outerjoin(Person, Person.id == Task.owner_id)
         .where(
-            scope_filter(Task.retainer_id, scope),
-            Cycle.ends_on >= first,
+            # Through the cycles not over yet (their retainer index), then each one's tasks: a join
+            # lets SQLite walk every task of thousands of accounts' two years.
+            Task.cycle_id.in_(
+                select(Cycle.id).where(scope_filter(Cycle.retainer_id, scope), Cycle.ends_on >= first)
+            ),
             Task.due_on.is_not(None),
             Task.due_on <= last + dt.timedelta(days=7),
             # Done, moved on, or waiting on the client (that is under "Pending approvals").

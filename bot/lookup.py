@@ -6,9 +6,11 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.orm import Session
 
 from store.models import Client, ClientAlias
@@ -34,32 +36,57 @@ class Match:
 
 
 # Built once (a status answer runs them on every request): slug, then name, then alias.
-_EXACT = (
-    select(Client).where(Client.slug == bindparam("value")),
-    select(Client).where(Client.name_key == bindparam("value")).order_by(Client.id).limit(1),
-    select(Client).join(ClientAlias).where(ClientAlias.alias_key == bindparam("value")),
-)
+_KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
+_BY_SLUG = select(Client).where(Client.slug.in_(_KEYS))
+_BY_NAME = select(Client).where(Client.name_key.in_(_KEYS)).order_by(Client.id.desc())
+_BY_ALIAS = select(ClientAlias.alias_key, Client).join(Client).where(ClientAlias.alias_key.in_(_KEYS))
+
+
+def find_named(session: Session, typed: Sequence[str]) -> dict[str, Client]:
+    """The client each of `typed` names exactly, by slug, else name, else alias: at most three
+    indexed queries however many spellings are tried (a command tries its first five words, four,
+    ...), one when the first, longest, is a slug."""
+    keys = {t: k for t in typed if (k := name_key(t))}
+    if not keys:
+        return {}
+    wanted = sorted(set(keys.values()))
+    by_slug = {k.replace(" ", "-"): k for k in wanted}
+    found: list[dict[str, Client]] = [{}, {}, {}]
+    for c in session.scalars(_BY_SLUG, {"keys": list(by_slug)}):
+        found[0][by_slug[c.slug]] = c
+    if next(iter(keys.values())) not in found[0]:
+        for c in session.scalars(_BY_NAME, {"keys": wanted}):
+            found[1][c.name_key] = c  # the oldest client of a name wins
+        for alias_key, c in session.execute(_BY_ALIAS, {"keys": wanted}):
+            found[2].setdefault(alias_key, c)
+    named = {}
+    for t, k in keys.items():
+        client = found[0].get(k) or found[1].get(k) or found[2].get(k)
+        if client is not None:
+            named[t] = client
+    return named
 
 
 def find_client(session: Session, typed: str) -> Match:
-    """The client `typed` names exactly, else close names to suggest. Slug, name and alias are
-    tried one indexed lookup at a time (an OR across the alias join would scan every client)."""
+    """The client `typed` names exactly, else close names to suggest."""
     key = name_key(typed)
     if not key:
         return Match(None)
-    for query, value in zip(_EXACT, (key.replace(" ", "-"), key, key), strict=True):
-        exact = session.scalars(query, {"value": value}).first()
-        if exact is not None:
-            return Match(exact)
-    return Match(None, suggest(session, key))
+    exact = find_named(session, [typed]).get(typed)
+    return Match(exact) if exact is not None else Match(None, suggest(session, key))
+
+
+_SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 def suggest(session: Session, key: str, limit: int = 3) -> tuple[str, ...]:
-    """Client names close to `key` (typos, a missing word), best first. Reads every name: only on a miss."""
+    """Client names close to `key` (typos, a missing word), best first: one read of the names and
+    aliases, asked once per command, only on a miss."""
     names: dict[str, str] = {}
     for name, slug, name_k in session.execute(select(Client.name, Client.slug, Client.name_key)):
         names.setdefault(name_k, name)
-        names.setdefault(name_key(slug), name)
+        # A slug's comparison form without normalising each of thousands of them: they are ASCII.
+        names.setdefault(slug.replace("-", " ") if _SLUG.match(slug) else name_key(slug), name)
     for alias_k, name in session.execute(select(ClientAlias.alias_key, Client.name).join(Client)):
         names.setdefault(alias_k, name)
     return closest(key, names, limit)

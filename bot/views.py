@@ -3,7 +3,6 @@ and risk; client views carry only delivered work, what is coming and what waits 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.health import Health, Level
@@ -13,7 +12,7 @@ from bot.snapshot import ScopeChange, Snapshot, TaskLine
 from store.models import MemberRole, Stage
 
 if TYPE_CHECKING:
-    from bot.dashboard import Row
+    from bot.dashboard import Ranking
 
 MAX_LINES = 15
 MAX_LIST = 150  # accounts in one `list` answer; the home tab pages through any number
@@ -254,26 +253,25 @@ def priorities(s: Snapshot, internal: bool, limit: int = 5) -> list[str]:
     return found[:limit]
 
 
-def portfolio(title: str, rows: Sequence[Row], empty: str, *, with_am: bool = False) -> Reply:
+def portfolio(title: str, ranking: Ranking, empty: str, *, with_am: bool = False) -> Reply:
     """`list`: accounts ranked by attention (bot/dashboard.py's ranking), each colour-coded with its
-    reasons and numbers; red and amber first, the ones on track after."""
-    if not rows:
+    reasons and numbers; red and amber first, the ones on track after. Only the lines shown are built."""
+    if not ranking:
         return Reply(empty, (Text(empty),))
-    counts = {level: sum(1 for r in rows if r.health.level is level) for level in Level}
+    counts = ranking.counts
     summary = (
-        f"{title}: {len(rows)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "
+        f"{title}: {len(ranking)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "
         f"{counts[Level.GREEN]} green"
     )
-    attention = [r.line(with_am=with_am) for r in rows if r.health.level > Level.GREEN]
-    calm = [r.line(with_am=with_am) for r in rows if r.health.level is Level.GREEN]
+    attention, needing = ranking.at_level(True, MAX_LIST)
+    room = max(0, MAX_LIST - needing)
+    calm, on_track = ranking.at_level(False, room)
     blocks: list[Block] = [Header(title)]
     if attention:
-        blocks.append(
-            Items("Needs attention", tuple(attention[:MAX_LIST]), more=max(0, len(attention) - MAX_LIST))
-        )
-    if calm:
-        room = max(0, MAX_LIST - len(attention))
-        blocks.append(Items("On track", tuple(calm[:room]), more=len(calm) - min(room, len(calm))))
+        lines = tuple(r.line(with_am=with_am) for r in attention)
+        blocks.append(Items("Needs attention", lines, more=max(0, needing - MAX_LIST)))
+    if on_track:
+        lines = tuple(r.line(with_am=with_am) for r in calm)
+        blocks.append(Items("On track", lines, more=on_track - len(calm)))
     blocks.append(Context(summary))
-    worst = max((r.health.level for r in rows), default=Level.GREEN)
-    return Reply(summary, tuple(blocks), LEVEL_TONE[worst])
+    return Reply(summary, tuple(blocks), LEVEL_TONE[ranking.worst])

@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import standing
 from bot.calendar import is_business_day, local_instant, local_today
 from bot.clock import Clock
 from bot.dashboard import Dashboard, HomePublisher
@@ -106,12 +107,26 @@ class HealthWatch:
     def run_due(self) -> WatchOutcome:
         outcome = self.scan_due()
         outcome.delivery.merge(self.notify())
+        try:
+            self.refresh_standings()
+        except Exception:  # a standing not stored is recomputed on read: the views stay right, only slower
+            log.exception("refreshing account standings failed")
         if self.dashboard is not None and self.homes:
             try:
                 self.dashboard.refresh(self.homes)
             except Exception:  # a home tab is a view: its failure must not stop the scan or the DMs
                 log.exception("refreshing home tabs failed")
         return outcome
+
+    def refresh_standings(self) -> int:
+        """Store the portfolio standings that are not current (written to since, or of another day):
+        a batch a tick, so that the list and the App Home read them instead of every history."""
+        now = self.clock.now()
+        with unit_of_work(self.sessions, read_only=True) as session:
+            if not standing.stale_ids(session, now, self.thresholds, 1):
+                return 0
+        with unit_of_work(self.sessions) as session:
+            return standing.refresh(session, now, self.thresholds, self.settings.batch)
 
     # --- what is due ---------------------------------------------------------------------------------
 

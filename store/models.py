@@ -17,6 +17,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -565,6 +566,31 @@ class HealthState(Base):
     claimed_until: Mapped[dt.datetime | None] = mapped_column()
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     changed_at: Mapped[dt.datetime | None] = mapped_column()  # when its level or signals last moved
+
+
+class AccountStanding(Base):
+    """Each retainer's place in the portfolio views (list, list all, the App Home) as last computed from
+    its history: the ranking columns and the facts a line shows. The database's triggers (store/triggers.py)
+    bump `revision` in the same transaction as any write to what the health reads; a row is current only
+    while `computed_revision == revision`, within the local day it was computed for
+    (`valid_from` to `valid_until`, the retainer's midnights) and
+    for the same thresholds. Anything else is recomputed on read (bot/standing.py)."""
+
+    __tablename__ = "account_standing"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), unique=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    computed_revision: Mapped[int | None] = mapped_column(Integer)
+    valid_from: Mapped[dt.datetime | None] = mapped_column()  # the local day computed for, as UTC instants
+    valid_until: Mapped[dt.datetime | None] = mapped_column()
+    thresholds: Mapped[str | None] = mapped_column(String(16))
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    hard: Mapped[int] = mapped_column(Integer, default=0)
+    reds: Mapped[int] = mapped_column(Integer, default=0)
+    ambers: Mapped[int] = mapped_column(Integer, default=0)
+    used: Mapped[float | None] = mapped_column(Float)
+    client_name: Mapped[str] = mapped_column(String(200), default="")
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ChannelActivity(Base):

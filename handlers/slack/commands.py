@@ -1,38 +1,79 @@
 """`/retainer`: the slash command, answered in the ack itself and visible only to whoever asked. A
-subcommand answering with a form (`new`) opens it with the command's trigger before acking empty."""
+subcommand answering with a form (`new`) opens it with the command's trigger before acking empty. A
+portfolio view that may take long (`list`, over thousands of accounts whose standings are not stored
+yet) runs on a small pool of its own: answered in the ack when ready within `ANSWER_WITHIN` seconds,
+else acked with "working on it" and answered through the command's response_url, so neither Slack's
+3 seconds nor the request threads every other user needs are spent on it."""
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as NotYet
 from typing import Any
 
 from slack_bolt import Ack, App
+from slack_sdk.webhook import WebhookClient
 
+from bot.commands import may_be_slow
 from bot.core import Core
-from bot.replies import error
+from bot.replies import Reply, error
 from handlers.slack.render import render_message
 from handlers.slack.render_forms import render_modal
 from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+ANSWER_WITHIN = 1.0  # seconds a possibly slow view may take to be answered in the ack; 0: never waited for
+WORKING = "Working on it… the answer follows here in a moment."
+
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
+    # Two threads: two directors' lists at once run side by side, a third waits for one of them, and
+    # none holds a request thread.
+    slow_work = ThreadPoolExecutor(max_workers=2, thread_name_prefix="slack-slow-view")
+
+    def answer_later(future: Future[Reply], response_url: str) -> None:
+        try:
+            body = {"response_type": "ephemeral", "replace_original": True, **render_message(future.result())}
+            response = WebhookClient(response_url).send_dict(body)
+            if response.status_code != 200:
+                log.warning("response_url answer refused: %s %s", response.status_code, response.body)
+        except Exception:
+            log.exception("answering /retainer through response_url failed")
+
     @app.command("/retainer")
     def retainer(ack: Ack, command: dict[str, Any]) -> None:
         # No lazy listener: Bolt starts a thread for each lazy function on every request, which
         # would tax every `status` to serve the rare `new`. views.open is one call with a 2 s
-        # deadline (Workspace.open_view), inside the 3 seconds the trigger and the ack allow.
+        # deadline (Workspace.open_view), inside the 3 seconds the trigger and the ack allow. Only a
+        # portfolio view is handed over.
         channel_id = command.get("channel_id")
         in_dm = command.get("channel_name") == "directmessage" or str(channel_id).startswith("D")
-        reply = core.command(
-            "slack",
-            command["user_id"],
-            command.get("text", ""),
-            channel_id=channel_id,
-            in_dm=in_dm,
-            in_agency=workspace.is_home_user,
-        )
+        text = command.get("text", "")
+
+        def answer() -> Reply:
+            return core.command(
+                "slack",
+                command["user_id"],
+                text,
+                channel_id=channel_id,
+                in_dm=in_dm,
+                in_agency=workspace.is_home_user,
+            )
+
+        if may_be_slow(text) and command.get("response_url"):
+            future = slow_work.submit(answer)
+            try:
+                if ANSWER_WITHIN <= 0:
+                    raise NotYet
+                reply = future.result(timeout=ANSWER_WITHIN)
+            except NotYet:
+                ack(response_type="ephemeral", text=WORKING)
+                future.add_done_callback(lambda f: answer_later(f, command["response_url"]))
+                return
+        else:
+            reply = answer()
         if reply.form is None:
             ack(response_type="ephemeral", **render_message(reply))
             return

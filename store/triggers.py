@@ -1,0 +1,94 @@
+"""The triggers that keep `account_standing` honest: every write to what an account's health reads
+(hours, tasks, cycles, approvals, change orders, terms, baselines, members, engagement, planning posts,
+the retainer, its client's or its people's names) bumps that account's standing revision in the same
+transaction, whichever code path or statement wrote it. A new retainer gets its standing row at once.
+Created and dropped by the migrations, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# table -> (which standings a row touches, as SQL over the row `{R}`; the operations that matter)
+ALL = ("INSERT", "UPDATE", "DELETE")
+SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{
+        table: ("SELECT {R}.retainer_id", ALL)
+        for table in (
+            "time_entry",
+            "task",
+            "cycle",
+            "change_order",
+            "baseline_item",
+            "retainer_member",
+            "retainer_term",
+            "channel_activity",
+            "delivery",
+        )
+    },
+    "approval_request": ("SELECT retainer_id FROM task WHERE id = {R}.task_id", ALL),
+    "retainer": ("SELECT {R}.id", ("UPDATE",)),
+    "client": ("SELECT id FROM retainer WHERE client_id = {R}.id", ("UPDATE",)),
+    "person": ("SELECT retainer_id FROM retainer_member WHERE person_id = {R}.id", ("UPDATE",)),
+}
+BUMP = "UPDATE account_standing SET revision = revision + 1 WHERE retainer_id IN ({rows})"
+OPEN = (
+    "INSERT INTO account_standing (retainer_id, revision, level, hard, reds, ambers, client_name, facts) "
+    "VALUES (NEW.id, 0, 0, 0, 0, 0, '', '{}')"
+)
+
+
+def _sqlite() -> list[str]:
+    found = []
+    for table, (rows, operations) in SOURCES.items():
+        for op in operations:
+            sides = {"INSERT": ["NEW"], "UPDATE": ["NEW", "OLD"], "DELETE": ["OLD"]}[op]
+            body = "; ".join(BUMP.format(rows=rows.format(R=side)) for side in sides)
+            found.append(
+                f"CREATE TRIGGER standing_{table}_{op.lower()} AFTER {op} ON {table} "
+                f"FOR EACH ROW BEGIN {body}; END"
+            )
+    found.append(
+        f"CREATE TRIGGER standing_retainer_open AFTER INSERT ON retainer FOR EACH ROW BEGIN {OPEN}; END"
+    )
+    return found
+
+
+def _postgresql() -> list[str]:
+    found = []
+    for table, (rows, operations) in SOURCES.items():
+        old = BUMP.format(rows=rows.format(R="OLD"))
+        new = BUMP.format(rows=rows.format(R="NEW"))
+        found.append(
+            f"CREATE FUNCTION standing_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF TG_OP <> 'INSERT' THEN {old}; END IF; IF TG_OP <> 'DELETE' THEN {new}; END IF; "
+            "RETURN NULL; END $$"
+        )
+        found.append(
+            f"CREATE TRIGGER standing_{table} AFTER {' OR '.join(operations)} ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION standing_{table}()"
+        )
+    found.append(
+        "CREATE FUNCTION standing_retainer_open() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"{OPEN}; RETURN NULL; END $$"
+    )
+    found.append(
+        "CREATE TRIGGER standing_retainer_open AFTER INSERT ON retainer "
+        "FOR EACH ROW EXECUTE FUNCTION standing_retainer_open()"
+    )
+    return found
+
+
+def create_statements(dialect: str) -> list[str]:
+    return _postgresql() if dialect == "postgresql" else _sqlite()
+
+
+def drop_statements(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        return [f"DROP FUNCTION IF EXISTS standing_{t}() CASCADE" for t in [*SOURCES, "retainer_open"]]
+    names = [f"standing_{t}_{op.lower()}" for t, (_, ops) in SOURCES.items() for op in ops]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in [*names, "standing_retainer_open"]]
+
+
+def run(execute: Callable[[str], object], statements: list[str]) -> None:
+    for statement in statements:
+        execute(statement)

@@ -1,0 +1,146 @@
+"""The portfolio views read each account's stored standing (bot/standing.py), and the stale-row rule
+keeps them telling what the full history tells: a write to anything the health reads (through any
+statement: the database's triggers see it), a new local day or other thresholds make a stored row
+stale, and a stale row is recomputed on read until the tick stores it again."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+
+from bot.dashboard import assessed_rows, live_retainers, load_rows
+from bot.health import DEFAULT_THRESHOLDS, Thresholds
+from handlers.slack import commands as slack_commands
+from handlers.slack.render import as_text
+from store.db import unit_of_work
+from store.models import AccountStanding, ApprovalRequest, ApprovalState, Client, Retainer, Task
+from tests.health_world import statements
+from tests.test_dashboard import SAM, demo
+
+
+def lines(bot, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[list[str], list[str]]:
+    """Every live account's portfolio line, from the standings and from every full history."""
+    now = bot.runtime.core.clock.now()
+    with unit_of_work(bot.sessions, read_only=True) as session:
+        stored = [r.line(with_am=True) for r in load_rows(session, live_retainers(), now, thresholds)]
+        full = [r.line(with_am=True) for r in assessed_rows(session, live_retainers(), now, thresholds)]
+    return stored, full
+
+
+def revisions(bot) -> dict[int, tuple[int, int | None]]:
+    with bot.sessions() as session:
+        return {
+            r: (rev, done)
+            for r, rev, done in session.execute(
+                select(
+                    AccountStanding.retainer_id, AccountStanding.revision, AccountStanding.computed_revision
+                )
+            )
+        }
+
+
+def line_of(text: str, client: str) -> str:
+    return next(line for line in text.splitlines() if f" {client} · " in line)
+
+
+def test_every_retainer_has_a_standing_and_the_tick_stores_them(bot) -> None:
+    demo(bot, 12)
+    assert all(done is None for _, done in revisions(bot).values()) and len(revisions(bot)) == 12
+    stored, full = lines(bot)
+    assert stored == full  # recomputed on read, nothing stored yet
+    assert bot.runtime.watch.refresh_standings() == 12
+    assert bot.runtime.watch.refresh_standings() == 0  # all current now
+    assert all(rev == done for rev, done in revisions(bot).values())
+    stored, full = lines(bot)
+    assert stored == full and len(stored) == 12
+
+
+def test_logged_hours_make_one_standing_stale_and_the_list_shows_them_at_once(bot) -> None:
+    demo(bot, 12)
+    bot.runtime.watch.refresh_standings()
+    with bot.sessions() as session:
+        retainer_id, slug, name = session.execute(
+            select(Retainer.id, Client.slug, Client.name).join(Client).order_by(Retainer.id).limit(1)
+        ).one()
+    before = line_of(bot.answer("list all", user=SAM), name)
+    assert "Logged 20 h" in bot.answer(f"log {slug} 20h", user=SAM)
+    rev, done = revisions(bot)[retainer_id]
+    assert done is not None and rev > done  # the trigger moved it, in the command's own transaction
+    assert [r for r, (v, d) in revisions(bot).items() if v != d] == [retainer_id]
+    after = line_of(bot.answer("list all", user=SAM), name)
+    assert after != before
+    stored, full = lines(bot)
+    assert stored == full
+    assert bot.runtime.watch.refresh_standings() == 1
+    assert line_of(bot.answer("list all", user=SAM), name) == after
+
+
+def test_writes_through_plain_statements_renames_and_approvals_are_seen(bot) -> None:
+    demo(bot, 12)
+    bot.runtime.watch.refresh_standings()
+    with unit_of_work(bot.sessions) as session:
+        client = session.scalars(select(Client).order_by(Client.id).limit(1)).one()
+        client.name = "Renamed Holdings"
+        # An approval decided by a bulk UPDATE statement, as bot/approvals.py decides them.
+        pending = session.scalars(
+            select(ApprovalRequest.id).where(ApprovalRequest.state == ApprovalState.PENDING).limit(1)
+        ).one()
+        session.execute(
+            update(ApprovalRequest).where(ApprovalRequest.id == pending).values(state=ApprovalState.APPROVED)
+        )
+        decided = session.scalars(
+            select(Task.retainer_id).join(ApprovalRequest).where(ApprovalRequest.id == pending)
+        ).one()
+    stale = {r for r, (v, d) in revisions(bot).items() if v != d}
+    with bot.sessions() as session:
+        renamed = session.scalars(select(Retainer.id).where(Retainer.client_id == client.id)).one()
+    assert stale == {renamed, decided}
+    assert "Renamed Holdings" in bot.answer("list all", user=SAM)
+    stored, full = lines(bot)
+    assert stored == full
+
+
+def test_a_new_day_or_other_thresholds_never_read_a_stored_standing(bot) -> None:
+    demo(bot, 12)
+    bot.runtime.watch.refresh_standings()
+    strict = Thresholds(approval_overdue_business_days=0, approval_overdue_red_business_days=1)
+    stored, full = lines(bot, strict)
+    assert stored == full and stored != lines(bot)[0]
+    bot.runtime.core.clock.advance(dt.timedelta(days=9))
+    stored, full = lines(bot)
+    assert stored == full
+    assert bot.runtime.watch.refresh_standings() == 12  # every one was of another day
+
+
+def test_a_long_running_list_answers_after_the_ack(bot, monkeypatch) -> None:
+    demo(bot, 12)
+    inline = bot.answer("list all", user=SAM)
+    # A list that cannot be ready within the ack's time: acked at once, answered through response_url.
+    monkeypatch.setattr(slack_commands, "ANSWER_WITHIN", 0)
+    response = bot.command("list all", user=SAM)
+    assert response.status_code == 200
+    assert response.json() == {"response_type": "ephemeral", "text": slack_commands.WORKING}
+    posted = bot.sandbox.wait_for("response_url")
+    assert posted.args["replace_original"] is True and posted.args["response_type"] == "ephemeral"
+    assert as_text(posted.args) == inline and "All accounts: 12 accounts" in inline
+    # Everything else is still answered in the ack itself.
+    assert "Hours" in bot.answer("status acme", user=SAM)
+
+
+def test_status_reads_a_current_standing_and_tells_the_same(bot) -> None:
+    demo(bot, 12)
+    with bot.sessions() as session:
+        slugs = list(session.scalars(select(Client.slug).order_by(Client.id)))
+    with statements(bot.runtime.engine) as run:
+        full = {slug: bot.answer(f"status {slug}", user=SAM) for slug in slugs}
+    from_history = len(run)
+    bot.runtime.watch.refresh_standings()
+    with statements(bot.runtime.engine) as run:
+        assert {slug: bot.answer(f"status {slug}", user=SAM) for slug in slugs} == full
+    assert len(run) == from_history - 12 * len(slugs)  # one standing read instead of the history's 13
+    assert "Logged 2 h" in bot.answer(f"log {slugs[0]} 2h", user=SAM)
+    after = bot.answer(f"status {slugs[0]}", user=SAM)  # its standing is stale: read from the history
+    assert after != full[slugs[0]]
+    bot.runtime.watch.refresh_standings()
+    assert bot.answer(f"status {slugs[0]}", user=SAM) == after
