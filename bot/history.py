@@ -340,9 +340,7 @@ def load_accounts(
             wanted[(r.id, str(first.shift(k)))] = None
     window = {"earliest": earliest, "latest": latest}
 
-    members: defaultdict[int, list[Member]] = defaultdict(list)
-    for retainer_id, role, person_id, name, slack, teams in _execute(conn, q.members, scope):
-        members[retainer_id].append(Member(role, person_id, name, slack, teams))
+    members = _members(conn, q, scope)
 
     baselines: defaultdict[int, dict[str, int]] = defaultdict(dict)
     for retainer_id, category, per_month in _execute(conn, q.baselines, scope):
@@ -466,6 +464,18 @@ def load_accounts(
             )
         )
     return accounts
+
+
+def runners(session: Session, retainer_ids: list[int]) -> dict[int, list[Member]]:
+    """Who runs each of these accounts (its AMs and directors), as an account's `members` holds them."""
+    return _members(session.connection(), _list_statements(), retainer_ids)
+
+
+def _members(conn: Connection, q: _Statements, scope: Scope) -> dict[int, list[Member]]:
+    members: defaultdict[int, list[Member]] = defaultdict(list)
+    for retainer_id, role, person_id, name, slack, teams in _execute(conn, q.members, scope):
+        members[retainer_id].append(Member(role, person_id, name, slack, teams))
+    return members
 
 
 def _client_messages(

@@ -37,7 +37,7 @@ from bot.escalations import (
     reasons_json,
 )
 from bot.health import DEFAULT_THRESHOLDS, LIVE_STAGES, Health, Thresholds, assess_history, stage_for
-from bot.history import Account, Member, load_accounts
+from bot.history import Account, Member, load_accounts, runners
 from bot.replies import Reply
 from bot.rhythm import PostKind
 from scheduler.outbox import Outbox, Outcome, Outgoing, ScheduledPost, sender_name
@@ -49,10 +49,8 @@ from store.models import (
     EscalationState,
     HealthState,
     MemberRole,
-    Person,
     PlatformEvent,
     Retainer,
-    RetainerMember,
     Stage,
 )
 
@@ -570,23 +568,9 @@ class HealthWatch:
 
 def _people(session: Session, retainer_ids: list[int]) -> dict[tuple[int, MemberRole], list[Member]]:
     found: defaultdict[tuple[int, MemberRole], list[Member]] = defaultdict(list)
-    for retainer_id, role, person_id, name, slack, teams in session.execute(
-        select(
-            RetainerMember.retainer_id,
-            RetainerMember.role,
-            Person.id,
-            Person.name,
-            Person.slack_user_id,
-            Person.teams_aad_id,
-        )
-        .join(Person, Person.id == RetainerMember.person_id)
-        .where(
-            RetainerMember.retainer_id.in_(retainer_ids),
-            RetainerMember.role.in_([MemberRole.AM, MemberRole.DIRECTOR]),
-        )
-        .order_by(RetainerMember.id)
-    ):
-        found[(retainer_id, role)].append(Member(role, person_id, name, slack, teams))
+    for retainer_id, members in runners(session, retainer_ids).items():
+        for member in members:
+            found[(retainer_id, member.role)].append(member)
     return found
 
 
