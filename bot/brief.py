@@ -13,11 +13,12 @@ from bot.account import assessed
 from bot.calendar import elapsed_fraction, local_instant, local_today
 from bot.feedback import quote
 from bot.health import DEFAULT_THRESHOLDS, Health, Level, Thresholds, category_label, trend
+from bot.palette import LEVEL_MARK
 from bot.parsing import business_days, format_hours, month_name, plural
 from bot.replies import Block, Context, Facts, Header, Items, Reply, Text
 from bot.rhythm import PostKind
 from bot.snapshot import Snapshot, load_snapshots
-from bot.views import LEVEL_MARK, LEVEL_TONE, scope_line
+from bot.views import LEVEL_TONE, burn_chart, scope_line
 from store.models import (
     Delivery,
     DeliveryStatus,
@@ -107,6 +108,7 @@ def brief(
         _items("Delivered", delivered, "Nothing delivered since then."),
         _items("Waiting on the client", waiting, "Nothing waits on the client."),
         _items("Hours trend", hours, "No hours logged yet."),
+        *burn_chart(snapshot),
         _items("Open feedback", feedback, "No open feedback from the client."),
         _items("Change orders this month", [scope_line(c, True) for c in snapshot.changes], "None."),
         _items("Risks", risks, "No risks: the account is on track."),

@@ -30,11 +30,12 @@ from bot.health import (
     attention,
 )
 from bot.history import Account, load_accounts, scope_filter
+from bot.palette import LEVEL_MARK
 from bot.parsing import business_days, delivered_of, plural
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text
 from bot.rhythm import cycle_days
 from bot.standing import Standings
-from bot.views import LEVEL_MARK, LEVEL_TONE
+from bot.views import LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
     ApprovalRequest,

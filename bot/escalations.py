@@ -32,10 +32,11 @@ from bot.health import (
     trend,
 )
 from bot.history import Account
+from bot.palette import LEVEL_MARK
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text, Tone, error
 from bot.rhythm import PostKind
 from bot.snapshot import load_snapshots
-from bot.views import LEVEL_MARK, status_internal
+from bot.views import status_internal
 from store.db import rowcount, unit_of_work
 from store.models import (
     Client,

@@ -17,6 +17,7 @@ from bot.audit import audit
 from bot.calendar import Period, business_days_between, local_today
 from bot.escalations import ESCALATION_KINDS, escalation_posts
 from bot.health import LIVE_STAGES, Health, Level
+from bot.palette import LEVEL_MARK
 from bot.parsing import business_days, delivered_of, format_hours, month_name, plural
 from bot.qbr import Quarter, client_review, load_review, qbr_thread_opening, render_review
 from bot.renewal import renewal_pack
@@ -36,7 +37,7 @@ from bot.replies import (
 )
 from bot.rhythm import PostKind
 from bot.snapshot import Snapshot, TaskLine, load_snapshots
-from bot.views import LEVEL_MARK, LEVEL_TONE, report
+from bot.views import LEVEL_TONE, burn_chart, report
 from store.db import rowcount
 from store.models import (
     Agency,
@@ -186,6 +187,7 @@ def checkpoint_post(s: Snapshot, health: Health) -> Reply:
     blocks: list[Block] = [
         Header(f"Mid-month checkpoint · {s.client_name} · {month}"),
         Bar("Hours used", used / 60, allocated / 60, "h"),
+        *burn_chart(s),
         Facts(
             (
                 ("Health", f"{LEVEL_MARK[health.level]} {health.level.label}"),

@@ -33,16 +33,20 @@ from bot.access import Viewer
 from bot.account import assessed
 from bot.audit import audit
 from bot.calendar import Period, local_today, period_of
+from bot.charts import deliverables as deliverables_chart
+from bot.charts import hours_per_month
 from bot.clock import Clock
 from bot.feedback import quote
 from bot.health import LIVE_STAGES, Health, category_label
 from bot.messenger import Posted
 from bot.months import Decisions, Month, Order, client_messages, decisions_of, months_of
+from bot.palette import LEVEL_MARK
 from bot.parsing import delivered_of, format_hours, month_name, plural
-from bot.replies import Actions, Block, Button, Context, Facts, Header, Items, Reply, Text, Tone, error
+from bot.replies import Actions, Block, Button, Chart, Context, Facts, Header, Items, Reply, Text, Tone, error
 from bot.rhythm import PostKind
 from bot.snapshot import load_snapshots
-from bot.views import LEVEL_MARK, LEVEL_TONE
+from bot.terms import term_cycles
+from bot.views import LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
     Channel,
@@ -175,6 +179,22 @@ class Review:
     priorities: list[Point]
     client_sees_hours: bool
     ams: list[str]
+    term: list[Month]  # the months of the term so far, for its hours chart
+
+    def charts(self, client: bool = False) -> tuple[Chart, ...]:
+        """Hours per month against the allocation (change orders included) for the quarter and the
+        term, deliverables per category against the baseline; a client sees hours only if they may."""
+        label = self.quarter.label
+        quarter = Chart(hours_per_month("quarter-hours", f"Hours per month · {label}", self.now.months))
+        term = Chart(hours_per_month("term-hours", "Hours per month · the term so far", self.term))
+        asked = {c: self.now.asked(c) for c in self.baseline}
+        months = len(self.now.months)
+        baseline = {c: n * months for c, n in self.baseline.items()}
+        title = f"Deliverables · {label} vs baseline"
+        wanted = Chart(deliverables_chart("deliverables", title, asked, baseline))
+        if client:
+            return (quarter, term) if self.client_sees_hours else ()
+        return quarter, term, wanted
 
 
 def _numbers(
@@ -270,6 +290,7 @@ def load_review(session: Session, retainer_id: int, quarter: Quarter, now: dt.da
         priorities,
         retainer.client_sees_hours,
         a.snapshot.names(MemberRole.AM),
+        months_of(session, retainer, term_cycles(session, retainer, today)[1], today)[0],
     )
 
 
@@ -401,6 +422,7 @@ def render_review(r: Review) -> Reply:
         ),
         _items("Hours per month", hours, "No months."),
         _items("Deliverables per month", deliverables, "No deliverables."),
+        *r.charts(),
         Text(f"**Approvals:** {approvals}\n**Client messages a month:** {engagement}"),
         _items("Delivered highlights", r.highlights, "Nothing delivered this quarter."),
         _items("Carried over", r.carried, "Nothing carried over."),
@@ -444,6 +466,7 @@ def client_review(r: Review) -> Reply:
             f"({r.before.delivered} delivered the quarter before)."
         ),
         _items("Delivered per month", months, "No months."),
+        *r.charts(client=True),
     ]
     if r.client_sees_hours:
         blocks.append(

@@ -56,11 +56,10 @@ from bot.replies import (
     Tone,
     error,
 )
-from bot.terms import NextTerm, Term, TermRefused, agree_next_term, current_term
+from bot.terms import NextTerm, Term, TermRefused, agree_next_term, current_term, term_cycles
 from store.db import unit_of_work
 from store.models import (
     AuditEntry,
-    Cycle,
     Escalation,
     Retainer,
 )
@@ -203,12 +202,7 @@ def load_pack(session: Session, retainer_id: int, now: dt.datetime) -> Pack | No
     if retainer is None:
         return None
     today = local_today(now, retainer.timezone)
-    term = current_term(session, retainer, today)
-    cycles = session.scalars(
-        select(Cycle)
-        .where(Cycle.retainer_id == retainer.id, Cycle.starts_on >= term.starts_on, Cycle.starts_on <= today)
-        .order_by(Cycle.starts_on)
-    ).all()
+    term, cycles = term_cycles(session, retainer, today)
     months, orders = months_of(session, retainer, cycles, today)
     decided = decisions_of(session, retainer, cycles)
     waits, changes_requested = list(decided.waits), decided.changes_requested

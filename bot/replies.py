@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bot.charts import Figure, alt_text
+
 
 class Tone(StrEnum):
     GOOD = "good"
@@ -83,7 +85,19 @@ class Actions:
     buttons: tuple[Button, ...]
 
 
-Block = Header | Text | Facts | Bar | Items | Context | Divider | Actions
+@dataclass(frozen=True)
+class Chart:
+    """A picture of numbers the blocks around it also say in words (bot/charts.py): drawn as PNG by
+    bot/plot.py when the platform shows it; `figure.key` names it within its message."""
+
+    figure: Figure
+
+    @property
+    def alt(self) -> str:
+        return alt_text(self.figure)
+
+
+Block = Header | Text | Facts | Bar | Items | Context | Divider | Actions | Chart
 
 
 @dataclass(frozen=True)
@@ -176,6 +190,10 @@ class Reply:
     blocks: tuple[Block, ...] = field(default_factory=tuple)
     tone: Tone = Tone.NEUTRAL
     form: Form | None = None
+
+    @property
+    def charts(self) -> tuple[Chart, ...]:
+        return tuple(b for b in self.blocks if isinstance(b, Chart))
 
 
 MOMENT = re.compile(r"\{\{time:(\d+)\|([^{}]*)\}\}")

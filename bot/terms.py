@@ -121,6 +121,17 @@ def current_term(session: Session, retainer: Retainer, today: dt.date) -> Term:
     return started[-1] if started else terms[0]
 
 
+def term_cycles(session: Session, retainer: Retainer, today: dt.date) -> tuple[Term, list[Cycle]]:
+    """The term `today` falls in and its cycles begun by `today`, first first."""
+    term = current_term(session, retainer, today)
+    cycles = session.scalars(
+        select(Cycle)
+        .where(Cycle.retainer_id == retainer.id, Cycle.starts_on >= term.starts_on, Cycle.starts_on <= today)
+        .order_by(Cycle.starts_on)
+    ).all()
+    return term, list(cycles)
+
+
 def _store_first(session: Session, retainer: Retainer, now: dt.datetime) -> RetainerTerm:
     """The implicit first term written down, so that the history of terms is complete."""
     first = _first_term(retainer)

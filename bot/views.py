@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.charts import month_burn
 from bot.health import Health, Level
+from bot.palette import LEVEL_MARK
 from bot.parsing import delivered_of, format_hours, month_name, plural
-from bot.replies import Bar, Block, Context, Facts, Header, Items, Reply, Text, Tone
+from bot.replies import Bar, Block, Chart, Context, Facts, Header, Items, Reply, Text, Tone
 from bot.snapshot import ScopeChange, Snapshot, TaskLine
 from store.models import MemberRole, Stage
 
@@ -16,7 +18,6 @@ if TYPE_CHECKING:
 
 MAX_LINES = 15
 MAX_LIST = 150  # accounts in one `list` answer; the home tab pages through any number
-LEVEL_MARK = {Level.GREEN: "🟢", Level.AMBER: "🟠", Level.RED: "🔴"}
 LEVEL_TONE = {Level.GREEN: Tone.GOOD, Level.AMBER: Tone.WARNING, Level.RED: Tone.DANGER}
 STATUS_WORDS = {
     "todo": "to do",
@@ -170,6 +171,7 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
     if internal:
         used, allocated = s.minutes_used, s.minutes_allocated
         blocks.append(Bar("Hours used", used / 60, allocated / 60, "h"))
+        blocks.extend(burn_chart(s))
         facts = [("Deliverables", delivered)]
         if health is not None:
             facts.insert(0, ("Health", f"{LEVEL_MARK[health.level]} {health.level.label}"))
@@ -180,6 +182,7 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
         blocks.append(Text(f"{month_name(s.cycle.period)}: {delivered}."))
         if s.retainer.client_sees_hours:
             blocks.extend(client_hours(s))
+            blocks.extend(burn_chart(s))  # hours: only for a client who sees hours
             summary += f", {client_hours_line(s)}"
     blocks.append(_items("Completed", [t.title for t in s.done], empty="Nothing completed."))
     if s.pending:  # waiting now, whichever month the deliverable is of
@@ -207,6 +210,12 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
     blocks.append(_items("Recommended priorities", priorities(s, internal), empty="Carry on as planned."))
     blocks.append(Context("internal version" if internal else f"Questions? {_am_line(s)}"))
     return Reply(summary, tuple(blocks))
+
+
+def burn_chart(s: Snapshot) -> tuple[Chart, ...]:
+    """The month's hours burn as a chart (bot/charts.py), if the month has hours to burn."""
+    figure = month_burn(s)
+    return (Chart(figure),) if figure is not None else ()
 
 
 def scope_line(change: ScopeChange, internal: bool) -> str:
