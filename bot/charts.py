@@ -8,10 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from bot.health import DEFAULT_THRESHOLDS, Level, Thresholds, category_label
 from bot.months import Month
 from bot.parsing import format_hours, month_name
 from bot.snapshot import Snapshot
+from store.db import unit_of_work
+from store.models import Delivery
 
 WIDTH, HEIGHT = 800, 400  # pixels: readable at chat size
 
@@ -130,3 +135,23 @@ def month_burn(s: Snapshot) -> Burn | None:
     days = (s.cycle.ends_on - s.cycle.starts_on).days + 1
     day = min(days, max(0, (s.today - s.cycle.starts_on).days + 1))
     return burn("burn", s.client_name, s.cycle.period, day, days, s.minutes_used, s.minutes_allocated)
+
+
+def uploaded(sessions: sessionmaker[Session], delivery_key: str) -> dict[str, str]:
+    """The charts of a scheduled post already uploaded (chart key -> the platform's file id), kept on
+    its delivery row, so a retried post reuses them instead of uploading them again."""
+    with unit_of_work(sessions, read_only=True) as session:
+        details = session.scalars(select(Delivery.details).where(Delivery.key == delivery_key)).first()
+    files = (details or {}).get("files") or {}
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def record_upload(sessions: sessionmaker[Session], delivery_key: str, chart_key: str, file_id: str) -> None:
+    """Keep an uploaded chart's file id on the post's delivery row (if the post has one), at once:
+    before the post itself, which may fail and be retried."""
+    with unit_of_work(sessions) as session:
+        row = session.scalars(select(Delivery).where(Delivery.key == delivery_key)).first()
+        if row is not None:
+            files = dict((row.details or {}).get("files") or {})
+            files[chart_key] = file_id
+            row.details = {**(row.details or {}), "files": files}

@@ -162,7 +162,7 @@ def build_runtime(
         sandbox=sandbox,
     )
     # Joins a public channel it was linked to but not invited into, instead of failing the post.
-    runtime.messengers["slack"] = ChannelMessenger(client)
+    runtime.messengers["slack"] = ChannelMessenger(client, sessions)
     runtime.switchboard = Switchboard(sessions, runtime.messengers)
     runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
     runtime.messengers["teams"] = runtime.teams.messenger

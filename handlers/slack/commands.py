@@ -3,7 +3,9 @@ subcommand answering with a form (`new`) opens it with the command's trigger bef
 portfolio view that may take long (`list`, over thousands of accounts whose standings are not stored
 yet) runs on a small pool of its own: answered in the ack when ready within `ANSWER_WITHIN` seconds,
 else acked with "working on it" and answered through the command's response_url, so neither Slack's
-3 seconds nor the request threads every other user needs are spent on it."""
+3 seconds nor the request threads every other user needs are spent on it. An answer with charts
+(`brief`, `qbr`) is acked with its words; its charts are drawn and uploaded on the same pool after the
+ack, and the answer is replaced through the response_url with the one that shows them."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.commands import may_be_slow
 from bot.core import Core
 from bot.replies import Reply, error
+from handlers.slack.charts import upload_charts
 from handlers.slack.render import render_message
 from handlers.slack.render_forms import render_modal
 from handlers.slack.workspace import Workspace
@@ -33,9 +36,14 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     # none holds a request thread.
     slow_work = ThreadPoolExecutor(max_workers=2, thread_name_prefix="slack-slow-view")
 
-    def answer_later(future: Future[Reply], response_url: str) -> None:
+    def with_charts(reply: Reply) -> tuple[Reply, dict[str, str]]:
+        return reply, upload_charts(workspace.client, reply)
+
+    def answer_later(future: Future[Reply] | Future[tuple[Reply, dict[str, str]]], response_url: str) -> None:
         try:
-            body = {"response_type": "ephemeral", "replace_original": True, **render_message(future.result())}
+            done = future.result()
+            reply, files = done if isinstance(done, tuple) else (done, {})
+            body = {"response_type": "ephemeral", "replace_original": True, **render_message(reply, files)}
             response = WebhookClient(response_url).send_dict(body)
             if response.status_code != 200:
                 log.warning("response_url answer refused: %s %s", response.status_code, response.body)
@@ -76,6 +84,11 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             reply = answer()
         if reply.form is None:
             ack(response_type="ephemeral", **render_message(reply))
+            if reply.charts and command.get("response_url"):
+                # The words now, the pictures after the ack: drawn and uploaded on the slow pool,
+                # then the answer replaced with the one that shows them.
+                charted = slow_work.submit(with_charts, reply)
+                charted.add_done_callback(lambda f: answer_later(f, command["response_url"]))
             return
         failure = workspace.open_view(str(command.get("trigger_id") or ""), render_modal(reply.form))
         if failure is not None:

@@ -10,9 +10,11 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.messenger import DeliveryError, Posted
 from bot.replies import Reply
+from handlers.slack.charts import upload_charts
 from handlers.slack.render import render_message
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,11 @@ PERMANENT = {
 
 
 class SlackMessenger:
-    def __init__(self, client: WebClient) -> None:
-        self.client = client
+    """`sessions`, when given, keep a scheduled post's uploaded charts on its delivery row (a retry
+    reuses them)."""
+
+    def __init__(self, client: WebClient, sessions: sessionmaker[Session] | None = None) -> None:
+        self.client, self.sessions = client, sessions
 
     def post(
         self, conversation: str, reply: Reply, *, thread: str | None = None, marker: str | None = None
@@ -49,11 +54,14 @@ class SlackMessenger:
             # Message metadata: invisible to people, returned by conversations.history, so a retry
             # after a crash can see that the first attempt landed instead of posting it twice.
             extra["metadata"] = {"event_type": MARKER_EVENT, "event_payload": {"key": marker}}
+        files = self._call(
+            upload_charts, client=self.client, reply=reply, sessions=self.sessions, delivery_key=marker
+        )
         response = self._call(
             self.client.chat_postMessage,
             channel=conversation,
             thread_ts=thread,
-            **render_message(reply),
+            **render_message(reply, files),
             **extra,
         )
         return Posted(response["channel"], response["ts"])

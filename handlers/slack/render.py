@@ -4,6 +4,7 @@ Block Kit's limits."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from bot.replies import (
@@ -12,6 +13,7 @@ from bot.replies import (
     Actions,
     Bar,
     Block,
+    Chart,
     Context,
     Divider,
     Facts,
@@ -33,6 +35,8 @@ MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
 MAX_CONTEXT_TEXT = 3000
 MAX_FALLBACK_TEXT = 3000
+MAX_ALT_TEXT = 2000
+MAX_IMAGE_TITLE = 2000
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _LINK = re.compile(r"\[([^\]]+)\]\((https?://[^)\s]+)\)")
@@ -87,8 +91,23 @@ def _items(block: Items) -> list[dict[str, Any]]:
     return [_section(chunk) for chunk in chunks]
 
 
-def render_block(block: Block) -> list[dict[str, Any]]:
+def render_block(block: Block, files: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """One neutral block as Block Kit. A chart is an image block of its uploaded PNG (`files`: chart
+    key -> Slack file id, handlers/slack/charts.py); one not uploaded (yet) is left out: the blocks
+    around it say its numbers in words."""
     match block:
+        case Chart(figure):
+            file_id = (files or {}).get(figure.key)
+            if file_id is None:
+                return []
+            return [
+                {
+                    "type": "image",
+                    "slack_file": {"id": file_id},
+                    "alt_text": clip(block.alt, MAX_ALT_TEXT),
+                    "title": {"type": "plain_text", "text": clip(figure.title, MAX_IMAGE_TITLE)},
+                }
+            ]
         case Header(text):
             return [
                 {
@@ -147,8 +166,10 @@ def render_block(block: Block) -> list[dict[str, Any]]:
     raise TypeError(f"cannot render {block!r}")
 
 
-def render_blocks(reply: Reply, max_blocks: int = MAX_BLOCKS) -> list[dict[str, Any]]:
-    blocks = [rendered for block in reply.blocks for rendered in render_block(block)]
+def render_blocks(
+    reply: Reply, max_blocks: int = MAX_BLOCKS, files: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    blocks = [rendered for block in reply.blocks for rendered in render_block(block, files)]
     if len(blocks) > max_blocks:
         hidden = len(blocks) - (max_blocks - 1)
         blocks = [
@@ -161,9 +182,13 @@ def render_blocks(reply: Reply, max_blocks: int = MAX_BLOCKS) -> list[dict[str, 
     return blocks
 
 
-def render_message(reply: Reply) -> dict[str, Any]:
-    """`text` and `blocks` for chat.postMessage, chat.update, an ack or a response_url post."""
-    return {"text": clip(plain_moments(reply.text), MAX_FALLBACK_TEXT), "blocks": render_blocks(reply)}
+def render_message(reply: Reply, files: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`text` and `blocks` for chat.postMessage, chat.update, an ack or a response_url post; `files`
+    are the charts' uploaded PNGs."""
+    return {
+        "text": clip(plain_moments(reply.text), MAX_FALLBACK_TEXT),
+        "blocks": render_blocks(reply, files=files),
+    }
 
 
 def render_home(reply: Reply) -> dict[str, Any]:

@@ -3,18 +3,21 @@ form's values read back: pure functions, and the only place that knows Adaptive 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
 import re
 from typing import Any
 
+from bot.plot import render_png
 from bot.replies import (
     MENTION,
     MOMENT,
     Actions,
     Bar,
     Block,
+    Chart,
     ChoiceInput,
     Context,
     DateInput,
@@ -116,8 +119,16 @@ def _action(label: str, action: str, value: str, style: Tone) -> dict[str, Any]:
     return rendered
 
 
+def chart_image(block: Chart) -> dict[str, Any]:
+    """A chart inlined as a data: URI (cards cannot reach files), with its numbers as alt text."""
+    png = base64.b64encode(render_png(block.figure)).decode()
+    return {"type": "Image", "url": f"data:image/png;base64,{png}", "altText": block.alt, "size": "Stretch"}
+
+
 def render_block(block: Block) -> list[dict[str, Any]]:
     match block:
+        case Chart():
+            return [chart_image(block)]
         case Header(text):
             return [_text(text, size="Large", weight="Bolder", style="heading")]
         case Text(text):
@@ -154,6 +165,9 @@ def render_block(block: Block) -> list[dict[str, Any]]:
 def _body(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
     body: list[dict[str, Any]] = []
     separate = False
+    # One chart a card: an inlined PNG is ~10 KB of a Teams message's ~28 KB; the rest are in words.
+    first_chart = next((b for b in blocks if isinstance(b, Chart)), None)
+    blocks = tuple(b for b in blocks if not isinstance(b, Chart) or b is first_chart)
     for block in blocks:
         if isinstance(block, Divider):
             separate = bool(body)

@@ -1,0 +1,40 @@
+"""A reply's charts on Slack: drawn (bot/plot.py) and uploaded with files_upload_v2
+(files.getUploadURLExternal, the bytes, files.completeUploadExternal; shared to no channel), then
+shown as image blocks pointing at the file (`slack_file`). A scheduled post's uploads are kept on its
+delivery row, so a retry of the post does not upload them twice."""
+
+from __future__ import annotations
+
+from slack_sdk import WebClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.charts import record_upload, uploaded
+from bot.plot import render_png
+from bot.replies import Reply
+
+
+def upload_charts(
+    client: WebClient,
+    reply: Reply,
+    sessions: sessionmaker[Session] | None = None,
+    delivery_key: str | None = None,
+) -> dict[str, str]:
+    """Chart key -> Slack file id for each chart of `reply`, uploading those not uploaded yet."""
+    if not reply.charts:
+        return {}
+    keep = sessions if delivery_key is not None else None
+    files = uploaded(keep, delivery_key) if keep is not None and delivery_key is not None else {}
+    for chart in reply.charts:
+        key = chart.figure.key
+        if key in files:
+            continue
+        response = client.files_upload_v2(
+            content=render_png(chart.figure),
+            filename=f"{key}.png",
+            title=chart.figure.title,
+            alt_txt=chart.alt[:1000],
+        )
+        files[key] = str(response["file"]["id"])
+        if keep is not None and delivery_key is not None:
+            record_upload(keep, delivery_key, key, files[key])
+    return files
