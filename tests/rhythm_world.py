@@ -58,7 +58,8 @@ class World:
     outboxes: list[Outbox] = field(default_factory=list)
 
     def messenger(self, timeout: float = 1) -> SlackMessenger:
-        return SlackMessenger(make_client(self.sandbox.bot_token, self.sandbox.api_url, timeout))
+        client = make_client(self.sandbox.bot_token, self.sandbox.api_url, timeout)
+        return SlackMessenger(client, self.sessions)  # as the app builds it: uploads kept per post
 
     def scheduler(
         self,
