@@ -77,6 +77,7 @@ class WorkspacePage:
             web.post("/workspace/open", self.open_app),
             web.post("/workspace/dismiss", self.dismiss),
             web.post("/workspace/clock", self.move_clock),
+            web.get("/workspace/files/{file_id}", self.file),
         ]
 
     async def startup(self, app: web.Application) -> None:
@@ -93,6 +94,17 @@ class WorkspacePage:
             self.workspace.bot_url = f"http://{request.host}/slack/events"
 
     # ----- reading -------------------------------------------------------------------------------
+
+    async def file(self, request: web.Request) -> web.Response:
+        """An uploaded file's kept bytes (a chart's PNG), for the image blocks that point at it."""
+        try:
+            kept = self.sandbox.file(request.match_info["file_id"])
+        except KeyError:
+            raise web.HTTPNotFound() from None
+        if kept.get("content") is None:
+            raise web.HTTPNotFound()
+        kind = "image/png" if str(kept.get("name", "")).endswith(".png") else "application/octet-stream"
+        return web.Response(body=kept["content"], content_type=kind, headers={"Cache-Control": "no-store"})
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})

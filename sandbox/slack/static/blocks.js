@@ -214,7 +214,7 @@ const BlockKit = (() => {
       case "actions":
         return `<div class="bk-actions" data-block-id="${id}">${b.elements.map((e) => element(e, b, ctx)).join("")}</div>`;
       case "image":
-        return `<figure class="bk-image" data-block-id="${id}">${b.title ? `<figcaption>${text(b.title, ctx)}</figcaption>` : ""}<img src="${esc(b.image_url)}" alt="${esc(b.alt_text)}"></figure>`;
+        return `<figure class="bk-image" data-block-id="${id}">${b.title ? `<figcaption>${text(b.title, ctx)}</figcaption>` : ""}<img src="${esc(b.slack_file && b.slack_file.id ? `/workspace/files/${encodeURIComponent(b.slack_file.id)}` : b.image_url)}" alt="${esc(b.alt_text)}"></figure>`;
       case "input": {
         const optional = b.optional ? ' <span class="bk-optional">(optional)</span>' : "";
         const hint = b.hint ? `<div class="bk-hint">${text(b.hint, ctx)}</div>` : "";
