@@ -226,6 +226,11 @@ def test_moving_the_clock_to_mid_month_posts_the_checkpoint_in_the_right_channel
     assert (progress.status, progress.conversation) == (DeliveryStatus.SENT, ACME)
     expect(maya.locator(f'#main .msg[data-ts="{checkpoint.message_id}"]')).to_be_visible()
     expect(jane.locator(f'#main .msg[data-ts="{progress.message_id}"]')).to_be_visible()
+    # The checkpoint's burn chart: an image block whose slack_file the page fetches from the workspace.
+    chart = maya.locator(f'#main .msg[data-ts="{checkpoint.message_id}"] figure.bk-image img')
+    expect(chart).to_be_visible()
+    assert chart.evaluate("i => i.decode().then(() => i.naturalWidth)") == 800
+    assert "h used of" in (chart.get_attribute("alt") or "")
     expect(jane.locator("#sidebar")).not_to_contain_text("acme-internal")  # the client never sees it
 
     move_clock(maya, "Next business day", "Tuesday, November 17th, 2026")

@@ -6,6 +6,7 @@ Standard library only; it answers the Web API methods Retainer Bot uses, with Sl
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import math
@@ -617,6 +618,12 @@ class SlackSandbox:
             "channels": [asdict(channel) for channel in self._channels.values()],
             "messages": {channel: list(messages.values()) for channel, messages in self._messages.items()},
             "homes": homes,
+            # Uploaded files, their bytes in base64: the charts the kept messages point at.
+            "files": [
+                {**f, "content": base64.b64encode(f["content"]).decode()}
+                for f in self._files.values()
+                if f["content"] is not None
+            ],
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -634,6 +641,8 @@ class SlackSandbox:
         for user_id, view in state["homes"].items():
             self._views[view["id"]] = view
             self._home_view_ids[user_id] = view["id"]
+        for f in state.get("files", []):
+            self._files[f["id"]] = {**f, "content": base64.b64decode(f["content"])}
 
     def _store_ephemeral(
         self, channel: str, user_id: str, content: dict[str, Any], thread_ts: str | None
