@@ -20,7 +20,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.status_latency import NOW, SECRET, database
-from bot.charts import Bars, burn
+from bot.charts import Bars, Figure, burn
 from bot.clock import FixedClock
 from bot.config import load_settings
 from bot.plot import render_png
@@ -33,7 +33,7 @@ AM = "U01AM0001"
 
 
 def charts_per_second(draws: int) -> float:
-    figures = [
+    figures: list[Figure] = [
         burn("burn", "Acme Corp", "2026-05", 15, 31, 1800, 2400),
         Bars("q", "Hours per month · Q3 2026", ("Jul", "Aug", "Sep"), (2400, 3000, 1200), (2400,) * 3),
         Bars("d", "Deliverables · Q3 2026", ("Blog post", "Social pack"), (14, 6), (12, 6), unit=""),
@@ -66,7 +66,7 @@ def qbr_times(size: int, url: str, sandbox: SlackSandbox, rounds: int) -> tuple[
         response = http.post(server.url + SLACK_PATH, content=body, headers=headers)
         acked = time.perf_counter() - started
         assert response.status_code == 200 and "Quarterly review" in response.text, response.text[:300]
-        sandbox.wait_for(lambda _c, seen=seen: len(sandbox.calls_to("response_url")) > seen, timeout=60)
+        sandbox.wait_for(lambda _c: len(sandbox.calls_to("response_url")) > seen, timeout=60)  # noqa: B023
         posted = sandbox.calls_to("response_url")[-1]
         assert sum(b["type"] == "image" for b in posted.args["blocks"]) == 3
         if n:  # the first warms up

@@ -18,6 +18,9 @@ from bot.months import Month
 from bot.plot import render_png
 from bot.qbr import Quarter, client_review, load_review, render_review
 from bot.replies import Chart, Reply
+from bot.snapshot import load_snapshots
+from bot.views import report
+from handlers.slack.render import as_text, render_message
 from handlers.teams.render import render_card
 from retainer.demo import fill_demo
 from store.db import unit_of_work
@@ -122,14 +125,18 @@ def test_the_client_sees_hour_charts_only_when_hours_are_shared(bot) -> None:
         with bot.sessions() as session:
             acme = session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one()
             review = load_review(session, acme.id, Quarter(2026, 3), NOW)
+            (snapshot,) = load_snapshots(session, [acme.id], NOW)
+            client_report, internal_report = report(snapshot, internal=False), report(snapshot, internal=True)
         assert review is not None
         charts = client_review(review).charts
         if shared:
             assert [c.figure.key for c in charts] == ["quarter-hours", "term-hours"]
+            assert [c.figure.key for c in client_report.charts] == ["burn"]
         else:
-            assert charts == ()
-            assert not any(HOUR_FIGURE.search(c.alt) for c in charts)
-        assert len(render_review(review).charts) == 3  # the agency's always has them
+            assert charts == () and client_report.charts == ()
+            assert not HOUR_FIGURE.search(as_text(render_message(client_report)))
+        assert len(render_review(review).charts) == 3  # the agency's always have them
+        assert [c.figure.key for c in internal_report.charts] == ["burn"]
 
 
 def test_the_teams_card_inlines_the_chart_valid_against_the_schema() -> None:
