@@ -29,7 +29,7 @@ from bot.health import (
     assess_history,
     attention,
 )
-from bot.history import Account, load_accounts, scope_filter
+from bot.history import Account, PendingApproval, load_accounts, scope_filter
 from bot.palette import LEVEL_MARK
 from bot.parsing import business_days, delivered_of, plural
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text
@@ -39,7 +39,9 @@ from bot.views import LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
     ApprovalRequest,
+    ApprovalState,
     AuditEntry,
+    Client,
     Cycle,
     Escalation,
     EscalationState,
@@ -281,21 +283,14 @@ def _home_reply(
 ) -> Reply:
     pages = max(1, -(-len(ranking) // page_size))
     page = max(0, min(page, pages - 1))
-    # An AM's few accounts are all built (their approvals and week list every one); a director's page only.
-    if director:  # what this page shows, read at once
-        leader, window = (
-            ranking.window_ids(0, 1),
-            ranking.window_ids(page * page_size, (page + 1) * page_size),
-        )
-        ranking.rows([*leader, *window, *ranking.escalated_ids(MAX_SIDE_LINES)])
-    rows = ranking.all() if not director else []
-    shown = (
-        rows[page * page_size : (page + 1) * page_size]
-        if not director
-        else ranking.window(page * page_size, (page + 1) * page_size)
-    )
+    # Only what this page shows is built, an AM's as a director's: its accounts, the leader (whose
+    # day heads the page) and the open escalations, read at once. An AM's side lists are read
+    # set-based from the retainers of the scope (bot/dashboard.py pending_lines, this_week).
+    leader, window = ranking.window_ids(0, 1), ranking.window_ids(page * page_size, (page + 1) * page_size)
+    ranking.rows([*leader, *window, *ranking.escalated_ids(MAX_SIDE_LINES)])
+    shown = ranking.window(page * page_size, (page + 1) * page_size)
     counts = ranking.counts
-    top = rows[0] if rows else ranking.window(0, 1)[0]
+    top = ranking.window(0, 1)[0]
     today = local_today(now, top.account.timezone)
     title = "Every account" if director else "Your accounts"
     summary = (
@@ -316,8 +311,12 @@ def _home_reply(
     if calm:
         blocks.append(Items("On track", tuple(r.line(with_am=director) for r in calm)))
     if not director:
-        blocks.append(_items("Pending approvals", pending_lines(rows), "Nothing waits on a client."))
-        blocks.append(_items("This week", this_week(session, rows, scope, now), "Nothing due this week."))
+        calendars = _calendars(session, scope, now)
+        pending, waiting = pending_lines(session, scope, calendars)
+        blocks.append(_items("Pending approvals", pending, "Nothing waits on a client.", waiting))
+        order = {retainer_id: at for at, retainer_id in enumerate(ranking.order)}
+        week, due = this_week(session, scope, calendars, order)
+        blocks.append(_items("This week", week, "Nothing due this week.", due))
     if pages > 1:
         first, last = page * page_size + 1, page * page_size + len(shown)
         blocks.append(Context(f"Accounts {first}–{last} of {len(ranking)}, page {page + 1} of {pages}"))
@@ -357,8 +356,11 @@ def dashboard_card(
     return Reply(reply.text, tuple(blocks), reply.tone)
 
 
-def _items(title: str, lines: list[str], empty: str) -> Items:
-    return Items(title, tuple(lines[:MAX_SIDE_LINES]), more=max(0, len(lines) - MAX_SIDE_LINES), empty=empty)
+def _items(title: str, lines: list[str], empty: str, total: int | None = None) -> Items:
+    shown = lines[:MAX_SIDE_LINES]
+    return Items(
+        title, tuple(shown), more=max(0, (len(lines) if total is None else total) - len(shown)), empty=empty
+    )
 
 
 def _escalation_line(r: Row) -> str:
@@ -383,62 +385,135 @@ def _escalation_line(r: Row) -> str:
     return " · ".join(bits)
 
 
-def pending_lines(rows: Sequence[Row]) -> list[str]:
-    """Approvals waiting on the clients of `rows` (of any cycle), longest waiting first."""
-    waiting = [(p, r.account) for r in rows for p in r.account.pending]
-    waiting.sort(key=lambda item: (item[0].since, item[0].task_id))
-    return [
-        f"{a.client_name} · {p.task_title} · {business_days(p.waited(a.history.today, a.country))}"
-        for p, a in waiting
-    ]
+@dataclass(frozen=True)
+class _Calendar:
+    """What the side lists read of one account: from its retainer row, not its standing."""
+
+    name: str
+    timezone: str
+    country: str | None
+    end_date: dt.date
+    today: dt.date
 
 
-def this_week(session: Session, rows: list[Row], scope: Select[Any], now: dt.datetime) -> list[str]:
-    """What falls in the next seven days: deliverables due (or overdue), the client posts of the
-    month (delivery review, report) and renewals."""
-    found: list[tuple[dt.date, str]] = []
-    todays = {r.account.retainer_id: r.account.history.today for r in rows}
-    names = {r.account.retainer_id: r.account.client_name for r in rows}
-    first, last = min(todays.values()), max(todays.values())
-    for retainer_id, title, due_on, owner in session.execute(
-        select(Task.retainer_id, Task.title, Task.due_on, Person.name)
-        .outerjoin(Person, Person.id == Task.owner_id)
-        .where(
-            # Through the cycles not over yet (their retainer index), then each one's tasks: a join
-            # lets SQLite walk every task of thousands of accounts' two years.
-            Task.cycle_id.in_(
-                select(Cycle.id).where(scope_filter(Cycle.retainer_id, scope), Cycle.ends_on >= first)
-            ),
-            Task.due_on.is_not(None),
-            Task.due_on <= last + dt.timedelta(days=7),
-            # Done, moved on, or waiting on the client (that is under "Pending approvals").
-            Task.status.in_([TaskStatus.TODO, TaskStatus.IN_PROGRESS, TaskStatus.CHANGES_REQUESTED]),
-        )
-        .order_by(Task.due_on, Task.id)
+def _calendars(session: Session, scope: Select[Any], now: dt.datetime) -> dict[int, _Calendar]:
+    zones: dict[str, dt.date] = {}
+    found = {}
+    for retainer_id, name, zone, country, end_date in session.execute(
+        select(Retainer.id, Client.name, Retainer.timezone, Retainer.country, Retainer.end_date)
+        .join(Client, Client.id == Retainer.client_id)
+        .where(Retainer.id.in_(scope))
     ):
-        today = todays.get(retainer_id)
-        if today is None or due_on is None or due_on > today + dt.timedelta(days=7):
+        today = zones.get(zone)
+        if today is None:
+            today = zones[zone] = local_today(now, zone)
+        found[retainer_id] = _Calendar(name, zone, country, end_date, today)
+    return found
+
+
+def pending_lines(
+    session: Session, scope: Select[Any], calendars: Mapping[int, _Calendar], limit: int = MAX_SIDE_LINES
+) -> tuple[list[str], int]:
+    """Approvals waiting on the clients of `scope` (of any cycle), longest waiting first: the first
+    `limit` lines and how many there are, in two queries whatever the number of accounts."""
+    pending = (
+        select(Task.retainer_id, Task.id, Task.title, ApprovalRequest.created_at)
+        .join(ApprovalRequest, ApprovalRequest.task_id == Task.id)
+        .where(ApprovalRequest.state == ApprovalState.PENDING, Task.retainer_id.in_(scope))
+    )
+    total = session.scalar(select(func.count()).select_from(pending.subquery())) or 0
+    lines = []
+    for retainer_id, task_id, title, created_at in session.execute(
+        pending.order_by(ApprovalRequest.created_at, Task.id).limit(limit)
+    ):
+        c = calendars.get(retainer_id)
+        if c is None:
             continue
+        waiting = PendingApproval(task_id, title, created_at, local_today(created_at, c.timezone))
+        lines.append(f"{c.name} · {title} · {business_days(waiting.waited(c.today, c.country))}")
+    return lines, total
+
+
+def this_week(
+    session: Session,
+    scope: Select[Any],
+    calendars: Mapping[int, _Calendar],
+    order: Mapping[int, int],
+    limit: int = MAX_SIDE_LINES,
+) -> tuple[list[str], int]:
+    """What falls in the next seven days: deliverables due (or overdue), the client posts of the
+    month (delivery review, report) and renewals; the first `limit` lines by day and how many there
+    are. Read from the retainers, their cycles and tasks (set-based, a line formatted only when shown);
+    `order` is each account's place in the ranking, which orders one day's posts."""
+    if not calendars:
+        return [], 0
+    week = dt.timedelta(days=7)
+    first = min(c.today for c in calendars.values())
+    last = max(c.today for c in calendars.values())
+    # (day, 0, position, line maker) for deliverables, (day, 1, rank, kind) for posts and renewals
+    found: list[tuple[dt.date, int, int, int, Any]] = []
+    tasks = select(Task.retainer_id, Task.title, Task.due_on, Person.name).outerjoin(
+        Person, Person.id == Task.owner_id
+    )
+    for position, (retainer_id, title, due_on, owner) in enumerate(
+        session.execute(
+            tasks.where(
+                # Through the cycles not over yet (their retainer index), then each one's tasks: a join
+                # lets SQLite walk every task of thousands of accounts' two years.
+                Task.cycle_id.in_(
+                    select(Cycle.id).where(Cycle.retainer_id.in_(scope), Cycle.ends_on >= first)
+                ),
+                Task.due_on.is_not(None),
+                Task.due_on <= last + week,
+                # Done, moved on, or waiting on the client (that is under "Pending approvals").
+                Task.status.in_([TaskStatus.TODO, TaskStatus.IN_PROGRESS, TaskStatus.CHANGES_REQUESTED]),
+            ).order_by(Task.due_on, Task.id)
+        )
+    ):
+        c = calendars.get(retainer_id)
+        if c is None or due_on is None or due_on > c.today + week:
+            continue
+        found.append((due_on, 0, position, 0, (c.name, title, owner, c.today)))
+    # Each account's current cycle: the latest one started by its today (its posts may still fall
+    # in the week only if it ended at most a few business days ago).
+    current: dict[int, tuple[dt.date, dt.date]] = {}
+    for retainer_id, starts_on, ends_on in session.execute(
+        select(Cycle.retainer_id, Cycle.starts_on, Cycle.ends_on).where(
+            Cycle.retainer_id.in_(scope),
+            Cycle.starts_on <= last,
+            Cycle.ends_on >= first - dt.timedelta(days=15),
+        )
+    ):
+        c = calendars.get(retainer_id)
+        if c is None or starts_on > c.today:
+            continue
+        seen = current.get(retainer_id)
+        if seen is None or starts_on > seen[0]:
+            current[retainer_id] = (starts_on, ends_on)
+    for retainer_id, c in calendars.items():
+        rank_at = order.get(retainer_id, len(order))
+        days = current.get(retainer_id)
+        if days is not None:
+            posts = cycle_days(days[0], days[1], c.country)
+            for kind, day in enumerate((posts.review, posts.report)):
+                if c.today <= day <= c.today + week:
+                    found.append((day, 1, rank_at, kind, c.name))
+        if c.today <= c.end_date <= c.today + week:
+            found.append((c.end_date, 1, rank_at, 2, c.name))
+    found.sort(key=lambda item: item[:4])
+    lines = []
+    for day, is_post, _, kind, what in found[:limit]:
+        if is_post:
+            label = ("delivery review post", "monthly report", "the term ends: renewal")[kind]
+            lines.append(f"{day:%a %b} {day.day} · {what} · {label}")
+            continue
+        name, title, owner, today = what
         who = f" ({owner})" if owner else ""
-        if due_on < today:
-            found.append(
-                (due_on, f"overdue since {due_on:%b} {due_on.day} · {names[retainer_id]} · {title}{who}")
-            )
+        if day < today:
+            lines.append(f"overdue since {day:%b} {day.day} · {name} · {title}{who}")
         else:
-            found.append((due_on, f"{due_on:%a %b} {due_on.day} · {names[retainer_id]} · {title} due{who}"))
-    for r in rows:
-        a = r.account
-        today, current = a.history.today, a.history.current
-        if current is not None:
-            days = cycle_days(current.starts_on, current.ends_on, a.country)
-            for day, what in ((days.review, "delivery review post"), (days.report, "monthly report")):
-                if today <= day <= today + dt.timedelta(days=7):
-                    found.append((day, f"{day:%a %b} {day.day} · {a.client_name} · {what}"))
-        end = a.history.end_date
-        if today <= end <= today + dt.timedelta(days=7):
-            found.append((end, f"{end:%a %b} {end.day} · {a.client_name} · the term ends: renewal"))
-    found.sort(key=lambda item: item[0])
-    return [line for _, line in found]
+            lines.append(f"{day:%a %b} {day.day} · {name} · {title} due{who}")
+    return lines, len(found)
 
 
 # --- publishing and keeping it fresh --------------------------------------------------------------------

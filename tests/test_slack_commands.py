@@ -328,3 +328,31 @@ def test_remembered_commands_are_forgotten_when_their_window_closes(bot, agency)
     assert later.prune() == 2
     with bot.sessions() as session:
         assert session.scalars(select(SlackCommandSeen)).all() == []
+
+
+def test_a_long_running_view_answers_after_the_ack(bot, agency, monkeypatch) -> None:
+    """A portfolio view still working when the ack is due is acked with "working on it" and answered
+    through the command's response_url: the view here cannot finish before the test has the ack."""
+    import threading
+
+    from handlers.slack import commands
+
+    acked = threading.Event()
+    core = bot.runtime.core
+    command = core.command
+
+    def slow(*args, **kwargs):
+        assert acked.wait(10), "the view was waited for: the ack never came first"
+        return command(*args, **kwargs)
+
+    monkeypatch.setattr(commands, "ANSWER_WITHIN", 0.05)
+    monkeypatch.setattr(core, "command", slow)
+    response = bot.command("list", user=AM)
+    assert response.status_code == 200
+    try:
+        assert response.json()["text"] == commands.WORKING
+    finally:
+        acked.set()
+    later = bot.sandbox.wait_for("response_url", timeout=10)
+    assert "accounts" in later.args.get("text", "") or later.args.get("blocks"), later.args
+    assert later.args.get("response_type") == "ephemeral"
