@@ -337,6 +337,34 @@ def test_the_message_action_outside_a_client_channel_or_for_a_client(teams, team
     }
 
 
+def test_record_a_change_order_from_a_client_message(teams, teams_agency) -> None:
+    # The client cannot record one: the same rule as on Slack, said in the dialog.
+    client, _, _ = open_action(teams, "record_change_order", by=JANE)
+    assert client["task"] == {"type": "message", "value": "Recording change orders is for the agency's team."}
+
+    shown, payload, where = open_action(teams, "record_change_order")
+    form = form_of(shown)
+    assert MESSAGE in card_text(form)
+    typo = filled(form, kind="hours", amount="lots", note="legal review")
+    bad = form_of(submit(teams, "record_change_order", typo, payload, where))
+    assert "⚠️ “lots” is not an amount of time; write it like 3, 3h, 1.5h or 90m." in card_text(bad)
+    with unit_of_work(teams.sessions) as session:
+        assert session.scalars(select(func.count()).select_from(ChangeOrder)).one() == 0  # nothing written
+
+    typed = filled(form, kind="hours", amount="+5", note="legal review of the landing page")
+    answered = submit(teams, "record_change_order", typed, payload, where)
+    assert answered["task"] == {
+        "type": "message",
+        "value": "Recorded a change order for Acme Corp (November 2026): +5 h — legal review of the landing "
+        "page. This month's allocation: 40 h → 45 h.",
+    }
+    assert submit(teams, "record_change_order", typed, payload, where) == {}  # a double submit: closed, once
+    with unit_of_work(teams.sessions) as session:
+        (order,) = session.scalars(select(ChangeOrder)).all()
+    assert (order.extra_minutes, order.note) == (300, "legal review of the landing page")
+    assert (order.source, order.source_text) == (payload["linkToMessage"], MESSAGE)
+
+
 # --- the planning post's button -------------------------------------------------------------------
 
 

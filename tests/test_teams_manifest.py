@@ -1,5 +1,5 @@
 """The Teams app manifest is valid against the published 1.22 schema and declares what the code serves:
-the bot, commands the core knows, the two message actions the bot answers, and icons of the right size."""
+the bot, commands the core knows, the three message actions the bot answers, and icons of the right size."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 
 from bot.commands import SUBCOMMANDS
-from handlers.teams.bot import APPROVAL_COMMAND, FEEDBACK_COMMAND, PURPOSES
+from handlers.teams.bot import APPROVAL_COMMAND, CHANGE_ORDER_COMMAND, FEEDBACK_COMMAND, PURPOSES
 from tests.conftest import SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,11 +47,12 @@ def test_the_bot_and_its_message_actions_are_one_app() -> None:
     assert extension["botId"] == bot["botId"]
     assert set(bot["scopes"]) == {"personal", "team", "groupChat"}
     commands = {c["id"]: c for c in extension["commands"]}
-    assert set(commands) == set(PURPOSES) == {FEEDBACK_COMMAND, APPROVAL_COMMAND}
+    assert set(commands) == set(PURPOSES) == {FEEDBACK_COMMAND, APPROVAL_COMMAND, CHANGE_ORDER_COMMAND}
     for command in commands.values():
         assert command["type"] == "action" and command["context"] == ["message"] and command["fetchTask"]
     assert commands[FEEDBACK_COMMAND]["title"] == "Add as feedback"
     assert commands[APPROVAL_COMMAND]["title"] == "Request approval"
+    assert commands[CHANGE_ORDER_COMMAND]["title"] == "Record a change order"
 
 
 def test_every_listed_command_is_one_the_core_answers() -> None:

@@ -31,8 +31,10 @@ from botbuilder.schema.teams import (
     TaskModuleTaskInfo,
 )
 
+from bot import change_orders
 from bot.access import Viewer
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused, Requested
+from bot.change_orders import Recorded
 from bot.core import Core
 from bot.dashboard import HOME_PAGE_ACTION
 from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
@@ -50,7 +52,12 @@ ESCALATION_ACTIONS = (ACKNOWLEDGE_ACTION, SNOOZE_ACTION, OPEN_ACTION)
 
 FEEDBACK_COMMAND = "add_feedback"
 APPROVAL_COMMAND = "request_approval"
-PURPOSES = {FEEDBACK_COMMAND: "feedback", APPROVAL_COMMAND: "approval"}
+CHANGE_ORDER_COMMAND = "record_change_order"
+PURPOSES = {
+    FEEDBACK_COMMAND: "feedback",
+    APPROVAL_COMMAND: "approval",
+    CHANGE_ORDER_COMMAND: change_orders.SHORTCUT_PURPOSE,
+}
 CARD = "application/vnd.microsoft.card.adaptive"
 MESSAGE = "application/vnd.microsoft.activity.message"
 MEMBER_TTL_SECONDS = 3600
@@ -386,7 +393,7 @@ class RetainerBot(TeamsActivityHandler):
         await self.run(self.core.approvals.after_decision, self.messenger, outcome)
         return None  # closes the dialog; the card in the channel shows the decision
 
-    # ----- the message action: "Add as feedback" / "Request approval" ---------------------------
+    # ----- the message actions: "Add as feedback", "Request approval", "Record a change order" --
 
     async def on_teams_messaging_extension_fetch_task(
         self, turn_context: TurnContext, action: MessagingExtensionAction
@@ -425,7 +432,10 @@ class RetainerBot(TeamsActivityHandler):
             author_id=sender.id if sender else None,
             text=message_text(payload.body.content if payload.body else ""),
         )
-        reply = await self.run(self.core.intake.open_form, purpose, viewer, source, author)
+        if purpose == change_orders.SHORTCUT_PURPOSE:
+            reply = await self.run(self.core.change_orders.open_form, viewer, source, author)
+        else:
+            reply = await self.run(self.core.intake.open_form, purpose, viewer, source, author)
         if reply.form is not None and payload.link_to_message:
             await self.run(self.core.intake.set_permalink, int(reply.form.state), payload.link_to_message)
         return reply
@@ -434,7 +444,7 @@ class RetainerBot(TeamsActivityHandler):
         self, turn_context: TurnContext, action: MessagingExtensionAction
     ) -> MessagingExtensionActionResponse:
         form = submitted(action.data)
-        if form is None or form[0] not in ("feedback", "approval"):
+        if form is None or form[0] not in ("feedback", "approval", change_orders.FORM_KIND):
             return MessagingExtensionActionResponse(task=task_message("This form is not one of mine."))
         kind, state, values = form
         try:
@@ -443,6 +453,8 @@ class RetainerBot(TeamsActivityHandler):
                 outcome: object = await self.run(
                     self.core.intake.file_feedback, state, values, viewer.user_id
                 )
+            elif kind == change_orders.FORM_KIND:
+                outcome = await self.run(self.core.change_orders.submit, state, values, viewer)
             else:
                 outcome = await self.run(self.core.approvals.submit_request, state, values, viewer.user_id)
         except Exception:
@@ -459,6 +471,8 @@ class RetainerBot(TeamsActivityHandler):
             await self.run(deliver, self.messenger, posts)
         elif isinstance(outcome, Requested):
             return MessagingExtensionActionResponse(task=task_message(await self.post_card(outcome)))
+        elif isinstance(outcome, Recorded):
+            return MessagingExtensionActionResponse(task=task_message(outcome.reply.text))
         return MessagingExtensionActionResponse()  # closes the dialog
 
     async def post_card(self, requested: Requested) -> str:
