@@ -4,6 +4,7 @@ version-bound, counted against scope) and the card is updated in place."""
 
 from __future__ import annotations
 
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +21,7 @@ from store.models import (
     AuditEntry,
     ChangeOrder,
     Feedback,
+    RetainerTerm,
     Side,
     Task,
     TaskStatus,
@@ -35,6 +37,7 @@ from tests.teams_world import (
     card_click,
     check_card,
     in_channel,
+    in_personal_chat,
     installed,
     invoke,
     message_payload,
@@ -390,4 +393,64 @@ def test_confirm_priorities_from_the_planning_card(teams, teams_agency, clock) -
     assert (
         click(teams, JANE, planning, CONFIRM_ACTION)["value"]
         == "Jane Doe already confirmed these priorities. Nothing changed."
+    )
+
+
+# --- the renewal pack's "Start renewal" -----------------------------------------------------------
+
+
+def test_start_renewal_opens_the_next_term_form_and_creates_it_once(teams, teams_agency) -> None:
+    before = len(teams.connector.calls)
+    teams.say("renewal acme", MAYA)
+    call = teams.connector.wait_for(
+        lambda c: (
+            teams.connector.calls.index(c) >= before
+            and c.method in ("reply_to_activity", "send_to_conversation")
+        )
+    )
+    pack = check_card(call.card)
+    assert "Renewal pack · Acme Corp" in card_text(pack)
+    (start,) = [
+        a
+        for b in pack["body"]
+        if b["type"] == "ActionSet"
+        for a in b["actions"]
+        if a["title"] == "Start renewal"
+    ]
+    assert start["type"] == "Action.Submit" and start["data"]["msteams"] == {"type": "task/fetch"}
+    fetch = {"data": start["data"], "context": {"theme": "default"}}
+    refused = teams.send(invoke("task/fetch", JANE, in_channel(ACME_TEAMS), fetch, teams.service_url)).json()
+    assert refused["task"] == {"type": "message", "value": "Renewals are for the agency's team."}
+
+    dialog = teams.send(invoke("task/fetch", MAYA, in_personal_chat(MAYA), fetch, teams.service_url)).json()
+    form = check_card(dialog["task"]["value"]["card"]["content"])
+    typed = {**filled(form), "hours": "45"}
+    assert (typed["starts"], typed["ends"]) == ("2027-01-01", "2027-12-31")  # the proposal, prefilled
+    data = {**typed, "msteams": {"type": "task/submit"}}
+    made = teams.send(invoke("task/submit", MAYA, in_personal_chat(MAYA), {"data": data}, teams.service_url))
+    assert made.status_code == 200, made.text
+    assert made.json()["task"] == {
+        "type": "message",
+        "value": "Agreed Acme Corp's next term: 2027-01-01 to 2027-12-31, 45 h a month, 8,000 USD a month. "
+        "Its first month opens on Jan 1 with the new hours and deliverables; "
+        "the renewal date is now 2027-12-31.",
+    }
+    with unit_of_work(teams.sessions) as session:
+        agreed = session.scalars(select(func.count()).select_from(RetainerTerm)).one()
+    again = teams.send(invoke("task/submit", MAYA, in_personal_chat(MAYA), {"data": data}, teams.service_url))
+    assert again.json()["task"] == {
+        "type": "message",
+        "value": "That next term was already agreed; nothing changed.",
+    }
+    with unit_of_work(teams.sessions) as session:
+        terms = session.scalars(
+            select(RetainerTerm)
+            .where(RetainerTerm.retainer_id == teams_agency.acme.id)
+            .order_by(RetainerTerm.starts_on)
+        ).all()
+    assert len(terms) == agreed  # the second submit wrote nothing
+    assert (terms[-1].starts_on, terms[-1].ends_on, terms[-1].monthly_minutes) == (
+        dt.date(2027, 1, 1),
+        dt.date(2027, 12, 31),
+        45 * 60,
     )

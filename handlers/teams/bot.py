@@ -31,7 +31,7 @@ from botbuilder.schema.teams import (
     TaskModuleTaskInfo,
 )
 
-from bot import change_orders
+from bot import change_orders, renewal
 from bot.access import Viewer
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused, Requested
 from bot.change_orders import Recorded
@@ -352,20 +352,25 @@ class RetainerBot(TeamsActivityHandler):
         # Committed: the Action.Execute answer replaces the DM's card in place.
         return card_response(acted.card) if acted.card else message_response("Nothing changed.")
 
-    # ----- task modules: "Request changes" ------------------------------------------------------
+    # ----- task modules: "Request changes", "Start renewal" --------------------------------------
 
     async def on_teams_task_module_fetch(
         self, turn_context: TurnContext, task_module_request: TaskModuleRequest
     ) -> TaskModuleResponse:
         data = task_module_request.data if isinstance(task_module_request.data, dict) else {}
         value = str(data.get("value") or "")
-        if data.get("action") != CHANGES_ACTION or not value.isdigit():
+        opens = {
+            CHANGES_ACTION: self.core.approvals.changes_form,
+            renewal.START_ACTION: self.core.renewals.start,
+        }
+        action = str(data.get("action") or "")
+        if action not in opens or not value.isdigit():
             return TaskModuleResponse(task=task_message("This button is not one of mine; nothing changed."))
         try:
             viewer = await self.identify(turn_context)
-            reply = await self.run(self.core.approvals.changes_form, int(value), viewer)
+            reply = await self.run(opens[action], int(value), viewer)
         except Exception:
-            reply = self.core.unexpected("teams request changes", request=value)
+            reply = self.core.unexpected("teams dialog", action=action, value=value)
         if reply.form is None:
             return TaskModuleResponse(task=task_message(reply.text))
         self.keep(reply.form)
@@ -375,6 +380,8 @@ class RetainerBot(TeamsActivityHandler):
         self, turn_context: TurnContext, task_module_request: TaskModuleRequest
     ) -> TaskModuleResponse | None:
         form = submitted(task_module_request.data)
+        if form is not None and form[0] == renewal.FORM_KIND:
+            return await self.next_term(turn_context, *form)
         if form is None or form[0] != "changes" or not form[1].isdigit():
             return TaskModuleResponse(task=task_message("This form is not one of mine; nothing changed."))
         kind, state, values = form
@@ -392,6 +399,24 @@ class RetainerBot(TeamsActivityHandler):
             return TaskModuleResponse(task=task_form(refill(shown, values), {"reason": outcome.reply.text}))
         await self.run(self.core.approvals.after_decision, self.messenger, outcome)
         return None  # closes the dialog; the card in the channel shows the decision
+
+    async def next_term(
+        self, turn_context: TurnContext, kind: str, state: str, values: dict[str, object]
+    ) -> TaskModuleResponse:
+        """The renewal form's submit: the next term through the same front door as Slack's modal."""
+        try:
+            viewer = await self.identify(turn_context)
+            outcome = await self.run(self.core.renewals.submit, state, values, viewer)
+        except Exception:
+            return TaskModuleResponse(task=task_message(self.core.unexpected("teams renewal form").text))
+        if isinstance(outcome, Invalid):
+            shown = self.shown(kind, state)
+            if shown is None:
+                return TaskModuleResponse(task=task_message(" ".join(outcome.errors.values())))
+            return TaskModuleResponse(task=task_form(refill(shown, values), outcome.errors))
+        if isinstance(outcome, Reply):
+            return TaskModuleResponse(task=task_message(outcome.text))
+        return TaskModuleResponse(task=task_message("That next term was already agreed; nothing changed."))
 
     # ----- the message actions: "Add as feedback", "Request approval", "Record a change order" --
 

@@ -10,7 +10,9 @@ import json
 import re
 from typing import Any
 
+from bot.approvals import CHANGES_ACTION
 from bot.plot import render_png
+from bot.renewal import START_ACTION
 from bot.replies import (
     MENTION,
     MOMENT,
@@ -44,9 +46,9 @@ MAX_TEXT = 3000  # per TextBlock, so one long line cannot take the whole card
 MAX_TITLE = 256
 MAX_CHOICES = 100  # beyond this a dropdown is unusable; the core keeps its lists shorter
 MAX_FALLBACK = 500
-# Buttons whose action needs a form first (the reason for "Request changes"): they open a task
-# module (a dialog) through task/fetch instead of sending an Action.Execute.
-DIALOG_ACTIONS = frozenset({"approval_changes"})
+# Buttons whose action needs a form first (the reason for "Request changes", the next term of
+# "Start renewal"): they open a task module (a dialog) through task/fetch instead of an Action.Execute.
+DIALOG_ACTIONS = frozenset({CHANGES_ACTION, START_ACTION})
 HIDDEN = "retainer"  # the key of a form's hidden data in what its submit action sends back
 STYLE = {Tone.GOOD: "positive", Tone.DANGER: "destructive"}
 
