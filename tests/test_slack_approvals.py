@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 
 import pytest
@@ -415,6 +416,25 @@ def test_a_click_on_a_card_whose_task_was_deleted(bot, agency) -> None:
     assert private_answer(bot, payload).startswith(
         "This approval request no longer exists: its task was removed."
     )
+    assert bot.sandbox.calls_to("chat.update") == [] and decisions(bot) == []
+
+
+def test_a_failure_nobody_foresaw_is_told_to_whoever_clicked_with_a_reference(
+    bot, agency, monkeypatch, caplog
+) -> None:
+    card, _ = request_approval(bot, agency.acme_tasks[4].id)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(bot.runtime.core.approvals, "decide", broken)
+    said = private_answer(bot, click(bot, card, ACME_CONTACT))
+    shape = r"Something went wrong on our side \(ref ([0-9a-f]{8})\)\. It has been logged; please try again\."
+    ref = re.fullmatch(shape, said)
+    assert ref is not None, said
+    assert any(
+        ref.group(1) in r.getMessage() and r.exc_info for r in caplog.records
+    )  # the traceback, findable
     assert bot.sandbox.calls_to("chat.update") == [] and decisions(bot) == []
 
 

@@ -16,7 +16,7 @@ from bot.messenger import Posted
 from bot.onboarding import LINK_ACTION
 from bot.replies import error
 from handlers.slack.envelope import record_id
-from handlers.slack.messenger import ChannelMessenger, answer_privately
+from handlers.slack.messenger import ChannelMessenger, answer_privately, guarded
 from handlers.slack.render_forms import render_modal
 from handlers.slack.setup import ChannelSetup
 from handlers.slack.workspace import Workspace
@@ -51,21 +51,18 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     def ack_at_once(ack: Ack) -> None:
         ack()
 
+    @guarded("approve")
     def approve(body: dict[str, Any], respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
-        try:
-            request_id = request_id_of(body)
-            if request_id is None:
-                answer_privately(respond, error("This button is not one of mine; nothing changed."))
-                return
-            viewer = core.people.identify("slack", user, workspace.profile)
-            container = body.get("container") or {}
-            channel, ts = container.get("channel_id"), container.get("message_ts")
-            card_at = (channel, ts) if channel and ts else None
-            outcome = core.approvals.decide(request_id, Decision.APPROVE, viewer, card_at=card_at)
-        except Exception:
-            answer_privately(respond, core.unexpected("approve", user=user))
+        request_id = request_id_of(body)
+        if request_id is None:
+            answer_privately(respond, error("This button is not one of mine; nothing changed."))
             return
+        viewer = core.people.identify("slack", user, workspace.profile)
+        container = body.get("container") or {}
+        channel, ts = container.get("channel_id"), container.get("message_ts")
+        card_at = (channel, ts) if channel and ts else None
+        outcome = core.approvals.decide(request_id, Decision.APPROVE, viewer, card_at=card_at)
         if isinstance(outcome, Refused):
             answer_privately(respond, outcome.reply)
             return
@@ -81,18 +78,15 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         except Exception:
             core.unexpected("retrying approval cards")
 
+    @guarded("request changes")
     def open_changes_form(body: dict[str, Any], respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
-        try:
-            request_id = request_id_of(body)
-            if request_id is None:
-                answer_privately(respond, error("This button is not one of mine; nothing changed."))
-                return
-            viewer = core.people.identify("slack", user, workspace.profile)
-            reply = core.approvals.changes_form(request_id, viewer)
-        except Exception:
-            answer_privately(respond, core.unexpected("request changes", user=user))
+        request_id = request_id_of(body)
+        if request_id is None:
+            answer_privately(respond, error("This button is not one of mine; nothing changed."))
             return
+        viewer = core.people.identify("slack", user, workspace.profile)
+        reply = core.approvals.changes_form(request_id, viewer)
         if reply.form is None:
             answer_privately(respond, reply)
             return
@@ -101,25 +95,22 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             log.warning("views.open for request changes failed: %s", failure)
             answer_privately(respond, error("Slack could not open the form in time; please click again."))
 
+    @guarded("link existing channel")
     def link_existing(body: dict[str, Any], respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
         choice = link_choice(body)
         if choice is None:
             answer_privately(respond, error("This button is not one of mine; nothing changed."))
             return
-        try:
-            viewer = core.people.identify("slack", user, workspace.profile)
-            if not viewer.internal:
-                answer_privately(respond, error("Linking channels is for the agency's team."))
-                return
-            message = body.get("message") or {}
-            channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-            thread = message.get("thread_ts") or message.get("ts")
-            parent = Posted(channel, thread) if channel and thread else None
-            refusal = setup.link_existing(*choice, viewer, parent)
-        except Exception:
-            answer_privately(respond, core.unexpected("link existing channel", user=user))
+        viewer = core.people.identify("slack", user, workspace.profile)
+        if not viewer.internal:
+            answer_privately(respond, error("Linking channels is for the agency's team."))
             return
+        message = body.get("message") or {}
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        thread = message.get("thread_ts") or message.get("ts")
+        parent = Posted(channel, thread) if channel and thread else None
+        refusal = setup.link_existing(*choice, viewer, parent)
         if refusal is not None:
             answer_privately(respond, refusal)
 

@@ -15,7 +15,7 @@ from bot.messenger import DeliveryError
 from bot.replies import error
 from handlers.slack.envelope import record_id
 from handlers.slack.home import SlackHomes
-from handlers.slack.messenger import SlackMessenger, answer_privately
+from handlers.slack.messenger import SlackMessenger, answer_privately, guarded
 from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -28,22 +28,19 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     def ack_at_once(ack: Ack) -> None:
         ack()
 
+    @guarded("escalation button")
     def act(body: dict[str, Any], respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
         action = body["actions"][0]
         escalation_id = record_id(action.get("value"))
-        try:
-            if escalation_id is None:
-                answer_privately(respond, error("This button is not one of mine; nothing changed."))
-                return
-            viewer = core.people.identify("slack", user, workspace.profile)
-            if action["action_id"] == OPEN_ACTION:
-                answer_privately(respond, core.escalations.open_account(escalation_id, viewer))
-                return
-            outcome = core.escalations.act(escalation_id, action["action_id"], viewer)
-        except Exception:
-            answer_privately(respond, core.unexpected("escalation button", user=user))
+        if escalation_id is None:
+            answer_privately(respond, error("This button is not one of mine; nothing changed."))
             return
+        viewer = core.people.identify("slack", user, workspace.profile)
+        if action["action_id"] == OPEN_ACTION:
+            answer_privately(respond, core.escalations.open_account(escalation_id, viewer))
+            return
+        outcome = core.escalations.act(escalation_id, action["action_id"], viewer)
         # Committed above: the DM shows what is stored, whichever click got there first.
         container = body.get("container") or {}
         channel = container.get("channel_id") or (body.get("channel") or {}).get("id")

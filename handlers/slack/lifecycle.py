@@ -18,7 +18,7 @@ from bot.change_orders import Recorded
 from bot.core import Core
 from bot.feedback import Notice, deliver
 from bot.replies import Reply, Text, error
-from handlers.slack.messenger import ChannelMessenger, answer_privately
+from handlers.slack.messenger import ChannelMessenger, answer_privately, guarded
 from handlers.slack.render_forms import callback_id, form_values, render_modal
 from handlers.slack.submissions import take_form
 from handlers.slack.workspace import Workspace
@@ -62,22 +62,19 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
 
     # ----- the renewal pack's buttons and the next term's form -----------------------------------
 
+    @guarded("renewal button")
     def press(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
         action = body["actions"][0]
         value = str(action.get("value") or "")
-        try:
-            if not value.isdigit():
-                answer_privately(respond, error("This button is not one of mine; nothing changed."))
-                return
-            viewer = core.people.identify("slack", user, workspace.profile)
-            if action["action_id"] == renewal.PACK_ACTION:
-                answer_privately(respond, core.renewals.pack(int(value), viewer))
-                return
-            reply = core.renewals.start(int(value), viewer)
-        except Exception:
-            answer_privately(respond, core.unexpected("renewal button", user=user))
+        if not value.isdigit():
+            answer_privately(respond, error("This button is not one of mine; nothing changed."))
             return
+        viewer = core.people.identify("slack", user, workspace.profile)
+        if action["action_id"] == renewal.PACK_ACTION:
+            answer_privately(respond, core.renewals.pack(int(value), viewer))
+            return
+        reply = core.renewals.start(int(value), viewer)
         if reply.form is None:
             answer_privately(respond, reply)
             return

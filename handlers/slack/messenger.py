@@ -4,16 +4,17 @@ interactions' ChannelMessenger (joins a public channel first) and their private 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.messenger import DeliveryError, Posted
-from bot.replies import Reply
+from bot.replies import Reply, unexpected
 from handlers.slack.charts import upload_charts
 from handlers.slack.render import render_message
 
@@ -170,3 +171,27 @@ def answer_privately(respond: Callable[..., Any], reply: Reply) -> None:
         return
     if response.status_code != 200:
         log.warning("private answer not delivered (HTTP %s): %s", response.status_code, reply.text)
+
+
+Listener = TypeVar("Listener", bound=Callable[..., None])
+
+
+def guarded(what: str) -> Callable[[Listener], Listener]:
+    """A lazy listener's unforeseen failure (bot.replies.unexpected: logged with its traceback and a
+    reference) told privately to whoever clicked, with that reference, instead of nothing at all.
+    Bolt passes a listener the arguments its signature names; functools.wraps keeps `__wrapped__`,
+    which Bolt reads (slack_bolt.util.utils.get_arg_names_of_callable unwraps), so the listener still
+    declares what it needs, `respond` among them."""
+
+    def wrap(listener: Listener) -> Listener:
+        @functools.wraps(listener)
+        def run(**kwargs: Any) -> None:
+            try:
+                listener(**kwargs)
+            except Exception:
+                user = ((kwargs.get("body") or {}).get("user") or {}).get("id")
+                answer_privately(kwargs["respond"], unexpected(what, user=user))
+
+        return run  # type: ignore[return-value]
+
+    return wrap

@@ -14,7 +14,7 @@ from bot.core import Core
 from bot.messenger import DeliveryError
 from bot.qbr import EXPORT_ACTION, POST_ACTION
 from bot.replies import Reply, Text, error
-from handlers.slack.messenger import ChannelMessenger, answer_privately
+from handlers.slack.messenger import ChannelMessenger, answer_privately, guarded
 from handlers.slack.workspace import Workspace
 
 
@@ -24,49 +24,43 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     def ack_at_once(ack: Ack) -> None:
         ack()
 
+    @guarded("post client version")
     def post_client_version(body: dict[str, Any], respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
+        viewer = core.people.identify("slack", user, workspace.profile)
+        claimed = core.reviews.claim(str(body["actions"][0].get("value") or ""), viewer)
+        if isinstance(claimed, Reply):
+            answer_privately(respond, claimed)
+            return
+        if claimed.platform != "slack":
+            # Claimed: the scheduler's recovery of claims sends it on its own platform.
+            answer_privately(
+                respond, error(f"{claimed.client}'s channel is on Teams; it goes out from there.")
+            )
+            return
         try:
-            viewer = core.people.identify("slack", user, workspace.profile)
-            claimed = core.reviews.claim(str(body["actions"][0].get("value") or ""), viewer)
-            if isinstance(claimed, Reply):
-                answer_privately(respond, claimed)
-                return
-            if claimed.platform != "slack":
-                # Claimed: the scheduler's recovery of claims sends it on its own platform.
-                answer_privately(
-                    respond, error(f"{claimed.client}'s channel is on Teams; it goes out from there.")
-                )
-                return
-            try:
-                posted = messenger.post(claimed.channel, claimed.reply, marker=claimed.key)
-            except DeliveryError as err:  # the claim stays: the scheduler retries it after its lease
-                answer_privately(
-                    respond, error(f"Slack did not take the post yet ({err.reason}); I'll retry.")
-                )
-                return
-            answer_privately(respond, core.reviews.sent(claimed, posted, viewer))
-        except Exception:
-            answer_privately(respond, core.unexpected("post client version", user=user))
+            posted = messenger.post(claimed.channel, claimed.reply, marker=claimed.key)
+        except DeliveryError as err:  # the claim stays: the scheduler retries it after its lease
+            answer_privately(respond, error(f"Slack did not take the post yet ({err.reason}); I'll retry."))
+            return
+        answer_privately(respond, core.reviews.sent(claimed, posted, viewer))
 
+    @guarded("qbr export")
     def export(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
-        try:
-            viewer = core.people.identify("slack", user, workspace.profile)
-            files = core.reviews.export(str(body["actions"][0].get("value") or ""), viewer)
-            if isinstance(files, Reply):
-                answer_privately(respond, files)
-                return
-            dm = client.conversations_open(users=user)["channel"]["id"]
-            client.files_upload_v2(
-                file_uploads=[{"filename": name, "content": data, "title": name} for name, data in files],
-                channel=dm,
-                initial_comment="For your meeting: the quarterly review in Markdown, its numbers in CSV.",
-            )
-            text = f"Sent {' and '.join(name for name, _ in files)} to our DM."
-            answer_privately(respond, Reply(text, (Text(text),)))
-        except Exception:
-            answer_privately(respond, core.unexpected("qbr export", user=user))
+        viewer = core.people.identify("slack", user, workspace.profile)
+        files = core.reviews.export(str(body["actions"][0].get("value") or ""), viewer)
+        if isinstance(files, Reply):
+            answer_privately(respond, files)
+            return
+        dm = client.conversations_open(users=user)["channel"]["id"]
+        client.files_upload_v2(
+            file_uploads=[{"filename": name, "content": data, "title": name} for name, data in files],
+            channel=dm,
+            initial_comment="For your meeting: the quarterly review in Markdown, its numbers in CSV.",
+        )
+        text = f"Sent {' and '.join(name for name, _ in files)} to our DM."
+        answer_privately(respond, Reply(text, (Text(text),)))
 
     app.action(POST_ACTION)(ack=ack_at_once, lazy=[post_client_version])
     app.action(EXPORT_ACTION)(ack=ack_at_once, lazy=[export])
