@@ -19,13 +19,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.status_latency import NOW, SECRET, database
+from bench.status_latency import SECRET, bot_runtime, database
 from bot.charts import Bars, Figure, burn
-from bot.clock import FixedClock
-from bot.config import load_settings
 from bot.plot import render_png
 from handlers.server import SLACK_PATH
-from retainer.app import BackgroundServer, build_runtime
+from retainer.app import BackgroundServer
 from retainer.ask import signed_slash_command
 from sandbox.slack import SlackSandbox
 
@@ -46,14 +44,7 @@ def charts_per_second(draws: int) -> float:
 
 
 def qbr_times(size: int, url: str, sandbox: SlackSandbox, rounds: int) -> tuple[float, float]:
-    settings = load_settings(
-        _env_file=None,
-        slack_bot_token=sandbox.bot_token,
-        slack_signing_secret=SECRET,
-        slack_api_url=sandbox.api_url,
-        database_url=url,
-    )
-    runtime = build_runtime(settings, clock=FixedClock(NOW))
+    runtime = bot_runtime(sandbox, url)
     server = BackgroundServer(runtime.web)
     http = httpx.Client(timeout=30)
     acks, answers = [], []

@@ -35,19 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from bot.clock import FixedClock
-from bot.config import load_settings
-from retainer.app import BackgroundServer, build_runtime
+from bench.status_latency import SECRET, bot_runtime
+from retainer.app import BackgroundServer
 from retainer.ask import signed_slash_command
 from retainer.demo import fill_demo
 from sandbox.slack import SlackSandbox
 from store.db import make_engine, make_sessionmaker, unit_of_work, upgrade
 from store.models import TimeEntry
 
-SECRET = "0123456789abcdef0123456789abcdef"
 AM = "U01AM0001"  # Maya Patel in the demo agency, AM of Acme Corp
 TODAY = dt.date(2026, 11, 17)
-NOW = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)
 SLACK_DEADLINE_S = 3.0
 
 
@@ -140,14 +137,7 @@ def run_level(server_url: str, response_url: str, count_notes, concurrency: int,
 def measure(name: str, url: str, levels: list[int], per_thread: int) -> list[Level]:
     prepare(url)
     with SlackSandbox() as sandbox:
-        settings = load_settings(
-            _env_file=None,
-            slack_bot_token=sandbox.bot_token,
-            slack_signing_secret=SECRET,
-            slack_api_url=sandbox.api_url,
-            database_url=url,
-        )
-        runtime = build_runtime(settings, clock=FixedClock(NOW))
+        runtime = bot_runtime(sandbox, url)
         server = BackgroundServer(runtime.web)
 
         def count_notes(tag: str) -> tuple[int, int]:

@@ -40,13 +40,11 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.status_latency import DEADLINE_MS, NOW, SECRET, bare_bolt, database
+from bench.status_latency import DEADLINE_MS, SECRET, bare_bolt, bot_runtime, database
 from bot.access import Viewer
-from bot.clock import FixedClock
-from bot.config import load_settings
 from handlers.server import SLACK_PATH
 from handlers.slack.commands import WORKING
-from retainer.app import BackgroundServer, build_runtime
+from retainer.app import BackgroundServer
 from retainer.ask import signed_slash_command
 from sandbox.slack import SlackSandbox
 from store.db import make_engine, upgrade
@@ -87,14 +85,7 @@ def timed(call: Callable[[], object]) -> float:
 
 def measure(size: int, url: str, sandbox: SlackSandbox, floor_url: str, args: argparse.Namespace) -> None:
     """One size: the shuffled rounds, then two directors at once with status meanwhile; printed."""
-    settings = load_settings(
-        _env_file=None,
-        slack_bot_token=sandbox.bot_token,
-        slack_signing_secret=SECRET,
-        slack_api_url=sandbox.api_url,
-        database_url=url,
-    )
-    runtime = build_runtime(settings, clock=FixedClock(NOW))
+    runtime = bot_runtime(sandbox, url)
     started, stored = time.perf_counter(), 0
     assert runtime.watch is not None
     while n := runtime.watch.refresh_standings():

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.clock import FixedClock
 from bot.config import load_settings
 from handlers.server import SLACK_PATH, build_web_app
-from retainer.app import BackgroundServer, build_runtime
+from retainer.app import BackgroundServer, Runtime, build_runtime
 from retainer.ask import signed_slash_command
 from retainer.demo import fill_demo
 from sandbox.slack import SlackSandbox
@@ -80,6 +80,18 @@ def database(
     print(f"  filled {retainers:>6} retainers x {months} months in {time.perf_counter() - started:5.1f} s")
     engine.dispose()
     return url, drop
+
+
+def bot_runtime(sandbox: SlackSandbox, url: str) -> Runtime:
+    """The whole bot on `url`, its clock stopped at NOW, talking to the local Slack `sandbox`."""
+    settings = load_settings(
+        _env_file=None,
+        slack_bot_token=sandbox.bot_token,
+        slack_signing_secret=SECRET,
+        slack_api_url=sandbox.api_url,
+        database_url=url,
+    )
+    return build_runtime(settings, clock=FixedClock(NOW))
 
 
 def bare_bolt(sandbox: SlackSandbox, executor: ThreadPoolExecutor, **options: Any) -> BackgroundServer:
@@ -122,14 +134,7 @@ def main() -> None:
         }
         runtimes, statements = {}, {}
         for size, (url, _) in made.items():
-            settings = load_settings(
-                _env_file=None,
-                slack_bot_token=sandbox.bot_token,
-                slack_signing_secret=SECRET,
-                slack_api_url=sandbox.api_url,
-                database_url=url,
-            )
-            runtime = build_runtime(settings, clock=FixedClock(NOW))
+            runtime = bot_runtime(sandbox, url)
             assert runtime.watch is not None
             while runtime.watch.refresh_standings():  # the scheduler's tick: each account's standing
                 pass
