@@ -393,10 +393,7 @@ class RetainerBot(TeamsActivityHandler):
             return TaskModuleResponse(task=task_message(self.core.unexpected("teams request changes").text))
         if isinstance(outcome, Refused):
             # Shown in the form, to this person only, as Slack does: what the request's state is now.
-            shown = self.shown(kind, state)
-            if shown is None:
-                return TaskModuleResponse(task=task_message(outcome.reply.text))
-            return TaskModuleResponse(task=task_form(refill(shown, values), {"reason": outcome.reply.text}))
+            return TaskModuleResponse(task=self.again(kind, state, values, {"reason": outcome.reply.text}))
         await self.run(self.core.approvals.after_decision, self.messenger, outcome)
         return None  # closes the dialog; the card in the channel shows the decision
 
@@ -410,10 +407,7 @@ class RetainerBot(TeamsActivityHandler):
         except Exception:
             return TaskModuleResponse(task=task_message(self.core.unexpected("teams renewal form").text))
         if isinstance(outcome, Invalid):
-            shown = self.shown(kind, state)
-            if shown is None:
-                return TaskModuleResponse(task=task_message(" ".join(outcome.errors.values())))
-            return TaskModuleResponse(task=task_form(refill(shown, values), outcome.errors))
+            return TaskModuleResponse(task=self.again(kind, state, values, outcome.errors))
         if isinstance(outcome, Reply):
             return TaskModuleResponse(task=task_message(outcome.text))
         return TaskModuleResponse(task=task_message("That next term was already agreed; nothing changed."))
@@ -487,10 +481,7 @@ class RetainerBot(TeamsActivityHandler):
                 task=task_message(self.core.unexpected("teams form").text)
             )
         if isinstance(outcome, Invalid):
-            shown = self.shown(kind, state)
-            if shown is None:
-                return MessagingExtensionActionResponse(task=task_message(" ".join(outcome.errors.values())))
-            return MessagingExtensionActionResponse(task=task_form(refill(shown, values), outcome.errors))
+            return MessagingExtensionActionResponse(task=self.again(kind, state, values, outcome.errors))
         if isinstance(outcome, Filed):
             posts = await self.run(self.core.intake.feedback_posts, outcome.feedback_id, outcome.capture_id)
             await self.run(deliver, self.messenger, posts)
@@ -526,6 +517,16 @@ class RetainerBot(TeamsActivityHandler):
     def shown(self, kind: str, state: str) -> Form | None:
         with self._forms_lock:
             return self._forms.get(f"{kind}:{state}")
+
+    def again(
+        self, kind: str, state: str, values: dict[str, object], errors: dict[str, str]
+    ) -> TaskModuleContinueResponse | TaskModuleMessageResponse:
+        """The form shown again with what was typed and the errors next to their fields; just the
+        errors if this instance did not show the form (another instance did, or it was restarted)."""
+        shown = self.shown(kind, state)
+        if shown is None:
+            return task_message(" ".join(errors.values()))
+        return task_form(refill(shown, values), errors)
 
 
 def refill(form: Form, values: dict[str, object]) -> Form:
