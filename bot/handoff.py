@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,12 +44,12 @@ from bot.fields import (
     validate_into,
 )
 from bot.lookup import name_key, slugify
-from bot.onboarding import MAX_HOURS, NewRetainer, Onboarding, SetupPlan, TemplateLine
+from bot.onboarding import MAX_HOURS, NewRetainer, Onboarding, SetupPlan, TemplateLine, plan_for
 from bot.parsing import format_hours
 from bot.people import viewer_of
 from bot.replies import Block, Context, Reply, Text, Tone
 from bot.terms import NextTerm, TermRefused, agree_next_term
-from store.db import unit_of_work
+from store.db import rowcount, unit_of_work
 from store.models import (
     Agency,
     Client,
@@ -303,6 +303,12 @@ class Outcome:
     body: dict[str, Any]
     setup: tuple[SetupPlan, Viewer, str, Reply] | None = None
     tell: list[Tell] = field(default_factory=list)
+    deal_row: int | None = None  # the crm_deal row whose set-up `setup` finishes
+
+
+# How long the delivery that set up a new retainer's channel holds it: a retry of the same deal after
+# that (the process died after its commit) sets the channel up instead; set-up takes seconds.
+SETUP_LEASE = dt.timedelta(minutes=5)
 
 
 class _Refused(Exception):
@@ -334,7 +340,7 @@ class Handoff:
         now = self.clock.now()
         try:
             with unit_of_work(self.sessions) as session:
-                seen = self._seen(session, source, deal)
+                seen = self._seen(session, source, deal, now)
                 if seen is not None:
                     return seen
                 return self._hand_off(session, source, deal, mapping, now)
@@ -343,11 +349,10 @@ class Handoff:
         except IntegrityError:
             # Another delivery of the same deal won the unique row a moment ago: this one is a retry.
             with unit_of_work(self.sessions) as session:
-                seen = self._seen(session, source, deal)
+                seen = self._seen(session, source, deal, now)
             return seen or Outcome(409, {"ok": False, "problems": ["the deal changed while it was handled"]})
 
-    @staticmethod
-    def _seen(session: Session, source: str, deal: DealWon) -> Outcome | None:
+    def _seen(self, session: Session, source: str, deal: DealWon, now: dt.datetime) -> Outcome | None:
         row = session.scalars(
             select(CrmDeal).where(
                 CrmDeal.source == source,
@@ -359,7 +364,61 @@ class Handoff:
             return None
         retainer = session.get(Retainer, row.retainer_id) if row.retainer_id else None
         client = retainer.client.slug if retainer else None
-        return Outcome(200, {"ok": True, "outcome": "already_received", "was": row.outcome, "client": client})
+        body = {"ok": True, "outcome": "already_received", "was": row.outcome, "client": client}
+        if retainer is None or row.setup_done_at is not None or not self._claim(session, row.id, now):
+            return Outcome(200, body)
+        # The delivery that created the retainer died before its channel was set up: finish it here.
+        resumed = self._setup(session, retainer, source, deal, resumed=True)
+        if resumed is None:
+            row.setup_done_at = now
+            return Outcome(200, body)
+        return Outcome(200, {**body, "setup": "resumed"}, setup=resumed, deal_row=row.id)
+
+    @staticmethod
+    def _claim(session: Session, row_id: int, now: dt.datetime) -> bool:
+        """Take the set-up of a deal's retainer unless another delivery holds it: one conditional
+        UPDATE, so of concurrent retries exactly one gets it (the others wait for its row lock)."""
+        claimed = session.execute(
+            update(CrmDeal)
+            .where(
+                CrmDeal.id == row_id,
+                CrmDeal.setup_done_at.is_(None),
+                or_(CrmDeal.setup_claimed_until.is_(None), CrmDeal.setup_claimed_until <= now),
+            )
+            .values(setup_claimed_until=now + SETUP_LEASE)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(claimed) == 1
+
+    def set_up_done(self, row_id: int) -> None:
+        """The channel of a won deal's retainer is set up (or its report says what an admin must do)."""
+        with unit_of_work(self.sessions) as session:
+            session.execute(
+                update(CrmDeal)
+                .where(CrmDeal.id == row_id)
+                .values(setup_done_at=self.clock.now())
+                .execution_options(synchronize_session=False)
+            )
+
+    @staticmethod
+    def _setup(
+        session: Session, retainer: Retainer, source: str, deal: DealWon, resumed: bool
+    ) -> tuple[SetupPlan, Viewer, str, Reply] | None:
+        """What `_create` hands the platform again for a set-up that did not finish: the retainer's
+        plan as stored, for its first AM on Slack; None if no AM of it is on Slack."""
+        am = next(
+            (m.person for m in retainer.members if m.role is MemberRole.AM and m.person.slack_user_id), None
+        )
+        if am is None or am.slack_user_id is None:
+            return None
+        viewer = viewer_of(am, "slack", am.slack_user_id)
+        plan = plan_for(session, retainer, viewer, ())
+        text = (
+            f"**Deal won** ({source} deal {deal.deal_id}): the retainer for **{retainer.client.name}** was "
+            f"created, but setting up its channel was interrupted. Setting up #{plan.channel_name} now; "
+            "what worked and what needs an admin follows in this thread."
+        )
+        return plan, viewer, am.slack_user_id, Reply(text.replace("**", ""), (Text(text),))
 
     def _hand_off(
         self, session: Session, source: str, deal: DealWon, mapping: CrmMapping, now: dt.datetime
@@ -391,6 +450,11 @@ class Handoff:
         else:
             outcome = self._create(session, source, deal, template, [(k, p) for k, p in people if p], now)
         row.retainer_id, row.outcome = outcome.body["retainer_id"], outcome.body["outcome"]
+        if outcome.setup is None:
+            row.setup_done_at = now  # a renewal, or an AM not on Slack: no channel to set up
+        else:
+            row.setup_claimed_until = now + SETUP_LEASE  # this delivery sets it up
+            outcome.deal_row = row.id
         return outcome
 
     @staticmethod

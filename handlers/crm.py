@@ -157,6 +157,8 @@ class CrmWebhooks:
         try:
             if outcome.setup is not None:
                 self.set_up(*outcome.setup)
+                if outcome.deal_row is not None:
+                    self.handoff.set_up_done(outcome.deal_row)
             for message in outcome.tell:
                 self.tell(message)
         except Exception:

@@ -71,6 +71,7 @@ class Runtime:
     quarterly: QuarterlyReviews | None = None  # each AM's QBR thread, after a quarter ends
     balances: BalanceCards | None = None  # the clients' hours balance cards, redrawn at most once a minute
     teams: Teams | None = None
+    crm: CrmWebhooks | None = None  # POST /crm/deal-won and /crm/hubspot, when their secrets are set
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
 
     def start_scheduler(self) -> Ticker:
@@ -110,6 +111,7 @@ class Runtime:
         if self.slack_app is not None:
             # Lazy listeners (decisions, channel set-up) finish before the database goes away.
             self.slack_app.listener_runner.listener_executor.shutdown(wait=True)
+        self.workspace.after_ack.shutdown(wait=True)  # answers still going out after their ack
         if self.teams is not None:
             self.teams.close()
         if self.sandbox is not None:
@@ -166,7 +168,7 @@ def build_runtime(
     runtime.switchboard = Switchboard(sessions, runtime.messengers)
     runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
     runtime.messengers["teams"] = runtime.teams.messenger
-    crm = CrmWebhooks(
+    runtime.crm = crm = CrmWebhooks(
         core.handoff,
         mapping,
         runtime.executor,

@@ -519,6 +519,10 @@ class CrmDeal(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # "created" or "renewed"
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     deal: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the deal as understood
+    # The new retainer's channel set-up: claimed by the delivery doing it until `setup_claimed_until`
+    # (a retry after that finishes it), done at `setup_done_at` (nothing to set up: done at once).
+    setup_claimed_until: Mapped[dt.datetime | None] = mapped_column()
+    setup_done_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class Escalation(Base):

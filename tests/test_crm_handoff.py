@@ -6,9 +6,11 @@ unknown people, and a deal won again starting the client's next term."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.clock import FixedClock
+from bot.handoff import SETUP_LEASE
 from handlers.crm import generic_signature
 from handlers.slack.render import as_text
 from store.db import unit_of_work
@@ -212,6 +215,41 @@ def test_a_replay_and_five_concurrent_retries_make_one_retainer_one_channel_one_
         assert session.scalar(select(func.count()).select_from(CrmDeal)) == 1
     assert len(crm_bot.sandbox.calls_to("conversations.create")) == 1
     assert len(top_level_dms(crm_bot, AM)) == 1
+
+
+def test_a_hand_off_that_died_before_its_channel_is_finished_by_the_crms_retry_once(crm_bot, clock) -> None:
+    assert crm_bot.runtime.crm is not None
+    set_up, died = crm_bot.runtime.crm.set_up, threading.Event()
+
+    def killed(*args: Any) -> None:  # the process dies after the commit, before the channel exists
+        died.set()
+        raise RuntimeError("killed")
+
+    crm_bot.runtime.crm.set_up = killed
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    assert died.wait(10)
+    crm_bot.runtime.crm.set_up = set_up
+    early = post_deal(crm_bot, DEAL)  # within the lease: the delivery that died may still be at it
+    assert early.status_code == 200 and "setup" not in early.json()
+    assert crm_bot.sandbox.calls_to("conversations.create") == []
+
+    clock.advance(SETUP_LEASE + dt.timedelta(seconds=1))
+    with ThreadPoolExecutor(3) as pool:  # the CRM retries, three at once
+        retries = list(pool.map(lambda _: post_deal(crm_bot, DEAL), range(3)))
+    assert [r.status_code for r in retries] == [200, 200, 200]
+    assert sorted(r.json().get("setup", "-") for r in retries) == ["-", "-", "resumed"]
+    assert "Initech is set up" in wait_for_report(crm_bot)
+    finish_lazy_work(crm_bot)
+    crm_bot.runtime.executor.shutdown(wait=True)
+    assert [c.args["name"] for c in crm_bot.sandbox.calls_to("conversations.create")] == ["initech"]
+    assert len(top_level_dms(crm_bot, AM)) == 1  # one DM, its thread the report
+    (intro,) = [c for c in crm_bot.sandbox.calls_to("chat.postMessage") if "Deal won" in c.args["text"]]
+    said = "the retainer for Initech was created, but setting up its channel was interrupted"
+    assert said in intro.args["text"] and not intro.args.get("thread_ts")
+    with unit_of_work(crm_bot.sessions) as session:
+        (row,) = session.scalars(select(CrmDeal)).all()
+        assert row.setup_done_at is not None
+        assert session.scalar(select(func.count()).select_from(Client).where(Client.slug == "initech")) == 1
 
 
 def test_a_bad_body_names_every_problem_and_writes_nothing(crm_bot) -> None:

@@ -10,7 +10,7 @@ ack, and the answer is replaced through the response_url with the one that shows
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as NotYet
 from typing import Any
 
@@ -32,9 +32,7 @@ WORKING = "Working on it… the answer follows here in a moment."
 
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
-    # Two threads: two directors' lists at once run side by side, a third waits for one of them, and
-    # none holds a request thread.
-    slow_work = ThreadPoolExecutor(max_workers=2, thread_name_prefix="slack-slow-view")
+    slow_work = workspace.after_ack
 
     def with_charts(reply: Reply) -> tuple[Reply, dict[str, str]]:
         return reply, upload_charts(workspace.client, reply)
