@@ -368,7 +368,7 @@ class Handoff:
         if retainer is None or row.setup_done_at is not None or not self._claim(session, row.id, now):
             return Outcome(200, body)
         # The delivery that created the retainer died before its channel was set up: finish it here.
-        resumed = self._setup(session, retainer, source, deal, resumed=True)
+        resumed = self._setup(session, retainer, source, deal)
         if resumed is None:
             row.setup_done_at = now
             return Outcome(200, body)
@@ -402,7 +402,7 @@ class Handoff:
 
     @staticmethod
     def _setup(
-        session: Session, retainer: Retainer, source: str, deal: DealWon, resumed: bool
+        session: Session, retainer: Retainer, source: str, deal: DealWon
     ) -> tuple[SetupPlan, Viewer, str, Reply] | None:
         """What `_create` hands the platform again for a set-up that did not finish: the retainer's
         plan as stored, for its first AM on Slack; None if no AM of it is on Slack."""
