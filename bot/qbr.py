@@ -679,15 +679,7 @@ class ClientReviews:
             session.execute(
                 update(Delivery)
                 .where(Delivery.id == post.row_id, Delivery.status == DeliveryStatus.CLAIMED)
-                .values(
-                    status=DeliveryStatus.SENT,
-                    sent_at=now,
-                    message_conversation=posted.conversation,
-                    message_id=posted.message_id,
-                    claimed_by=None,
-                    lease_until=None,
-                    may_have_landed=False,
-                )
+                .values(Delivery.sent(now, posted.conversation, posted.message_id))
                 .execution_options(synchronize_session=False)
             )
             retainer_id = session.get_one(Delivery, post.row_id).retainer_id

@@ -28,6 +28,8 @@ from store.db import rowcount, unit_of_work
 from store.models import Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
+
+FOUND_AGAIN = "found in the channel after an interrupted attempt"
 INSERT_BATCH = 500  # rows per INSERT: 13 parameters each, far below SQLite's and PostgreSQL's caps
 
 
@@ -396,14 +398,10 @@ class Outbox:
                 update(Delivery)
                 .where(self._ours(row_id, attempt))
                 .values(
-                    status=DeliveryStatus.SENT,
-                    sent_at=now,
-                    message_conversation=posted.conversation,
-                    message_id=posted.message_id,
-                    claimed_by=None,
-                    lease_until=None,
-                    may_have_landed=False,
-                    reason="found in the channel after an interrupted attempt" if found_again else None,
+                    {
+                        **Delivery.sent(now, posted.conversation, posted.message_id),
+                        "reason": FOUND_AGAIN if found_again else None,
+                    }
                 )
                 .execution_options(synchronize_session=False)
             )

@@ -699,6 +699,19 @@ class Delivery(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
+    @staticmethod
+    def sent(at: dt.datetime, conversation: str | None, message_id: str | None) -> dict[str, Any]:
+        """The columns of a claimed delivery that went out: sent, where it landed, no longer claimed."""
+        return {
+            "status": DeliveryStatus.SENT,
+            "sent_at": at,
+            "message_conversation": conversation,
+            "message_id": message_id,
+            "claimed_by": None,
+            "lease_until": None,
+            "may_have_landed": False,
+        }
+
 
 class TeamsConversation(Base):
     """A Microsoft Teams conversation the bot can speak in (a channel, a group chat or a 1:1 chat) and
