@@ -5,6 +5,7 @@ version-bound, counted against scope) and the card is updated in place."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -138,6 +139,19 @@ def click(teams: TeamsBot, person: TeamsPerson, posted: Call, verb: str = APPROV
     return response.json()
 
 
+def answer(teams: TeamsBot, text: str, person: TeamsPerson) -> dict[str, Any]:
+    """The card the bot answered a typed command with (checked against the schema)."""
+    before = len(teams.connector.calls)
+    teams.say(text, person)
+    call = teams.connector.wait_for(
+        lambda c: (
+            teams.connector.calls.index(c) >= before
+            and c.method in ("reply_to_activity", "send_to_conversation")
+        )
+    )
+    return check_card(call.card)
+
+
 def state_of(teams: TeamsBot, request_id: int) -> ApprovalState:
     with unit_of_work(teams.sessions) as session:
         return session.get_one(ApprovalRequest, request_id).state
@@ -194,6 +208,36 @@ def test_request_approval_and_approve_once_with_the_card_updated_in_place(teams,
             select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "approval_approved")
         )
         assert decisions == 1
+
+
+def test_a_failure_nobody_foresaw_is_told_with_a_reference_and_logged(
+    teams, teams_agency, monkeypatch, caplog
+) -> None:
+    # Teams' one guard: the click and the typed command each get the same sentence with a
+    # reference, and the log has the traceback under that reference; nothing is decided.
+    task = teams_agency.acme_tasks[4]
+    posted, _ = request_approval(teams, task.id)
+    request_id = latest_request(teams, task.id)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(teams.runtime.core.approvals, "decide", broken)
+    monkeypatch.setattr(teams.runtime.core, "command", broken)
+    shape = r"Something went wrong on our side \(ref ([0-9a-f]{8})\)\. It has been logged; please try again\."
+    clicked = click(teams, JANE, posted)
+    assert clicked["type"] == "application/vnd.microsoft.activity.message"
+    ref = re.fullmatch(shape, clicked["value"])
+    assert ref is not None, clicked
+    typed = card_text(answer(teams, "status acme", MAYA))
+    typed_ref = re.fullmatch(shape, typed.strip())
+    assert typed_ref is not None, typed
+    for what, reference in (("teams card action", ref), ("teams command", typed_ref)):
+        assert any(
+            r.getMessage().startswith(f"unexpected error in {what} (ref {reference.group(1)})") and r.exc_info
+            for r in caplog.records
+        ), what
+    assert state_of(teams, request_id) is ApprovalState.PENDING
 
 
 def test_request_changes_asks_for_a_reason_in_a_task_module(teams, teams_agency) -> None:
@@ -400,15 +444,7 @@ def test_confirm_priorities_from_the_planning_card(teams, teams_agency, clock) -
 
 
 def test_start_renewal_opens_the_next_term_form_and_creates_it_once(teams, teams_agency) -> None:
-    before = len(teams.connector.calls)
-    teams.say("renewal acme", MAYA)
-    call = teams.connector.wait_for(
-        lambda c: (
-            teams.connector.calls.index(c) >= before
-            and c.method in ("reply_to_activity", "send_to_conversation")
-        )
-    )
-    pack = check_card(call.card)
+    pack = answer(teams, "renewal acme", MAYA)
     assert "Renewal pack · Acme Corp" in card_text(pack)
     (start,) = [
         a

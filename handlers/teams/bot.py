@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 from functools import partial
@@ -33,12 +33,12 @@ from botbuilder.schema.teams import (
 
 from bot import change_orders, renewal
 from bot.access import Viewer
-from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused, Requested
+from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decided, Decision, Refused, Requested
 from bot.change_orders import Recorded
 from bot.core import Core
 from bot.dashboard import HOME_PAGE_ACTION
 from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
-from bot.feedback import Filed, Invalid, SourceMessage, deliver
+from bot.feedback import Duplicate, Filed, Invalid, SourceMessage, deliver
 from bot.messenger import DeliveryError, Messenger
 from bot.people import Profile
 from bot.prompts import CONFIRM_ACTION
@@ -66,6 +66,7 @@ INSIDE_IDENTITIES = ("aadUser", "onPremiseAadUser")  # a message author of some 
 FORMS_KEPT = 500
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 def command_text(activity_text: str | None, bot_name: str | None = None) -> str:
@@ -108,6 +109,20 @@ def card_response(reply: Reply) -> dict[str, Any]:
 
 def task_message(text: str) -> TaskModuleMessageResponse:
     return TaskModuleMessageResponse(value=plain_moments(text))
+
+
+def dialog_says(reply: Reply) -> TaskModuleResponse:
+    """A dialog (task module) answered with a sentence instead of a form."""
+    return TaskModuleResponse(task=task_message(reply.text))
+
+
+def action_says(reply: Reply) -> MessagingExtensionActionResponse:
+    """A message action's dialog answered with a sentence instead of a form."""
+    return MessagingExtensionActionResponse(task=task_message(reply.text))
+
+
+def as_is(reply: Reply) -> Reply:
+    return reply
 
 
 def task_form(form: Form, errors: dict[str, str] | None = None) -> TaskModuleContinueResponse:
@@ -194,6 +209,17 @@ class RetainerBot(TeamsActivityHandler):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
 
+    async def guarded(
+        self, what: str, work: Awaitable[T], failed: Callable[[Reply], U], **context: object
+    ) -> T | U:
+        """Teams' one guard for the unforeseen (as handlers/slack/messenger.guarded is Slack's): `work`
+        awaited, or, when it fails, the failure logged with its traceback and a reference
+        (bot.replies.unexpected) and what `failed` makes of that sentence for whoever is waiting."""
+        try:
+            return await work
+        except Exception:
+            return failed(self.core.unexpected(what, **context))
+
     async def on_turn(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
         if activity.conversation is not None and activity.service_url:
@@ -232,19 +258,9 @@ class RetainerBot(TeamsActivityHandler):
             log.debug("mention entities not understood: %r", activity.entities)
         text = command_text(activity.text, activity.recipient.name if activity.recipient else None)
         place = where(activity)
-        try:
-            viewer = await self.identify(turn_context)
-            reply = await self.run(
-                self.core.command,
-                "teams",
-                viewer.user_id,
-                text,
-                channel_id=place.conversation_id,
-                in_dm=place.kind == PERSONAL,
-                in_agency=lambda _: viewer.internal,
-            )
-        except Exception:
-            reply, viewer = self.core.unexpected("teams command", text=text[:200]), None
+        reply, viewer = await self.guarded(
+            "teams command", self.command(turn_context, text, place), lambda r: (r, None), text=text[:200]
+        )
         if reply.form is not None:
             reply = error(
                 "Creating a retainer with its channel is done from Slack (`/retainer new`) or with "
@@ -252,6 +268,21 @@ class RetainerBot(TeamsActivityHandler):
                 "`link <client>` there."
             )
         await self.answer(turn_context, viewer, place, reply)
+
+    async def command(
+        self, turn_context: TurnContext, text: str, place: Where
+    ) -> tuple[Reply, Viewer | None]:
+        viewer = await self.identify(turn_context)
+        reply = await self.run(
+            self.core.command,
+            "teams",
+            viewer.user_id,
+            text,
+            channel_id=place.conversation_id,
+            in_dm=place.kind == PERSONAL,
+            in_agency=lambda _: viewer.internal,
+        )
+        return reply, viewer
 
     async def answer(
         self, turn_context: TurnContext, viewer: Viewer | None, place: Where, reply: Reply
@@ -294,10 +325,11 @@ class RetainerBot(TeamsActivityHandler):
             # Answered here: an Action.Execute may answer with a message (a private no), which the
             # SDK's AdaptiveCardInvokeResponse model cannot serialize.
             action = (turn_context.activity.value or {}).get("action") or {}
-            try:
-                body = await self.card_action(turn_context, str(action.get("verb") or ""), action.get("data"))
-            except Exception:
-                body = message_response(self.core.unexpected("teams card action").text)
+            body = await self.guarded(
+                "teams card action",
+                self.card_action(turn_context, str(action.get("verb") or ""), action.get("data")),
+                lambda reply: message_response(reply.text),
+            )
             return InvokeResponse(status=200, body=body)
         return await super().on_invoke_activity(turn_context)
 
@@ -366,13 +398,13 @@ class RetainerBot(TeamsActivityHandler):
         action = str(data.get("action") or "")
         if action not in opens or not value.isdigit():
             return TaskModuleResponse(task=task_message("This button is not one of mine; nothing changed."))
-        try:
-            viewer = await self.identify(turn_context)
-            reply = await self.run(opens[action], int(value), viewer)
-        except Exception:
-            reply = self.core.unexpected("teams dialog", action=action, value=value)
+
+        async def open_dialog() -> Reply:
+            return await self.run(opens[action], int(value), await self.identify(turn_context))
+
+        reply = await self.guarded("teams dialog", open_dialog(), as_is, action=action, value=value)
         if reply.form is None:
-            return TaskModuleResponse(task=task_message(reply.text))
+            return dialog_says(reply)
         self.keep(reply.form)
         return TaskModuleResponse(task=task_form(reply.form))
 
@@ -385,12 +417,15 @@ class RetainerBot(TeamsActivityHandler):
         if form is None or form[0] != "changes" or not form[1].isdigit():
             return TaskModuleResponse(task=task_message("This form is not one of mine; nothing changed."))
         kind, state, values = form
-        try:
+
+        async def decide() -> Decided | Refused:
             viewer = await self.identify(turn_context)
             reason = str(values.get("reason") or "")
-            outcome = await self.run(self.core.approvals.decide, int(state), Decision.CHANGES, viewer, reason)
-        except Exception:
-            return TaskModuleResponse(task=task_message(self.core.unexpected("teams request changes").text))
+            return await self.run(self.core.approvals.decide, int(state), Decision.CHANGES, viewer, reason)
+
+        outcome = await self.guarded("teams request changes", decide(), as_is)
+        if isinstance(outcome, Reply):
+            return dialog_says(outcome)
         if isinstance(outcome, Refused):
             # Shown in the form, to this person only, as Slack does: what the request's state is now.
             return TaskModuleResponse(task=self.again(kind, state, values, {"reason": outcome.reply.text}))
@@ -401,15 +436,16 @@ class RetainerBot(TeamsActivityHandler):
         self, turn_context: TurnContext, kind: str, state: str, values: dict[str, object]
     ) -> TaskModuleResponse:
         """The renewal form's submit: the next term through the same front door as Slack's modal."""
-        try:
+
+        async def submit() -> Reply | Invalid | Duplicate:
             viewer = await self.identify(turn_context)
-            outcome = await self.run(self.core.renewals.submit, state, values, viewer)
-        except Exception:
-            return TaskModuleResponse(task=task_message(self.core.unexpected("teams renewal form").text))
+            return await self.run(self.core.renewals.submit, state, values, viewer)
+
+        outcome = await self.guarded("teams renewal form", submit(), as_is)
         if isinstance(outcome, Invalid):
             return TaskModuleResponse(task=self.again(kind, state, values, outcome.errors))
-        if isinstance(outcome, Reply):
-            return TaskModuleResponse(task=task_message(outcome.text))
+        if isinstance(outcome, Reply):  # the next term agreed, or the failure's sentence
+            return dialog_says(outcome)
         return TaskModuleResponse(task=task_message("That next term was already agreed; nothing changed."))
 
     # ----- the message actions: "Add as feedback", "Request approval", "Record a change order" --
@@ -420,12 +456,11 @@ class RetainerBot(TeamsActivityHandler):
         purpose = PURPOSES.get(action.command_id or "")
         if purpose is None or action.message_payload is None:
             return MessagingExtensionActionResponse(task=task_message("That action is not one of mine."))
-        try:
-            reply = await self.open_form(turn_context, purpose, action)
-        except Exception:
-            reply = self.core.unexpected("teams message action", purpose=purpose)
+        reply = await self.guarded(
+            "teams message action", self.open_form(turn_context, purpose, action), as_is, purpose=purpose
+        )
         if reply.form is None:
-            return MessagingExtensionActionResponse(task=task_message(reply.text))
+            return action_says(reply)
         self.keep(reply.form)
         return MessagingExtensionActionResponse(task=task_form(reply.form))
 
@@ -466,20 +501,18 @@ class RetainerBot(TeamsActivityHandler):
         if form is None or form[0] not in ("feedback", "approval", change_orders.FORM_KIND):
             return MessagingExtensionActionResponse(task=task_message("This form is not one of mine."))
         kind, state, values = form
-        try:
+
+        async def submit() -> object:
             viewer = await self.identify(turn_context)
             if kind == "feedback":
-                outcome: object = await self.run(
-                    self.core.intake.file_feedback, state, values, viewer.user_id
-                )
-            elif kind == change_orders.FORM_KIND:
-                outcome = await self.run(self.core.change_orders.submit, state, values, viewer)
-            else:
-                outcome = await self.run(self.core.approvals.submit_request, state, values, viewer.user_id)
-        except Exception:
-            return MessagingExtensionActionResponse(
-                task=task_message(self.core.unexpected("teams form").text)
-            )
+                return await self.run(self.core.intake.file_feedback, state, values, viewer.user_id)
+            if kind == change_orders.FORM_KIND:
+                return await self.run(self.core.change_orders.submit, state, values, viewer)
+            return await self.run(self.core.approvals.submit_request, state, values, viewer.user_id)
+
+        outcome = await self.guarded("teams form", submit(), as_is)
+        if isinstance(outcome, Reply):  # the failure's sentence: no form submits to a Reply
+            return action_says(outcome)
         if isinstance(outcome, Invalid):
             return MessagingExtensionActionResponse(task=self.again(kind, state, values, outcome.errors))
         if isinstance(outcome, Filed):
@@ -488,16 +521,20 @@ class RetainerBot(TeamsActivityHandler):
         elif isinstance(outcome, Requested):
             return MessagingExtensionActionResponse(task=task_message(await self.post_card(outcome)))
         elif isinstance(outcome, Recorded):
-            return MessagingExtensionActionResponse(task=task_message(outcome.reply.text))
+            return action_says(outcome.reply)
         return MessagingExtensionActionResponse()  # closes the dialog
 
     async def post_card(self, requested: Requested) -> str:
         """The approval card in the client's channel (and the superseded ones marked so); what to tell
         whoever asked."""
-        try:
-            problem = await self.run(self.core.approvals.post_request_cards, self.messenger, requested)
-        except Exception:
-            return self.core.unexpected("posting an approval card", request=requested.request_id).text
+        problem = await self.guarded(
+            "posting an approval card",
+            self.run(self.core.approvals.post_request_cards, self.messenger, requested),
+            as_is,
+            request=requested.request_id,
+        )
+        if isinstance(problem, Reply):  # the failure's sentence
+            return problem.text
         if problem is not None and problem.permanent:
             return (
                 "The approval request is saved, but its card cannot be posted in the client's channel "
