@@ -67,6 +67,7 @@ from store.models import (
 START_ACTION = "renewal_start"
 PACK_ACTION = RENEWAL_PACK_ACTION  # "Renewal pack" on a restructure escalation
 FORM_KIND = "renewal"
+ALREADY_AGREED = "That next term was already agreed; nothing changed."  # a second submit of its form
 WINDOW_MONTHS = 6
 MIN_FINISHED = 3
 OVER_SHARE = 0.5

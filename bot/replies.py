@@ -51,6 +51,21 @@ class Bar:
     total: float
     unit: str = ""
 
+    def gauge(self, width: int = 20) -> str:
+        """The gauge as characters, e.g. `████████████████░░░░ 79%`."""
+        share = self.used / self.total if self.total else 0
+        filled = min(width, round(share * width))
+        return "█" * filled + "░" * (width - filled) + f" {share:.0%}"
+
+    @property
+    def amounts(self) -> str:
+        """Used of total, e.g. `31.5 of 40`; the unit is the renderer's to write."""
+        return f"{_number(self.used)} of {_number(self.total)}"
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
 
 @dataclass(frozen=True)
 class Items:
@@ -219,6 +234,11 @@ def mention(user_id: str, name: str) -> str:
 def plain_moments(text: str) -> str:
     """`text` with its instants written out as their fallbacks (for logs and plain-text channels)."""
     return MOMENT.sub(lambda m: m[2], text)
+
+
+def said(text: str) -> Reply:
+    """A plain sentence as an answer."""
+    return Reply(text, (Text(text),))
 
 
 def error(message: str, usage: str | None = None) -> Reply:

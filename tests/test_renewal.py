@@ -138,6 +138,8 @@ def test_the_renewal_pack_goes_out_once_over_a_year_and_starts_the_next_term(bot
         for t in told
     )
     assert any("already agreed; nothing changed" in t for t in told)
+    # Said once: to the double submit, not to the submission sent back with its error.
+    assert sum("already agreed; nothing changed" in t for t in told) == 1
     with unit_of_work(bot.sessions) as session:
         acme = session.get_one(Retainer, agency.acme.id)
         assert acme.end_date == dt.date(2027, 12, 31) and acme.monthly_minutes == 2400  # 40 h until January

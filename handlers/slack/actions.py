@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot.access import Viewer
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decision, Refused
 from bot.core import Core
 from bot.messenger import Posted
@@ -22,6 +23,7 @@ from handlers.slack.setup import ChannelSetup
 from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
+NOT_MINE = "This button is not one of mine; nothing changed."
 
 
 def request_id_of(body: dict[str, Any]) -> int | None:
@@ -51,14 +53,20 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     def ack_at_once(ack: Ack) -> None:
         ack()
 
-    @guarded("approve")
-    def approve(body: dict[str, Any], respond: Callable[..., Any]) -> None:
-        user = body["user"]["id"]
+    def clicked_on(body: dict[str, Any], respond: Callable[..., Any]) -> tuple[int, Viewer] | None:
+        """The approval request a card's button is for and who clicked; None (and a private no) for a
+        button the bot did not make."""
         request_id = request_id_of(body)
         if request_id is None:
-            answer_privately(respond, error("This button is not one of mine; nothing changed."))
+            answer_privately(respond, error(NOT_MINE))
+            return None
+        return request_id, core.people.identify("slack", body["user"]["id"], workspace.profile)
+
+    @guarded("approve")
+    def approve(body: dict[str, Any], respond: Callable[..., Any]) -> None:
+        if (clicked := clicked_on(body, respond)) is None:
             return
-        viewer = core.people.identify("slack", user, workspace.profile)
+        request_id, viewer = clicked
         container = body.get("container") or {}
         channel, ts = container.get("channel_id"), container.get("message_ts")
         card_at = (channel, ts) if channel and ts else None
@@ -80,12 +88,9 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
 
     @guarded("request changes")
     def open_changes_form(body: dict[str, Any], respond: Callable[..., Any]) -> None:
-        user = body["user"]["id"]
-        request_id = request_id_of(body)
-        if request_id is None:
-            answer_privately(respond, error("This button is not one of mine; nothing changed."))
+        if (clicked := clicked_on(body, respond)) is None:
             return
-        viewer = core.people.identify("slack", user, workspace.profile)
+        request_id, viewer = clicked
         reply = core.approvals.changes_form(request_id, viewer)
         if reply.form is None:
             answer_privately(respond, reply)
@@ -97,12 +102,11 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
 
     @guarded("link existing channel")
     def link_existing(body: dict[str, Any], respond: Callable[..., Any]) -> None:
-        user = body["user"]["id"]
         choice = link_choice(body)
         if choice is None:
-            answer_privately(respond, error("This button is not one of mine; nothing changed."))
+            answer_privately(respond, error(NOT_MINE))
             return
-        viewer = core.people.identify("slack", user, workspace.profile)
+        viewer = core.people.identify("slack", body["user"]["id"], workspace.profile)
         if not viewer.internal:
             answer_privately(respond, error("Linking channels is for the agency's team."))
             return

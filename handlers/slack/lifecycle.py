@@ -9,18 +9,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import change_orders, renewal
 from bot.change_orders import Recorded
 from bot.core import Core
-from bot.feedback import Notice, deliver
-from bot.replies import Reply, Text, error
+from bot.replies import Reply, error, said
 from handlers.slack.messenger import ChannelMessenger, answer_privately, guarded
-from handlers.slack.render_forms import callback_id, form_values, render_modal
-from handlers.slack.submissions import take_form
+from handlers.slack.render_forms import form_values, render_modal
+from handlers.slack.submissions import on_submission, tell
 from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -32,33 +31,15 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     def ack_at_once(ack: Ack) -> None:
         ack()
 
-    def tell(user: str, reply: Reply) -> None:
-        deliver(messenger, [Notice(user, reply, direct=True)])
-
     # ----- Record a change order (the form behind the message shortcut) -------------------------
 
-    def take_change_order(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
-        user = body["user"]["id"]
+    def record_change_order(user: str, view: dict[str, Any]) -> object:
+        viewer = core.people.identify("slack", user, workspace.profile)
+        return core.change_orders.submit(view["private_metadata"], form_values(view), viewer)
 
-        def submit() -> object:
-            viewer = core.people.identify("slack", user, workspace.profile)
-            return core.change_orders.submit(view["private_metadata"], form_values(view), viewer)
-
-        take_form(
-            ack,
-            context,
-            submit,
-            field="amount",
-            what="change order form",
-            user=user,
-            keep="recorded",
-            kinds=(Recorded,),
-        )
-
-    def confirm_change_order(body: dict[str, Any], context: BoltContext) -> None:
-        recorded: Recorded | None = context.get("recorded")
-        if recorded is not None:
-            tell(body["user"]["id"], recorded.reply)
+    def confirm_change_order(user: str, recorded: object) -> None:
+        if isinstance(recorded, Recorded):  # not a second submission of the same form
+            tell(messenger, user, recorded.reply)
 
     # ----- the renewal pack's buttons and the next term's form -----------------------------------
 
@@ -84,31 +65,24 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             log.warning("views.open for the renewal form failed: %s", err.response.get("error"))
             answer_privately(respond, error("Slack could not open the form in time; please press it again."))
 
-    def take_next_term(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
-        user = body["user"]["id"]
+    def agree_next_term(user: str, view: dict[str, Any]) -> object:
+        viewer = core.people.identify("slack", user, workspace.profile)
+        return core.renewals.submit(view["private_metadata"], form_values(view), viewer)
 
-        def submit() -> object:
-            viewer = core.people.identify("slack", user, workspace.profile)
-            return core.renewals.submit(view["private_metadata"], form_values(view), viewer)
-
+    def confirm_next_term(user: str, agreed: object) -> None:
         # Anything but a Reply: that next term was agreed already.
-        take_form(
-            ack,
-            context,
-            submit,
-            field="starts",
-            what="renewal form",
-            user=user,
-            keep="agreed",
-            kinds=(Reply,),
-        )
+        tell(messenger, user, agreed if isinstance(agreed, Reply) else said(renewal.ALREADY_AGREED))
 
-    def confirm_next_term(body: dict[str, Any], context: BoltContext) -> None:
-        agreed: Reply | None = context.get("agreed")
-        text = "That next term was already agreed; nothing changed."
-        tell(body["user"]["id"], agreed or Reply(text, (Text(text),)))
-
-    app.view(callback_id(change_orders.FORM_KIND))(ack=take_change_order, lazy=[confirm_change_order])
-    app.view(callback_id(renewal.FORM_KIND))(ack=take_next_term, lazy=[confirm_next_term])
+    on_submission(
+        app,
+        change_orders.FORM_KIND,
+        record_change_order,
+        confirm_change_order,
+        field="amount",
+        what="change order form",
+    )
+    on_submission(
+        app, renewal.FORM_KIND, agree_next_term, confirm_next_term, field="starts", what="renewal form"
+    )
     for action_id in (renewal.START_ACTION, renewal.PACK_ACTION):
         app.action(action_id)(ack=ack_at_once, lazy=[press])

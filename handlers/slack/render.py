@@ -64,16 +64,6 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION_TEXT)}}
 
 
-def bar(used: float, total: float, width: int = 20) -> str:
-    share = used / total if total else 0
-    filled = min(width, round(share * width))
-    return "█" * filled + "░" * (width - filled) + f" {share:.0%}"
-
-
-def _number(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
 def _items(block: Items) -> list[dict[str, Any]]:
     lines = [f"• {mrkdwn(line)}" for line in block.lines] or [f"_{escape(block.empty)}_"]
     if block.more:
@@ -130,10 +120,8 @@ def render_block(block: Block, files: Mapping[str, str] | None = None) -> list[d
                 {"type": "section", "fields": fields[i : i + MAX_FIELDS]}
                 for i in range(0, len(fields), MAX_FIELDS)
             ]
-        case Bar(label, used, total, unit):
-            text = (
-                f"*{escape(label)}*  `{bar(used, total)}`  {_number(used)} of {_number(total)} {escape(unit)}"
-            )
+        case Bar():
+            text = f"*{escape(block.label)}*  `{block.gauge()}`  {block.amounts} {escape(block.unit)}"
             return [_section(text)]
         case Items():
             return _items(block)

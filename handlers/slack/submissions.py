@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -18,7 +17,7 @@ from bot.approvals import Decided, Decision, Refused, Requested
 from bot.core import Core
 from bot.feedback import Filed, Invalid, Notice, deliver
 from bot.onboarding import NewRetainer
-from bot.replies import Reply, Text, plain_moments, unexpected
+from bot.replies import Reply, plain_moments, said, unexpected
 from handlers.slack.envelope import record_id
 from handlers.slack.messenger import ChannelMessenger
 from handlers.slack.render import clip, render_message
@@ -46,57 +45,67 @@ def form_state(view: dict[str, Any]) -> str | None:
     return None if state is None else str(state)
 
 
-def take_form(
-    ack: Ack,
-    context: BoltContext,
-    submit: Callable[[], object],
+def on_submission(
+    app: App,
+    kind: str,
+    submit: Callable[[str, dict[str, Any]], object],
+    then: Callable[[str, Any], None],
     *,
     field: str,
     what: str,
-    user: str,
-    keep: str,
-    kinds: tuple[type, ...] = (object,),
 ) -> None:
-    """The one shape of a submission's ack: write it (`submit`), then ack with each problem next to its
-    field, or ack empty and leave the outcome in the context under `keep` (when it is one of `kinds`)
-    for the lazy listener that tells people about it. The unforeseen is logged and shown at `field`."""
-    try:
-        outcome = submit()
-    except Exception:
-        reply = unexpected(what, user=user)
-        ack(response_action="errors", errors=field_errors({field: reply.text}))
-        return
-    if isinstance(outcome, Invalid):
-        ack(response_action="errors", errors=field_errors(outcome.errors))
-        return
-    ack()
-    if isinstance(outcome, kinds):
-        context[keep] = outcome
+    """The one shape of a modal's submission. Inside the ack it is written (`submit`, given who
+    submitted and the view) and acked with each problem next to its field (an Invalid), the
+    unforeseen logged and shown at `field`, or empty; a lazy listener then tells people about the
+    outcome (`then`, given who submitted and what `submit` returned), for a submission that was taken."""
+
+    def take(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        user = body["user"]["id"]
+        try:
+            outcome = submit(user, view)
+        except Exception:
+            reply = unexpected(what, user=user)
+            ack(response_action="errors", errors=field_errors({field: reply.text}))
+            return
+        if isinstance(outcome, Invalid):
+            ack(response_action="errors", errors=field_errors(outcome.errors))
+            return
+        ack()
+        context["outcome"] = outcome
+
+    def follow(body: dict[str, Any], context: BoltContext) -> None:
+        if "outcome" in context:
+            then(body["user"]["id"], context["outcome"])
+
+    app.view(callback_id(kind))(ack=take, lazy=[follow])
+
+
+def stale(key: str) -> Invalid:
+    return Invalid({key: STALE_FORM})
+
+
+def on_a_message(
+    write: Callable[[str, dict[str, object], str], object],
+) -> Callable[[str, dict[str, Any]], object]:
+    """The submission of a form opened on a message (Add as feedback, Request approval): `write`
+    given the message's capture (the form's state), what was filled in and who submitted."""
+
+    def submit(user: str, view: dict[str, Any]) -> object:
+        state = form_state(view)
+        return stale("task") if state is None else write(state, form_values(view), user)
+
+    return submit
 
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
     messenger = ChannelMessenger(workspace.client)
+    client = workspace.client
     setup = ChannelSetup(core, workspace)
 
     # ----- Add as feedback -----------------------------------------------------------------------
 
-    def stale(ack: Ack, key: str) -> None:
-        ack(response_action="errors", errors=field_errors({key: STALE_FORM}))
-
-    def take_feedback(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
-        state = form_state(view)
-        if state is None:
-            stale(ack, "task")
-            return
-        user = body["user"]["id"]
-        submit = partial(core.intake.file_feedback, state, form_values(view), user)
-        take_form(
-            ack, context, submit, field="task", what="feedback form", user=user, keep="filed", kinds=(Filed,)
-        )
-
-    def tell_about_feedback(context: BoltContext, client: WebClient) -> None:
-        filed: Filed | None = context.get("filed")
-        if filed is None:
+    def tell_about_feedback(user: str, filed: object) -> None:
+        if not isinstance(filed, Filed):  # a second submission of the same form
             return
         try:
             if filed.source is not None and (link := permalink(client, *filed.source)):
@@ -109,29 +118,9 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
 
     # ----- Request approval ----------------------------------------------------------------------
 
-    def take_request(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
-        state = form_state(view)
-        if state is None:
-            stale(ack, "task")
+    def post_card(user: str, requested: object) -> None:
+        if not isinstance(requested, Requested):  # a second submission of the same form
             return
-        user = body["user"]["id"]
-        submit = partial(core.approvals.submit_request, state, form_values(view), user)
-        take_form(
-            ack,
-            context,
-            submit,
-            field="task",
-            what="approval form",
-            user=user,
-            keep="requested",
-            kinds=(Requested,),
-        )
-
-    def post_card(body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
-        requested: Requested | None = context.get("requested")
-        if requested is None:
-            return
-        user = body["user"]["id"]
         note = OnceNote(client, requested.asked_in, user)
         # If Slack is slow to take the card, whoever asked hears within seconds that it is saved and
         # on its way (the note says the card is not up yet), not after the post gives up.
@@ -144,8 +133,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
                 core.approvals.attach_permalink(requested.request_id, requested.capture_id, link)
             problem = core.approvals.post_request_cards(messenger, requested)
         except Exception:
-            reply = core.unexpected("posting an approval card", request=requested.request_id)
-            deliver(messenger, [_direct(user, reply.text)])
+            tell(messenger, user, core.unexpected("posting an approval card", request=requested.request_id))
             return
         finally:
             timer.cancel()
@@ -154,56 +142,35 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
                 f"The approval request is saved, but its card cannot be posted in the client's channel "
                 f"({problem.reason}). Invite me to the channel, then send the request again."
             )
-            deliver(messenger, [_direct(user, text)])
+            tell(messenger, user, said(text))
             return
         note.send(core.approvals.request_note(requested.request_id))
 
     # ----- Request changes -----------------------------------------------------------------------
 
-    def take_changes(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+    def request_changes(user: str, view: dict[str, Any]) -> object:
         request_id = record_id(view.get("private_metadata"))
         if request_id is None:
-            stale(ack, "reason")
-            return
-        user = body["user"]["id"]
+            return stale("reason")
+        viewer = core.people.identify("slack", user, workspace.profile)
+        reason = str(form_values(view).get("reason") or "")
+        outcome = core.approvals.decide(request_id, Decision.CHANGES, viewer, reason)
+        # Refused: shown in the form, to this person only, what the request's state is now.
+        return Invalid({"reason": outcome.reply.text}) if isinstance(outcome, Refused) else outcome
 
-        def submit() -> object:
-            viewer = core.people.identify("slack", user, workspace.profile)
-            reason = str(form_values(view).get("reason") or "")
-            outcome = core.approvals.decide(request_id, Decision.CHANGES, viewer, reason)
-            # Refused: shown in the form, to this person only, what the request's state is now.
-            return Invalid({"reason": outcome.reply.text}) if isinstance(outcome, Refused) else outcome
-
-        take_form(
-            ack, context, submit, field="reason", what="request changes form", user=user, keep="decided"
-        )
-
-    def after_changes(context: BoltContext) -> None:
-        decided: Decided | None = context.get("decided")
-        if decided is None:
-            return
+    def after_changes(user: str, decided: Decided) -> None:
         core.approvals.after_decision(messenger, decided)
 
     # ----- New retainer --------------------------------------------------------------------------
 
-    def check_new_retainer(
-        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
-    ) -> None:
-        submit = partial(core.onboarding.check, form_values(view), "slack")
-        user = body["user"]["id"]
-        take_form(
-            ack, context, submit, field="name", what="new retainer form", user=user, keep="new_retainer"
-        )
+    def check_new_retainer(user: str, view: dict[str, Any]) -> object:
+        return core.onboarding.check(form_values(view), "slack")
 
-    def set_up(body: dict[str, Any], context: BoltContext) -> None:
-        data: NewRetainer | None = context.get("new_retainer")
-        if data is None:
-            return
+    def set_up(user: str, data: NewRetainer) -> None:
         try:
-            setup.create_and_set_up(data, body["user"]["id"])
+            setup.create_and_set_up(data, user)
         except Exception:
-            reply = core.unexpected("new retainer setup", client=data.name)
-            deliver(messenger, [_direct(body["user"]["id"], reply.text)])
+            tell(messenger, user, core.unexpected("new retainer setup", client=data.name))
 
     # ----- searchable task lists -----------------------------------------------------------------
 
@@ -219,10 +186,11 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             options = []
         ack(options=[render_option(o) for o in options])
 
-    app.view(callback_id("feedback"))(ack=take_feedback, lazy=[tell_about_feedback])
-    app.view(callback_id("approval"))(ack=take_request, lazy=[post_card])
-    app.view(callback_id("changes"))(ack=take_changes, lazy=[after_changes])
-    app.view(callback_id("new_retainer"))(ack=check_new_retainer, lazy=[set_up])
+    feedback, approval = on_a_message(core.intake.file_feedback), on_a_message(core.approvals.submit_request)
+    on_submission(app, "feedback", feedback, tell_about_feedback, field="task", what="feedback form")
+    on_submission(app, "approval", approval, post_card, field="task", what="approval form")
+    on_submission(app, "changes", request_changes, after_changes, field="reason", what="request changes form")
+    on_submission(app, "new_retainer", check_new_retainer, set_up, field="name", what="new retainer form")
     app.options("task")(task_options)
 
 
@@ -254,5 +222,6 @@ def permalink(client: WebClient, channel: str, ts: str) -> str | None:
         return None
 
 
-def _direct(user_id: str, text: str) -> Notice:
-    return Notice(user_id, Reply(text, (Text(text),)), direct=True)
+def tell(messenger: ChannelMessenger, user_id: str, reply: Reply) -> None:
+    """A word to one person in their DM with the bot."""
+    deliver(messenger, [Notice(user_id, reply, direct=True)])

@@ -446,7 +446,7 @@ class RetainerBot(TeamsActivityHandler):
             return TaskModuleResponse(task=self.again(kind, state, values, outcome.errors))
         if isinstance(outcome, Reply):  # the next term agreed, or the failure's sentence
             return dialog_says(outcome)
-        return TaskModuleResponse(task=task_message("That next term was already agreed; nothing changed."))
+        return TaskModuleResponse(task=task_message(renewal.ALREADY_AGREED))
 
     # ----- the message actions: "Add as feedback", "Request approval", "Record a change order" --
 

@@ -92,16 +92,6 @@ def _lines(text: str, **style: Any) -> list[dict[str, Any]]:
     return blocks or [_text(" ", **style)]
 
 
-def gauge(used: float, total: float, width: int = 20) -> str:
-    share = used / total if total else 0
-    filled = min(width, round(share * width))
-    return "█" * filled + "░" * (width - filled) + f" {share:.0%}"
-
-
-def _number(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
 def _action(label: str, action: str, value: str, style: Tone) -> dict[str, Any]:
     if action in DIALOG_ACTIONS:
         rendered: dict[str, Any] = {
@@ -141,8 +131,8 @@ def render_block(block: Block) -> list[dict[str, Any]]:
                 for label, value in pairs
             ]
             return [{"type": "FactSet", "facts": facts}]
-        case Bar(label, used, total, unit):
-            text = f"**{label}**  {gauge(used, total)}  {_number(used)} of {_number(total)} {unit}"
+        case Bar():
+            text = f"**{block.label}**  {block.gauge()}  {block.amounts} {block.unit}"
             return [_text(text.rstrip())]
         case Items(title, lines, more, empty):
             blocks = [_text(f"**{title}**")]
