@@ -320,6 +320,69 @@ def load_accounts(
     if not rows:
         return []
     today = {r.id: local_today(now, r.timezone) for r in rows}
+    window = _window_of(rows, today, thresholds, cycles)
+    members = _members(conn, q, scope)
+    baselines: defaultdict[int, dict[str, int]] = defaultdict(dict)
+    for retainer_id, category, per_month in _execute(conn, q.baselines, scope):
+        baselines[retainer_id][category] = per_month
+    by_cycle = _cycles(conn, q, scope, window)
+    zones = {r.id: r.timezone for r in rows}
+    ids = [r.id for r in rows]
+    pending = pending_approvals(conn, ids if len(ids) <= FEW_RETAINERS else scope, zones)
+    facts = _cycle_facts(conn, q, scope, window, by_cycle, rows, zones)
+    messages = _client_messages(session, scope, today, thresholds)
+    accounts = []
+    for r in rows:
+        recent, before = messages.get(r.id, (0, 0))
+        history = History(
+            r.id,
+            today[r.id],
+            r.end_date,
+            r.country,
+            baseline=baselines.get(r.id, NOTHING),
+            cycles=tuple(facts.get(r.id, ())),
+            pending=tuple(p.asked_on for p in pending.get(r.id, ())),
+            messages_recent=recent,
+            messages_before=before,
+        )
+        accounts.append(
+            Account(
+                r.id,
+                r.name,
+                r.slug,
+                r.stage,
+                r.timezone,
+                r.country,
+                r.cycle_start_day,
+                r.rhythm_hour,
+                r.monthly_minutes,
+                tuple(members.get(r.id, ())),
+                history,
+                tuple(pending.get(r.id, ())),
+            )
+        )
+    return accounts
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """Which cycles are read: each retainer's last `cycles` periods (`wanted`), between `earliest` and
+    `latest` across all; deliverables since `since_tasks`, decisions since `since_decisions`."""
+
+    wanted: dict[tuple[int, str], None]
+    earliest: dt.date
+    latest: dt.date
+    since_tasks: dt.date
+    since_decisions: dt.date
+
+    @property
+    def params(self) -> dict[str, dt.date]:
+        return {"earliest": self.earliest, "latest": self.latest}
+
+
+def _window_of(
+    rows: Sequence[Any], today: dict[int, dt.date], thresholds: Thresholds, cycles: int
+) -> _Window:
     wanted: dict[tuple[int, str], None] = {}
     earliest, latest = dt.date.max, dt.date.min
     # Deliverables are read for the cycles the signals and the trend look at, decisions for the two
@@ -338,24 +401,21 @@ def load_accounts(
         latest = max(latest, today[r.id])
         for k in range(cycles):
             wanted[(r.id, str(first.shift(k)))] = None
-    window = {"earliest": earliest, "latest": latest}
+    return _Window(wanted, earliest, latest, since_tasks, since_decisions)
 
-    members = _members(conn, q, scope)
 
-    baselines: defaultdict[int, dict[str, int]] = defaultdict(dict)
-    for retainer_id, category, per_month in _execute(conn, q.baselines, scope):
-        baselines[retainer_id][category] = per_month
-
+def _cycles(conn: Connection, q: _Statements, scope: Scope, window: _Window) -> dict[int, _Cycle]:
+    """The cycles in the window with their deliverables and change orders counted in."""
     by_cycle: dict[int, _Cycle] = {}
-    for c in _execute(conn, q.cycles, scope, **window):
-        if (c.retainer_id, c.period) in wanted:
+    for c in _execute(conn, q.cycles, scope, **window.params):
+        if (c.retainer_id, c.period) in window.wanted:
             confirmed = c.priorities_confirmed_at is not None
             by_cycle[c.id] = _Cycle(
                 c.retainer_id, c.period, c.starts_on, c.ends_on, confirmed, c.monthly_minutes
             )
 
     for cycle_id, category, planned, delivered, asked in _execute(
-        conn, q.tasks, scope, **window, since_tasks=since_tasks
+        conn, q.tasks, scope, **window.params, since_tasks=window.since_tasks
     ):
         cycle = by_cycle.get(cycle_id)
         if cycle is None:
@@ -367,16 +427,12 @@ def load_accounts(
                 cycle.asked = {}
             cycle.asked[category] = cycle.asked.get(category, 0) + int(asked)
 
-    minutes: dict[int, int] = {}
-    for cycle_id, used in _execute(conn, q.minutes, scope, **window):
-        minutes[cycle_id] = int(used or 0)
-
     # Change orders by cycle and category, less the deliverables tied to one (the task itself is left
     # out of what was asked): what is left covers its category, or any category without one.
     linked: dict[tuple[int, str | None], int] = {}
-    for cycle_id, category, count in _execute(conn, q.linked, scope, **window):
+    for cycle_id, category, count in _execute(conn, q.linked, scope, **window.params):
         linked[(cycle_id, category)] = int(count or 0)
-    for cycle_id, category, extra, deliverables in _execute(conn, q.changes, scope, **window):
+    for cycle_id, category, extra, deliverables in _execute(conn, q.changes, scope, **window.params):
         cycle = by_cycle.get(cycle_id)
         if cycle is None:
             continue
@@ -388,25 +444,35 @@ def load_accounts(
             if cycle.covered is None:
                 cycle.covered = {}
             cycle.covered[category] = free
+    return by_cycle
+
+
+def _cycle_facts(
+    conn: Connection,
+    q: _Statements,
+    scope: Scope,
+    window: _Window,
+    by_cycle: dict[int, _Cycle],
+    rows: Sequence[Any],
+    zones: dict[int, str],
+) -> defaultdict[int, list[CycleFacts]]:
+    """Each retainer's cycles, oldest first, with their hours, decisions and planning post read in."""
+    minutes: dict[int, int] = {}
+    for cycle_id, used in _execute(conn, q.minutes, scope, **window.params):
+        minutes[cycle_id] = int(used or 0)
 
     decisions: dict[int, tuple[int, int]] = {}
     for cycle_id, approved, changes in _execute(
-        conn, q.decisions, scope, **window, since_decisions=since_decisions
+        conn, q.decisions, scope, **window.params, since_decisions=window.since_decisions
     ):
         decisions[cycle_id] = (int(approved or 0), int(changes or 0))
 
-    zones = {r.id: r.timezone for r in rows}
-    ids = [r.id for r in rows]
-    pending = pending_approvals(conn, ids if len(ids) <= FEW_RETAINERS else scope, zones)
-
     planning: dict[tuple[int, str], dt.date] = {}
-    planning_since = dt.datetime.combine(earliest, dt.time(), dt.UTC) - dt.timedelta(days=1)
+    planning_since = dt.datetime.combine(window.earliest, dt.time(), dt.UTC) - dt.timedelta(days=1)
     for retainer_id, subject, sent_at in _execute(conn, q.planning, scope, planning_since=planning_since):
         if retainer_id in zones and sent_at is not None:
             period = subject.removeprefix("period:")
             planning[(retainer_id, period)] = local_today(sent_at, zones[retainer_id])
-
-    messages = _client_messages(session, scope, today, thresholds)
 
     monthly = {r.id: r.monthly_minutes for r in rows}
     cycles_of: defaultdict[int, list[CycleFacts]] = defaultdict(list)
@@ -431,39 +497,7 @@ def load_accounts(
                 priorities_confirmed=c.confirmed,
             )
         )
-
-    accounts = []
-    for r in rows:
-        facts = tuple(cycles_of.get(r.id, ()))
-        recent, before = messages.get(r.id, (0, 0))
-        history = History(
-            r.id,
-            today[r.id],
-            r.end_date,
-            r.country,
-            baseline=baselines.get(r.id, NOTHING),
-            cycles=facts,
-            pending=tuple(p.asked_on for p in pending.get(r.id, ())),
-            messages_recent=recent,
-            messages_before=before,
-        )
-        accounts.append(
-            Account(
-                r.id,
-                r.name,
-                r.slug,
-                r.stage,
-                r.timezone,
-                r.country,
-                r.cycle_start_day,
-                r.rhythm_hour,
-                r.monthly_minutes,
-                tuple(members.get(r.id, ())),
-                history,
-                tuple(pending.get(r.id, ())),
-            )
-        )
-    return accounts
+    return cycles_of
 
 
 def runners(session: Session, retainer_ids: list[int]) -> dict[int, list[Member]]:
