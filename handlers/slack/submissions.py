@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -99,52 +100,7 @@ def on_a_message(
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
     messenger = ChannelMessenger(workspace.client)
-    client = workspace.client
     setup = ChannelSetup(core, workspace)
-
-    # ----- Add as feedback -----------------------------------------------------------------------
-
-    def tell_about_feedback(user: str, filed: object) -> None:
-        if not isinstance(filed, Filed):  # a second submission of the same form
-            return
-        try:
-            if filed.source is not None and (link := permalink(client, *filed.source)):
-                core.intake.attach_permalink(filed.capture_id, link, feedback_id=filed.feedback_id)
-            posts = core.intake.feedback_posts(filed.feedback_id, filed.capture_id)
-        except Exception:
-            core.unexpected("feedback notices", feedback=filed.feedback_id)
-            return
-        deliver(messenger, posts)
-
-    # ----- Request approval ----------------------------------------------------------------------
-
-    def post_card(user: str, requested: object) -> None:
-        if not isinstance(requested, Requested):  # a second submission of the same form
-            return
-        note = OnceNote(client, requested.asked_in, user)
-        # If Slack is slow to take the card, whoever asked hears within seconds that it is saved and
-        # on its way (the note says the card is not up yet), not after the post gives up.
-        timer = threading.Timer(
-            NOTE_WITHIN_SECONDS, lambda: note.send(core.approvals.request_note(requested.request_id))
-        )
-        timer.start()
-        try:
-            if requested.source is not None and (link := permalink(client, *requested.source)):
-                core.approvals.attach_permalink(requested.request_id, requested.capture_id, link)
-            problem = core.approvals.post_request_cards(messenger, requested)
-        except Exception:
-            tell(messenger, user, core.unexpected("posting an approval card", request=requested.request_id))
-            return
-        finally:
-            timer.cancel()
-        if problem is not None and problem.permanent:
-            text = (
-                f"The approval request is saved, but its card cannot be posted in the client's channel "
-                f"({problem.reason}). Invite me to the channel, then send the request again."
-            )
-            tell(messenger, user, said(text))
-            return
-        note.send(core.approvals.request_note(requested.request_id))
 
     # ----- Request changes -----------------------------------------------------------------------
 
@@ -187,11 +143,59 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         ack(options=[render_option(o) for o in options])
 
     feedback, approval = on_a_message(core.intake.file_feedback), on_a_message(core.approvals.submit_request)
-    on_submission(app, "feedback", feedback, tell_about_feedback, field="task", what="feedback form")
-    on_submission(app, "approval", approval, post_card, field="task", what="approval form")
+    filed = partial(tell_about_feedback, core, messenger)
+    on_submission(app, "feedback", feedback, filed, field="task", what="feedback form")
+    requested = partial(post_request_card, core, messenger)
+    on_submission(app, "approval", approval, requested, field="task", what="approval form")
     on_submission(app, "changes", request_changes, after_changes, field="reason", what="request changes form")
     on_submission(app, "new_retainer", check_new_retainer, set_up, field="name", what="new retainer form")
     app.options("task")(task_options)
+
+
+def tell_about_feedback(core: Core, messenger: ChannelMessenger, user: str, filed: object) -> None:
+    """Feedback filed from a form: its message's link kept, the notices about it delivered."""
+    if not isinstance(filed, Filed):  # a second submission of the same form
+        return
+    try:
+        if filed.source is not None and (link := permalink(messenger.client, *filed.source)):
+            core.intake.attach_permalink(filed.capture_id, link, feedback_id=filed.feedback_id)
+        posts = core.intake.feedback_posts(filed.feedback_id, filed.capture_id)
+    except Exception:
+        core.unexpected("feedback notices", feedback=filed.feedback_id)
+        return
+    deliver(messenger, posts)
+
+
+def post_request_card(core: Core, messenger: ChannelMessenger, user: str, requested: object) -> None:
+    """An approval asked for from a form: its card posted in the client's channel (the superseded
+    ones marked so), and whoever asked told, within seconds even when Slack is slow."""
+    if not isinstance(requested, Requested):  # a second submission of the same form
+        return
+    client = messenger.client
+    note = OnceNote(client, requested.asked_in, user)
+    # If Slack is slow to take the card, whoever asked hears within seconds that it is saved and
+    # on its way (the note says the card is not up yet), not after the post gives up.
+    timer = threading.Timer(
+        NOTE_WITHIN_SECONDS, lambda: note.send(core.approvals.request_note(requested.request_id))
+    )
+    timer.start()
+    try:
+        if requested.source is not None and (link := permalink(client, *requested.source)):
+            core.approvals.attach_permalink(requested.request_id, requested.capture_id, link)
+        problem = core.approvals.post_request_cards(messenger, requested)
+    except Exception:
+        tell(messenger, user, core.unexpected("posting an approval card", request=requested.request_id))
+        return
+    finally:
+        timer.cancel()
+    if problem is not None and problem.permanent:
+        text = (
+            f"The approval request is saved, but its card cannot be posted in the client's channel "
+            f"({problem.reason}). Invite me to the channel, then send the request again."
+        )
+        tell(messenger, user, said(text))
+        return
+    note.send(core.approvals.request_note(requested.request_id))
 
 
 class OnceNote:
