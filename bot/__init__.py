@@ -1,1 +1,1 @@
-"""The platform-neutral core: settings, domain rules, use cases, the neutral message model and the CLI."""
+"""The platform-neutral core: settings, domain rules, use cases and the neutral message model."""

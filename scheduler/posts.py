@@ -15,7 +15,6 @@ from bot.calendar import Period, local_today
 from bot.clock import Clock
 from bot.cycles import open_cycle, phase_on
 from bot.health import LIVE_STAGES
-from bot.prompts import Wanted, write
 from bot.rhythm import (
     AUDIENCE,
     LOOKBACK,
@@ -28,6 +27,7 @@ from bot.rhythm import (
     reminder_due,
     triage_between,
 )
+from scheduler.contents import Wanted, write
 from scheduler.outbox import Outbox, Outcome, Outgoing, ScheduledPost
 from store.db import unit_of_work
 from store.models import (

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.calendar import Period, local_instant, local_today, next_business_day, period_of
 from bot.clock import Clock
 from bot.health import LIVE_STAGES
-from bot.prompts import quarterly_post
 from bot.qbr import Quarter
 from bot.rhythm import PostKind
+from scheduler.contents import quarterly_post
 from scheduler.outbox import Outbox, Outcome, Outgoing, ScheduledPost
 from store.db import unit_of_work
 from store.models import Cycle, Delivery, DeliveryStatus, MemberRole, Person, Retainer, RetainerMember

@@ -11,11 +11,11 @@ import re
 
 from sqlalchemy import select
 
-from bot.prompts import Wanted, write
 from bot.replies import Reply
 from bot.rhythm import PostKind
 from handlers.slack.render import as_text, render_message
 from scheduler.balance import BalanceCards
+from scheduler.contents import Wanted, write
 from store.db import unit_of_work
 from store.models import AuditEntry, Retainer
 from tests.builders import ACME_CHANNEL, ACME_CONTACT, AM, build_agency

@@ -9,9 +9,9 @@ import re
 import pytest
 from sqlalchemy.orm import Session
 
-from bot.prompts import Wanted, write
 from bot.rhythm import PostKind
 from handlers.slack.render import as_text, render_message
+from scheduler.contents import Wanted, write
 from store.db import unit_of_work
 from store.models import ChangeOrder, Delivery, DeliveryStatus
 from tests.builders import AM, build_agency

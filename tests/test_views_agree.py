@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from bot.access import Viewer
 from bot.commands import Request, run
-from bot.prompts import Wanted, write
 from bot.rhythm import PostKind
 from handlers.slack.render import as_text, render_message
 from handlers.teams.render import card_text, render_card
+from scheduler.contents import Wanted, write
 from store.db import unit_of_work
 from store.models import (
     ApprovalApprover,
