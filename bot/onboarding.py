@@ -193,16 +193,9 @@ def parse_template(text: str) -> tuple[TemplateLine, ...] | str:
     return tuple(lines)
 
 
-def parse_new_retainer(values: dict[str, object]) -> NewRetainer | Invalid:
-    """The form's values checked one by one: every problem, each next to its field."""
-    errors: dict[str, str] = {}
-    name, slug = _text(values, "name"), _text(values, "slug").lower()
-    if not name:
-        errors["name"] = "The client needs a name."
-    elif len(name) > 200:
-        errors["name"] = "Keep the name under 200 characters."
-    if not SLUG.match(slug) or len(slug) > 80:
-        errors["slug"] = "Lowercase letters, digits and single hyphens, e.g. acme-corp."
+def parse_term(values: dict[str, object], errors: dict[str, str]) -> tuple[dict[str, dt.date], int]:
+    """A term's first and last day and its monthly hours in minutes, from a form's `starts`, `ends`
+    and `hours` (a new retainer's, the next term's): each problem added to `errors` at its field."""
     dates: dict[str, dt.date] = {}
     for key in ("starts", "ends"):
         try:
@@ -219,6 +212,20 @@ def parse_new_retainer(values: dict[str, object]) -> NewRetainer | Invalid:
             errors["hours"] = f"Between 1 and {MAX_HOURS} hours a month."
     except ValueError:
         errors["hours"] = "A number of hours a month, e.g. 40."
+    return dates, minutes
+
+
+def parse_new_retainer(values: dict[str, object]) -> NewRetainer | Invalid:
+    """The form's values checked one by one: every problem, each next to its field."""
+    errors: dict[str, str] = {}
+    name, slug = _text(values, "name"), _text(values, "slug").lower()
+    if not name:
+        errors["name"] = "The client needs a name."
+    elif len(name) > 200:
+        errors["name"] = "Keep the name under 200 characters."
+    if not SLUG.match(slug) or len(slug) > 80:
+        errors["slug"] = "Lowercase letters, digits and single hyphens, e.g. acme-corp."
+    dates, minutes = parse_term(values, errors)
     ams = _ids(values, "ams")
     if not ams:
         errors["ams"] = "Name at least one account manager."

@@ -37,7 +37,7 @@ from bot.feedback import Duplicate, Invalid
 from bot.health import Level, assess_history, category_label
 from bot.history import load_accounts
 from bot.months import Month, client_messages, decisions_of, months_of
-from bot.onboarding import MAX_HOURS, parse_template
+from bot.onboarding import MAX_HOURS, parse_template, parse_term
 from bot.parsing import format_hours, month_name
 from bot.replies import (
     Actions,
@@ -398,22 +398,7 @@ def parse_next_term(values: dict[str, object], current: list[dict[str, object]])
     """The renewal form's values, each checked next to its field. Template lines keep the category of
     the current line with the same title, so the scope history stays comparable."""
     errors: dict[str, str] = {}
-    dates: dict[str, dt.date] = {}
-    for key in ("starts", "ends"):
-        try:
-            dates[key] = dt.date.fromisoformat(str(values.get(key) or "").strip())
-        except ValueError:
-            errors[key] = "Pick a date."
-    if len(dates) == 2 and dates["ends"] <= dates["starts"]:
-        errors["ends"] = "The term must end after it starts."
-    minutes = 0
-    try:
-        hours = float(str(values.get("hours") or "").replace(",", "."))
-        minutes = round(hours * 60)
-        if not 0 < hours <= MAX_HOURS:
-            errors["hours"] = f"Between 1 and {MAX_HOURS} hours a month."
-    except ValueError:
-        errors["hours"] = "A number of hours a month, e.g. 40."
+    dates, minutes = parse_term(values, errors)
     fee_text = str(values.get("fee") or "").replace(",", "").strip()
     fee = None
     if fee_text:
