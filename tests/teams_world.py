@@ -256,6 +256,21 @@ class TeamsBot:
             return session.scalars(select(Person).where(Person.teams_aad_id == aad)).first()
 
 
+def answer_card(
+    teams: TeamsBot, text: str, person: TeamsPerson, where: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The card the bot answered what `person` typed with (checked against the Adaptive Cards schema)."""
+    before = len(teams.connector.calls)
+    teams.say(text, person, where)
+    call = teams.connector.wait_for(
+        lambda c: (
+            teams.connector.calls.index(c) >= before
+            and c.method in ("reply_to_activity", "send_to_conversation")
+        )
+    )
+    return check_card(call.card)
+
+
 def make_runtime(
     database_url: str, slack_sandbox: Any, connector: BotConnector, clock: FixedClock, **extra: Any
 ) -> Runtime:

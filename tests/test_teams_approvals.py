@@ -35,6 +35,7 @@ from tests.teams_world import (
     STRANGER,
     TeamsBot,
     TeamsPerson,
+    answer_card,
     card_click,
     check_card,
     in_channel,
@@ -139,19 +140,6 @@ def click(teams: TeamsBot, person: TeamsPerson, posted: Call, verb: str = APPROV
     return response.json()
 
 
-def answer(teams: TeamsBot, text: str, person: TeamsPerson) -> dict[str, Any]:
-    """The card the bot answered a typed command with (checked against the schema)."""
-    before = len(teams.connector.calls)
-    teams.say(text, person)
-    call = teams.connector.wait_for(
-        lambda c: (
-            teams.connector.calls.index(c) >= before
-            and c.method in ("reply_to_activity", "send_to_conversation")
-        )
-    )
-    return check_card(call.card)
-
-
 def state_of(teams: TeamsBot, request_id: int) -> ApprovalState:
     with unit_of_work(teams.sessions) as session:
         return session.get_one(ApprovalRequest, request_id).state
@@ -229,7 +217,7 @@ def test_a_failure_nobody_foresaw_is_told_with_a_reference_and_logged(
     assert clicked["type"] == "application/vnd.microsoft.activity.message"
     ref = re.fullmatch(shape, clicked["value"])
     assert ref is not None, clicked
-    typed = card_text(answer(teams, "status acme", MAYA))
+    typed = card_text(answer_card(teams, "status acme", MAYA))
     typed_ref = re.fullmatch(shape, typed.strip())
     assert typed_ref is not None, typed
     for what, reference in (("teams card action", ref), ("teams command", typed_ref)):
@@ -444,7 +432,7 @@ def test_confirm_priorities_from_the_planning_card(teams, teams_agency, clock) -
 
 
 def test_start_renewal_opens_the_next_term_form_and_creates_it_once(teams, teams_agency) -> None:
-    pack = answer(teams, "renewal acme", MAYA)
+    pack = answer_card(teams, "renewal acme", MAYA)
     assert "Renewal pack · Acme Corp" in card_text(pack)
     (start,) = [
         a

@@ -26,6 +26,7 @@ from tests.teams_world import (
     SAM,
     STRANGER,
     TeamsBot,
+    answer_card,
     check_card,
     in_channel,
     in_personal_chat,
@@ -39,15 +40,7 @@ INTERNAL = ("Hours", "31.5", "Health", "🔴", "🟠", "renews", "Lee Chen", "#3
 
 def answer(teams: TeamsBot, text: str, person=JANE, where=None) -> str:
     """The card the bot answered with, as text (checked against the Adaptive Cards schema)."""
-    before = len(teams.connector.calls)
-    teams.say(text, person, where)
-    call = teams.connector.wait_for(
-        lambda c: (
-            teams.connector.calls.index(c) >= before
-            and c.method in ("reply_to_activity", "send_to_conversation")
-        )
-    )
-    return card_text(check_card(call.card))
+    return card_text(answer_card(teams, text, person, where))
 
 
 def private_answer(teams: TeamsBot, person) -> Call:
