@@ -43,6 +43,7 @@ from bot.replies import (
     Text,
     TextInput,
     Tone,
+    error,
     moment,
     unexpected,
 )
@@ -270,7 +271,7 @@ def gone_reply() -> Reply:
         "This approval request no longer exists: its task was removed. Nothing changed; "
         "the agency's team can send a new request if it is still needed."
     )
-    return Reply(text, (Text(text),), Tone.WARNING)
+    return error(text)
 
 
 def denied_reply(session: Session, request: ApprovalRequest, retainer: Retainer) -> Reply:
@@ -283,7 +284,7 @@ def denied_reply(session: Session, request: ApprovalRequest, retainer: Retainer)
             f"Sorry, only someone on {retainer.client.name}'s side can approve or request changes "
             "on this one. Nothing changed."
         )
-    return Reply(text, (Text(text),), Tone.WARNING)
+    return error(text)
 
 
 class Approvals:

@@ -36,7 +36,7 @@ from bot.parsing import (
 )
 from bot.qbr import Quarter, last_finished, load_review, render_review
 from bot.renewal import renewal_pack
-from bot.replies import Context, Reply, Text, Tone
+from bot.replies import Context, Reply, Text, Tone, said
 from bot.snapshot import load_snapshots, snapshots_of
 from bot.views import portfolio, report, status_client, status_internal
 from store.models import (
@@ -495,7 +495,7 @@ def _link(call: Call, tokens: list[str]) -> Reply:
         bound = call.session.get_one(Retainer, call.binding.retainer_id)
         if bound.id == retainer.id:
             text = f"This channel is already bound to {retainer.client.name}."
-            return Reply(text, (Text(text),))
+            return said(text)
         raise CommandError(
             f"This channel is bound to {bound.client.name}; a channel belongs to one retainer only."
         )
@@ -590,7 +590,7 @@ def _client_hours(call: Call, tokens: list[str]) -> Reply:
         raise CommandError(f"{name} {now_on} hours now. Say `on` or `off`.", usage)
     if retainer.client_sees_hours == wanted:
         text = f"{name} already {'sees' if wanted else 'does not see'} hours."
-        return Reply(text, (Text(text),))
+        return said(text)
     retainer.client_sees_hours = wanted
     mark_balance(call.session, retainer, call.request.now)
     call.audit("client_sees_hours", f"retainer:{retainer.id}", retainer.id, {"on": wanted})

@@ -176,7 +176,7 @@ def unbound_reply(purpose: str) -> Reply:
         "to a retainer yet. To link it, run `/retainer link <client>` here (for example "
         "`/retainer link acme`); then try the shortcut again."
     )
-    return Reply(text, (Text(text),), Tone.WARNING)
+    return error(text)
 
 
 def load_capture(session: Session, state: str, user_id: str) -> MessageCapture | None:

@@ -37,6 +37,7 @@ from bot.replies import (
     Text,
     TextInput,
     Tone,
+    error,
 )
 from store.db import unit_of_work
 from store.models import (
@@ -678,7 +679,7 @@ class Onboarding:
                         text = (
                             f"#{name} belongs to {other}'s retainer; a channel belongs to one retainer only."
                         )
-                    return Bound(False, Reply(text, (Text(text),), Tone.WARNING))
+                    return Bound(False, error(text))
                 has = session.scalars(
                     select(Channel.external_id).where(
                         Channel.retainer_id == retainer_id,
@@ -688,7 +689,7 @@ class Onboarding:
                 ).first()
                 if has is not None:
                     text = f"{client} already has a client channel; `/retainer link` there replaces it."
-                    return Bound(False, Reply(text, (Text(text),), Tone.WARNING))
+                    return Bound(False, error(text))
                 session.add(
                     Channel(
                         platform=platform,
@@ -712,7 +713,7 @@ class Onboarding:
                 return Bound(True, Reply(text.replace("**", ""), (Text(text),), Tone.GOOD))
         except IntegrityError:
             text = f"#{name} was bound to a retainer a moment ago; nothing changed."
-            return Bound(False, Reply(text, (Text(text),), Tone.WARNING))
+            return Bound(False, error(text))
 
     def record(self, retainer_id: int, results: list[StepResult], viewer: Viewer) -> None:
         """The setup's outcome in the audit log, one entry for the whole run."""

@@ -29,7 +29,9 @@ from bot.replies import (
     Reply,
     Text,
     Tone,
+    error,
     mention,
+    said,
 )
 from bot.snapshot import Snapshot, TaskLine, load_snapshots
 from bot.views import LEVEL_TONE, burn_chart
@@ -370,7 +372,7 @@ def confirm_priorities(
     binding = channel_binding(session, viewer.platform, channel_id)
     if cycle is None or binding is None or binding.retainer_id != cycle.retainer_id:
         text = "This planning post no longer matches a month of this channel's retainer. Nothing changed."
-        return Confirmed(None, Reply(text, (Text(text),), Tone.WARNING))
+        return Confirmed(None, error(text))
     retainer = session.get_one(Retainer, cycle.retainer_id)
     person = session.get(Person, viewer.person_id) if viewer.person_id else None
     if not is_client_side(person, retainer):
@@ -378,7 +380,7 @@ def confirm_priorities(
             f"Only someone on {retainer.client.name}'s side can confirm the month's priorities. "
             "Nothing changed."
         )
-        return Confirmed(None, Reply(text, (Text(text),), Tone.WARNING))
+        return Confirmed(None, error(text))
     assert person is not None
     done = session.execute(
         update(Cycle)
@@ -410,7 +412,7 @@ def confirm_priorities(
             else None
         )
         text = f"{who.name if who else 'Someone'} already confirmed these priorities. Nothing changed."
-        note = Reply(text, (Text(text),))
+        note = said(text)
     (snapshot,) = load_snapshots(session, [retainer.id], now, Period.parse(cycle.period))
     confirmer = confirmers(session, [cycle]).get(cycle.id)
     return Confirmed(planning_post(snapshot, confirmer), note)

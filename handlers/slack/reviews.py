@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from bot.core import Core
 from bot.messenger import DeliveryError
 from bot.qbr import EXPORT_ACTION, POST_ACTION
-from bot.replies import Reply, Text, error
+from bot.replies import Reply, error, said
 from handlers.slack.messenger import ChannelMessenger, answer_privately, guarded
 from handlers.slack.workspace import Workspace
 
@@ -60,7 +60,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             initial_comment="For your meeting: the quarterly review in Markdown, its numbers in CSV.",
         )
         text = f"Sent {' and '.join(name for name, _ in files)} to our DM."
-        answer_privately(respond, Reply(text, (Text(text),)))
+        answer_privately(respond, said(text))
 
     app.action(POST_ACTION)(ack=ack_at_once, lazy=[post_client_version])
     app.action(EXPORT_ACTION)(ack=ack_at_once, lazy=[export])

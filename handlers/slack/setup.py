@@ -27,7 +27,7 @@ from bot.onboarding import (
     setup_report,
     setup_started,
 )
-from bot.replies import Reply, Text, Tone
+from bot.replies import Reply, error
 from handlers.slack.messenger import ChannelMessenger
 from handlers.slack.workspace import Workspace
 
@@ -97,7 +97,7 @@ class ChannelSetup:
         if isinstance(created, Invalid):
             problems = "; ".join(created.errors.values())
             text = f"I did not create the retainer for {data.name}: {problems}"
-            self._send(user_id, Reply(text, (Text(text),), Tone.WARNING))
+            self._send(user_id, error(text))
             return
         plan, minutes = created
         self.set_up_channel(plan, viewer, user_id, setup_started(plan, minutes))

@@ -42,7 +42,7 @@ from bot.feedback import Duplicate, Filed, Invalid, SourceMessage, deliver
 from bot.messenger import DeliveryError, Messenger
 from bot.people import Profile
 from bot.prompts import CONFIRM_ACTION
-from bot.replies import ChoiceInput, Form, Reply, Text, TextInput, error, plain_moments
+from bot.replies import ChoiceInput, Form, Reply, Text, TextInput, error, plain_moments, said
 from handlers.teams.messenger import card_activity
 from handlers.teams.references import PERSONAL, References, Where, where
 from handlers.teams.render import render_card, render_form, submitted
@@ -302,7 +302,7 @@ class RetainerBot(TeamsActivityHandler):
                 "I couldn't reach you in a 1:1 chat. Open a chat with me and ask there: answers for "
                 "the agency stay private."
             )
-        await turn_context.send_activity(card_activity(Reply(text, (Text(text),))))
+        await turn_context.send_activity(card_activity(said(text)))
 
     async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
         # The reference is stored by on_turn. No member lookups (the base class would look up every
