@@ -3,6 +3,7 @@ stored (author, side, whole text, permalink) and who is told."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -208,3 +209,31 @@ def test_a_long_month_uses_a_searchable_task_list(bot, agency) -> None:
     assert labels[0].startswith("➕") and labels[1:] == [
         f"Banner {n} · to do" for n in (7, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79)
     ]
+
+
+def test_a_submission_failing_unforeseen_shows_its_reference_at_the_field_and_stores_nothing(
+    bot, agency, monkeypatch, caplog
+) -> None:
+    landing = agency.acme_tasks[2]
+    _, view = open_form(bot, "Can the footer be smaller?")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(bot.runtime.core.intake, "file_feedback", broken)
+    response = send(bot, view_submission(view, {"task": str(landing.id)}, user=AM))
+    answer = response.json()
+    assert answer["response_action"] == "errors" and list(answer["errors"]) == ["task"]
+    ref = re.fullmatch(
+        r"Something went wrong on our side \(ref ([0-9a-f]{8})\)\. It has been logged; please try again\.",
+        answer["errors"]["task"],
+    )
+    assert ref is not None, answer
+    assert any(
+        r.getMessage().startswith(f"unexpected error in feedback form (ref {ref.group(1)})") and r.exc_info
+        for r in caplog.records
+    )
+    finish_lazy_work(bot)  # nothing follows a submission that was not taken: no notice to anyone
+    assert bot.sandbox.calls_to("chat.postMessage") == []
+    with bot.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Feedback)) == 0

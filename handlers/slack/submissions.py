@@ -85,22 +85,26 @@ def stale(key: str) -> Invalid:
     return Invalid({key: STALE_FORM})
 
 
-def on_a_message(
-    write: Callable[[str, dict[str, object], str], object],
-) -> Callable[[str, dict[str, Any]], object]:
-    """The submission of a form opened on a message (Add as feedback, Request approval): `write`
-    given the message's capture (the form's state), what was filled in and who submitted."""
-
-    def submit(user: str, view: dict[str, Any]) -> object:
-        state = form_state(view)
-        return stale("task") if state is None else write(state, form_values(view), user)
-
-    return submit
+def on_a_message(view: dict[str, Any]) -> tuple[str, dict[str, object]] | Invalid:
+    """A form opened on a message (Add as feedback, Request approval): the message's capture (the
+    form's state) and what was filled in, or the form is stale."""
+    state = form_state(view)
+    return stale("task") if state is None else (state, form_values(view))
 
 
 def register(app: App, core: Core, workspace: Workspace) -> None:
     messenger = ChannelMessenger(workspace.client)
     setup = ChannelSetup(core, workspace)
+
+    # ----- Add as feedback, Request approval -----------------------------------------------------
+
+    def feedback(user: str, view: dict[str, Any]) -> object:
+        form = on_a_message(view)
+        return form if isinstance(form, Invalid) else core.intake.file_feedback(*form, user)
+
+    def approval(user: str, view: dict[str, Any]) -> object:
+        form = on_a_message(view)
+        return form if isinstance(form, Invalid) else core.approvals.submit_request(*form, user)
 
     # ----- Request changes -----------------------------------------------------------------------
 
@@ -142,7 +146,6 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             options = []
         ack(options=[render_option(o) for o in options])
 
-    feedback, approval = on_a_message(core.intake.file_feedback), on_a_message(core.approvals.submit_request)
     filed = partial(tell_about_feedback, core, messenger)
     on_submission(app, "feedback", feedback, filed, field="task", what="feedback form")
     requested = partial(post_request_card, core, messenger)
