@@ -325,11 +325,11 @@ def load_accounts(
     baselines: defaultdict[int, dict[str, int]] = defaultdict(dict)
     for retainer_id, category, per_month in _execute(conn, q.baselines, scope):
         baselines[retainer_id][category] = per_month
-    by_cycle = _cycles(conn, q, scope, window)
+    read = _cycles(conn, q, scope, window)
     zones = {r.id: r.timezone for r in rows}
     ids = [r.id for r in rows]
     pending = pending_approvals(conn, ids if len(ids) <= FEW_RETAINERS else scope, zones)
-    facts = _cycle_facts(conn, q, scope, window, by_cycle, rows, zones)
+    facts = _cycle_facts(conn, q, scope, window, read, rows, zones)
     messages = _client_messages(session, scope, today, thresholds)
     accounts = []
     for r in rows:
@@ -404,8 +404,18 @@ def _window_of(
     return _Window(wanted, earliest, latest, since_tasks, since_decisions)
 
 
-def _cycles(conn: Connection, q: _Statements, scope: Scope, window: _Window) -> dict[int, _Cycle]:
-    """The cycles in the window with their deliverables and change orders counted in."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """The cycles in the window (their deliverables and change orders counted in), and by cycle id
+    the minutes logged and the (approved, changes requested) decisions."""
+
+    cycles: dict[int, _Cycle]
+    minutes: dict[int, int]
+    decisions: dict[int, tuple[int, int]]
+
+
+def _cycles(conn: Connection, q: _Statements, scope: Scope, window: _Window) -> _Read:
+    """The window's cycles and their facts, read in the order load_accounts has always read them."""
     by_cycle: dict[int, _Cycle] = {}
     for c in _execute(conn, q.cycles, scope, **window.params):
         if (c.retainer_id, c.period) in window.wanted:
@@ -427,6 +437,10 @@ def _cycles(conn: Connection, q: _Statements, scope: Scope, window: _Window) -> 
                 cycle.asked = {}
             cycle.asked[category] = cycle.asked.get(category, 0) + int(asked)
 
+    minutes: dict[int, int] = {}
+    for cycle_id, used in _execute(conn, q.minutes, scope, **window.params):
+        minutes[cycle_id] = int(used or 0)
+
     # Change orders by cycle and category, less the deliverables tied to one (the task itself is left
     # out of what was asked): what is left covers its category, or any category without one.
     linked: dict[tuple[int, str | None], int] = {}
@@ -444,7 +458,13 @@ def _cycles(conn: Connection, q: _Statements, scope: Scope, window: _Window) -> 
             if cycle.covered is None:
                 cycle.covered = {}
             cycle.covered[category] = free
-    return by_cycle
+
+    decisions: dict[int, tuple[int, int]] = {}
+    for cycle_id, approved, changes in _execute(
+        conn, q.decisions, scope, **window.params, since_decisions=window.since_decisions
+    ):
+        decisions[cycle_id] = (int(approved or 0), int(changes or 0))
+    return _Read(by_cycle, minutes, decisions)
 
 
 def _cycle_facts(
@@ -452,21 +472,12 @@ def _cycle_facts(
     q: _Statements,
     scope: Scope,
     window: _Window,
-    by_cycle: dict[int, _Cycle],
+    read: _Read,
     rows: Sequence[Any],
     zones: dict[int, str],
 ) -> defaultdict[int, list[CycleFacts]]:
-    """Each retainer's cycles, oldest first, with their hours, decisions and planning post read in."""
-    minutes: dict[int, int] = {}
-    for cycle_id, used in _execute(conn, q.minutes, scope, **window.params):
-        minutes[cycle_id] = int(used or 0)
-
-    decisions: dict[int, tuple[int, int]] = {}
-    for cycle_id, approved, changes in _execute(
-        conn, q.decisions, scope, **window.params, since_decisions=window.since_decisions
-    ):
-        decisions[cycle_id] = (int(approved or 0), int(changes or 0))
-
+    """Each retainer's cycles, oldest first, with their hours, decisions and planning post."""
+    by_cycle, minutes, decisions = read.cycles, read.minutes, read.decisions
     planning: dict[tuple[int, str], dt.date] = {}
     planning_since = dt.datetime.combine(window.earliest, dt.time(), dt.UTC) - dt.timedelta(days=1)
     for retainer_id, subject, sent_at in _execute(conn, q.planning, scope, planning_since=planning_since):
