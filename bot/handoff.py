@@ -294,6 +294,11 @@ class Tell:
     reply: Reply
 
 
+# What the platform needs to set a new retainer's channel up: its plan, who asked, their Slack id,
+# and the DM that starts the report.
+Setup = tuple[SetupPlan, Viewer, str, Reply]
+
+
 @dataclass
 class Outcome:
     """What the hand-off did: the HTTP status and JSON body for the CRM, the channel to set up (for a
@@ -301,7 +306,7 @@ class Outcome:
 
     status: int
     body: dict[str, Any]
-    setup: tuple[SetupPlan, Viewer, str, Reply] | None = None
+    setup: Setup | None = None
     tell: list[Tell] = field(default_factory=list)
     deal_row: int | None = None  # the crm_deal row whose set-up `setup` finishes
 
@@ -365,14 +370,44 @@ class Handoff:
         retainer = session.get(Retainer, row.retainer_id) if row.retainer_id else None
         client = retainer.client.slug if retainer else None
         body = {"ok": True, "outcome": "already_received", "was": row.outcome, "client": client}
-        if retainer is None or row.setup_done_at is not None or not self._claim(session, row.id, now):
-            return Outcome(200, body)
-        # The delivery that created the retainer died before its channel was set up: finish it here.
-        resumed = self._setup(session, retainer, source, deal)
+        # The delivery that created the retainer may have died before its channel was set up.
+        resumed = self._resume(session, row, now)
         if resumed is None:
-            row.setup_done_at = now
             return Outcome(200, body)
         return Outcome(200, {**body, "setup": "resumed"}, setup=resumed, deal_row=row.id)
+
+    def resume_stalled(self) -> tuple[int, Setup] | None:
+        """One won deal whose channel set-up was left unfinished (its lease ran out, not done: the
+        process died after the CRM had its answer, so no retry will come), claimed for this caller:
+        its crm_deal row and what to hand the platform; None when there is none. The scheduler's pass
+        (scheduler/handoffs.py) sets it up and calls `set_up_done`; of two schedulers one claims it."""
+        now = self.clock.now()
+        with unit_of_work(self.sessions) as session:
+            stalled = session.scalars(
+                select(CrmDeal)
+                .where(
+                    CrmDeal.setup_done_at.is_(None),
+                    CrmDeal.retainer_id.is_not(None),
+                    or_(CrmDeal.setup_claimed_until.is_(None), CrmDeal.setup_claimed_until <= now),
+                )
+                .order_by(CrmDeal.id)
+            ).all()
+            for row in stalled:
+                setup = self._resume(session, row, now)
+                if setup is not None:
+                    return row.id, setup
+        return None
+
+    def _resume(self, session: Session, row: CrmDeal, now: dt.datetime) -> Setup | None:
+        """Claim the unfinished set-up of `row`'s retainer and say what to set up; None when it is done,
+        another holds it, or there is nothing to set up (then it is marked done)."""
+        retainer = session.get(Retainer, row.retainer_id) if row.retainer_id else None
+        if retainer is None or row.setup_done_at is not None or not self._claim(session, row.id, now):
+            return None
+        setup = self._setup(session, retainer, row.source, row.deal_id)
+        if setup is None:
+            row.setup_done_at = now
+        return setup
 
     @staticmethod
     def _claim(session: Session, row_id: int, now: dt.datetime) -> bool:
@@ -401,9 +436,7 @@ class Handoff:
             )
 
     @staticmethod
-    def _setup(
-        session: Session, retainer: Retainer, source: str, deal: DealWon
-    ) -> tuple[SetupPlan, Viewer, str, Reply] | None:
+    def _setup(session: Session, retainer: Retainer, source: str, deal_id: str) -> Setup | None:
         """What `_create` hands the platform again for a set-up that did not finish: the retainer's
         plan as stored, for its first AM on Slack; None if no AM of it is on Slack."""
         am = next(
@@ -414,7 +447,7 @@ class Handoff:
         viewer = viewer_of(am, "slack", am.slack_user_id)
         plan = plan_for(session, retainer, viewer, ())
         text = (
-            f"**Deal won** ({source} deal {deal.deal_id}): the retainer for **{retainer.client.name}** was "
+            f"**Deal won** ({source} deal {deal_id}): the retainer for **{retainer.client.name}** was "
             f"created, but setting up its channel was interrupted. Setting up #{plan.channel_name} now; "
             "what worked and what needs an admin follows in this thread."
         )

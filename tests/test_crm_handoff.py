@@ -25,6 +25,7 @@ from bot.clock import FixedClock
 from bot.handoff import SETUP_LEASE
 from handlers.crm import generic_signature
 from handlers.slack.render import as_text
+from scheduler.handoffs import StalledSetups
 from store.db import unit_of_work
 from store.models import (
     Client,
@@ -129,7 +130,9 @@ def wait_for_report(bot: BotUnderTest) -> str:
     return as_text(call.args)
 
 
-def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_the_am(crm_bot) -> None:
+def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_the_am(
+    crm_bot, clock
+) -> None:
     response = post_deal(crm_bot, DEAL)
     assert response.status_code == 201, response.text
     assert response.json() == {
@@ -166,6 +169,11 @@ def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_
         peter = session.scalars(select(Person).where(Person.email == "peter@initech.example")).one()
         assert peter.name == "Peter Gibbons"
     assert "Initech · November 2026" in crm_bot.answer("status initech", user=AM)
+    finish_lazy_work(crm_bot)
+    crm_bot.runtime.executor.shutdown(wait=True)  # the follow-up has marked the set-up done
+    clock.advance(SETUP_LEASE * 2)
+    assert crm_bot.runtime.setups is not None and crm_bot.runtime.setups.run_due() == 0
+    assert len(crm_bot.sandbox.calls_to("conversations.create")) == 1
 
 
 def test_bad_signatures_stale_and_unsigned_requests_get_401_and_change_nothing(crm_bot) -> None:
@@ -250,6 +258,54 @@ def test_a_hand_off_that_died_before_its_channel_is_finished_by_the_crms_retry_o
         (row,) = session.scalars(select(CrmDeal)).all()
         assert row.setup_done_at is not None
         assert session.scalar(select(func.count()).select_from(Client).where(Client.slug == "initech")) == 1
+
+
+def test_a_set_up_left_unfinished_after_the_201_is_finished_by_the_scheduler_once(crm_bot, clock) -> None:
+    runtime = crm_bot.runtime
+    assert runtime.crm is not None and runtime.setups is not None
+    died = threading.Event()
+
+    def killed(*args: Any) -> None:  # the process dies after the 201 and its commit: the CRM never retries
+        died.set()
+        raise RuntimeError("killed")
+
+    runtime.crm.set_up = killed
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    assert died.wait(10)
+    one, other = runtime.setups, StalledSetups(runtime.core.handoff, runtime.setups.set_up)
+    assert one.run_due() == 0  # within the lease: the delivery that died may still be at it
+    assert crm_bot.sandbox.calls_to("conversations.create") == []
+
+    clock.advance(SETUP_LEASE + dt.timedelta(seconds=1))
+    start = threading.Barrier(2)
+
+    def tick(scheduler: StalledSetups) -> int:
+        start.wait(10)
+        return scheduler.run_due()
+
+    with ThreadPoolExecutor(2) as pool:  # two schedulers tick at once
+        assert sorted(pool.map(tick, (one, other))) == [0, 1]
+    assert [c.args["name"] for c in crm_bot.sandbox.calls_to("conversations.create")] == ["initech"]
+    assert sorted(c.args["users"] for c in crm_bot.sandbox.calls_to("conversations.invite")) == sorted(
+        [AM, DIRECTOR]
+    )
+    assert len(top_level_dms(crm_bot, AM)) == 1  # one DM, its thread the report
+    (intro,) = [c for c in crm_bot.sandbox.calls_to("chat.postMessage") if "Deal won" in c.args["text"]]
+    said = "the retainer for Initech was created, but setting up its channel was interrupted"
+    assert said in intro.args["text"] and intro.args["channel"] == AM
+    assert "Initech is set up" in wait_for_report(crm_bot)
+    with unit_of_work(crm_bot.sessions) as session:
+        (row,) = session.scalars(select(CrmDeal)).all()
+        assert row.setup_done_at is not None
+
+    clock.advance(dt.timedelta(days=1))  # finished: never set up again, by a tick or a CRM retry
+    assert one.run_due() == 0 and other.run_due() == 0
+    again = post_deal(crm_bot, DEAL)
+    assert again.status_code == 200 and "setup" not in again.json()
+    finish_lazy_work(crm_bot)
+    runtime.executor.shutdown(wait=True)
+    assert len(crm_bot.sandbox.calls_to("conversations.create")) == 1
+    assert len(top_level_dms(crm_bot, AM)) == 1
 
 
 def test_a_bad_body_names_every_problem_and_writes_nothing(crm_bot) -> None:
