@@ -429,6 +429,35 @@ def test_hubspots_workflow_webhook_with_its_v3_signature(crm_bot) -> None:
     assert "properties.retainer_hours: must be a number" in refused.json()["problems"]
 
 
+# HubSpot's documentation stores no complete example of a deal workflow's "Send a webhook" body. It says
+# the body is the deal as its object API returns it, with only the latest value of each property
+# (https://developers.hubspot.com/docs/methods/workflows/webhook_information), and that object's
+# documented example is the skeleton below, verbatim from
+# https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/deals/v1/get-deals-v1-dealdeal-id
+# tests/data/hubspot_deal_won.json is that shape with a won deal's properties filled in.
+HUBSPOT_DOCUMENTED_DEAL = b"""{
+"portalId": 123,
+"dealId": 123,
+"isDeleted": true,
+"associations": {},
+"properties": {}
+}"""
+
+
+def test_hubspots_documented_deal_without_our_properties_names_each_and_writes_nothing(crm_bot) -> None:
+    before = counts(crm_bot)
+    refused = hubspot_post(crm_bot, HUBSPOT_DOCUMENTED_DEAL)
+    assert refused.status_code == 422
+    assert refused.json()["problems"] == [  # named by the HubSpot property the mapping reads
+        "properties.dealname: required",
+        "properties.retainer_term_start: required",
+        "properties.retainer_term_end: required",
+        "properties.retainer_hours: required",
+        "properties.retainer_am_emails: must name at least one person",
+    ]
+    assert counts(crm_bot) == before
+
+
 def test_without_a_secret_there_is_no_endpoint(bot) -> None:
     response = httpx.post(bot.url + "/crm/deal-won", content=json.dumps(DEAL), timeout=10)
     assert response.status_code in (404, 405)
