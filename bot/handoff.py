@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +52,7 @@ from bot.terms import NextTerm, TermRefused, agree_next_term
 from store.db import rowcount, unit_of_work
 from store.models import (
     Agency,
+    ChannelKind,
     Client,
     ClientAlias,
     CrmDeal,
@@ -445,7 +446,9 @@ class Handoff:
         if am is None or am.slack_user_id is None:
             return None
         viewer = viewer_of(am, "slack", am.slack_user_id)
-        plan = plan_for(session, retainer, viewer, ())
+        slack = [c for c in retainer.channels if c.platform == "slack" and c.kind is ChannelKind.CLIENT]
+        bound = slack[0].external_id if slack else None
+        plan = replace(plan_for(session, retainer, viewer, ()), channel_id=bound)
         text = (
             f"**Deal won** ({source} deal {deal_id}): the retainer for **{retainer.client.name}** was "
             f"created, but setting up its channel was interrupted. Setting up #{plan.channel_name} now; "

@@ -118,6 +118,9 @@ class SetupPlan:
     contacts: tuple[str, ...]  # emails
     welcome: Reply
     notes: tuple[str, ...] = ()
+    # The channel already created and bound for it, when a set-up that died half-way is finished:
+    # the rest goes there instead of creating another (bot/handoff.py).
+    channel_id: str | None = None
 
 
 class Step(enum.StrEnum):

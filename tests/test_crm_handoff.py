@@ -260,12 +260,22 @@ def test_a_hand_off_that_died_before_its_channel_is_finished_by_the_crms_retry_o
         assert session.scalar(select(func.count()).select_from(Client).where(Client.slug == "initech")) == 1
 
 
-def test_a_set_up_left_unfinished_after_the_201_is_finished_by_the_scheduler_once(crm_bot, clock) -> None:
+@pytest.mark.parametrize("channel_made", [False, True], ids=["before-the-channel", "after-the-channel"])
+def test_a_set_up_left_unfinished_after_the_201_is_finished_by_the_scheduler_once(
+    crm_bot, clock, channel_made: bool
+) -> None:
     runtime = crm_bot.runtime
     assert runtime.crm is not None and runtime.setups is not None
     died = threading.Event()
 
-    def killed(*args: Any) -> None:  # the process dies after the 201 and its commit: the CRM never retries
+    def killed(plan: Any, viewer: Any, *_: Any) -> None:
+        # The process dies after the 201 and its commit (the CRM never retries): before the set-up began,
+        # or once the channel was created and bound (the rest goes there, no second channel).
+        if channel_made:
+            made = runtime.workspace.client.conversations_create(name=plan.channel_name)
+            assert runtime.core.onboarding.bind(
+                plan.retainer_id, "slack", made["channel"]["id"], "x", viewer
+            ).ok
         died.set()
         raise RuntimeError("killed")
 
@@ -274,7 +284,7 @@ def test_a_set_up_left_unfinished_after_the_201_is_finished_by_the_scheduler_onc
     assert died.wait(10)
     one, other = runtime.setups, StalledSetups(runtime.core.handoff, runtime.setups.set_up)
     assert one.run_due() == 0  # within the lease: the delivery that died may still be at it
-    assert crm_bot.sandbox.calls_to("conversations.create") == []
+    assert len(crm_bot.sandbox.calls_to("conversations.create")) == int(channel_made)
 
     clock.advance(SETUP_LEASE + dt.timedelta(seconds=1))
     start = threading.Barrier(2)

@@ -128,6 +128,9 @@ class ChannelSetup:
 
     def _channel(self, plan: SetupPlan, viewer: Viewer) -> list[StepResult]:
         name = plan.channel_name
+        if plan.channel_id is not None:  # created before the set-up was interrupted: finish it there
+            self.messenger.join(plan.channel_id)
+            return [StepResult(Step.CHANNEL, True, name), *self._fill(plan, plan.channel_id)]
         try:
             channel_id = self.client.conversations_create(name=name)["channel"]["id"]
         except SlackApiError as err:
