@@ -399,9 +399,11 @@ def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot) -> None:
     assert again.status_code == 200 and again.json()["outcome"] == "already_received"
 
 
-def hubspot_post(bot: BotUnderTest, body: bytes, *, secret: str = HUBSPOT_SECRET) -> httpx.Response:
+def hubspot_post(
+    bot: BotUnderTest, body: bytes, *, secret: str = HUBSPOT_SECRET, at: float | None = None
+) -> httpx.Response:
     url = bot.url + "/crm/hubspot/deal-won"
-    timestamp = str(int(time.time() * 1000))
+    timestamp = str(int((at if at is not None else time.time()) * 1000))
     source = b"POST" + url.encode() + body + timestamp.encode()
     signature = base64.b64encode(hmac.new(secret.encode(), source, hashlib.sha256).digest()).decode()
     headers = {
@@ -415,10 +417,14 @@ def hubspot_post(bot: BotUnderTest, body: bytes, *, secret: str = HUBSPOT_SECRET
 def test_hubspots_workflow_webhook_with_its_v3_signature(crm_bot) -> None:
     body = (DATA / "hubspot_deal_won.json").read_bytes()
     assert hubspot_post(crm_bot, body, secret="someone-else").status_code == 401
+    stale = hubspot_post(crm_bot, body, at=time.time() - 301)  # rightly signed, over 5 minutes old
+    assert stale.status_code == 401 and "stale" in stale.json()["error"] and counts(crm_bot)["crm_deal"] == 0
     response = hubspot_post(crm_bot, body)
     assert response.status_code == 201, response.text
     assert response.json()["client"] == "initech"
     wait_for_report(crm_bot)
+    retried = hubspot_post(crm_bot, body)  # HubSpot's retry: signed afresh, the same deal
+    assert retried.status_code == 200 and retried.json()["outcome"] == "already_received"
     with unit_of_work(crm_bot.sessions) as session:
         deal = session.scalars(select(CrmDeal)).one()
         assert (deal.source, deal.deal_id, deal.term_start.isoformat()) == (
