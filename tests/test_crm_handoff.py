@@ -364,7 +364,7 @@ def test_unknown_people_and_templates_are_reported_not_invented(crm_bot) -> None
     assert counts(crm_bot) == before
 
 
-def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot) -> None:
+def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot, clock) -> None:
     renewal = {
         **DEAL,
         "deal_id": "D-2002",
@@ -397,6 +397,20 @@ def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot) -> None:
     assert crm_bot.sandbox.calls_to("conversations.create") == []
     again = post_deal(crm_bot, renewal)
     assert again.status_code == 200 and again.json()["outcome"] == "already_received"
+
+    # The rhythm carries on into the new term: January opens on its first business day with 50 h.
+    clock.set(dt.datetime(2027, 1, 4, 14, 30, tzinfo=dt.UTC))
+    assert crm_bot.runtime.rhythm is not None
+    crm_bot.runtime.rhythm.run_due()
+    with unit_of_work(crm_bot.sessions) as session:
+        january = session.scalars(
+            select(Cycle).join(Retainer).join(Client).where(Client.slug == "acme", Cycle.period == "2027-01")
+        ).one()
+        assert january.monthly_minutes == 3000
+        assert (
+            session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one().fee_cents
+            == 1_000_000
+        )
 
 
 def hubspot_post(
