@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from bot.clock import FixedClock
 from bot.handoff import SETUP_LEASE
@@ -316,6 +317,22 @@ def test_a_set_up_left_unfinished_after_the_201_is_finished_by_the_scheduler_onc
     runtime.executor.shutdown(wait=True)
     assert len(crm_bot.sandbox.calls_to("conversations.create")) == 1
     assert len(top_level_dms(crm_bot, AM)) == 1
+
+
+def test_a_hand_off_that_fails_inside_answers_503_and_the_crms_retry_creates_it(crm_bot, monkeypatch) -> None:
+    handoff = crm_bot.runtime.core.handoff
+    receive = handoff.receive
+
+    def database_gone(*args: Any) -> Any:
+        monkeypatch.setattr(handoff, "receive", receive)  # back for the retry
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(handoff, "receive", database_gone)
+    failed = post_deal(crm_bot, DEAL)
+    assert failed.status_code == 503 and failed.json() == {"ok": False, "error": "try again later"}
+    assert counts(crm_bot)["crm_deal"] == 0
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    wait_for_report(crm_bot)
 
 
 def test_a_bad_body_names_every_problem_and_writes_nothing(crm_bot) -> None:
