@@ -383,9 +383,9 @@ class Handoff:
         its crm_deal row and what to hand the platform; None when there is none. The scheduler's pass
         (scheduler/handoffs.py) sets it up and calls `set_up_done`; of two schedulers one claims it."""
         now = self.clock.now()
-        with unit_of_work(self.sessions) as session:
+        with unit_of_work(self.sessions, read_only=True) as session:  # a tick with none takes no lock
             stalled = session.scalars(
-                select(CrmDeal)
+                select(CrmDeal.id)
                 .where(
                     CrmDeal.setup_done_at.is_(None),
                     CrmDeal.retainer_id.is_not(None),
@@ -393,10 +393,13 @@ class Handoff:
                 )
                 .order_by(CrmDeal.id)
             ).all()
-            for row in stalled:
-                setup = self._resume(session, row, now)
+        if not stalled:
+            return None
+        with unit_of_work(self.sessions) as session:
+            for row_id in stalled:
+                setup = self._resume(session, session.get_one(CrmDeal, row_id), now)
                 if setup is not None:
-                    return row.id, setup
+                    return row_id, setup
         return None
 
     def _resume(self, session: Session, row: CrmDeal, now: dt.datetime) -> Setup | None:
