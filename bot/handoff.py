@@ -154,7 +154,12 @@ def load_mapping(path: str | None) -> CrmMapping:
         raise ValueError(f"RETAINER_CRM_MAPPING {path}: cannot read it ({err})") from None
     errors: list[str] = []
     parsed = validate_into(_MappingFile, raw, [], errors)
-    unknown = sorted(set(parsed.hubspot.properties) - set(HUBSPOT_DEFAULTS)) if parsed else []
+    # Read from the file itself, so that a name no field has is reported beside any other mistake.
+    hubspot = raw.get("hubspot") if isinstance(raw, dict) else None
+    named = hubspot.get("properties") if isinstance(hubspot, dict) else None
+    unknown = (
+        sorted(str(k) for k in named if str(k) not in HUBSPOT_DEFAULTS) if isinstance(named, dict) else []
+    )
     errors += [problem(["hubspot", "properties", k], "not a field of the hand-off") for k in unknown]
     if errors or parsed is None:
         raise ValueError(f"RETAINER_CRM_MAPPING {path}: " + "; ".join(errors))

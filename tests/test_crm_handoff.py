@@ -23,9 +23,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from bot.clock import FixedClock
+from bot.config import SettingsError, load_settings
 from bot.handoff import SETUP_LEASE
 from handlers.crm import generic_signature
 from handlers.slack.render import as_text
+from retainer.app import build_runtime
 from scheduler.handoffs import StalledSetups
 from store.db import unit_of_work
 from store.models import (
@@ -503,6 +505,21 @@ def test_hubspots_documented_deal_without_our_properties_names_each_and_writes_n
         "properties.retainer_am_emails: must name at least one person",
     ]
     assert counts(crm_bot) == before
+
+
+def test_a_mapping_file_with_mistakes_stops_start_up_naming_each(database_url, tmp_path, monkeypatch) -> None:
+    mapping = tmp_path / "crm.yaml"
+    mapping.write_text(
+        "templates:\n  basic:\n    - {title: '', count: 0}\nhubspot:\n  properties:\n    hours: h\n"
+    )
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("RETAINER_CRM_MAPPING", str(mapping))
+    with pytest.raises(SettingsError) as caught:
+        build_runtime(load_settings(_env_file=None))
+    assert caught.value.lines == [
+        f"RETAINER_CRM_MAPPING {mapping}: templates.basic[0].title: must not be empty; "
+        "templates.basic[0].count: must be at least 1; hubspot.properties.hours: not a field of the hand-off"
+    ]
 
 
 def test_without_a_secret_there_is_no_endpoint(bot) -> None:
