@@ -434,6 +434,16 @@ class Handoff:
         )
         return rowcount(claimed) == 1
 
+    def postpone(self, row_id: int, wait: dt.timedelta) -> None:
+        """A set-up that failed for a reason of its own: not tried again for `wait` (not every lease)."""
+        with unit_of_work(self.sessions) as session:
+            session.execute(
+                update(CrmDeal)
+                .where(CrmDeal.id == row_id, CrmDeal.setup_done_at.is_(None))
+                .values(setup_claimed_until=self.clock.now() + wait)
+                .execution_options(synchronize_session=False)
+            )
+
     def set_up_done(self, row_id: int) -> None:
         """The channel of a won deal's retainer is set up (or its report says what an admin must do)."""
         with unit_of_work(self.sessions) as session:

@@ -7,6 +7,7 @@ so it is never set up again."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 
@@ -16,6 +17,10 @@ from bot.onboarding import SetupPlan
 from bot.replies import Reply
 
 log = logging.getLogger(__name__)
+
+# A set-up that raised (not a dead process: a fault of its own) is tried again after this, so that its
+# AM is not sent a new DM on every tick while someone looks into it.
+RETRY_AFTER = dt.timedelta(hours=1)
 
 
 class StalledSetups:
@@ -31,8 +36,8 @@ class StalledSetups:
         self.handoff, self.set_up, self.per_tick = handoff, set_up, per_tick
 
     def run_due(self) -> int:
-        """Finish up to `per_tick` stalled set-ups; how many were finished. One that fails keeps its
-        lease and is tried again on a tick after it runs out."""
+        """Finish up to `per_tick` stalled set-ups; how many were finished. One that fails is tried
+        again after RETRY_AFTER."""
         finished = 0
         for _ in range(self.per_tick):
             claimed = self.handoff.resume_stalled()
@@ -43,6 +48,7 @@ class StalledSetups:
                 self.set_up(*setup)
             except Exception:
                 log.exception("finishing the channel set-up of CRM deal row %s failed", row_id)
+                self.handoff.postpone(row_id, RETRY_AFTER)
                 continue
             self.handoff.set_up_done(row_id)
             finished += 1

@@ -28,7 +28,7 @@ from bot.handoff import SETUP_LEASE
 from handlers.crm import generic_signature
 from handlers.slack.render import as_text
 from retainer.app import build_runtime
-from scheduler.handoffs import StalledSetups
+from scheduler.handoffs import RETRY_AFTER, StalledSetups
 from store.db import unit_of_work
 from store.models import (
     Client,
@@ -335,6 +335,31 @@ def test_a_hand_off_that_fails_inside_answers_503_and_the_crms_retry_creates_it(
     assert counts(crm_bot)["crm_deal"] == 0
     assert post_deal(crm_bot, DEAL).status_code == 201
     wait_for_report(crm_bot)
+
+
+def test_a_set_up_that_fails_in_the_scheduler_is_tried_again_an_hour_later_not_every_tick(
+    crm_bot, clock
+) -> None:
+    runtime = crm_bot.runtime
+    assert runtime.crm is not None and runtime.setups is not None
+    tries: list[str] = []
+
+    def broken(plan: Any, *_: Any) -> None:
+        tries.append(plan.channel_name)
+        raise RuntimeError("a fault of the set-up's own")
+
+    runtime.crm.set_up = broken
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    finish_lazy_work(crm_bot)
+    runtime.executor.shutdown(wait=True)
+    scheduler = StalledSetups(runtime.core.handoff, broken)
+    for _ in range(3):  # every tick for the next hour after the lease: one more try, at the first
+        clock.advance(SETUP_LEASE + dt.timedelta(seconds=1))
+        assert scheduler.run_due() == 0
+    assert tries == ["initech", "initech"]  # the hand-off's, then the scheduler's
+    clock.advance(RETRY_AFTER)
+    assert StalledSetups(runtime.core.handoff, runtime.setups.set_up).run_due() == 1
+    assert [c.args["name"] for c in crm_bot.sandbox.calls_to("conversations.create")] == ["initech"]
 
 
 def test_a_bad_body_names_every_problem_and_writes_nothing(crm_bot) -> None:
