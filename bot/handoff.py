@@ -240,6 +240,12 @@ def parse_hubspot(raw: Any, mapping: CrmMapping) -> DealWon | list[str]:
         raw = raw[0]
     if not isinstance(raw, dict):
         return ["body: must be the JSON object of one deal"]
+    # A deal deleted (the v1 deal object's isDeleted) or archived (the v3 object's) is no deal won.
+    gone = [
+        f"{key}: the deal is {what} in HubSpot; only a live deal is handed off"
+        for key, what in (("isDeleted", "deleted"), ("archived", "archived"))
+        if raw.get(key) in (True, "true")
+    ]
     props: dict[str, Any] = raw["properties"] if isinstance(raw.get("properties"), dict) else {}
     merged = {**{k: v for k, v in raw.items() if k != "properties"}, **props}
     prop = mapping.hubspot
@@ -276,8 +282,8 @@ def parse_hubspot(raw: Any, mapping: CrmMapping) -> DealWon | list[str]:
     ]
     parsed = parse_deal(body)
     if isinstance(parsed, DealWon):
-        return parsed
-    renamed = []
+        return gone or parsed
+    renamed = gone
     for line in parsed:
         path, _, message = line.partition(": ")
         head = re.match(r"[a-z_]+", path)

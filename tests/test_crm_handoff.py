@@ -523,6 +523,7 @@ def test_hubspots_documented_deal_without_our_properties_names_each_and_writes_n
     refused = hubspot_post(crm_bot, HUBSPOT_DOCUMENTED_DEAL)
     assert refused.status_code == 422
     assert refused.json()["problems"] == [  # named by the HubSpot property the mapping reads
+        "isDeleted: the deal is deleted in HubSpot; only a live deal is handed off",
         "properties.dealname: required",
         "properties.retainer_term_start: required",
         "properties.retainer_term_end: required",
@@ -530,6 +531,22 @@ def test_hubspots_documented_deal_without_our_properties_names_each_and_writes_n
         "properties.retainer_am_emails: must name at least one person",
     ]
     assert counts(crm_bot) == before
+
+
+@pytest.mark.parametrize("key", ["isDeleted", "archived"])
+def test_a_deleted_or_archived_hubspot_deal_is_refused_naming_it_writing_nothing(crm_bot, key: str) -> None:
+    deal = json.loads((DATA / "hubspot_deal_won.json").read_bytes())
+    deal[key] = True  # otherwise the won deal the other HubSpot test hands off
+    before = counts(crm_bot)
+    refused = hubspot_post(crm_bot, json.dumps(deal).encode())
+    assert refused.status_code == 422
+    what = "deleted" if key == "isDeleted" else "archived"
+    assert refused.json() == {
+        "ok": False,
+        "problems": [f"{key}: the deal is {what} in HubSpot; only a live deal is handed off"],
+    }
+    assert counts(crm_bot) == before
+    assert crm_bot.sandbox.calls_to("chat.postMessage") == []
 
 
 def test_a_mapping_file_with_mistakes_stops_start_up_naming_each(database_url, tmp_path, monkeypatch) -> None:
