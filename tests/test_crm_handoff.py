@@ -321,6 +321,42 @@ def test_a_set_up_left_unfinished_after_the_201_is_finished_by_the_scheduler_onc
     assert len(top_level_dms(crm_bot, AM)) == 1
 
 
+def test_a_set_up_that_died_after_pinning_the_welcome_is_finished_with_no_second_welcome_or_dm(
+    crm_bot, clock, monkeypatch
+) -> None:
+    runtime, sandbox = crm_bot.runtime, crm_bot.sandbox
+    assert runtime.setups is not None
+    client, died = runtime.workspace.client, threading.Event()
+    pin = client.pins_add
+
+    def pinned_then_killed(**kwargs: Any) -> Any:  # the real set-up, the process dying once it pinned
+        pin(**kwargs)
+        died.set()
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(client, "pins_add", pinned_then_killed)
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    assert died.wait(10)
+    finish_lazy_work(crm_bot)
+    monkeypatch.undo()
+    (channel,) = [c.response["channel"]["id"] for c in sandbox.calls_to("conversations.create")]
+    before = len(sandbox.calls)
+
+    clock.advance(SETUP_LEASE + dt.timedelta(seconds=1))
+    assert runtime.setups.run_due() == 1
+    assert "Initech is set up" in wait_for_report(crm_bot)
+    finished = sandbox.calls[before:]
+    (welcome,) = [m for m in sandbox.messages(channel) if "How this channel works" in m["text"]]
+    assert welcome["pinned_to"] == [channel]
+    assert not [c for c in finished if c.method == "chat.postMessage" and c.args["channel"] == channel]
+    invited = sorted(c.args["users"] for c in finished if c.method == "conversations.invite")
+    assert invited == sorted([AM, DIRECTOR])  # once each in the finish (Slack: already_in_channel)
+    assert len(sandbox.calls_to("conversations.create")) == 1
+    (dm,) = top_level_dms(crm_bot, AM)  # the first set-up's DM, the finish's report in its thread
+    assert "Initech is set up" in dm["text"]
+    assert [m for m in sandbox.messages(AM) if m.get("thread_ts") == dm["ts"] and "set up" in m["text"]]
+
+
 def test_a_hand_off_that_fails_inside_answers_503_and_the_crms_retry_creates_it(crm_bot, monkeypatch) -> None:
     handoff = crm_bot.runtime.core.handoff
     receive = handoff.receive

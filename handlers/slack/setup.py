@@ -104,8 +104,10 @@ class ChannelSetup:
 
     def set_up_channel(self, plan: SetupPlan, viewer: Viewer, user_id: str, intro: Reply) -> None:
         """The channel of a retainer just written, `user_id` told how it went: `intro` in a DM, the
-        report in its thread (also after a CRM's deal won, bot/handoff.py)."""
-        parent = self._send(user_id, intro)
+        report in its thread (also after a CRM's deal won, bot/handoff.py). A set-up finished after it
+        was interrupted reports in the thread of the DM that began it, if that was sent: one DM."""
+        marker = f"setup:{plan.retainer_id}"
+        parent = self._find(user_id, marker) or self._send(user_id, intro, marker=marker)
         results = self._channel(plan, viewer)
         self._finish(plan, results, viewer, parent)
 
@@ -200,14 +202,20 @@ class ChannelSetup:
         return results
 
     def _welcome(self, channel_id: str, plan: SetupPlan) -> list[StepResult]:
+        # Posted once: a set-up finished after an interruption finds the welcome it posted (by its
+        # metadata marker) and only pins it; if the channel cannot be read, nothing is posted.
+        marker = f"welcome:{plan.retainer_id}"
         try:
-            posted = self.messenger.post(channel_id, plan.welcome)
+            posted = self.messenger.find(channel_id, marker) or self.messenger.post(
+                channel_id, plan.welcome, marker=marker
+            )
         except DeliveryError as err:
             return [StepResult(Step.WELCOME, False, problem=Problem.FAILED, detail=err.reason)]
         try:
             self.client.pins_add(channel=posted.conversation, timestamp=posted.message_id)
         except SlackApiError as err:
-            return [StepResult(Step.PIN, False, problem=Problem.FAILED, detail=code_of(err))]
+            if code_of(err) != "already_pinned":
+                return [StepResult(Step.PIN, False, problem=Problem.FAILED, detail=code_of(err))]
         return [StepResult(Step.PIN, True)]
 
     # ----- the report ----------------------------------------------------------------------------
@@ -231,11 +239,20 @@ class ChannelSetup:
             except DeliveryError as err:
                 log.warning("setup summary for %s not updated: %s", plan.client_name, err.reason)
 
-    def _send(self, to: str, reply: Reply, *, thread: str | None = None) -> Posted | None:
+    def _send(
+        self, to: str, reply: Reply, *, thread: str | None = None, marker: str | None = None
+    ) -> Posted | None:
         try:
             if thread is None and to[:1] in ("U", "W"):
-                return self.messenger.direct(to, reply)
-            return self.messenger.post(to, reply, thread=thread)
+                return self.messenger.direct(to, reply, marker=marker)
+            return self.messenger.post(to, reply, thread=thread, marker=marker)
         except DeliveryError as err:
             log.error("setup message to %s not delivered (%s): %s", to, err.reason, reply.text)
+            return None
+
+    def _find(self, to: str, marker: str) -> Posted | None:
+        try:
+            return self.messenger.find(to, marker)
+        except DeliveryError as err:  # then a second DM, rather than none to report in
+            log.warning("could not look for the set-up DM to %s: %s", to, err.reason)
             return None
