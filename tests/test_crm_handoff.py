@@ -1,7 +1,9 @@
 """A deal won in the CRM becomes a retainer and its channel (SPEC §5.7), over real HTTP on SQLite and
 PostgreSQL: the signed generic webhook (good, bad signature, stale, replayed, five concurrent retries),
 HubSpot's workflow webhook with its v3 signature, bad bodies (every problem named, nothing written),
-unknown people, and a deal won again starting the client's next term."""
+deleted or archived HubSpot deals refused, unknown people, a deal won again starting the client's next
+term, and a channel set-up that died part-way finished once (by the CRM's retry or the scheduler)
+without a second channel, welcome or DM."""
 
 from __future__ import annotations
 
