@@ -44,7 +44,7 @@ from bot.fields import (
     validate_into,
 )
 from bot.lookup import name_key, slugify
-from bot.onboarding import MAX_HOURS, NewRetainer, Onboarding, SetupPlan, TemplateLine, plan_for
+from bot.onboarding import MAX_HOURS, NewRetainer, Onboarding, SetupPlan, TemplateLine, plan_for, shared_in
 from bot.parsing import format_hours
 from bot.people import viewer_of
 from bot.replies import Block, Context, Reply, Text, Tone
@@ -472,7 +472,8 @@ class Handoff:
         viewer = viewer_of(am, "slack", am.slack_user_id)
         slack = [c for c in retainer.channels if c.platform == "slack" and c.kind is ChannelKind.CLIENT]
         bound = slack[0].external_id if slack else None
-        plan = replace(plan_for(session, retainer, viewer, ()), channel_id=bound)
+        shared = shared_in(session, retainer.id, bound) if bound else ()
+        plan = replace(plan_for(session, retainer, viewer, ()), channel_id=bound, shared=shared)
         text = (
             f"**Deal won** ({source} deal {deal_id}): the retainer for **{retainer.client.name}** was "
             f"created, but setting up its channel was interrupted. Setting up #{plan.channel_name} now; "

@@ -348,11 +348,17 @@ def test_a_set_up_that_died_after_posting_the_welcome_is_finished_with_no_second
 
     clock.advance(SETUP_LEASE + dt.timedelta(seconds=1))
     assert runtime.setups.run_due() == 1
-    assert "Initech is set up" in wait_for_report(crm_bot)
+    report = wait_for_report(crm_bot)
+    assert "Initech is set up" in report and "peter@initech.example" in report
     finished = sandbox.calls[before:]
     (welcome,) = [m for m in sandbox.messages(channel) if "How this channel works" in m["text"]]
     assert welcome["pinned_to"] == [channel]  # pinned by the finish, if the set-up died before
     assert not [c for c in finished if c.method == "chat.postMessage" and c.args["channel"] == channel]
+    # The client contact was sent the Slack Connect invitation once, before the set-up died.
+    assert [c.args["emails"] for c in sandbox.calls_to("conversations.inviteShared")] == [
+        "peter@initech.example"
+    ]
+    assert not [c for c in finished if c.method == "conversations.inviteShared"]
     invited = sorted(c.args["users"] for c in finished if c.method == "conversations.invite")
     assert invited == sorted([AM, DIRECTOR])  # once each in the finish (Slack: already_in_channel)
     assert len(sandbox.calls_to("conversations.create")) == 1

@@ -122,7 +122,7 @@ class ChannelSetup:
         plan = self.core.onboarding.plan(retainer_id, viewer)
         if plan is not None:
             self.messenger.join(channel_id)
-            results = [StepResult(Step.CHANNEL, True, name), *self._fill(plan, channel_id)]
+            results = [StepResult(Step.CHANNEL, True, name), *self._fill(plan, channel_id, viewer)]
             self._finish(plan, results, viewer, parent)
         return None
 
@@ -132,7 +132,7 @@ class ChannelSetup:
         name = plan.channel_name
         if plan.channel_id is not None:  # created before the set-up was interrupted: finish it there
             self.messenger.join(plan.channel_id)
-            return [StepResult(Step.CHANNEL, True, name), *self._fill(plan, plan.channel_id)]
+            return [StepResult(Step.CHANNEL, True, name), *self._fill(plan, plan.channel_id, viewer)]
         try:
             channel_id = self.client.conversations_create(name=name)["channel"]["id"]
         except SlackApiError as err:
@@ -143,7 +143,7 @@ class ChannelSetup:
         bound = self.core.onboarding.bind(plan.retainer_id, "slack", channel_id, name, viewer)
         if not bound.ok:
             return [StepResult(Step.CHANNEL, False, name, Problem.FAILED, bound.reply.text)]
-        return [StepResult(Step.CHANNEL, True, name), *self._fill(plan, channel_id)]
+        return [StepResult(Step.CHANNEL, True, name), *self._fill(plan, channel_id, viewer)]
 
     def _name_taken(self, plan: SetupPlan) -> StepResult:
         name = plan.channel_name
@@ -168,9 +168,9 @@ class ChannelSetup:
             log.warning("could not list channels to find #%s: %s", name, code_of(err))
         return None
 
-    def _fill(self, plan: SetupPlan, channel_id: str) -> list[StepResult]:
+    def _fill(self, plan: SetupPlan, channel_id: str, viewer: Viewer) -> list[StepResult]:
         results = [self._invite(channel_id, user_id, name) for user_id, name in plan.internal]
-        results += self._share(channel_id, plan.contacts)
+        results += self._share(channel_id, plan, viewer)
         results += self._welcome(channel_id, plan)
         return results
 
@@ -184,9 +184,13 @@ class ChannelSetup:
                 return StepResult(Step.INVITE, False, name, problem_of(code), code)
         return StepResult(Step.INVITE, True, name)
 
-    def _share(self, channel_id: str, emails: tuple[str, ...]) -> list[StepResult]:
+    def _share(self, channel_id: str, plan: SetupPlan, viewer: Viewer) -> list[StepResult]:
         results: list[StepResult] = []
+        emails = plan.contacts
         for n, email in enumerate(emails):
+            if email in plan.shared:  # invited before the set-up died: once is enough
+                results.append(StepResult(Step.SHARE, True, email))
+                continue
             self.share_pacer.wait()
             try:
                 self.client.conversations_inviteShared(channel=channel_id, emails=email)
@@ -198,6 +202,7 @@ class ChannelSetup:
                     results += [StepResult(Step.SHARE, False, e, Problem.PLAN, code) for e in emails[n + 1 :]]
                     break
                 continue
+            self.core.onboarding.shared(plan.retainer_id, channel_id, email, viewer)
             results.append(StepResult(Step.SHARE, True, email))
         return results
 
