@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,7 +44,7 @@ from bot.fields import (
     validate_into,
 )
 from bot.lookup import name_key, slugify
-from bot.onboarding import MAX_HOURS, NewRetainer, Onboarding, SetupPlan, TemplateLine, plan_for
+from bot.onboarding import MAX_HOURS, NewRetainer, Onboarding, SetupPlan, TemplateLine, plan_for, shared_in
 from bot.parsing import format_hours
 from bot.people import viewer_of
 from bot.replies import Block, Context, Reply, Text, Tone
@@ -52,6 +52,7 @@ from bot.terms import NextTerm, TermRefused, agree_next_term
 from store.db import rowcount, unit_of_work
 from store.models import (
     Agency,
+    ChannelKind,
     Client,
     ClientAlias,
     CrmDeal,
@@ -153,7 +154,12 @@ def load_mapping(path: str | None) -> CrmMapping:
         raise ValueError(f"RETAINER_CRM_MAPPING {path}: cannot read it ({err})") from None
     errors: list[str] = []
     parsed = validate_into(_MappingFile, raw, [], errors)
-    unknown = sorted(set(parsed.hubspot.properties) - set(HUBSPOT_DEFAULTS)) if parsed else []
+    # Read from the file itself, so that a name no field has is reported beside any other mistake.
+    hubspot = raw.get("hubspot") if isinstance(raw, dict) else None
+    named = hubspot.get("properties") if isinstance(hubspot, dict) else None
+    unknown = (
+        sorted(str(k) for k in named if str(k) not in HUBSPOT_DEFAULTS) if isinstance(named, dict) else []
+    )
     errors += [problem(["hubspot", "properties", k], "not a field of the hand-off") for k in unknown]
     if errors or parsed is None:
         raise ValueError(f"RETAINER_CRM_MAPPING {path}: " + "; ".join(errors))
@@ -234,6 +240,12 @@ def parse_hubspot(raw: Any, mapping: CrmMapping) -> DealWon | list[str]:
         raw = raw[0]
     if not isinstance(raw, dict):
         return ["body: must be the JSON object of one deal"]
+    # A deal deleted (the v1 deal object's isDeleted) or archived (the v3 object's) is no deal won.
+    gone = [
+        f"{key}: the deal is {what} in HubSpot; only a live deal is handed off"
+        for key, what in (("isDeleted", "deleted"), ("archived", "archived"))
+        if raw.get(key) in (True, "true")
+    ]
     props: dict[str, Any] = raw["properties"] if isinstance(raw.get("properties"), dict) else {}
     merged = {**{k: v for k, v in raw.items() if k != "properties"}, **props}
     prop = mapping.hubspot
@@ -270,8 +282,8 @@ def parse_hubspot(raw: Any, mapping: CrmMapping) -> DealWon | list[str]:
     ]
     parsed = parse_deal(body)
     if isinstance(parsed, DealWon):
-        return parsed
-    renamed = []
+        return gone or parsed
+    renamed = gone
     for line in parsed:
         path, _, message = line.partition(": ")
         head = re.match(r"[a-z_]+", path)
@@ -294,6 +306,11 @@ class Tell:
     reply: Reply
 
 
+# What the platform needs to set a new retainer's channel up: its plan, who asked, their Slack id,
+# and the DM that starts the report.
+Setup = tuple[SetupPlan, Viewer, str, Reply]
+
+
 @dataclass
 class Outcome:
     """What the hand-off did: the HTTP status and JSON body for the CRM, the channel to set up (for a
@@ -301,7 +318,7 @@ class Outcome:
 
     status: int
     body: dict[str, Any]
-    setup: tuple[SetupPlan, Viewer, str, Reply] | None = None
+    setup: Setup | None = None
     tell: list[Tell] = field(default_factory=list)
     deal_row: int | None = None  # the crm_deal row whose set-up `setup` finishes
 
@@ -365,14 +382,47 @@ class Handoff:
         retainer = session.get(Retainer, row.retainer_id) if row.retainer_id else None
         client = retainer.client.slug if retainer else None
         body = {"ok": True, "outcome": "already_received", "was": row.outcome, "client": client}
-        if retainer is None or row.setup_done_at is not None or not self._claim(session, row.id, now):
-            return Outcome(200, body)
-        # The delivery that created the retainer died before its channel was set up: finish it here.
-        resumed = self._setup(session, retainer, source, deal)
+        # The delivery that created the retainer may have died before its channel was set up.
+        resumed = self._resume(session, row, now)
         if resumed is None:
-            row.setup_done_at = now
             return Outcome(200, body)
         return Outcome(200, {**body, "setup": "resumed"}, setup=resumed, deal_row=row.id)
+
+    def resume_stalled(self) -> tuple[int, Setup] | None:
+        """One won deal whose channel set-up was left unfinished (its lease ran out, not done: the
+        process died after the CRM had its answer, so no retry will come), claimed for this caller:
+        its crm_deal row and what to hand the platform; None when there is none. The scheduler's pass
+        (scheduler/handoffs.py) sets it up and calls `set_up_done`; of two schedulers one claims it."""
+        now = self.clock.now()
+        with unit_of_work(self.sessions, read_only=True) as session:  # a tick with none takes no lock
+            stalled = session.scalars(
+                select(CrmDeal.id)
+                .where(
+                    CrmDeal.setup_done_at.is_(None),
+                    CrmDeal.retainer_id.is_not(None),
+                    or_(CrmDeal.setup_claimed_until.is_(None), CrmDeal.setup_claimed_until <= now),
+                )
+                .order_by(CrmDeal.id)
+            ).all()
+        if not stalled:
+            return None
+        with unit_of_work(self.sessions) as session:
+            for row_id in stalled:
+                setup = self._resume(session, session.get_one(CrmDeal, row_id), now)
+                if setup is not None:
+                    return row_id, setup
+        return None
+
+    def _resume(self, session: Session, row: CrmDeal, now: dt.datetime) -> Setup | None:
+        """Claim the unfinished set-up of `row`'s retainer and say what to set up; None when it is done,
+        another holds it, or there is nothing to set up (then it is marked done)."""
+        retainer = session.get(Retainer, row.retainer_id) if row.retainer_id else None
+        if retainer is None or row.setup_done_at is not None or not self._claim(session, row.id, now):
+            return None
+        setup = self._setup(session, retainer, row.source, row.deal_id)
+        if setup is None:
+            row.setup_done_at = now
+        return setup
 
     @staticmethod
     def _claim(session: Session, row_id: int, now: dt.datetime) -> bool:
@@ -390,6 +440,16 @@ class Handoff:
         )
         return rowcount(claimed) == 1
 
+    def postpone(self, row_id: int, wait: dt.timedelta) -> None:
+        """A set-up that failed for a reason of its own: not tried again for `wait` (not every lease)."""
+        with unit_of_work(self.sessions) as session:
+            session.execute(
+                update(CrmDeal)
+                .where(CrmDeal.id == row_id, CrmDeal.setup_done_at.is_(None))
+                .values(setup_claimed_until=self.clock.now() + wait)
+                .execution_options(synchronize_session=False)
+            )
+
     def set_up_done(self, row_id: int) -> None:
         """The channel of a won deal's retainer is set up (or its report says what an admin must do)."""
         with unit_of_work(self.sessions) as session:
@@ -401,9 +461,7 @@ class Handoff:
             )
 
     @staticmethod
-    def _setup(
-        session: Session, retainer: Retainer, source: str, deal: DealWon
-    ) -> tuple[SetupPlan, Viewer, str, Reply] | None:
+    def _setup(session: Session, retainer: Retainer, source: str, deal_id: str) -> Setup | None:
         """What `_create` hands the platform again for a set-up that did not finish: the retainer's
         plan as stored, for its first AM on Slack; None if no AM of it is on Slack."""
         am = next(
@@ -412,9 +470,12 @@ class Handoff:
         if am is None or am.slack_user_id is None:
             return None
         viewer = viewer_of(am, "slack", am.slack_user_id)
-        plan = plan_for(session, retainer, viewer, ())
+        slack = [c for c in retainer.channels if c.platform == "slack" and c.kind is ChannelKind.CLIENT]
+        bound = slack[0].external_id if slack else None
+        shared = shared_in(session, retainer.id, bound) if bound else ()
+        plan = replace(plan_for(session, retainer, viewer, ()), channel_id=bound, shared=shared)
         text = (
-            f"**Deal won** ({source} deal {deal.deal_id}): the retainer for **{retainer.client.name}** was "
+            f"**Deal won** ({source} deal {deal_id}): the retainer for **{retainer.client.name}** was "
             f"created, but setting up its channel was interrupted. Setting up #{plan.channel_name} now; "
             "what worked and what needs an admin follows in this thread."
         )

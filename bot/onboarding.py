@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 import re
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, or_, select
@@ -42,6 +43,7 @@ from bot.replies import (
 from store.db import unit_of_work
 from store.models import (
     Agency,
+    AuditEntry,
     BaselineItem,
     Channel,
     ChannelKind,
@@ -119,6 +121,11 @@ class SetupPlan:
     contacts: tuple[str, ...]  # emails
     welcome: Reply
     notes: tuple[str, ...] = ()
+    # The channel already created and bound for it, when a set-up that died half-way is finished:
+    # the rest goes there instead of creating another (bot/handoff.py).
+    channel_id: str | None = None
+    # Of `contacts`, those that channel's Slack Connect invitation already went to then: not sent again.
+    shared: tuple[str, ...] = ()
 
 
 class Step(enum.StrEnum):
@@ -392,6 +399,16 @@ def plan_for(session: Session, retainer: Retainer, requester: Viewer, notes: tup
         welcome=welcome(retainer.client.name),
         notes=notes,
     )
+
+
+def shared_in(session: Session, retainer_id: int, channel_id: str) -> tuple[str, ...]:
+    """The contacts already sent the Slack Connect invitation of the retainer's channel (`shared`)."""
+    details = session.scalars(
+        select(AuditEntry.details).where(
+            AuditEntry.action == "channel_shared", AuditEntry.retainer_id == retainer_id
+        )
+    )
+    return tuple(d["email"] for d in details if d.get("channel") == channel_id)
 
 
 def _names(items: list[str]) -> str:
@@ -715,26 +732,39 @@ class Onboarding:
             text = f"#{name} was bound to a retainer a moment ago; nothing changed."
             return Bound(False, error(text))
 
+    def shared(self, retainer_id: int, channel_id: str, email: str, viewer: Viewer) -> None:
+        """A contact was sent the channel's Slack Connect invitation: recorded as it lands, so a set-up
+        finished after it died does not send it again (`shared_in`)."""
+        self._audit("channel_shared", retainer_id, viewer, {"channel": channel_id, "email": email})
+
     def record(self, retainer_id: int, results: list[StepResult], viewer: Viewer) -> None:
         """The setup's outcome in the audit log, one entry for the whole run."""
+        self._audit(
+            "channel_setup",
+            retainer_id,
+            viewer,
+            {
+                "steps": [
+                    {
+                        "step": r.step.value,
+                        "ok": r.ok,
+                        "subject": r.subject,
+                        "problem": r.problem.value if r.problem else None,
+                        "detail": r.detail,
+                    }
+                    for r in results
+                ]
+            },
+        )
+
+    def _audit(self, action: str, retainer_id: int, viewer: Viewer, details: dict[str, Any]) -> None:
         with unit_of_work(self.sessions) as session:
             audit(
                 session,
-                "channel_setup",
+                action,
                 f"retainer:{retainer_id}",
                 at=self.clock.now(),
                 by=viewer,
                 retainer_id=retainer_id,
-                details={
-                    "steps": [
-                        {
-                            "step": r.step.value,
-                            "ok": r.ok,
-                            "subject": r.subject,
-                            "problem": r.problem.value if r.problem else None,
-                            "detail": r.detail,
-                        }
-                        for r in results
-                    ]
-                },
+                details=details,
             )

@@ -305,8 +305,8 @@ def render_pack(p: Pack) -> Reply:
     ]
     decisions = (
         f"{p.decisions} decisions, changes requested on {p.changes_requested} "
-        f"({p.changes_requested / p.decisions:.0%}); a decision takes {p.turnaround:.0f} business days "
-        "(median)"
+        f"({p.changes_requested / p.decisions:.0%}); a decision takes {p.turnaround:.0f} business "
+        f"{'day' if round(p.turnaround) == 1 else 'days'} (median)"
         if p.decisions and p.turnaround is not None
         else "No decisions yet this term."
     )

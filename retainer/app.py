@@ -36,6 +36,7 @@ from sandbox.slack import SlackSandbox
 from sandbox.slack.page import add_workspace_page
 from sandbox.slack.time_travel import MovableClock
 from scheduler.balance import BalanceCards
+from scheduler.handoffs import StalledSetups
 from scheduler.health_scan import HealthWatch, WatchSettings
 from scheduler.outbox import Outbox, OutboxSettings
 from scheduler.posts import RhythmSettings, ScheduledPosts
@@ -72,6 +73,7 @@ class Runtime:
     balances: BalanceCards | None = None  # the clients' hours balance cards, redrawn at most once a minute
     teams: Teams | None = None
     crm: CrmWebhooks | None = None  # POST /crm/deal-won and /crm/hubspot, when their secrets are set
+    setups: StalledSetups | None = None  # won deals' channel set-ups a dead process left unfinished
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
 
     def start_scheduler(self) -> Ticker:
@@ -81,7 +83,8 @@ class Runtime:
 
     def tick(self) -> None:
         """One scheduler tick: the rhythm's due posts, the daily health scan with its escalation DMs and
-        home tab refreshes, then approval cards whose update did not land."""
+        home tab refreshes, renewal packs, QBR threads, balance cards, won deals' unfinished channel
+        set-ups, then approval cards whose update did not land."""
         assert self.rhythm is not None
         self.rhythm.run_due()
         if self.watch is not None:
@@ -92,6 +95,8 @@ class Runtime:
             self.quarterly.run_due()
         if self.balances is not None:
             self.balances.run_due()
+        if self.setups is not None:
+            self.setups.run_due()
         self.core.approvals.retry_stale_cards(self.switchboard or self.messengers["slack"])
 
     def health(self) -> dict[str, object]:
@@ -168,11 +173,13 @@ def build_runtime(
     runtime.switchboard = Switchboard(sessions, runtime.messengers)
     runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
     runtime.messengers["teams"] = runtime.teams.messenger
+    set_up = ChannelSetup(core, workspace).set_up_channel
+    runtime.setups = StalledSetups(core.handoff, set_up)
     runtime.crm = crm = CrmWebhooks(
         core.handoff,
         mapping,
         runtime.executor,
-        set_up=ChannelSetup(core, workspace).set_up_channel,
+        set_up=set_up,
         tell=lambda t: runtime.messengers[t.platform].direct(t.user_id, t.reply),
         secret=settings.retainer_crm_secret,
         hubspot_secret=settings.retainer_hubspot_client_secret,

@@ -3,6 +3,12 @@
 Parsing collects every problem in the file (as `path: message`) before anything is written; importing
 matches what is already stored (clients by slug, people by Slack id or email, a client's most recent
 retainer) and makes it equal to the file, so re-importing never duplicates.
+
+A retainer whose terms are stored (`retainer_term`: a renewal, or a CRM's deal won again) is matched
+term by term: the file's retainer is the stored term that starts on its `start`, a change to it updates
+that term (with a `term_updated` audit entry) and, when it is the term in force, the retainer; the other
+terms are kept and reported, never deleted, and the renewal date stays the last term's end. A `start`
+that begins no stored term, or an `end` running into the next term, is refused.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from store.models import (
     Person,
     Retainer,
     RetainerMember,
+    RetainerTerm,
     Role,
     Stage,
     TemplateTask,
@@ -532,7 +539,18 @@ def _check_retainers(
 
 # --- importing -------------------------------------------------------------------------------------
 
-KINDS = ("agency", "clients", "aliases", "people", "retainers", "members", "channels", "baseline", "template")
+KINDS = (
+    "agency",
+    "clients",
+    "aliases",
+    "people",
+    "retainers",
+    "terms",
+    "members",
+    "channels",
+    "baseline",
+    "template",
+)
 
 
 @dataclass
@@ -552,6 +570,7 @@ class ImportSummary:
     """What an import did, per kind of row: created, updated, unchanged, removed."""
 
     counts: dict[str, Counts] = field(default_factory=lambda: {kind: Counts() for kind in KINDS})
+    kept: list[str] = field(default_factory=list)  # stored terms the file does not describe, kept
 
     @property
     def changed(self) -> bool:
@@ -571,7 +590,8 @@ class ImportSummary:
 
     def render(self) -> str:
         head = "Imported." if self.changed else "Nothing to change: the database already matches the file."
-        return "\n".join([head, *self.lines()])
+        kept = [f"kept, not in the file: {line}" for line in self.kept]
+        return "\n".join([head, *self.lines(), *kept])
 
     __str__ = render
 
@@ -604,6 +624,7 @@ class _Plan:
     people: list[Person | None]  # per file person: the stored one it is, or None (new)
     aliases: dict[str, ClientAlias]
     channels: dict[str, Channel]
+    terms: dict[str, list[RetainerTerm]]  # by slug: the stored terms of the client's retainer, first first
 
 
 def _read_stored(session: Session, agency: AgencyFile, errors: list[str]) -> _Plan:
@@ -715,8 +736,54 @@ def _read_stored(session: Session, agency: AgencyFile, errors: list[str]) -> _Pl
                         f"{cid} is already bound to {bound.retainer.client.name}'s retainer",
                     )
                 )
+    terms = _stored_terms(session, agency, clients, errors)
     agency_row = session.scalars(select(Agency).order_by(Agency.id).limit(1)).first()
-    return _Plan(agency_row, clients, matched, aliases, channels)
+    return _Plan(agency_row, clients, matched, aliases, channels, terms)
+
+
+def _current(client: Client) -> Retainer | None:
+    """The client's most recent retainer: the one its file entry describes."""
+    return max(client.retainers, key=lambda r: (r.start_date, r.id), default=None)
+
+
+def _stored_terms(
+    session: Session, agency: AgencyFile, clients: dict[str, Client], errors: list[str]
+) -> dict[str, list[RetainerTerm]]:
+    """Each named client's stored terms, and a problem for a file term that is not one of them (its
+    `start` begins none) or that would run into the next one."""
+    retainers = {slug: r.id for slug, c in clients.items() if (r := _current(c)) is not None}
+    rows = session.scalars(
+        select(RetainerTerm)
+        .where(RetainerTerm.retainer_id.in_(list(retainers.values())))
+        .order_by(RetainerTerm.starts_on)
+    ).all()
+    found: dict[str, list[RetainerTerm]] = {}
+    for i, entry in enumerate(agency.clients):
+        terms = [t for t in rows if t.retainer_id == retainers.get(entry.slug)]
+        if not terms:
+            continue
+        found[entry.slug] = terms
+        name, file = clients[entry.slug].name, entry.retainer
+        at = next((n for n, t in enumerate(terms) if t.starts_on == file.start), None)
+        if at is None:
+            starts = ", ".join(f"{t.starts_on:%Y-%m-%d}" for t in terms)
+            errors.append(
+                _problem(
+                    ["clients", i, "retainer", "start"],
+                    f"{file.start:%Y-%m-%d} starts none of {name}'s stored terms (they start {starts}); "
+                    "give the start of the term this entry describes",
+                )
+            )
+        elif at + 1 < len(terms) and file.end >= terms[at + 1].starts_on:
+            nxt = terms[at + 1]
+            errors.append(
+                _problem(
+                    ["clients", i, "retainer", "end"],
+                    f"runs into {name}'s next term, which starts {nxt.starts_on:%Y-%m-%d} ({nxt.source}); "
+                    f"end it by {nxt.starts_on - dt.timedelta(days=1):%Y-%m-%d}",
+                )
+            )
+    return found
 
 
 def import_agency(
@@ -775,22 +842,20 @@ def import_agency(
                 person_by_ref[ref] = person
     session.flush()
 
+    at = now or dt.datetime.now(dt.UTC)
     for entry in agency.clients:
         client = clients[entry.slug]
-        retainer = _sync_retainer(session, entry, client, info, counts["retainers"])
+        terms = plan.terms.get(entry.slug, [])
+        in_force = _sync_terms(session, entry, terms, summary, at, source)
+        retainer = _sync_retainer(session, entry, client, info, counts["retainers"], terms, in_force)
         _sync_members(session, entry.retainer, retainer, person_by_ref, counts["members"])
         _sync_channels(session, entry.retainer, retainer, plan.channels, counts["channels"], now)
-        _sync_baseline(session, entry.retainer, retainer, counts["baseline"])
-        _sync_template(session, entry.retainer, retainer, counts["template"])
+        if in_force:
+            _sync_baseline(session, entry.retainer, retainer, counts["baseline"])
+            _sync_template(session, entry.retainer, retainer, counts["template"])
     session.flush()
 
-    audit(
-        session,
-        "import",
-        "agency",
-        at=now or dt.datetime.now(dt.UTC),
-        details={"source": source, "counts": summary.as_dict()},
-    )
+    audit(session, "import", "agency", at=at, details={"source": source, "counts": summary.as_dict()})
     session.flush()
     return summary
 
@@ -816,8 +881,70 @@ def _sync_aliases(session: Session, agency: AgencyFile, clients: dict[str, Clien
                 _tally(counts, False, _assign(row, alias=alias))
 
 
+def _term_values(entry: RetainerEntry) -> dict[str, Any]:
+    """The file's retainer as the columns of a `retainer_term` row."""
+    return {
+        "ends_on": entry.end,
+        "monthly_minutes": entry.monthly_minutes,
+        "fee_cents": entry.fee_cents,
+        "currency": entry.currency,
+        "baseline": dict(entry.baseline),
+        "template": [{"title": t.title, "category": t.category, "count": t.count} for t in entry.template],
+    }
+
+
+def _sync_terms(
+    session: Session,
+    entry: ClientEntry,
+    terms: list[RetainerTerm],
+    summary: ImportSummary,
+    now: dt.datetime,
+    source: str | None,
+) -> bool:
+    """Update the stored term the file describes (the one starting on its `start`, checked before any
+    write), list the others as kept; True when the file's term is the one in force (then it sets the
+    retainer's hours, fee, baseline and template), as it always is for a retainer without stored terms."""
+    if not terms:
+        return True
+    counts = summary.counts["terms"]
+    term = next(t for t in terms if t.starts_on == entry.retainer.start)
+    wanted = _term_values(entry.retainer)
+    changes = {k: (getattr(term, k), v) for k, v in wanted.items() if getattr(term, k) != v}
+    for key, (_, value) in changes.items():
+        setattr(term, key, value)
+    _tally(counts, False, bool(changes))
+    if changes:
+        iso = lambda v: v.isoformat() if isinstance(v, dt.date) else v  # noqa: E731
+        audit(
+            session,
+            "term_updated",
+            f"term:{term.id}",
+            at=now,
+            retainer_id=term.retainer_id,
+            details={
+                "number": term.number,
+                "source": source,
+                "changes": {k: [iso(a), iso(b)] for k, (a, b) in changes.items()},
+            },
+        )
+    for other in terms:
+        if other is not term:
+            summary.kept.append(
+                f"{entry.slug} term {other.number}, {other.starts_on:%Y-%m-%d} to {other.ends_on:%Y-%m-%d} "
+                f"({other.source})"
+            )
+    applied = [t for t in terms if t.applied_at is not None]
+    return term is (applied[-1] if applied else terms[0])
+
+
 def _sync_retainer(
-    session: Session, entry: ClientEntry, client: Client, info: AgencyInfo, counts: Counts
+    session: Session,
+    entry: ClientEntry,
+    client: Client,
+    info: AgencyInfo,
+    counts: Counts,
+    stored_terms: list[RetainerTerm],
+    in_force: bool,
 ) -> Retainer:
     terms = entry.retainer
     values = {
@@ -831,7 +958,12 @@ def _sync_retainer(
         "cycle_start_day": terms.cycle_start_day,
         "client_sees_hours": terms.client_sees_hours,
     }
-    current = max(client.retainers, key=lambda r: (r.start_date, r.id), default=None)
+    if stored_terms:  # the retainer spans its terms; it carries the numbers of the one in force
+        values["start_date"], values["end_date"] = stored_terms[0].starts_on, stored_terms[-1].ends_on
+        if not in_force:
+            for key in ("monthly_minutes", "fee_cents", "currency"):
+                del values[key]
+    current = _current(client)
     if current is None:
         current = Retainer(client=client, stage=Stage.ACTIVE, **values)
         session.add(current)

@@ -133,6 +133,28 @@ def block_action(
     }
 
 
+def dm_button(
+    sandbox: Any,
+    owner: str,
+    message: dict[str, Any],
+    action_id: str,
+    value: str,
+    *,
+    user: str,
+    team: str = "T0AGENCY",
+) -> dict[str, Any]:
+    """`user` pressing a button on `message`, a DM the bot sent to `owner`."""
+    return block_action(
+        sandbox,
+        user=user,
+        user_team=team,
+        channel=sandbox.im_channel(owner),
+        message=message,
+        action_id=action_id,
+        value=value,
+    )
+
+
 def _state_entry(element: dict[str, Any], value: Any) -> dict[str, Any]:
     kind = element["type"]
     if kind in ("plain_text_input", "number_input"):

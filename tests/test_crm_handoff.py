@@ -1,7 +1,9 @@
 """A deal won in the CRM becomes a retainer and its channel (SPEC §5.7), over real HTTP on SQLite and
 PostgreSQL: the signed generic webhook (good, bad signature, stale, replayed, five concurrent retries),
 HubSpot's workflow webhook with its v3 signature, bad bodies (every problem named, nothing written),
-unknown people, and a deal won again starting the client's next term."""
+deleted or archived HubSpot deals refused, unknown people, a deal won again starting the client's next
+term, and a channel set-up that died part-way finished once (by the CRM's retry or the scheduler)
+without a second channel, welcome or DM."""
 
 from __future__ import annotations
 
@@ -20,11 +22,15 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from bot.clock import FixedClock
+from bot.config import SettingsError, load_settings
 from bot.handoff import SETUP_LEASE
 from handlers.crm import generic_signature
 from handlers.slack.render import as_text
+from retainer.app import build_runtime
+from scheduler.handoffs import RETRY_AFTER, StalledSetups
 from store.db import unit_of_work
 from store.models import (
     Client,
@@ -129,7 +135,9 @@ def wait_for_report(bot: BotUnderTest) -> str:
     return as_text(call.args)
 
 
-def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_the_am(crm_bot) -> None:
+def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_the_am(
+    crm_bot, clock
+) -> None:
     response = post_deal(crm_bot, DEAL)
     assert response.status_code == 201, response.text
     assert response.json() == {
@@ -166,6 +174,11 @@ def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_
         peter = session.scalars(select(Person).where(Person.email == "peter@initech.example")).one()
         assert peter.name == "Peter Gibbons"
     assert "Initech · November 2026" in crm_bot.answer("status initech", user=AM)
+    finish_lazy_work(crm_bot)
+    crm_bot.runtime.executor.shutdown(wait=True)  # the follow-up has marked the set-up done
+    clock.advance(SETUP_LEASE * 2)
+    assert crm_bot.runtime.setups is not None and crm_bot.runtime.setups.run_due() == 0
+    assert len(crm_bot.sandbox.calls_to("conversations.create")) == 1
 
 
 def test_bad_signatures_stale_and_unsigned_requests_get_401_and_change_nothing(crm_bot) -> None:
@@ -252,6 +265,149 @@ def test_a_hand_off_that_died_before_its_channel_is_finished_by_the_crms_retry_o
         assert session.scalar(select(func.count()).select_from(Client).where(Client.slug == "initech")) == 1
 
 
+@pytest.mark.parametrize("channel_made", [False, True], ids=["before-the-channel", "after-the-channel"])
+def test_a_set_up_left_unfinished_after_the_201_is_finished_by_the_scheduler_once(
+    crm_bot, clock, channel_made: bool
+) -> None:
+    runtime = crm_bot.runtime
+    assert runtime.crm is not None and runtime.setups is not None
+    died = threading.Event()
+
+    def killed(plan: Any, viewer: Any, *_: Any) -> None:
+        # The process dies after the 201 and its commit (the CRM never retries): before the set-up began,
+        # or once the channel was created and bound (the rest goes there, no second channel).
+        if channel_made:
+            made = runtime.workspace.client.conversations_create(name=plan.channel_name)
+            assert runtime.core.onboarding.bind(
+                plan.retainer_id, "slack", made["channel"]["id"], "x", viewer
+            ).ok
+        died.set()
+        raise RuntimeError("killed")
+
+    runtime.crm.set_up = killed
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    assert died.wait(10)
+    one, other = runtime.setups, StalledSetups(runtime.core.handoff, runtime.setups.set_up)
+    assert one.run_due() == 0  # within the lease: the delivery that died may still be at it
+    assert len(crm_bot.sandbox.calls_to("conversations.create")) == int(channel_made)
+
+    clock.advance(SETUP_LEASE + dt.timedelta(seconds=1))
+    start = threading.Barrier(2)
+
+    def tick(scheduler: StalledSetups) -> int:
+        start.wait(10)
+        return scheduler.run_due()
+
+    with ThreadPoolExecutor(2) as pool:  # two schedulers tick at once
+        assert sorted(pool.map(tick, (one, other))) == [0, 1]
+    assert [c.args["name"] for c in crm_bot.sandbox.calls_to("conversations.create")] == ["initech"]
+    assert sorted(c.args["users"] for c in crm_bot.sandbox.calls_to("conversations.invite")) == sorted(
+        [AM, DIRECTOR]
+    )
+    assert len(top_level_dms(crm_bot, AM)) == 1  # one DM, its thread the report
+    (intro,) = [c for c in crm_bot.sandbox.calls_to("chat.postMessage") if "Deal won" in c.args["text"]]
+    said = "the retainer for Initech was created, but setting up its channel was interrupted"
+    assert said in intro.args["text"] and intro.args["channel"] == AM
+    assert "Initech is set up" in wait_for_report(crm_bot)
+    with unit_of_work(crm_bot.sessions) as session:
+        (row,) = session.scalars(select(CrmDeal)).all()
+        assert row.setup_done_at is not None
+
+    clock.advance(dt.timedelta(days=1))  # finished: never set up again, by a tick or a CRM retry
+    assert one.run_due() == 0 and other.run_due() == 0
+    again = post_deal(crm_bot, DEAL)
+    assert again.status_code == 200 and "setup" not in again.json()
+    finish_lazy_work(crm_bot)
+    runtime.executor.shutdown(wait=True)
+    assert len(crm_bot.sandbox.calls_to("conversations.create")) == 1
+    assert len(top_level_dms(crm_bot, AM)) == 1
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["after-the-pin", "before-the-pin"])
+def test_a_set_up_that_died_after_posting_the_welcome_is_finished_with_no_second_welcome_or_dm(
+    crm_bot, clock, monkeypatch, pinned: bool
+) -> None:
+    runtime, sandbox = crm_bot.runtime, crm_bot.sandbox
+    assert runtime.setups is not None
+    client, died = runtime.workspace.client, threading.Event()
+    pin = client.pins_add
+
+    def pinned_then_killed(**kwargs: Any) -> Any:  # the real set-up, the process dying at its pin
+        if pinned:
+            pin(**kwargs)
+        died.set()
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(client, "pins_add", pinned_then_killed)
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    assert died.wait(10)
+    finish_lazy_work(crm_bot)
+    monkeypatch.undo()
+    (channel,) = [c.response["channel"]["id"] for c in sandbox.calls_to("conversations.create")]
+    before = len(sandbox.calls)
+
+    clock.advance(SETUP_LEASE + dt.timedelta(seconds=1))
+    assert runtime.setups.run_due() == 1
+    report = wait_for_report(crm_bot)
+    assert "Initech is set up" in report and "peter@initech.example" in report
+    finished = sandbox.calls[before:]
+    (welcome,) = [m for m in sandbox.messages(channel) if "How this channel works" in m["text"]]
+    assert welcome["pinned_to"] == [channel]  # pinned by the finish, if the set-up died before
+    assert not [c for c in finished if c.method == "chat.postMessage" and c.args["channel"] == channel]
+    # The client contact was sent the Slack Connect invitation once, before the set-up died.
+    assert [c.args["emails"] for c in sandbox.calls_to("conversations.inviteShared")] == [
+        "peter@initech.example"
+    ]
+    assert not [c for c in finished if c.method == "conversations.inviteShared"]
+    invited = sorted(c.args["users"] for c in finished if c.method == "conversations.invite")
+    assert invited == sorted([AM, DIRECTOR])  # once each in the finish (Slack: already_in_channel)
+    assert len(sandbox.calls_to("conversations.create")) == 1
+    (dm,) = top_level_dms(crm_bot, AM)  # the first set-up's DM, the finish's report in its thread
+    assert "Initech is set up" in dm["text"]
+    assert [m for m in sandbox.messages(AM) if m.get("thread_ts") == dm["ts"] and "set up" in m["text"]]
+
+
+def test_a_hand_off_that_fails_inside_answers_503_and_the_crms_retry_creates_it(crm_bot, monkeypatch) -> None:
+    handoff = crm_bot.runtime.core.handoff
+    receive = handoff.receive
+
+    def database_gone(*args: Any) -> Any:
+        monkeypatch.setattr(handoff, "receive", receive)  # back for the retry
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(handoff, "receive", database_gone)
+    failed = post_deal(crm_bot, DEAL)
+    assert failed.status_code == 503 and failed.json() == {"ok": False, "error": "try again later"}
+    assert counts(crm_bot)["crm_deal"] == 0
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    wait_for_report(crm_bot)
+
+
+def test_a_set_up_that_fails_in_the_scheduler_is_tried_again_an_hour_later_not_every_tick(
+    crm_bot, clock
+) -> None:
+    runtime = crm_bot.runtime
+    assert runtime.crm is not None and runtime.setups is not None
+    tries: list[str] = []
+
+    def broken(plan: Any, *_: Any) -> None:
+        tries.append(plan.channel_name)
+        raise RuntimeError("a fault of the set-up's own")
+
+    runtime.crm.set_up = broken
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    finish_lazy_work(crm_bot)
+    runtime.executor.shutdown(wait=True)
+    scheduler = StalledSetups(runtime.core.handoff, broken)
+    for _ in range(3):  # every tick for the next hour after the lease: one more try, at the first
+        clock.advance(SETUP_LEASE + dt.timedelta(seconds=1))
+        assert scheduler.run_due() == 0
+    assert tries == ["initech", "initech"]  # the hand-off's, then the scheduler's
+    clock.advance(RETRY_AFTER)
+    assert StalledSetups(runtime.core.handoff, runtime.setups.set_up).run_due() == 1
+    assert [c.args["name"] for c in crm_bot.sandbox.calls_to("conversations.create")] == ["initech"]
+
+
 def test_a_bad_body_names_every_problem_and_writes_nothing(crm_bot) -> None:
     before = counts(crm_bot)
     bad = {
@@ -298,7 +454,7 @@ def test_unknown_people_and_templates_are_reported_not_invented(crm_bot) -> None
     assert counts(crm_bot) == before
 
 
-def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot) -> None:
+def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot, clock) -> None:
     renewal = {
         **DEAL,
         "deal_id": "D-2002",
@@ -332,10 +488,26 @@ def test_a_deal_won_again_for_a_client_starts_its_next_term(crm_bot) -> None:
     again = post_deal(crm_bot, renewal)
     assert again.status_code == 200 and again.json()["outcome"] == "already_received"
 
+    # The rhythm carries on into the new term: January opens on its first business day with 50 h.
+    clock.set(dt.datetime(2027, 1, 4, 14, 30, tzinfo=dt.UTC))
+    assert crm_bot.runtime.rhythm is not None
+    crm_bot.runtime.rhythm.run_due()
+    with unit_of_work(crm_bot.sessions) as session:
+        january = session.scalars(
+            select(Cycle).join(Retainer).join(Client).where(Client.slug == "acme", Cycle.period == "2027-01")
+        ).one()
+        assert january.monthly_minutes == 3000
+        assert (
+            session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one().fee_cents
+            == 1_000_000
+        )
 
-def hubspot_post(bot: BotUnderTest, body: bytes, *, secret: str = HUBSPOT_SECRET) -> httpx.Response:
+
+def hubspot_post(
+    bot: BotUnderTest, body: bytes, *, secret: str = HUBSPOT_SECRET, at: float | None = None
+) -> httpx.Response:
     url = bot.url + "/crm/hubspot/deal-won"
-    timestamp = str(int(time.time() * 1000))
+    timestamp = str(int((at if at is not None else time.time()) * 1000))
     source = b"POST" + url.encode() + body + timestamp.encode()
     signature = base64.b64encode(hmac.new(secret.encode(), source, hashlib.sha256).digest()).decode()
     headers = {
@@ -349,10 +521,14 @@ def hubspot_post(bot: BotUnderTest, body: bytes, *, secret: str = HUBSPOT_SECRET
 def test_hubspots_workflow_webhook_with_its_v3_signature(crm_bot) -> None:
     body = (DATA / "hubspot_deal_won.json").read_bytes()
     assert hubspot_post(crm_bot, body, secret="someone-else").status_code == 401
+    stale = hubspot_post(crm_bot, body, at=time.time() - 301)  # rightly signed, over 5 minutes old
+    assert stale.status_code == 401 and "stale" in stale.json()["error"] and counts(crm_bot)["crm_deal"] == 0
     response = hubspot_post(crm_bot, body)
     assert response.status_code == 201, response.text
     assert response.json()["client"] == "initech"
     wait_for_report(crm_bot)
+    retried = hubspot_post(crm_bot, body)  # HubSpot's retry: signed afresh, the same deal
+    assert retried.status_code == 200 and retried.json()["outcome"] == "already_received"
     with unit_of_work(crm_bot.sessions) as session:
         deal = session.scalars(select(CrmDeal)).one()
         assert (deal.source, deal.deal_id, deal.term_start.isoformat()) == (
@@ -371,6 +547,67 @@ def test_hubspots_workflow_webhook_with_its_v3_signature(crm_bot) -> None:
     refused = hubspot_post(crm_bot, json.dumps(bad).encode())
     assert refused.status_code == 422
     assert "properties.retainer_hours: must be a number" in refused.json()["problems"]
+
+
+# HubSpot's documentation stores no complete example of a deal workflow's "Send a webhook" body. It says
+# the body is the deal as its object API returns it, with only the latest value of each property
+# (https://developers.hubspot.com/docs/methods/workflows/webhook_information), and that object's
+# documented example is the skeleton below, verbatim from
+# https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/deals/v1/get-deals-v1-dealdeal-id
+# tests/data/hubspot_deal_won.json is that shape with a won deal's properties filled in.
+HUBSPOT_DOCUMENTED_DEAL = b"""{
+"portalId": 123,
+"dealId": 123,
+"isDeleted": true,
+"associations": {},
+"properties": {}
+}"""
+
+
+def test_hubspots_documented_deal_without_our_properties_names_each_and_writes_nothing(crm_bot) -> None:
+    before = counts(crm_bot)
+    refused = hubspot_post(crm_bot, HUBSPOT_DOCUMENTED_DEAL)
+    assert refused.status_code == 422
+    assert refused.json()["problems"] == [  # named by the HubSpot property the mapping reads
+        "isDeleted: the deal is deleted in HubSpot; only a live deal is handed off",
+        "properties.dealname: required",
+        "properties.retainer_term_start: required",
+        "properties.retainer_term_end: required",
+        "properties.retainer_hours: required",
+        "properties.retainer_am_emails: must name at least one person",
+    ]
+    assert counts(crm_bot) == before
+
+
+@pytest.mark.parametrize("key", ["isDeleted", "archived"])
+def test_a_deleted_or_archived_hubspot_deal_is_refused_naming_it_writing_nothing(crm_bot, key: str) -> None:
+    deal = json.loads((DATA / "hubspot_deal_won.json").read_bytes())
+    deal[key] = True  # otherwise the won deal the other HubSpot test hands off
+    before = counts(crm_bot)
+    refused = hubspot_post(crm_bot, json.dumps(deal).encode())
+    assert refused.status_code == 422
+    what = "deleted" if key == "isDeleted" else "archived"
+    assert refused.json() == {
+        "ok": False,
+        "problems": [f"{key}: the deal is {what} in HubSpot; only a live deal is handed off"],
+    }
+    assert counts(crm_bot) == before
+    assert crm_bot.sandbox.calls_to("chat.postMessage") == []
+
+
+def test_a_mapping_file_with_mistakes_stops_start_up_naming_each(database_url, tmp_path, monkeypatch) -> None:
+    mapping = tmp_path / "crm.yaml"
+    mapping.write_text(
+        "templates:\n  basic:\n    - {title: '', count: 0}\nhubspot:\n  properties:\n    hours: h\n"
+    )
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("RETAINER_CRM_MAPPING", str(mapping))
+    with pytest.raises(SettingsError) as caught:
+        build_runtime(load_settings(_env_file=None))
+    assert caught.value.lines == [
+        f"RETAINER_CRM_MAPPING {mapping}: templates.basic[0].title: must not be empty; "
+        "templates.basic[0].count: must be at least 1; hubspot.properties.hours: not a field of the hand-off"
+    ]
 
 
 def test_without_a_secret_there_is_no_endpoint(bot) -> None:

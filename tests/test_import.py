@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.terms import NextTerm, agree_next_term
 from retainer.importer import ImportErrors, format_path, import_file, parse_agency
-from store.db import current_revision, head_revision, make_engine, make_sessionmaker
+from store.db import current_revision, head_revision, make_engine, make_sessionmaker, unit_of_work
 from store.models import (
     Agency,
     AuditEntry,
@@ -21,6 +22,7 @@ from store.models import (
     MemberRole,
     Person,
     Retainer,
+    RetainerTerm,
     Role,
     Stage,
 )
@@ -321,6 +323,113 @@ def test_errors_found_in_the_database_write_nothing(sessions: sessionmaker[Sessi
     assert caught.value.errors == [
         "clients[2].retainer.channel: C0ACME001 is already bound to Acme Corp's retainer",
     ]
+    assert _snapshot(sessions) == before
+
+
+# --- a re-import after a renewal or a CRM's deal won again: the stored terms -----------------------
+
+
+def _renew_acme(sessions: sessionmaker[Session]) -> None:
+    """Acme's next term agreed in chat (Start renewal): 2027, 50 h for 10,000 USD, from January."""
+    with unit_of_work(sessions) as session:
+        nxt = NextTerm(dt.date(2027, 1, 1), dt.date(2027, 12, 31), 3000, 1_000_000, "USD")
+        agree_next_term(session, _retainer(session, "acme"), nxt, NOW, actor_id=None, actor_external_id=None)
+
+
+def _terms(session: Session, slug: str) -> list[tuple[int, str, str, int, int | None]]:
+    rows = session.scalars(
+        select(RetainerTerm)
+        .where(RetainerTerm.retainer_id == _retainer(session, slug).id)
+        .order_by(RetainerTerm.starts_on)
+    )
+    return [(t.number, f"{t.starts_on}", f"{t.ends_on}", t.monthly_minutes, t.fee_cents) for t in rows]
+
+
+def test_reimporting_after_a_renewal_keeps_the_next_term_and_says_so(sessions: sessionmaker[Session]) -> None:
+    import_file(sessions, AGENCY_YAML, now=NOW)
+    _renew_acme(sessions)
+    before = _snapshot(sessions)
+
+    summary = import_file(sessions, AGENCY_YAML, now=NOW + dt.timedelta(hours=1))
+
+    assert not summary.changed and summary.counts["terms"].unchanged == 1
+    assert summary.kept == ["acme term 2, 2027-01-01 to 2027-12-31 (renewal)"]
+    assert "kept, not in the file: acme term 2, 2027-01-01 to 2027-12-31 (renewal)" in summary.render()
+    after = _snapshot(sessions)
+    assert len(after.pop("audit_log")) == len(before.pop("audit_log")) + 1
+    assert after == before  # the renewal date stays the next term's end, its hours are not undone
+    with sessions() as session:
+        acme = _retainer(session, "acme")
+        assert (f"{acme.start_date}", f"{acme.end_date}", acme.monthly_minutes) == (
+            "2026-01-01",
+            "2027-12-31",
+            2400,
+        )
+
+
+def test_a_changed_term_in_the_file_updates_that_term_with_an_audit_entry(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    import_file(sessions, AGENCY_YAML, now=NOW)
+    _renew_acme(sessions)
+
+    this_term = _edit(_source(), ("monthly_hours: 40", "monthly_hours: 45"), ("fee: 8000", "fee: 9000"))
+    summary = import_file(sessions, _write(tmp_path, this_term), now=NOW)
+
+    assert summary.changed and (summary.counts["terms"].updated, summary.kept) == (
+        1,
+        ["acme term 2, 2027-01-01 to 2027-12-31 (renewal)"],
+    )
+    with sessions() as session:
+        assert _terms(session, "acme") == [
+            (1, "2026-01-01", "2026-12-31", 2700, 900_000),
+            (2, "2027-01-01", "2027-12-31", 3000, 1_000_000),
+        ]
+        acme = _retainer(session, "acme")  # the term in force: its numbers are the retainer's now
+        assert (acme.monthly_minutes, acme.fee_cents, f"{acme.end_date}") == (2700, 900_000, "2027-12-31")
+        (entry,) = session.scalars(select(AuditEntry).where(AuditEntry.action == "term_updated")).all()
+        assert entry.retainer_id == acme.id and entry.details == {
+            "number": 1,
+            "source": "agency.yaml",
+            "changes": {"monthly_minutes": [2400, 2700], "fee_cents": [800_000, 900_000]},
+        }
+
+    # A file describing the next term (from its start) changes that term only: it is not in force yet.
+    next_term = _edit(
+        this_term, ("start: 2026-01-01", "start: 2027-01-01"), ("end: 2026-12-31", "end: 2027-12-31")
+    )
+    next_term = _edit(next_term, ("monthly_hours: 45", "monthly_hours: 55"), ("fee: 9000", "fee: 11000"))
+    summary = import_file(sessions, _write(tmp_path, next_term, "next.yaml"), now=NOW)
+    assert summary.kept == ["acme term 1, 2026-01-01 to 2026-12-31 (first)"]
+    with sessions() as session:
+        assert _terms(session, "acme")[1] == (2, "2027-01-01", "2027-12-31", 3300, 1_100_000)
+        acme = _retainer(session, "acme")
+        assert (f"{acme.start_date}", acme.monthly_minutes, acme.fee_cents) == ("2026-01-01", 2700, 900_000)
+        assert [(b.category, b.per_month) for b in acme.baseline] == [("blog_post", 4), ("social_pack", 2)]
+
+
+def test_a_file_term_that_is_no_stored_term_or_runs_into_the_next_is_refused_and_nothing_changes(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    import_file(sessions, AGENCY_YAML, now=NOW)
+    _renew_acme(sessions)
+    before = _snapshot(sessions)
+
+    for edit, expected in (
+        (
+            ("start: 2026-01-01", "start: 2026-02-01"),
+            "clients[0].retainer.start: 2026-02-01 starts none of Acme Corp's stored terms (they start "
+            "2026-01-01, 2027-01-01); give the start of the term this entry describes",
+        ),
+        (
+            ("end: 2026-12-31", "end: 2027-03-31"),
+            "clients[0].retainer.end: runs into Acme Corp's next term, which starts 2027-01-01 (renewal); "
+            "end it by 2026-12-31",
+        ),
+    ):
+        with pytest.raises(ImportErrors) as caught:
+            import_file(sessions, _write(tmp_path, _edit(_source(), edit)), now=NOW)
+        assert caught.value.errors == [expected]
     assert _snapshot(sessions) == before
 
 

@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.months import Month
-from bot.renewal import START_ACTION, propose
+from bot.renewal import PACK_ACTION, START_ACTION, propose
 from bot.terms import Term
 from handlers.slack.render import as_text
 from scheduler.outbox import Outbox
 from scheduler.renewals import RenewalPacks, RenewalSettings
 from store.db import unit_of_work
 from store.models import (
+    AuditEntry,
     BaselineItem,
     Cycle,
     Delivery,
@@ -27,9 +28,9 @@ from store.models import (
     RetainerTerm,
     Task,
 )
-from tests.builders import AM, DIRECTOR, build_agency
-from tests.health_world import add_cycle
-from tests.slack_payloads import block_action, finish_lazy_work, seed_workspace, send, view_submission
+from tests.builders import ACME_CONTACT, AM, DIRECTOR, build_agency
+from tests.health_world import add_cycle, messages
+from tests.slack_payloads import dm_button, finish_lazy_work, seed_workspace, send, view_submission
 
 UTC = dt.UTC
 HOURS = {"2026-04": 38, "2026-05": 44, "2026-06": 46, "2026-07": 38, "2026-08": 50, "2026-09": 47}
@@ -100,14 +101,7 @@ def test_the_renewal_pack_goes_out_once_over_a_year_and_starts_the_next_term(bot
 
     # Start renewal: the decision recorded, the form filled in with the proposal.
     clock.set(dt.datetime(2026, 10, 20, 15, tzinfo=UTC))
-    click = block_action(
-        bot.sandbox,
-        user=AM,
-        channel=maya["channel"] if "channel" in maya else bot.sandbox.im_channel(AM),
-        message=maya,
-        action_id=START_ACTION,
-        value=str(agency.acme.id),
-    )
+    click = dm_button(bot.sandbox, AM, maya, START_ACTION, str(agency.acme.id), user=AM)
     assert send(bot, click).status_code == 200
     opened = bot.sandbox.wait_for("views.open")
     view = opened.response["view"]
@@ -124,6 +118,13 @@ def test_the_renewal_pack_goes_out_once_over_a_year_and_starts_the_next_term(bot
         "currency": "USD",
         "template": "3 x Blog post",
     }
+    assert send(bot, click).status_code == 200  # pressed again: the form again, the decision once
+    bot.sandbox.wait_for(lambda c: c.method == "views.open" and c is not opened)
+    with unit_of_work(bot.sessions) as session:
+        (decided,) = session.scalars(select(AuditEntry).where(AuditEntry.action == "renewal_started")).all()
+        assert (decided.retainer_id, decided.actor_external_id) == (agency.acme.id, AM)
+        assert decided.details["proposed_minutes"] == 2700
+        assert decided.details["term"] == ["2027-01-01", "2027-12-31"]
     wrong = send(bot, view_submission(view, {"hours": "0"}, user=AM)).json()
     assert wrong["response_action"] == "errors" and wrong["errors"] == {
         "hours": "Between 1 and 744 hours a month."
@@ -186,6 +187,48 @@ def test_renewal_command_shows_the_pack_to_the_team_only(bot, agency, clock) -> 
     assert "Renewal pack · Acme Corp" in text and "Start renewal" in text
     said = bot.answer("renewal", user="U09AC0001", channel="C0ACME0001")
     assert "The renewal pack is for the agency's team." in said
+
+
+def test_the_pack_counts_the_terms_decisions_change_orders_and_client_messages(bot, agency) -> None:
+    with unit_of_work(bot.sessions) as session:
+        acme = session.get_one(Retainer, agency.acme.id)
+        add_cycle(session, acme, "2026-01", minutes=30 * 60, approved=1, changes=1, extra_minutes=600)
+        add_cycle(session, acme, "2026-02", minutes=30 * 60, approved=2)
+        for day, count in ((dt.date(2026, 1, 6), 12), (dt.date(2026, 2, 3), 6), (dt.date(2026, 2, 4), 3)):
+            messages(session, acme.id, day, count)
+    text = bot.answer("renewal acme", user=AM)
+    assert "• January 2026: 30 h of 50 h (60%)\n• February 2026: 30 h of 40 h (75%)\n" in text  # +10 h agreed
+    assert "Change orders this term\n• Jan 1: +10 h\n" in text
+    # 4 decisions, 1 with changes requested, each a business day after it was asked for.
+    assert (
+        "Approvals: 4 decisions, changes requested on 1 (25%); a decision takes 1 business day (median)"
+        in text
+    )
+    assert "Client messages a month: Jan 12 → Feb 9" in text
+    assert "Open risks\n• 🔴 renews in 44 days and the account is amber: renewal at risk\n" in text
+
+
+def test_a_restructure_escalation_links_to_the_same_pack(bot, agency) -> None:
+    with unit_of_work(bot.sessions) as session:  # August, September and October over allocation
+        add_cycle(session, session.get_one(Retainer, agency.acme.id), "2026-10", minutes=45 * 60)
+    bot.runtime.tick()
+    (dm,) = [m for m in bot.sandbox.messages(DIRECTOR) if "needs your attention" in as_text(m)]
+    text = as_text(dm)
+    assert "time to restructure the retainer" in text
+    assert "[ Acknowledge ]  [ Snooze 7 days ]  [ Open account ]  [ Renewal pack ]" in text
+
+    def press(user: str, team: str) -> str:
+        payload = dm_button(bot.sandbox, DIRECTOR, dm, PACK_ACTION, str(agency.acme.id), user=user, team=team)
+        before = bot.sandbox.calls_to("response_url")
+        assert send(bot, payload).status_code == 200
+        call = bot.sandbox.wait_for(lambda c: c.method == "response_url" and all(c is not b for b in before))
+        assert call.args["response_type"] == "ephemeral"
+        return as_text(call.args)
+
+    shown = press(DIRECTOR, "T0AGENCY")
+    assert shown == bot.answer("renewal acme", user=DIRECTOR)  # the same pack as the command's
+    assert "Renewal pack · Acme Corp" in shown and "[ Start renewal ]" in shown
+    assert press(ACME_CONTACT, "T0CLIENT") == "The renewal pack is for the agency's team."
 
 
 def month(period: str, used: int, allocated: int = 2400, finished: bool = True) -> Month:

@@ -44,7 +44,7 @@ from tests.builders import (
 )
 from tests.conftest import SCHEMAS
 from tests.slack_payloads import (
-    block_action,
+    dm_button,
     event_callback,
     finish_lazy_work,
     home_opened,
@@ -91,15 +91,7 @@ def escalation_id(bot) -> int:
 
 def click(bot, user: str, action: str, value: str, team: str = "T0AGENCY") -> None:
     (dm,) = dms(bot, DIRECTOR)
-    payload = block_action(
-        bot.sandbox,
-        user=user,
-        user_team=team,
-        channel=bot.sandbox.im_channel(DIRECTOR),
-        message=dm,
-        action_id=action,
-        value=value,
-    )
+    payload = dm_button(bot.sandbox, DIRECTOR, dm, action, value, user=user, team=team)
     assert send(bot, payload).status_code == 200
 
 

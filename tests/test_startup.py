@@ -77,6 +77,40 @@ def test_the_command_line_prints_the_lines_and_exits_2(tmp_path: Path) -> None:
     ]
 
 
+def test_run_help_prints_the_usage_and_sets_nothing_up(tmp_path: Path) -> None:
+    # The script alone in an empty folder: no .venv to make, no pyproject.toml to install, no database.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "run").write_bytes((ROOT / "run").read_bytes())
+    database = tmp_path / "retainer.db"
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DATABASE_URL": f"sqlite:///{database}"}
+    for flag in ("--help", "-h"):
+        out = subprocess.run(
+            ["sh", str(alone / "run"), flag],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0 and out.stderr == ""
+        lines = out.stdout.splitlines()
+        assert lines[0] == "Retainer Bot, from a fresh clone. Needs only Python 3.11+ and git."
+        assert any(line.split()[:2] == ["./run", "test"] for line in lines)
+        assert sorted(p.name for p in tmp_path.rglob("*")) == ["alone", "run"]
+    # A command's own help, from the project (its .venv already made): the options, no database either.
+    out = subprocess.run(
+        [str(ROOT / "run"), "serve", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout.startswith("usage: retainer serve")
+    assert not database.exists()
+
+
 def _unmigrated(engine: Engine) -> None:
     with engine.begin() as conn:  # someone's tables, but no alembic_version: not a new database
         conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY)"))

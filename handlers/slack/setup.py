@@ -104,8 +104,10 @@ class ChannelSetup:
 
     def set_up_channel(self, plan: SetupPlan, viewer: Viewer, user_id: str, intro: Reply) -> None:
         """The channel of a retainer just written, `user_id` told how it went: `intro` in a DM, the
-        report in its thread (also after a CRM's deal won, bot/handoff.py)."""
-        parent = self._send(user_id, intro)
+        report in its thread (also after a CRM's deal won, bot/handoff.py). A set-up finished after it
+        was interrupted reports in the thread of the DM that began it, if that was sent: one DM."""
+        marker = f"setup:{plan.retainer_id}"
+        parent = self._find(user_id, marker) or self._send(user_id, intro, marker=marker)
         results = self._channel(plan, viewer)
         self._finish(plan, results, viewer, parent)
 
@@ -120,7 +122,7 @@ class ChannelSetup:
         plan = self.core.onboarding.plan(retainer_id, viewer)
         if plan is not None:
             self.messenger.join(channel_id)
-            results = [StepResult(Step.CHANNEL, True, name), *self._fill(plan, channel_id)]
+            results = [StepResult(Step.CHANNEL, True, name), *self._fill(plan, channel_id, viewer)]
             self._finish(plan, results, viewer, parent)
         return None
 
@@ -128,6 +130,9 @@ class ChannelSetup:
 
     def _channel(self, plan: SetupPlan, viewer: Viewer) -> list[StepResult]:
         name = plan.channel_name
+        if plan.channel_id is not None:  # created before the set-up was interrupted: finish it there
+            self.messenger.join(plan.channel_id)
+            return [StepResult(Step.CHANNEL, True, name), *self._fill(plan, plan.channel_id, viewer)]
         try:
             channel_id = self.client.conversations_create(name=name)["channel"]["id"]
         except SlackApiError as err:
@@ -138,7 +143,7 @@ class ChannelSetup:
         bound = self.core.onboarding.bind(plan.retainer_id, "slack", channel_id, name, viewer)
         if not bound.ok:
             return [StepResult(Step.CHANNEL, False, name, Problem.FAILED, bound.reply.text)]
-        return [StepResult(Step.CHANNEL, True, name), *self._fill(plan, channel_id)]
+        return [StepResult(Step.CHANNEL, True, name), *self._fill(plan, channel_id, viewer)]
 
     def _name_taken(self, plan: SetupPlan) -> StepResult:
         name = plan.channel_name
@@ -163,9 +168,9 @@ class ChannelSetup:
             log.warning("could not list channels to find #%s: %s", name, code_of(err))
         return None
 
-    def _fill(self, plan: SetupPlan, channel_id: str) -> list[StepResult]:
+    def _fill(self, plan: SetupPlan, channel_id: str, viewer: Viewer) -> list[StepResult]:
         results = [self._invite(channel_id, user_id, name) for user_id, name in plan.internal]
-        results += self._share(channel_id, plan.contacts)
+        results += self._share(channel_id, plan, viewer)
         results += self._welcome(channel_id, plan)
         return results
 
@@ -179,9 +184,13 @@ class ChannelSetup:
                 return StepResult(Step.INVITE, False, name, problem_of(code), code)
         return StepResult(Step.INVITE, True, name)
 
-    def _share(self, channel_id: str, emails: tuple[str, ...]) -> list[StepResult]:
+    def _share(self, channel_id: str, plan: SetupPlan, viewer: Viewer) -> list[StepResult]:
         results: list[StepResult] = []
+        emails = plan.contacts
         for n, email in enumerate(emails):
+            if email in plan.shared:  # invited before the set-up died: once is enough
+                results.append(StepResult(Step.SHARE, True, email))
+                continue
             self.share_pacer.wait()
             try:
                 self.client.conversations_inviteShared(channel=channel_id, emails=email)
@@ -193,18 +202,25 @@ class ChannelSetup:
                     results += [StepResult(Step.SHARE, False, e, Problem.PLAN, code) for e in emails[n + 1 :]]
                     break
                 continue
+            self.core.onboarding.shared(plan.retainer_id, channel_id, email, viewer)
             results.append(StepResult(Step.SHARE, True, email))
         return results
 
     def _welcome(self, channel_id: str, plan: SetupPlan) -> list[StepResult]:
+        # Posted once: a set-up finished after an interruption finds the welcome it posted (by its
+        # metadata marker) and only pins it; if the channel cannot be read, nothing is posted.
+        marker = f"welcome:{plan.retainer_id}"
         try:
-            posted = self.messenger.post(channel_id, plan.welcome)
+            posted = self.messenger.find(channel_id, marker) or self.messenger.post(
+                channel_id, plan.welcome, marker=marker
+            )
         except DeliveryError as err:
             return [StepResult(Step.WELCOME, False, problem=Problem.FAILED, detail=err.reason)]
         try:
             self.client.pins_add(channel=posted.conversation, timestamp=posted.message_id)
         except SlackApiError as err:
-            return [StepResult(Step.PIN, False, problem=Problem.FAILED, detail=code_of(err))]
+            if code_of(err) != "already_pinned":
+                return [StepResult(Step.PIN, False, problem=Problem.FAILED, detail=code_of(err))]
         return [StepResult(Step.PIN, True)]
 
     # ----- the report ----------------------------------------------------------------------------
@@ -228,11 +244,20 @@ class ChannelSetup:
             except DeliveryError as err:
                 log.warning("setup summary for %s not updated: %s", plan.client_name, err.reason)
 
-    def _send(self, to: str, reply: Reply, *, thread: str | None = None) -> Posted | None:
+    def _send(
+        self, to: str, reply: Reply, *, thread: str | None = None, marker: str | None = None
+    ) -> Posted | None:
         try:
             if thread is None and to[:1] in ("U", "W"):
-                return self.messenger.direct(to, reply)
-            return self.messenger.post(to, reply, thread=thread)
+                return self.messenger.direct(to, reply, marker=marker)
+            return self.messenger.post(to, reply, thread=thread, marker=marker)
         except DeliveryError as err:
             log.error("setup message to %s not delivered (%s): %s", to, err.reason, reply.text)
+            return None
+
+    def _find(self, to: str, marker: str) -> Posted | None:
+        try:
+            return self.messenger.find(to, marker)
+        except DeliveryError as err:  # then a second DM, rather than none to report in
+            log.warning("could not look for the set-up DM to %s: %s", to, err.reason)
             return None
