@@ -9,6 +9,7 @@ import copy
 import datetime as dt
 import io
 import time
+from collections import Counter
 
 import pytest
 from PIL import Image
@@ -27,7 +28,7 @@ from handlers.teams.render import render_card
 from retainer.demo import fill_demo
 from sandbox.slack.web_api import blocks_problem, chart_problem, table_problem
 from store.db import unit_of_work
-from store.models import Client, DeliveryStatus, Retainer
+from store.models import Client, DeliveryStatus, Retainer, Task, TaskStatus
 from tests.conftest import serving
 from tests.teams_world import check_card
 from tests.test_client_hours import HOUR_FIGURE
@@ -211,16 +212,37 @@ def test_the_client_sees_hour_charts_only_when_hours_are_shared(bot) -> None:
             review = load_review(session, acme.id, Quarter(2026, 3), NOW)
             (snapshot,) = load_snapshots(session, [acme.id], NOW)
             client_report, internal_report = report(snapshot, internal=False), report(snapshot, internal=True)
-        assert review is not None
+            # The month's deliverables by category, counted from the rows: made this month, not carried in.
+            assert snapshot.cycle is not None
+            made = Counter(
+                session.scalars(
+                    select(Task.category).where(
+                        Task.cycle_id == snapshot.cycle.id,
+                        Task.category.is_not(None),
+                        Task.carried_over_from_id.is_(None),
+                        Task.status != TaskStatus.CARRIED_OVER,
+                    )
+                )
+            )
+            baseline = {b.category: b.per_month for b in acme.baseline}
+        assert review is not None and made
         charts = client_review(review).charts
         if shared:
             assert [c.figure.key for c in charts] == ["quarter-hours", "term-hours"]
-            assert [c.figure.key for c in client_report.charts] == ["burn"]
+            assert [c.figure.key for c in client_report.charts] == ["burn", "deliverables"]
         else:
             assert charts == () and client_report.charts == ()
             assert not HOUR_FIGURE.search(as_text(render_message(client_report)))
         assert len(render_review(review).charts) == 3  # the agency's always have them
-        assert [c.figure.key for c in internal_report.charts] == ["burn"]
+        assert [c.figure.key for c in internal_report.charts] == ["burn", "deliverables"]
+        wanted = internal_report.charts[1].figure
+        assert isinstance(wanted, Bars)
+        categories = sorted(set(made) | set(baseline))
+        assert wanted.values == tuple(made.get(c, 0) for c in categories)
+        assert wanted.targets == tuple(baseline.get(c, 0) for c in categories)
+        if shared:  # the client's is the same chart: counts against the contract, no hour or fee in it
+            assert client_report.charts[1] == internal_report.charts[1]
+            assert not HOUR_FIGURE.search(client_report.charts[1].alt)
 
 
 def test_the_teams_card_inlines_the_chart_valid_against_the_schema() -> None:
