@@ -20,6 +20,8 @@ from store.models import (
     ChannelActivity,
     Client,
     Cycle,
+    Delivery,
+    DeliveryStatus,
     Retainer,
     Side,
     Task,
@@ -150,3 +152,46 @@ def test_who_may_ask_and_what_a_wrong_quarter_says(bot) -> None:
     assert bot.answer("qbr acme 2025-Q1", user=MAYA).startswith("Acme Corp has no month in Q1 2025.")
     # Without a quarter: the last finished one.
     assert bot.answer("qbr acme", user=MAYA).startswith("Quarterly review · Acme Corp · Q3 2026")
+
+
+def test_on_teams_post_client_version_posts_once_in_the_clients_conversation(teams, teams_agency) -> None:
+    from bot.qbr import POST_ACTION
+    from handlers.teams.render import card_text
+    from tests.teams_world import ACME_TEAMS, JANE, card_click, check_card, in_channel, in_personal_chat
+    from tests.teams_world import MAYA as TEAMS_MAYA
+    from tests.test_teams_bot import answer
+
+    answer(teams, "help", JANE, in_channel(ACME_TEAMS))  # the client channel's reference, as Teams gives it
+    text = answer(teams, "qbr acme 2026-Q4", TEAMS_MAYA)
+    assert text.startswith("Quarterly review · Acme Corp · Q4 2026"), text
+    card = check_card(teams.connector.calls[-1].card)
+    actions = [a for b in card["body"] if b.get("type") == "ActionSet" for a in b["actions"]]
+    actions += card.get("actions") or []
+    (post,) = [a for a in actions if a.get("title") == "Post client version"]
+    assert post["type"] == "Action.Execute" and post["verb"] == POST_ACTION
+
+    def click(who=TEAMS_MAYA) -> str:
+        activity = card_click(
+            who, in_personal_chat(who), "1:qbr", POST_ACTION, post["data"], teams.service_url
+        )
+        response = teams.send(activity)
+        assert response.status_code == 200, response.text
+        return str(response.json()["value"])
+
+    before = len(teams.connector.messages(ACME_TEAMS))
+    first, second = click(), click()  # a double click
+    assert "Posted" in first or "posted" in first, first
+    assert second.endswith("nothing new was posted."), second
+    posted = teams.connector.messages(ACME_TEAMS)[before:]
+    (client_card,) = [m for m in posted if "Quarterly review" in str(m)]
+    shown = card_text(check_card(client_card["attachments"][0]["content"]))
+    assert shown.startswith("Quarterly review · Acme Corp · Q4 2026")
+    for word in NEVER_EXTERNAL:
+        assert word not in shown, word
+    assert "Talking points" not in shown and "rule:" not in shown
+    with teams.sessions() as session:
+        rows = session.scalars(select(Delivery).where(Delivery.key.like("qbr_client:%"))).all()
+    assert [(r.status, r.platform, r.conversation) for r in rows] == [
+        (DeliveryStatus.SENT, "teams", ACME_TEAMS)
+    ]
+    assert "agency's team" in click(JANE)  # a client cannot post it

@@ -42,6 +42,7 @@ from bot.feedback import Filed, Invalid, SourceMessage, deliver
 from bot.messenger import DeliveryError, Messenger
 from bot.people import Profile
 from bot.prompts import CONFIRM_ACTION
+from bot.qbr import POST_ACTION
 from bot.replies import ChoiceInput, Form, Reply, Text, TextInput, error, plain_moments
 from handlers.teams.messenger import card_activity
 from handlers.teams.references import PERSONAL, References, Where, where
@@ -303,6 +304,8 @@ class RetainerBot(TeamsActivityHandler):
 
     async def card_action(self, turn_context: TurnContext, verb: str, data: object) -> dict[str, Any]:
         value = str((data or {}).get("value") or "") if isinstance(data, dict) else ""
+        if verb == POST_ACTION:  # the quarterly review's "Post client version"
+            return await self.post_client_version(await self.identify(turn_context), value)
         if (
             verb not in (APPROVE_ACTION, CONFIRM_ACTION, HOME_PAGE_ACTION, *ESCALATION_ACTIONS)
             or not value.isdigit()
@@ -337,6 +340,20 @@ class RetainerBot(TeamsActivityHandler):
         if confirmed.card is not None:
             return card_response(confirmed.card)
         return message_response("Nothing changed.")
+
+    async def post_client_version(self, viewer: Viewer, value: str) -> dict[str, Any]:
+        """The review's client version in the client's bound conversation, as on Slack: claimed in the
+        core first, so a double click (or a second AM) posts it once; told privately to the clicker."""
+        claimed = await self.run(self.core.reviews.claim, value, viewer)
+        if isinstance(claimed, Reply):
+            return message_response(claimed.text)
+        if claimed.platform != "teams":  # claimed: the scheduler's recovery of claims sends it there
+            return message_response(f"{claimed.client}'s channel is on Slack; it goes out from there.")
+        try:
+            posted = await self.run(self.teams.post, claimed.channel, claimed.reply, marker=claimed.key)
+        except DeliveryError as err:  # the claim stays: the scheduler retries it after its lease
+            return message_response(f"Teams did not take the post yet ({err.reason}); I'll retry.")
+        return message_response((await self.run(self.core.reviews.sent, claimed, posted, viewer)).text)
 
     async def escalation_action(
         self, turn_context: TurnContext, verb: str, escalation_id: int, viewer: Viewer
