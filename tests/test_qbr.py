@@ -9,7 +9,9 @@ import re
 
 from sqlalchemy import select
 
-from bot.qbr import Quarter, client_review, load_review, review_csv
+from bot.health import category_label
+from bot.parsing import format_hours
+from bot.qbr import Quarter, Review, client_review, load_review, render_review, review_csv
 from handlers.slack.render import as_text, render_message
 from retainer.demo import fill_demo
 from store.db import unit_of_work
@@ -98,6 +100,9 @@ def test_the_quarter_in_numbers_matches_the_rows(bot) -> None:
         assert f"Hours: {_hours(q3['used'])} of {_hours(q3['allocated'])}" in text
         assert f"Delivered: {q3['delivered']:.0f} of {q3['planned']:.0f} delivered" in text
         assert f"Client messages: {q3['messages']:.0f}" in text
+        # The hours table (a Slack table block): the quarter and the one before, as counted.
+        assert f"\nQuarter | {_hours(q3['used'])} | {_hours(q3['allocated'])} | " in text
+        assert f"\nQuarter before | {_hours(q2['used'])} | {_hours(q2['allocated'])} | " in text
         assert f"{q3['messages']:.0f} this quarter, {q2['messages']:.0f} the one before" in text
         assert (review.now.decisions.count, review.now.decisions.changes_requested) == (
             q3["decisions"],
@@ -125,14 +130,20 @@ def test_the_quarter_in_numbers_matches_the_rows(bot) -> None:
         assert "Post client version" in text
 
 
-def test_the_client_version_has_no_internal_number(bot) -> None:
+def acme_q3(bot, retainers: int) -> Review:
+    """Acme's Q3 2026 review on demo data of `retainers` accounts."""
     with unit_of_work(bot.sessions) as session:
-        fill_demo(session, retainers=6, months=10, seed=3, today=NOW)
+        fill_demo(session, retainers=retainers, months=10, seed=3, today=NOW)
     with bot.sessions() as session:
         acme = session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one()
         review = load_review(session, acme.id, Quarter(2026, 3), NOW)
-        assert review is not None
-        text = as_text(render_message(client_review(review)))
+    assert review is not None
+    return review
+
+
+def test_the_client_version_has_no_internal_number(bot) -> None:
+    review = acme_q3(bot, 6)
+    text = as_text(render_message(client_review(review)))
     assert text.startswith("Quarterly review · Acme Corp · Q3 2026")
     assert "Delivered per month" in text and "rule:" not in text
     if not review.client_sees_hours:
@@ -195,3 +206,27 @@ def test_on_teams_post_client_version_posts_once_in_the_clients_conversation(tea
         (DeliveryStatus.SENT, "teams", ACME_TEAMS)
     ]
     assert "agency's team" in click(JANE)  # a client cannot post it
+
+
+def test_the_numbers_tables_are_slack_table_blocks_and_teams_tables(bot) -> None:
+    from handlers.teams.render import render_card
+    from sandbox.slack.web_api import blocks_problem
+    from tests.teams_world import check_card
+
+    review = acme_q3(bot, 3)
+    reply = render_review(review)
+    message = render_message(reply, {})
+    (table,) = [b for b in message["blocks"] if b["type"] == "table"]  # one table a message
+    assert blocks_problem(message["blocks"]) is None
+    header, *rows = [[c["text"] for c in row] for row in table["rows"]]
+    assert header == ["Month", "Used", "Allocated", "Share"]
+    assert [r[0] for r in rows] == ["July 2026", "August 2026", "September 2026", "Quarter", "Quarter before"]
+    for row, month in zip(rows, review.now.months, strict=False):
+        assert row[1:3] == [format_hours(month.used), format_hours(month.allocated)]
+    # The second table (deliverables) is lines on Slack, a table on Teams.
+    text = as_text(message)
+    category, n = sorted(review.baseline.items())[0]
+    assert f"{category_label(category)}: jul " in text and f"baseline a month {n}" in text
+    card = check_card(render_card(reply))
+    tables = [e for e in card["body"] if e["type"] == "Table"]
+    assert len(tables) == 2 and len(tables[0]["rows"]) == 6

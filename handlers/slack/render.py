@@ -21,6 +21,7 @@ from bot.replies import (
     Header,
     Items,
     Reply,
+    Table,
     Text,
     Tone,
     plain_moments,
@@ -47,6 +48,10 @@ MAX_CHART_POINTS = 20
 MAX_CHART_LABEL = 20
 MAX_AXIS_TITLE = 50
 MAX_CHARTS_PER_MESSAGE = 2
+# Slack's table block (docs.slack.dev/reference/block-kit/blocks/table-block): up to 100 rows of 20
+# cells, column settings for 20; one table a message, so a message's further tables are lines.
+MAX_TABLE_ROWS = 100
+MAX_TABLE_CELLS = 20
 CHART_MODES = ("native", "png")
 _chart_mode = {"mode": "native"}  # RETAINER_SLACK_CHARTS, set once at start-up (retainer/app.py)
 
@@ -211,6 +216,17 @@ def render_block(
             return [_section(text)]
         case Items():
             return _items(block)
+        case Table(title, columns, rows):
+            header = [columns, *rows][:MAX_TABLE_ROWS]
+            cells = [
+                [{"type": "raw_text", "text": cell or " "} for cell in row[:MAX_TABLE_CELLS]]
+                for row in header
+            ]
+            settings = [{"align": "left"}, *({"align": "right"} for _ in columns[1:MAX_TABLE_CELLS])]
+            return [
+                _section(f"*{escape(title)}*"),
+                {"type": "table", "rows": cells, "column_settings": settings},
+            ]
         case Context(text):
             return [
                 {
@@ -244,7 +260,18 @@ def render_blocks(
     reply: Reply, max_blocks: int = MAX_BLOCKS, files: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
     natives = native_charts(reply) if files is not None else {}
-    blocks = [rendered for block in reply.blocks for rendered in render_block(block, files, natives)]
+    first_table = next((b for b in reply.blocks if isinstance(b, Table)), None)
+    blocks = [
+        rendered
+        for block in reply.blocks
+        for rendered in render_block(
+            Items(block.title, block.lines)
+            if isinstance(block, Table) and block is not first_table
+            else block,
+            files,
+            natives,
+        )
+    ]
     if len(blocks) > max_blocks:
         hidden = len(blocks) - (max_blocks - 1)
         blocks = [
@@ -296,6 +323,8 @@ def as_text(message: dict[str, Any]) -> str:
             lines.append("  " + " ".join(_plain(e.get("text", "")) for e in block["elements"]))
         elif kind == "divider":
             lines.append("-" * 40)
+        elif kind == "table":
+            lines.extend(" | ".join(cell.get("text", "") for cell in row) for row in block["rows"])
         elif kind == "actions":
             lines.append("  ".join(f"[ {e['text']['text']} ]" for e in block["elements"] if "text" in e))
     if not lines:
