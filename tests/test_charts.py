@@ -28,7 +28,7 @@ from handlers.teams.render import render_card
 from retainer.demo import fill_demo
 from sandbox.slack.web_api import blocks_problem, chart_problem, table_problem
 from store.db import unit_of_work
-from store.models import Client, DeliveryStatus, Retainer, Task, TaskStatus
+from store.models import BaselineItem, Client, DeliveryStatus, Retainer, Task, TaskStatus
 from tests.conftest import serving
 from tests.teams_world import check_card
 from tests.test_client_hours import HOUR_FIGURE
@@ -254,3 +254,41 @@ def test_the_teams_card_inlines_the_chart_valid_against_the_schema() -> None:
     import base64
 
     assert _size(base64.b64decode(images[0]["url"].split(",", 1)[1])) == (800, 400)
+
+
+def test_the_monthly_report_posts_carry_their_charts_each_uploaded_once(world, sleeps: SleepRecorder) -> None:  # noqa: F811
+    """The month's internal report (burn as a PNG, deliverables as Slack's own chart) and the client's
+    (no chart: hours not shared), a retry of the post uploading nothing twice."""
+    internal, client = key(world, "report_internal"), key(world, "report")
+    with unit_of_work(world.sessions) as session:
+        session.add(BaselineItem(retainer_id=world.retainers["acme"], category="blog_post", per_month=2))
+    scheduler = world.scheduler(name="s", workers=1)
+
+    def acme_burns() -> int:
+        calls = world.sandbox.calls_to("files.completeUploadExternal")
+        return sum("Acme Corp" in str(c.args) and "May 2026" in str(c.args) for c in calls)
+
+    before = acme_burns()
+    world.clock.set(dt.datetime(2026, 6, 1, 13, tzinfo=dt.UTC))  # after May: its reports are due
+    world.sandbox.fail("chat.postMessage", status=500, times=10_000)  # every post of the first tick fails
+    scheduler.run_due()
+    assert world.deliveries()[internal].status is DeliveryStatus.CLAIMED
+    world.sandbox.recover("chat.postMessage")
+    world.clock.advance(dt.timedelta(minutes=5))
+    scheduler.run_due()
+    rows = world.deliveries()
+    assert rows[internal].status is DeliveryStatus.SENT and rows[client].status is DeliveryStatus.SENT
+    assert rows[internal].attempts == 2
+    (message,) = world.posted()[internal]
+    kinds = [b["type"] for b in message["blocks"]]
+    assert kinds.count("image") == 1 and kinds.count("data_visualization") == 1
+    (image,) = [b for b in message["blocks"] if b["type"] == "image"]
+    assert image["slack_file"]["id"] == rows[internal].details["files"]["burn"]
+    (native,) = [b for b in message["blocks"] if b["type"] == "data_visualization"]
+    assert native["title"] == "Deliverables · May 2026 vs baseline" and chart_problem(native) is None
+    (asked, baseline) = native["chart"]["series"]
+    assert (asked["name"], baseline["name"]) == ("Asked for", "Baseline")
+    assert baseline["data"] == [{"label": "blog post", "value": 2}]
+    assert acme_burns() == before + 1  # the report's burn, uploaded once for its two attempts
+    (client_message,) = world.posted()[client]
+    assert not [b for b in client_message["blocks"] if b["type"] in ("image", "data_visualization")]

@@ -457,6 +457,11 @@ class SlackSandbox:
         with self._lock:
             self._faults.setdefault(method, deque()).append(Fault(status, retry_after, error, timeout, times))
 
+    def recover(self, method: str) -> None:
+        """Forget the failures still queued for method: it answers normally again."""
+        with self._lock:
+            self._faults.pop(method, None)
+
     def new_trigger_id(self, user: str | None = None) -> str:
         """Issue a trigger_id as an interaction would; views.open/push accept it once, within trigger_ttl.
         With `user`, the modal it opens is shown to that person (modals())."""
