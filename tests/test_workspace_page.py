@@ -356,7 +356,12 @@ def test_block_kit_is_rendered_for_each_viewer_and_unknown_blocks_are_shown(worl
 def test_the_qbr_shows_slacks_native_charts_drawn_on_the_page(world: World) -> None:
     maya = world.page(MAYA)
     say(maya, "/retainer qbr acme")
-    answer = maya.locator("#main .msg.ephemeral")
+    # The answer with words and Slack's two charts at once, then replaced with the one that also shows
+    # the third chart, uploaded: waited for first, so what follows reads the final answer.
+    answer = maya.locator("#main .msg.ephemeral", has=maya.locator("figure.bk-image img"))
+    image = answer.locator("figure.bk-image img")
+    expect(image).to_be_visible(timeout=30_000)
+    assert image.evaluate("i => i.decode().then(() => i.naturalWidth)") == 800
     expect(answer).to_contain_text("Quarterly review · Acme Corp")
     charts = answer.locator("figure.bk-chart")
     expect(charts).to_have_count(2)  # two native charts a message; the third is an uploaded PNG
@@ -367,9 +372,7 @@ def test_the_qbr_shows_slacks_native_charts_drawn_on_the_page(world: World) -> N
     expect(bars).to_have_count(2 * months)  # a month's hours used and its allocation
     assert "Hours used" in (bars.first.locator("title").text_content() or "")
     expect(charts.first.locator(".bk-chart-legend")).to_contain_text("Allocated")
-    image = answer.locator("figure.bk-image img")
-    expect(image).to_be_visible()
-    assert image.evaluate("i => i.decode().then(() => i.naturalWidth)") == 800
+    expect(answer.locator("table.bk-table tr")).to_have_count(1 + months + 2)  # header, months, quarters
 
 
 def test_native_line_charts_and_tables_are_drawn(world: World) -> None:
