@@ -23,7 +23,8 @@ from bot.qbr import Quarter, client_review, load_review, render_review
 from bot.replies import Chart, Reply
 from bot.snapshot import load_snapshots
 from bot.views import report
-from handlers.slack.render import as_text, native_chart, render_message
+from handlers.slack.charts import to_upload
+from handlers.slack.render import as_text, native_chart, native_charts, render_message, use_charts
 from handlers.teams.render import render_card
 from retainer.demo import fill_demo
 from sandbox.slack.web_api import blocks_problem, chart_problem, table_problem
@@ -166,6 +167,18 @@ def test_native_chart_blocks_keep_to_slacks_documented_limits() -> None:
     assert native_chart(burn("burn", "Acme", "2026-05", 15, 31, 30, 40)) is None  # a burn: a PNG
     many = Bars("t", "Term", tuple(f"M{i}" for i in range(21)), (60,) * 21, (60,) * 21)
     assert native_chart(many) is None  # past 20 points a series
+    # A reply whose charts Slack draws itself has nothing to upload (no answer replaced after the ack).
+    only_bars = Reply("q", (Chart(long),))
+    assert not to_upload(only_bars) and to_upload(
+        Reply("b", (Chart(burn("burn", "A", "2026-05", 1, 31, 1, 2)),))
+    )
+    use_charts("png")
+    try:
+        assert to_upload(only_bars) and native_charts(only_bars) == {}
+    finally:
+        use_charts("native")
+    with pytest.raises(ValueError, match="charts are shown native or png, not 'svg'"):
+        use_charts("svg")
     twins = hours_per_month("t", "Term", [Month(p, True, 60, 60) for p in ("2026-01", "2027-01")])
     assert twins.labels == ("Jan 26", "Jan 27")  # a bar name each
     # The local Slack refuses what Slack would: the limits themselves.

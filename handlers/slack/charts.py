@@ -15,6 +15,12 @@ from bot.replies import Reply
 from handlers.slack.render import native_charts
 
 
+def to_upload(reply: Reply) -> bool:
+    """Whether some chart of `reply` is shown as an uploaded PNG (not as Slack's own chart block)."""
+    natives = native_charts(reply)
+    return any(chart.figure.key not in natives for chart in reply.charts)
+
+
 def upload_charts(
     client: WebClient,
     reply: Reply,
@@ -23,9 +29,9 @@ def upload_charts(
 ) -> dict[str, str]:
     """Chart key -> Slack file id for each chart of `reply` not shown natively, uploading those not
     uploaded yet."""
-    natives = native_charts(reply)
-    if all(chart.figure.key in natives for chart in reply.charts):
+    if not to_upload(reply):
         return {}
+    natives = native_charts(reply)
     keep = sessions if delivery_key is not None else None
     files = uploaded(keep, delivery_key) if keep is not None and delivery_key is not None else {}
     for chart in reply.charts:
