@@ -25,7 +25,7 @@ import io
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,6 +72,7 @@ from store.models import (
     Escalation,
     Feedback,
     MemberRole,
+    PlatformEvent,
     Retainer,
     RetainerMember,
     Side,
@@ -751,6 +752,30 @@ class ClientReviews:
             (f"{name}.md", review_markdown(render_review(review)).encode()),
             (f"{name}.csv", review_csv(review).encode()),
         ]
+
+    def first_upload(self, token: str) -> bool:
+        """Claims the upload of one exported file the person accepted (Teams' file consent): True the
+        first time; a double accept, or Teams retrying the invoke, finds the row and uploads nothing."""
+        try:
+            with unit_of_work(self.sessions) as session:
+                session.add(
+                    PlatformEvent(
+                        platform="teams", event_id=f"upload:{token}"[:64], received_at=self.clock.now()
+                    )
+                )
+                session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    def upload_failed(self, token: str) -> None:
+        """The upload did not land: its claim goes, so accepting the file again uploads it."""
+        with unit_of_work(self.sessions) as session:
+            session.execute(
+                delete(PlatformEvent).where(
+                    PlatformEvent.platform == "teams", PlatformEvent.event_id == f"upload:{token}"[:64]
+                )
+            )
 
 
 def _already(row: Delivery, quarter: Quarter) -> Reply:

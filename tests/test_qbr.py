@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import httpx
 from sqlalchemy import select
 
 from bot.health import category_label
@@ -230,3 +231,161 @@ def test_the_numbers_tables_are_slack_table_blocks_and_teams_tables(bot) -> None
     card = check_card(render_card(reply))
     tables = [e for e in card["body"] if e["type"] == "Table"]
     assert len(tables) == 2 and len(tables[0]["rows"]) == 6
+
+
+def test_on_teams_export_offers_each_file_and_uploads_what_slack_uploads(
+    teams, teams_agency, slack_sandbox
+) -> None:
+    """ "Export for the meeting" in Teams: a file consent card per file in the AM's 1:1 chat; allowing
+    one PUTs its bytes to the upload URL Teams gave, once however many accepts, and posts the file's
+    card; declining uploads nothing and says so; a client, a guest or an outsider exports nothing. The
+    bytes are the ones Slack's export uploads."""
+    from bot.qbr import EXPORT_ACTION
+    from sandbox.bot_connector import FILE_CONSENT, FILE_INFO
+    from tests.builders import AM
+    from tests.slack_payloads import block_action, finish_lazy_work, seed_workspace, signed
+    from tests.teams_world import (
+        ACME_TEAMS,
+        GUEST,
+        JANE,
+        SECRET,
+        STRANGER,
+        card_click,
+        check_card,
+        in_channel,
+        in_personal_chat,
+        invoke,
+    )
+    from tests.teams_world import MAYA as TEAMS_MAYA
+    from tests.test_teams_bot import answer
+
+    answer(teams, "qbr acme 2026-Q4", TEAMS_MAYA)
+    card = check_card(teams.connector.calls[-1].card)
+    actions = [a for b in card["body"] if b.get("type") == "ActionSet" for a in b["actions"]]
+    actions += card.get("actions") or []
+    (export,) = [a for a in actions if a.get("title") == "Export for the meeting"]
+    assert export["type"] == "Action.Execute" and export["verb"] == EXPORT_ACTION
+
+    def click(who, where=None) -> str:
+        where = where or in_personal_chat(who)
+        activity = card_click(who, where, "1:qbr", EXPORT_ACTION, export["data"], teams.service_url)
+        response = teams.send(activity)
+        assert response.status_code == 200, response.text
+        return str(response.json()["value"])
+
+    def chat_of(who) -> str:
+        return in_personal_chat(who)["conversation"]["id"]
+
+    def attachments(who, kind: str) -> list[dict]:
+        messages = teams.connector.messages(chat_of(who))
+        return [a for m in messages for a in m.get("attachments") or [] if a["contentType"] == kind]
+
+    def said(who) -> list[str]:
+        from handlers.teams.render import card_text
+
+        return [card_text(m["attachments"][0]["content"]) for m in teams.connector.messages(chat_of(who))]
+
+    def consent(who, value: dict) -> None:
+        response = teams.send(
+            invoke("fileConsent/invoke", who, in_personal_chat(who), value, teams.service_url)
+        )
+        assert response.status_code == 200, response.text
+
+    # Nobody but the agency's team exports: refused, nothing offered in their chat.
+    for outsider in (JANE, STRANGER, GUEST):
+        assert click(outsider) == "The quarterly review is for the agency's team.", outsider
+        assert attachments(outsider, FILE_CONSENT) == []
+    # Teams takes a bot's files in 1:1 chats only.
+    assert click(TEAMS_MAYA, in_channel(ACME_TEAMS)).startswith("Files come in our 1:1 chat")
+    assert attachments(TEAMS_MAYA, FILE_CONSENT) == []
+
+    names = ["qbr-acme-2026-Q4.md", "qbr-acme-2026-Q4.csv"]
+    assert (
+        click(TEAMS_MAYA)
+        == f"{names[0]} and {names[1]} are in our chat: allow each to save it to your OneDrive."
+    )
+    first = attachments(TEAMS_MAYA, FILE_CONSENT)
+    assert [a["name"] for a in first] == names
+    for offered in first:
+        content = offered["content"]
+        assert content["description"].startswith(offered["name"])
+        assert content["sizeInBytes"] > 0 and content["acceptContext"]["file"] == offered["name"]
+
+    # Declining: said in the chat, nothing uploaded.
+    consent(TEAMS_MAYA, teams.connector.decline_file(first[0]))
+    assert said(TEAMS_MAYA)[-1] == f"Declined: {names[0]} was not uploaded."
+    assert teams.connector.calls_to("upload_file") == []
+
+    # Exported again; both allowed, the Markdown twice (a double accept: a second upload session).
+    click(TEAMS_MAYA)
+    second = attachments(TEAMS_MAYA, FILE_CONSENT)[len(first) :]
+    assert [a["name"] for a in second] == names
+    accepted = [teams.connector.accept_file(second[0]), teams.connector.accept_file(second[1])]
+    again = teams.connector.accept_file(second[0])
+    for value in (accepted[0], accepted[0], again, accepted[1]):  # Teams' retry, then the double accept
+        consent(TEAMS_MAYA, value)
+    uploads = teams.connector.calls_to("upload_file")
+    assert [c.status for c in uploads] == [201, 201]
+    assert all(c.headers["Content-Range"].startswith("bytes 0-") for c in uploads)
+    assert teams.connector.uploaded(again["uploadInfo"]["uniqueId"]) is None
+    got = {v["uploadInfo"]["name"]: teams.connector.uploaded(v["uploadInfo"]["uniqueId"]) for v in accepted}
+    shown = attachments(TEAMS_MAYA, FILE_INFO)
+    assert [(a["name"], a["contentUrl"]) for a in shown] == [
+        (v["uploadInfo"]["name"], v["uploadInfo"]["contentUrl"]) for v in accepted
+    ]
+    assert [a["content"] for a in shown] == [
+        {"uniqueId": v["uploadInfo"]["uniqueId"], "fileType": n.rpartition(".")[2]}
+        for v, n in zip(accepted, names, strict=True)
+    ]
+    markdown, numbers = got[names[0]].decode(), got[names[1]].decode()
+    assert (
+        markdown.startswith("# Quarterly review · Acme Corp · Q4 2026\n") and "## Talking points" in markdown
+    )
+    assert "Export for the meeting" not in markdown
+    assert numbers.startswith("period,hours_used,hours_allocated,delivered,planned,client_messages")
+
+    # The same files as Slack's export of the same review uploads to the AM's DM.
+    seed_workspace(slack_sandbox)
+    im = slack_sandbox.im_channel(AM)
+    payload = block_action(
+        slack_sandbox,
+        user=AM,
+        channel=im,
+        message={"ts": "1.1"},
+        action_id=EXPORT_ACTION,
+        value=export["data"]["value"],
+    )
+    body, headers = signed(SECRET, payload)
+    assert (
+        httpx.post(teams.url + "/slack/events", content=body, headers=headers, timeout=10).status_code == 200
+    )
+    finish_lazy_work(teams)
+    (upload,) = [m for m in slack_sandbox.messages(AM) if m.get("upload")]
+    assert {f["name"]: slack_sandbox.file(f["id"])["content"] for f in upload["files"]} == got
+
+
+def test_on_teams_an_upload_teams_did_not_take_is_said_and_a_retry_uploads(teams, teams_agency) -> None:
+    from bot.qbr import EXPORT_ACTION
+    from sandbox.bot_connector import FILE_CONSENT, FILE_INFO
+    from tests.teams_world import MAYA as TEAMS_MAYA
+    from tests.teams_world import card_click, in_personal_chat, invoke
+    from tests.test_teams_bot import answer
+
+    answer(teams, "qbr acme 2026-Q4", TEAMS_MAYA)
+    chat = in_personal_chat(TEAMS_MAYA)
+    value = {"value": f"{teams_agency.acme.id}:2026-Q4"}
+    response = teams.send(card_click(TEAMS_MAYA, chat, "1:qbr", EXPORT_ACTION, value, teams.service_url))
+    assert response.status_code == 200, response.text
+    messages = teams.connector.messages(chat["conversation"]["id"])
+    offered = [a for m in messages for a in m.get("attachments") or [] if a["contentType"] == FILE_CONSENT]
+    accepted = teams.connector.accept_file(offered[1])
+    teams.connector.fail("upload_file", status=503, code="serviceNotAvailable")
+    activity = invoke("fileConsent/invoke", TEAMS_MAYA, chat, accepted, teams.service_url)
+    assert teams.send(activity).status_code == 200
+    last = teams.connector.messages(chat["conversation"]["id"])[-1]
+    assert "Teams did not take qbr-acme-2026-Q4.csv; click Export for the meeting again." in str(last)
+    assert teams.connector.uploaded(accepted["uploadInfo"]["uniqueId"]) is None
+    assert teams.send(activity).status_code == 200  # Teams' retry of the same accept: uploaded now
+    assert teams.connector.uploaded(accepted["uploadInfo"]["uniqueId"]).startswith(b"period,hours_used")
+    last = teams.connector.messages(chat["conversation"]["id"])[-1]
+    assert last["attachments"][0]["contentType"] == FILE_INFO

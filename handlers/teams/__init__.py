@@ -115,7 +115,13 @@ def build_teams(
         timeout=settings.retainer_http_timeout,
     )
     bot = RetainerBot(
-        core, references, Directory(settings.agency_tenant, references), teams_messenger, messenger, executor
+        core,
+        references,
+        Directory(settings.agency_tenant, references),
+        teams_messenger,
+        messenger,
+        executor,
+        http_timeout=settings.retainer_http_timeout,
     )
 
     async def on_turn_error(turn_context: TurnContext, err: Exception) -> None:
