@@ -365,6 +365,8 @@ def test_on_teams_export_offers_each_file_and_uploads_what_slack_uploads(
 
 
 def test_on_teams_an_upload_teams_did_not_take_is_said_and_a_retry_uploads(teams, teams_agency) -> None:
+    """A PUT the upload URL refused: said, and the claim let go, so Teams' retry uploads it; an accept
+    naming an upload URL of elsewhere (forged: no credentials are set) uploads nothing."""
     from bot.qbr import EXPORT_ACTION
     from sandbox.bot_connector import FILE_CONSENT, FILE_INFO
     from tests.teams_world import MAYA as TEAMS_MAYA
@@ -379,6 +381,14 @@ def test_on_teams_an_upload_teams_did_not_take_is_said_and_a_retry_uploads(teams
     messages = teams.connector.messages(chat["conversation"]["id"])
     offered = [a for m in messages for a in m.get("attachments") or [] if a["contentType"] == FILE_CONSENT]
     accepted = teams.connector.accept_file(offered[1])
+    # A forged accept naming somewhere else to put the agency's numbers: nothing is sent there.
+    forged = {**accepted, "uploadInfo": {**accepted["uploadInfo"], "uploadUrl": "http://203.0.113.9/u"}}
+    assert (
+        teams.send(invoke("fileConsent/invoke", TEAMS_MAYA, chat, forged, teams.service_url)).status_code
+        == 200
+    )
+    last = teams.connector.messages(chat["conversation"]["id"])[-1]
+    assert "This file is not one of mine; nothing was uploaded." in str(last)
     teams.connector.fail("upload_file", status=503, code="serviceNotAvailable")
     activity = invoke("fileConsent/invoke", TEAMS_MAYA, chat, accepted, teams.service_url)
     assert teams.send(activity).status_code == 200
@@ -389,3 +399,16 @@ def test_on_teams_an_upload_teams_did_not_take_is_said_and_a_retry_uploads(teams
     assert teams.connector.uploaded(accepted["uploadInfo"]["uniqueId"]).startswith(b"period,hours_used")
     last = teams.connector.messages(chat["conversation"]["id"])[-1]
     assert last["attachments"][0]["contentType"] == FILE_INFO
+
+
+def test_with_credentials_an_exported_file_is_put_only_to_an_https_upload_url() -> None:
+    from handlers.teams.trust import ServiceUrls
+
+    signed_in = ServiceUrls("https://smba.trafficmanager.net/teams/", authenticated=True)
+    assert signed_in.upload_refusal("https://contoso-my.sharepoint.com/personal/x/uploadSession?a=1") is None
+    assert signed_in.upload_refusal("http://contoso-my.sharepoint.com/x") == "an upload URL that is not https"
+    assert signed_in.upload_refusal(None) == "no upload URL"
+    local = ServiceUrls("http://10.0.0.5:3978/", authenticated=False)
+    assert local.upload_refusal("http://127.0.0.1:4000/uploads/1") is None
+    assert local.upload_refusal("http://10.0.0.5:3978/uploads/1") is None
+    assert local.upload_refusal("https://contoso-my.sharepoint.com/x") is not None

@@ -53,6 +53,7 @@ from bot.replies import ChoiceInput, Form, Reply, Text, TextInput, error, plain_
 from handlers.teams.messenger import card_activity
 from handlers.teams.references import PERSONAL, References, Where, where
 from handlers.teams.render import render_card, render_form, submitted
+from handlers.teams.trust import ServiceUrls
 
 log = logging.getLogger(__name__)
 ESCALATION_ACTIONS = (ACKNOWLEDGE_ACTION, SNOOZE_ACTION, OPEN_ACTION)
@@ -186,6 +187,7 @@ class RetainerBot(TeamsActivityHandler):
         teams: Messenger,
         messenger: Messenger,
         executor: Executor,
+        service_urls: ServiceUrls,
         http_timeout: float = 10.0,
     ) -> None:
         self.core, self.references, self.directory = core, references, directory
@@ -194,7 +196,8 @@ class RetainerBot(TeamsActivityHandler):
         # a retainer's client channel may be on Slack while its client approves in Teams.
         self.messenger = messenger
         self.executor = executor
-        self.http_timeout = http_timeout  # the PUT of an exported file to the upload URL Teams gives
+        self.service_urls = service_urls  # which upload URLs an exported file may be PUT to
+        self.http_timeout = http_timeout  # that PUT's
         self._forms: OrderedDict[str, Form] = OrderedDict()  # shown forms, to show again with errors
         self._forms_lock = threading.Lock()
 
@@ -406,7 +409,10 @@ class RetainerBot(TeamsActivityHandler):
             await turn_context.send_activity(card_activity(files))
             return
         data, token = dict(files).get(name), str(context.get("token") or "")
-        if data is None or info is None or not info.upload_url or not token:
+        refusal = self.service_urls.upload_refusal(info.upload_url if info else None)
+        if refusal is not None:
+            log.warning("file consent refused: %s", refusal)
+        if data is None or info is None or refusal is not None or not token:
             await turn_context.send_activity(
                 card_activity(error("This file is not one of mine; nothing was uploaded."))
             )
