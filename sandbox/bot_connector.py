@@ -94,6 +94,7 @@ class User:
 @dataclass
 class _Upload:
     name: str
+    size: int  # what the consent card offered: the session takes exactly that many bytes
     content: bytes | None = None  # None until the bot PUT it
 
 
@@ -209,12 +210,14 @@ class BotConnector:
     # ----- the person's side of a file consent card ----------------------------------------------
 
     def accept_file(self, consent: dict[str, Any]) -> dict[str, Any]:
-        """The person allows the file of a consent card attachment: a new upload session here, and
-        the `value` of the `fileConsent/invoke` Teams sends the bot."""
+        """The person allows the file of a consent card attachment: a new upload session here for the
+        size the card offered, and the `value` of the `fileConsent/invoke` Teams sends the bot."""
         unique_id = str(uuid.uuid4()).upper()
         name = str(consent.get("name") or "file")
         with self._lock:
-            self._uploads[unique_id] = _Upload(name)
+            self._uploads[unique_id] = _Upload(
+                name, int((consent.get("content") or {}).get("sizeInBytes") or 0)
+            )
         return {
             "type": "fileUpload",
             "action": "accept",
@@ -394,9 +397,9 @@ class BotConnector:
             upload = self._uploads.get(unique_id)
             if upload is None or upload.content is not None:
                 return 404, _error("itemNotFound", "The upload session was not found")
-            if ranges != f"bytes 0-{len(body) - 1}/{len(body)}" or not body:
+            if ranges != f"bytes 0-{upload.size - 1}/{upload.size}" or len(body) != upload.size:
                 return 400, _error(
-                    "invalidRange", f"Content-Range {ranges!r} is not the {len(body)} bytes sent"
+                    "invalidRange", f"{len(body)} bytes as {ranges!r}: this session takes {upload.size}"
                 )
             upload.content = body
             return 201, {"id": unique_id, "name": upload.name, "size": len(body)}

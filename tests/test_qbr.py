@@ -364,22 +364,29 @@ def test_on_teams_export_offers_each_file_and_uploads_what_slack_uploads(
     assert {f["name"]: slack_sandbox.file(f["id"])["content"] for f in upload["files"]} == got
 
 
-def test_on_teams_an_upload_teams_did_not_take_is_said_and_a_retry_uploads(teams, teams_agency) -> None:
-    """A PUT the upload URL refused: said, and the claim let go, so Teams' retry uploads it; an accept
-    naming an upload URL of elsewhere (forged: no credentials are set) uploads nothing."""
+def _export_offered(teams, acme_id: int) -> tuple[dict, list[dict]]:
+    """Maya clicks Export on Acme's Q4 review in her 1:1 chat: that chat, and the consent cards offered."""
     from bot.qbr import EXPORT_ACTION
-    from sandbox.bot_connector import FILE_CONSENT, FILE_INFO
+    from sandbox.bot_connector import FILE_CONSENT
     from tests.teams_world import MAYA as TEAMS_MAYA
-    from tests.teams_world import card_click, in_personal_chat, invoke
-    from tests.test_teams_bot import answer
+    from tests.teams_world import card_click, in_personal_chat
 
-    answer(teams, "qbr acme 2026-Q4", TEAMS_MAYA)
     chat = in_personal_chat(TEAMS_MAYA)
-    value = {"value": f"{teams_agency.acme.id}:2026-Q4"}
+    value = {"value": f"{acme_id}:2026-Q4"}
     response = teams.send(card_click(TEAMS_MAYA, chat, "1:qbr", EXPORT_ACTION, value, teams.service_url))
     assert response.status_code == 200, response.text
     messages = teams.connector.messages(chat["conversation"]["id"])
-    offered = [a for m in messages for a in m.get("attachments") or [] if a["contentType"] == FILE_CONSENT]
+    return chat, [a for m in messages for a in m.get("attachments") or [] if a["contentType"] == FILE_CONSENT]
+
+
+def test_on_teams_an_upload_teams_did_not_take_is_said_and_a_retry_uploads(teams, teams_agency) -> None:
+    """A PUT the upload URL refused: said, and the claim let go, so Teams' retry uploads it; an accept
+    naming an upload URL of elsewhere (forged: no credentials are set) uploads nothing."""
+    from sandbox.bot_connector import FILE_INFO
+    from tests.teams_world import MAYA as TEAMS_MAYA
+    from tests.teams_world import invoke
+
+    chat, offered = _export_offered(teams, teams_agency.acme.id)
     accepted = teams.connector.accept_file(offered[1])
     # A forged accept naming somewhere else to put the agency's numbers: nothing is sent there.
     forged = {**accepted, "uploadInfo": {**accepted["uploadInfo"], "uploadUrl": "http://203.0.113.9/u"}}
@@ -399,6 +406,28 @@ def test_on_teams_an_upload_teams_did_not_take_is_said_and_a_retry_uploads(teams
     assert teams.connector.uploaded(accepted["uploadInfo"]["uniqueId"]).startswith(b"period,hours_used")
     last = teams.connector.messages(chat["conversation"]["id"])[-1]
     assert last["attachments"][0]["contentType"] == FILE_INFO
+
+
+def test_on_teams_a_file_changed_since_the_click_is_not_uploaded(teams, teams_agency) -> None:
+    """Teams opens the upload session for the size the consent card offered: when new numbers came in
+    between the click and the accept, the bot says to export again and puts nothing."""
+    from tests.teams_world import MAYA as TEAMS_MAYA
+    from tests.teams_world import invoke
+    from tests.test_teams_bot import answer
+
+    chat, offered = _export_offered(teams, teams_agency.acme.id)
+    assert answer(teams, "log acme 15m", TEAMS_MAYA).startswith("Logged 0.25 h to Acme Corp")
+    accepted = teams.connector.accept_file(offered[1])
+    assert (
+        teams.send(invoke("fileConsent/invoke", TEAMS_MAYA, chat, accepted, teams.service_url)).status_code
+        == 200
+    )
+    last = teams.connector.messages(chat["conversation"]["id"])[-1]
+    assert "qbr-acme-2026-Q4.csv changed since you exported it: click Export for the meeting again" in str(
+        last
+    )
+    assert teams.connector.calls_to("upload_file") == []
+    assert teams.connector.uploaded(accepted["uploadInfo"]["uniqueId"]) is None
 
 
 def test_with_credentials_an_exported_file_is_put_only_to_an_https_upload_url() -> None:

@@ -378,7 +378,7 @@ class RetainerBot(TeamsActivityHandler):
         if where(turn_context.activity).kind != PERSONAL:  # Teams takes a bot's files in 1:1 chats only
             return message_response("Files come in our 1:1 chat: ask me there for the review, and export it.")
         for name, data in files:
-            context = {"export": value, "file": name, "token": uuid.uuid4().hex}
+            context = {"export": value, "file": name, "size": len(data), "token": uuid.uuid4().hex}
             card = FileConsentCard(
                 description=f"{name}: the quarterly review for your meeting",
                 size_in_bytes=len(data),
@@ -416,6 +416,12 @@ class RetainerBot(TeamsActivityHandler):
             await turn_context.send_activity(
                 card_activity(error("This file is not one of mine; nothing was uploaded."))
             )
+            return
+        if len(data) != context.get("size"):  # the upload session Teams opened is for the size offered
+            text = (
+                f"{name} changed since you exported it: click Export for the meeting again for the new one."
+            )
+            await turn_context.send_activity(card_activity(error(text)))
             return
         if not await self.run(self.core.reviews.first_upload, token):
             return  # uploaded already: a double accept, or Teams sending the accept again
