@@ -1,7 +1,8 @@
 """The hours balance card in a client's channel (issue 12 §3): for a retainer whose client sees hours,
-hours used, left and carried over this month, pinned and updated in place whenever hours are logged or
-a change order lands, at most once a minute per channel. What moved marks the card; the scheduler
-draws it (scheduler/balance.py). Never the health, the fee or who logged the time."""
+hours used, left and carried over this month with the burn chart, pinned and updated in place
+whenever hours are logged or a change order lands, at most once a minute per channel. What moved marks
+the card; the scheduler draws it (scheduler/balance.py). Never the health, the fee or who logged the
+time."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.parsing import month_name
 from bot.replies import Context, Facts, Header, Reply
 from bot.snapshot import Snapshot, load_snapshots
-from bot.views import client_hours, client_hours_line
+from bot.views import burn_chart, client_hours, client_hours_line
 from store.db import rowcount
 from store.models import BalanceCard, Channel, ChannelKind, Retainer
 
@@ -41,6 +42,7 @@ def balance_card(s: Snapshot) -> Reply:
         (
             Header(f"Hours this month · {s.client_name}"),
             *client_hours(s),
+            *burn_chart(s),
             Facts((("Carried over", "none: unused hours do not roll over"), ("Month", month))),
             Context("Updated whenever hours are logged · `/retainer status` for the month's work"),
         ),

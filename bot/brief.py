@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 from bot.account import assessed
 from bot.calendar import elapsed_fraction, local_instant, local_today
 from bot.feedback import quote
-from bot.health import DEFAULT_THRESHOLDS, Health, Level, Thresholds, category_label, trend
+from bot.health import DEFAULT_THRESHOLDS, Health, Level, Thresholds, category_label, trend_rows
 from bot.palette import LEVEL_MARK
 from bot.parsing import business_days, format_hours, month_name, plural
-from bot.replies import Block, Context, Facts, Header, Items, Reply, Text
+from bot.replies import Block, Context, Facts, Header, Items, Reply, Table, Text
 from bot.rhythm import PostKind
 from bot.snapshot import Snapshot, load_snapshots
 from bot.views import LEVEL_TONE, burn_chart, scope_line
@@ -80,13 +80,19 @@ def brief(
             .limit(MAX_LINES)
         )
     ]
-    hours = trend(account.history)
+    rows = tuple(trend_rows(account.history, 3))
+    columns = ("Month", "Hours of allocation", "Delivered", "Changes requested")
+    hours: list[Block] = [
+        Table("Hours trend", columns, rows) if rows else _items("Hours trend", [], "No hours.")
+    ]
     if snapshot.cycle is not None and snapshot.minutes_allocated:
         used, allocated = snapshot.minutes_used, snapshot.minutes_allocated
         gone = elapsed_fraction(today, snapshot.cycle.starts_on, snapshot.cycle.ends_on)
         hours.append(
-            f"now: {format_hours(used)} of {format_hours(allocated)} ({used / allocated:.0%}) "
-            f"with {gone:.0%} of the month gone"
+            Text(
+                f"Now: {format_hours(used)} of {format_hours(allocated)} ({used / allocated:.0%}) "
+                f"with {gone:.0%} of the month gone"
+            )
         )
     risks = [f"{LEVEL_MARK[r.level]} {r.text}" for r in health.concerns]
     days_left = (account.history.end_date - today).days
@@ -107,7 +113,7 @@ def brief(
         Text(f"Since the last touchpoint, {what} on {since_day:%b} {since_day.day}:"),
         _items("Delivered", delivered, "Nothing delivered since then."),
         _items("Waiting on the client", waiting, "Nothing waits on the client."),
-        _items("Hours trend", hours, "No hours logged yet."),
+        *hours,
         *burn_chart(snapshot),
         _items("Open feedback", feedback, "No open feedback from the client."),
         _items("Change orders this month", [scope_line(c, True) for c in snapshot.changes], "None."),

@@ -83,10 +83,15 @@ def burn(key: str, client: str, period: str, day: int, days: int, used: int, all
 
 
 def hours_per_month(key: str, title: str, months: Sequence[Month]) -> Bars:
+    """A month's bar is named by its month ("Jul"), with its year too ("Jul 26") when the months
+    span a year, so no two bars share a name."""
+    labels = [month_name(m.period)[:3] for m in months]
+    if len(set(labels)) != len(labels):
+        labels = [f"{label} {m.period[2:4]}" for label, m in zip(labels, months, strict=True)]
     return Bars(
         key,
         title,
-        tuple(month_name(m.period)[:3] for m in months),
+        tuple(labels),
         tuple(m.used for m in months),
         tuple(m.allocated for m in months),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,9 @@ class Settings(BaseSettings):
     microsoft_app_type: str | None = None  # MultiTenant or SingleTenant; default: by the tenant id
     teams_tenant_id: str | None = None  # the agency's Microsoft 365 tenant: who is internal
     teams_service_url: str = DEFAULT_TEAMS_SERVICE_URL  # for 1:1 chats nobody has started yet
+    # Charts on Slack: its native chart blocks where they can show the chart, else uploaded PNGs;
+    # "png" uploads them all (a workspace that prefers images).
+    retainer_slack_charts: Literal["native", "png"] = "native"
     # The CRM hand-off (handlers/crm.py): each endpoint exists only with its secret. The mapping file
     # names the templates a deal may ask for and which HubSpot deal properties carry what.
     retainer_crm_secret: str | None = Field(None, min_length=16)

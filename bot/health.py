@@ -405,16 +405,32 @@ def recommended(health: Health, limit: int = 3) -> list[str]:
     return found[:limit]
 
 
-def trend(h: History, cycles: int = 3) -> list[str]:
-    """The last cycles in numbers, oldest first: hours against allocation, deliverables, decisions."""
-    lines = []
+def trend_rows(h: History, cycles: int) -> list[tuple[str, str, str, str]]:
+    """The last cycles, oldest first: the month, hours against allocation, deliverables, decisions."""
+    rows = []
     for c in h.cycles[-cycles:]:
-        bits = [month_name(c.period) + (" (so far)" if c is h.current and h.today <= c.ends_on else "")]
-        if c.used is not None:
-            bits.append(f"hours {c.used:.0%} of allocation")
-        bits.append(delivered_of(c.delivered, c.planned))
+        month = month_name(c.period) + (" (so far)" if c is h.current and h.today <= c.ends_on else "")
         decisions = c.approved + c.changes_requested
-        if decisions:
-            bits.append(f"changes requested on {c.changes_requested} of {plural(decisions, 'decision')}")
-        lines.append(" · ".join(bits))
-    return lines
+        rows.append(
+            (
+                month,
+                f"{c.used:.0%}" if c.used is not None else "",
+                delivered_of(c.delivered, c.planned),
+                f"{c.changes_requested} of {plural(decisions, 'decision')}" if decisions else "",
+            )
+        )
+    return rows
+
+
+def trend(h: History, cycles: int = 3) -> list[str]:
+    """The last cycles in numbers, oldest first, a line each: hours against allocation, deliverables,
+    decisions."""
+    return [
+        " · ".join(
+            [month]
+            + ([f"hours {hours} of allocation"] if hours else [])
+            + [delivered]
+            + ([f"changes requested on {changes}"] if changes else [])
+        )
+        for month, hours, delivered, changes in trend_rows(h, cycles)
+    ]

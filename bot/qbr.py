@@ -25,7 +25,7 @@ import io
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,7 +42,21 @@ from bot.messenger import Posted
 from bot.months import Decisions, Month, Order, client_messages, decisions_of, months_of
 from bot.palette import LEVEL_MARK
 from bot.parsing import delivered_of, format_hours, month_name, plural
-from bot.replies import Actions, Block, Button, Chart, Context, Facts, Header, Items, Reply, Text, Tone, error
+from bot.replies import (
+    Actions,
+    Block,
+    Button,
+    Chart,
+    Context,
+    Facts,
+    Header,
+    Items,
+    Reply,
+    Table,
+    Text,
+    Tone,
+    error,
+)
 from bot.rhythm import PostKind
 from bot.snapshot import load_snapshots
 from bot.terms import term_cycles
@@ -58,6 +72,7 @@ from store.models import (
     Escalation,
     Feedback,
     MemberRole,
+    PlatformEvent,
     Retainer,
     RetainerMember,
     Side,
@@ -369,33 +384,51 @@ def _days(median: float) -> str:
     return plural(int(median), "business day") if median == int(median) else f"{median:.1f} business days"
 
 
-def _hours_line(m: Month) -> str:
-    share = f" ({m.used / m.allocated:.0%})" if m.allocated else ""
-    return (
-        f"{month_name(m.period)}{'' if m.finished else ' (so far)'}: {format_hours(m.used)} of "
-        f"{format_hours(m.allocated)}{share}{' ⚠️ over' if m.over else ''}"
-    )
+def _share(used: int, allocated: int) -> str:
+    return f"{used / allocated:.0%}" if allocated else "–"
 
 
 def render_review(r: Review) -> Reply:
     """The internal review: numbers, their trend on the previous quarter, and what to say and do."""
     q, b = r.now, r.before
-    hours = [_hours_line(m) for m in q.months]
-    hours.append(
-        f"Quarter: {format_hours(q.used)} of {format_hours(q.allocated)}, "
-        f"{_change(q.used, b.used)} ({format_hours(b.used)})"
+    quarter_row = ("Quarter", format_hours(q.used), format_hours(q.allocated), _share(q.used, q.allocated))
+    hours = Table(
+        "Hours per month",
+        ("Month", "Used", "Allocated", "Share"),
+        (
+            *(
+                (
+                    month_name(m.period) + ("" if m.finished else " (so far)"),
+                    format_hours(m.used),
+                    format_hours(m.allocated),
+                    _share(m.used, m.allocated) + (" ⚠️ over" if m.over else ""),
+                )
+                for m in q.months
+            ),
+            quarter_row,
+            ("Quarter before", format_hours(b.used), format_hours(b.allocated), _share(b.used, b.allocated)),
+        ),
     )
-    hours += [
+    changes = [f"Hours: {_change(q.used, b.used)}"] + [
         f"Change order {o.agreed_on:%b %-d}: +{format_hours(o.minutes)}" + (f" · {o.note}" if o.note else "")
         for o in q.orders
         if o.minutes
     ]
-    deliverables = [
-        f"{category_label(c)}: {', '.join(str(m.asked.get(c, 0)) for m in q.months)} "
-        f"(baseline {n} a month; {q.asked(c)} this quarter, {b.asked(c)} the one before)"
-        for c, n in sorted(r.baseline.items())
-    ]
-    deliverables.append(
+    deliverables = Table(
+        "Deliverables per month",
+        ("Category", *(month_name(m.period)[:3] for m in q.months), "Baseline a month", "Quarter", "Before"),
+        tuple(
+            (
+                category_label(c),
+                *(str(m.asked.get(c, 0)) for m in q.months),
+                str(n),
+                str(q.asked(c)),
+                str(b.asked(c)),
+            )
+            for c, n in sorted(r.baseline.items())
+        ),
+    )
+    delivered_all = (
         f"All: {delivered_of(q.delivered, q.planned)} ({b.delivered} delivered the quarter before)"
     )
     d, db = q.decisions, b.decisions
@@ -420,8 +453,10 @@ def render_review(r: Review) -> Reply:
                 ("Client messages", str(q.client_messages)),
             )
         ),
-        _items("Hours per month", hours, "No months."),
-        _items("Deliverables per month", deliverables, "No deliverables."),
+        hours,
+        _items("On the quarter before", changes, ""),
+        *((deliverables,) if deliverables.rows else ()),
+        Text(delivered_all),
         *r.charts(),
         Text(f"**Approvals:** {approvals}\n**Client messages a month:** {engagement}"),
         _items("Delivered highlights", r.highlights, "Nothing delivered this quarter."),
@@ -508,6 +543,9 @@ def review_markdown(reply: Reply) -> str:
                 out += [f"# {text}", ""]
             case Facts(pairs):
                 out += [*(f"- **{k}:** {v}" for k, v in pairs), ""]
+            case Table(title, columns, rows):
+                out += [f"## {title}", "", f"| {' | '.join(columns)} |", "|" + " --- |" * len(columns)]
+                out += [f"| {' | '.join(row)} |" for row in rows] + [""]
             case Items(title, lines, more, empty):
                 out += [f"## {title}", ""]
                 out += [f"- {line}" for line in lines] if lines else [f"_{empty}_"]
@@ -714,6 +752,30 @@ class ClientReviews:
             (f"{name}.md", review_markdown(render_review(review)).encode()),
             (f"{name}.csv", review_csv(review).encode()),
         ]
+
+    def first_upload(self, token: str) -> bool:
+        """Claims the upload of one exported file the person accepted (Teams' file consent): True the
+        first time; a double accept, or Teams retrying the invoke, finds the row and uploads nothing."""
+        try:
+            with unit_of_work(self.sessions) as session:
+                session.add(
+                    PlatformEvent(
+                        platform="teams", event_id=f"upload:{token}"[:64], received_at=self.clock.now()
+                    )
+                )
+                session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    def upload_failed(self, token: str) -> None:
+        """The upload did not land: its claim goes, so accepting the file again uploads it."""
+        with unit_of_work(self.sessions) as session:
+            session.execute(
+                delete(PlatformEvent).where(
+                    PlatformEvent.platform == "teams", PlatformEvent.event_id == f"upload:{token}"[:64]
+                )
+            )
 
 
 def _already(row: Delivery, quarter: Quarter) -> Reply:

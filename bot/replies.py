@@ -78,6 +78,25 @@ class Items:
 
 
 @dataclass(frozen=True)
+class Table:
+    """Numbers in rows and columns (a QBR's months): `columns` names them, each row a cell a column.
+    Shown as a table where the platform has one, else a line a row."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """A row a line, each cell named by its column after the first: "Jul: used 40 h · allocated 40 h"."""
+        return tuple(
+            f"{row[0]}: "
+            + " · ".join(f"{c.lower()} {v}" for c, v in zip(self.columns[1:], row[1:], strict=True))
+            for row in self.rows
+        )
+
+
+@dataclass(frozen=True)
 class Context:
     text: str
 
@@ -112,7 +131,7 @@ class Chart:
         return alt_text(self.figure)
 
 
-Block = Header | Text | Facts | Bar | Items | Context | Divider | Actions | Chart
+Block = Header | Text | Facts | Bar | Items | Table | Context | Divider | Actions | Chart
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class TaskLine:
     owner: str | None
     carried_over: bool
     out_of_scope: bool
+    category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ _TASKS = (
         Task.due_on,
         Task.carried_over_from_id,
         Task.out_of_scope,
+        Task.category,
         Person.name.label("owner"),
     )
     .outerjoin(Person, Person.id == Task.owner_id)
@@ -194,6 +196,7 @@ def snapshots_of(
                 owner=task.owner,
                 carried_over=task.carried_over_from_id is not None,
                 out_of_scope=task.out_of_scope,
+                category=task.category,
             )
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.charts import month_burn
+from bot.charts import deliverables, month_burn
 from bot.health import Health, Level
 from bot.palette import LEVEL_MARK
 from bot.parsing import delivered_of, format_hours, month_name, plural
@@ -157,7 +157,8 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
     """The monthly report of a cycle: deliverables completed, what carried over, scope changes and
     recommended priorities. The internal version adds hours used against allocation (a bar), health
     and out-of-scope work; the client's shows hours only when the client sees hours (never the
-    health, the fee or out-of-scope flags)."""
+    health, the fee or out-of-scope flags). Its charts, for whoever sees hours: the month's burn, and
+    its deliverables per category against the baseline."""
     if s.cycle is None:
         return _no_cycle(s)
     title = f"Monthly report · {s.client_name} · {month_name(s.cycle.period)}"
@@ -172,6 +173,7 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
         used, allocated = s.minutes_used, s.minutes_allocated
         blocks.append(Bar("Hours used", used / 60, allocated / 60, "h"))
         blocks.extend(burn_chart(s))
+        blocks.extend(deliverables_chart(s))
         facts = [("Deliverables", delivered)]
         if health is not None:
             facts.insert(0, ("Health", f"{LEVEL_MARK[health.level]} {health.level.label}"))
@@ -183,6 +185,7 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
         if s.retainer.client_sees_hours:
             blocks.extend(client_hours(s))
             blocks.extend(burn_chart(s))  # hours: only for a client who sees hours
+            blocks.extend(deliverables_chart(s))
             summary += f", {client_hours_line(s)}"
     blocks.append(_items("Completed", [t.title for t in s.done], empty="Nothing completed."))
     if s.pending:  # waiting now, whichever month the deliverable is of
@@ -210,6 +213,21 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
     blocks.append(_items("Recommended priorities", priorities(s, internal), empty="Carry on as planned."))
     blocks.append(Context("internal version" if internal else f"Questions? {_am_line(s)}"))
     return Reply(summary, tuple(blocks))
+
+
+def deliverables_chart(s: Snapshot) -> tuple[Chart, ...]:
+    """The month's deliverables per category against the baseline a month (bot/charts.py), counted as
+    the quarterly review counts them (made this month, not carried in); none without categories."""
+    baseline = {b.category: b.per_month for b in s.retainer.baseline}
+    asked: dict[str, int] = {}
+    for t in s.tasks:
+        if t.category is not None and not t.carried_over and t.status != "carried_over":
+            asked[t.category] = asked.get(t.category, 0) + 1
+    if not asked and not baseline:
+        return ()
+    period = month_name(s.cycle.period) if s.cycle is not None else str(s.period)
+    title = f"Deliverables · {period} vs baseline"
+    return (Chart(deliverables("deliverables", title, asked, baseline)),)
 
 
 def burn_chart(s: Snapshot) -> tuple[Chart, ...]:

@@ -26,6 +26,7 @@ from handlers.server import build_web_app
 from handlers.slack import build_app
 from handlers.slack.home import SlackHomes
 from handlers.slack.messenger import ChannelMessenger
+from handlers.slack.render import use_charts
 from handlers.slack.replays import Replays
 from handlers.slack.setup import ChannelSetup
 from handlers.slack.workspace import Workspace, make_client
@@ -151,6 +152,7 @@ def build_runtime(
         token, api_url = settings.slack_bot_token, settings.slack_api_url
         secret = settings.slack_signing_secret or ""
     client = make_client(token, api_url, settings.retainer_http_timeout)
+    use_charts(settings.retainer_slack_charts)
     try:
         workspace = Workspace(client, connect_slack(client, api_url))
     except BaseException:

@@ -4,6 +4,9 @@
 Standard library only. It answers the `/v3/conversations/...` calls a bot makes (send to a
 conversation, reply to an activity, update an activity, create a conversation, look up a member) with
 Bot Framework-shaped bodies, keeps what was posted, and records every call so tests can wait on them.
+It also plays the person's side of Teams' file consent flow: `accept_file` hands out an upload URL on
+this same server (`PUT /uploads/<uniqueId>` with its Content-Range, as OneDrive's upload sessions take
+it) and the value of the `fileConsent/invoke` Teams would send; `uploaded` reads back what was put.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +30,8 @@ from sandbox.server import TrackingServer, wait_for_call
 
 AGENCY_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CARD = "application/vnd.microsoft.card.adaptive"
+FILE_CONSENT = "application/vnd.microsoft.teams.card.file.consent"
+FILE_INFO = "application/vnd.microsoft.teams.card.file.info"
 _ROUTES = [
     ("POST", re.compile(r"^/v3/conversations$"), "create_conversation"),
     ("POST", re.compile(r"^/v3/conversations/([^/]+)/activities$"), "send_to_conversation"),
@@ -34,6 +40,7 @@ _ROUTES = [
     ("DELETE", re.compile(r"^/v3/conversations/([^/]+)/activities/([^/]+)$"), "delete_activity"),
     ("GET", re.compile(r"^/v3/conversations/([^/]+)/members/([^/]+)$"), "get_conversation_member"),
     ("GET", re.compile(r"^/v3/conversations/([^/]+)/members$"), "get_conversation_members"),
+    ("PUT", re.compile(r"^/uploads/([^/]+)$"), "upload_file"),
 ]
 
 
@@ -85,6 +92,13 @@ class User:
 
 
 @dataclass
+class _Upload:
+    name: str
+    size: int  # what the consent card offered: the session takes exactly that many bytes
+    content: bytes | None = None  # None until the bot PUT it
+
+
+@dataclass
 class _Fault:
     status: int
     code: str
@@ -108,6 +122,7 @@ class BotConnector:
         self._personal: dict[str, str] = {}  # user AAD id -> the bot's 1:1 chat with them
         self._removed: set[str] = set()  # conversations the bot was removed from
         self._faults: dict[str, deque[_Fault]] = {}
+        self._uploads: dict[str, _Upload] = {}  # by uniqueId
         self._ids = itertools.count(1_700_000_000_001)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -192,6 +207,41 @@ class BotConnector:
         with self._lock:
             self._faults.setdefault(method, deque()).append(_Fault(status, code, retry_after, times))
 
+    # ----- the person's side of a file consent card ----------------------------------------------
+
+    def accept_file(self, consent: dict[str, Any]) -> dict[str, Any]:
+        """The person allows the file of a consent card attachment: a new upload session here for the
+        size the card offered, and the `value` of the `fileConsent/invoke` Teams sends the bot."""
+        unique_id = str(uuid.uuid4()).upper()
+        name = str(consent.get("name") or "file")
+        with self._lock:
+            self._uploads[unique_id] = _Upload(
+                name, int((consent.get("content") or {}).get("sizeInBytes") or 0)
+            )
+        return {
+            "type": "fileUpload",
+            "action": "accept",
+            "context": (consent.get("content") or {}).get("acceptContext"),
+            "uploadInfo": {
+                "name": name,
+                "uploadUrl": f"{self.service_url}uploads/{unique_id}",
+                "contentUrl": f"{self.service_url}files/{unique_id}/{name}",
+                "uniqueId": unique_id,
+                "fileType": name.rpartition(".")[2],
+            },
+        }
+
+    def decline_file(self, consent: dict[str, Any]) -> dict[str, Any]:
+        """The `value` of the `fileConsent/invoke` Teams sends when the person declines."""
+        context = (consent.get("content") or {}).get("declineContext")
+        return {"type": "fileUpload", "action": "decline", "context": context}
+
+    def uploaded(self, unique_id: str) -> bytes | None:
+        """What the bot PUT to an upload session, None if nothing (yet)."""
+        with self._lock:
+            upload = self._uploads.get(unique_id)
+            return upload.content if upload else None
+
     # ----- inspection ---------------------------------------------------------------------------
 
     def calls_to(self, method: str) -> list[Call]:
@@ -225,14 +275,21 @@ class BotConnector:
             if route_verb == verb and match:
                 method, args = name, tuple(unquote(a) for a in match.groups())
                 break
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            payload = {}
+        payload: dict[str, Any]
+        if method == "upload_file":  # file bytes, not JSON
+            payload = {"size": len(body)}
+        else:
+            try:
+                payload = json.loads(body) if body else {}
+            except ValueError:
+                payload = {}
         conversation = args[0] if args else None
         activity_id = args[1] if len(args) > 1 else None
         try:
-            status, response = self._answer(method, conversation, activity_id, payload)
+            if method == "upload_file":
+                status, response = self._upload(args[0], body, headers)
+            else:
+                status, response = self._answer(method, conversation, activity_id, payload)
         except Exception as exc:  # a stand-in bug: answer like the service's own 500s, and say so
             traceback.print_exc(file=sys.stderr)
             status, response = 500, _error("ServiceError", f"stand-in error: {exc!r}")
@@ -249,16 +306,8 @@ class BotConnector:
         self, method: str, conversation: str | None, activity_id: str | None, body: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
         with self._lock:
-            faults = self._faults.get(method)
-            if faults:
-                fault = faults[0]
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    faults.popleft()
-                injected = _error(fault.code, f"injected {fault.status}")
-                if fault.retry_after is not None:
-                    injected["retryAfter"] = fault.retry_after
-                return fault.status, injected
+            if (injected := self._injected(method)) is not None:
+                return injected
             if method == "unknown":
                 return 404, _error("NotFound", "no such operation")
             if conversation is not None and conversation.split(";")[0] in self._removed:
@@ -324,6 +373,36 @@ class BotConnector:
             activity["replyToId"] = (root or {}).get("replyToId") or reply_to or thread
         self._messages.setdefault(base, {})[activity_id] = activity
         return 201, {"id": activity_id}
+
+    def _injected(self, method: str) -> tuple[int, dict[str, Any]] | None:
+        """The next fault injected for an operation (by `fail`), if any; under the lock."""
+        faults = self._faults.get(method)
+        if not faults:
+            return None
+        fault = faults[0]
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            faults.popleft()
+        injected = _error(fault.code, f"injected {fault.status}")
+        if fault.retry_after is not None:
+            injected["retryAfter"] = fault.retry_after
+        return fault.status, injected
+
+    def _upload(self, unique_id: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """A PUT of the whole file to its upload session: the session is used up once it has it."""
+        ranges = {k.lower(): v for k, v in headers.items()}.get("content-range", "")
+        with self._lock:
+            if (injected := self._injected("upload_file")) is not None:
+                return injected
+            upload = self._uploads.get(unique_id)
+            if upload is None or upload.content is not None:
+                return 404, _error("itemNotFound", "The upload session was not found")
+            if ranges != f"bytes 0-{upload.size - 1}/{upload.size}" or len(body) != upload.size:
+                return 400, _error(
+                    "invalidRange", f"{len(body)} bytes as {ranges!r}: this session takes {upload.size}"
+                )
+            upload.content = body
+            return 201, {"id": unique_id, "name": upload.name, "size": len(body)}
 
     def add_message(self, conversation: str, activity: dict[str, Any]) -> str:
         """A message a person wrote in a conversation (what a message action acts on); its id."""

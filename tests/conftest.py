@@ -174,6 +174,7 @@ def serving(
 ) -> Iterator[BotUnderTest]:
     """The whole bot on `database_url` and the sandbox, with these settings on top of the usual."""
     from bot.config import load_settings
+    from handlers.slack.render import use_charts
     from retainer.app import BackgroundServer, build_runtime
 
     loaded = load_settings(
@@ -191,6 +192,7 @@ def serving(
     finally:
         server.stop()
         runtime.close()
+        use_charts("native")  # a setting of the process (retainer/app.py): back to the default
 
 
 @pytest.fixture

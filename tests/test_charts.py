@@ -5,10 +5,13 @@ Teams card with the chart inlined, valid against the Adaptive Cards 1.5 schema."
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import io
 import time
+from collections import Counter
 
+import pytest
 from PIL import Image
 from sqlalchemy import select
 
@@ -20,11 +23,14 @@ from bot.qbr import Quarter, client_review, load_review, render_review
 from bot.replies import Chart, Reply
 from bot.snapshot import load_snapshots
 from bot.views import report
-from handlers.slack.render import as_text, render_message
+from handlers.slack.charts import to_upload
+from handlers.slack.render import as_text, native_chart, native_charts, render_message, use_charts
 from handlers.teams.render import render_card
 from retainer.demo import fill_demo
+from sandbox.slack.web_api import blocks_problem, chart_problem, table_problem
 from store.db import unit_of_work
-from store.models import Client, DeliveryStatus, Retainer
+from store.models import BaselineItem, Client, DeliveryStatus, Retainer, Task, TaskStatus
+from tests.conftest import serving
 from tests.teams_world import check_card
 from tests.test_client_hours import HOUR_FIGURE
 from tests.test_deliveries import key, sleeps, world  # noqa: F401  (fixtures)
@@ -88,31 +94,123 @@ def test_a_retried_checkpoint_uploads_its_chart_once(world, sleeps: SleepRecorde
     assert "h used of" in images[0]["alt_text"] and "on day 15 of" in images[0]["alt_text"]
 
 
-def test_qbr_answers_at_once_then_with_its_charts(bot) -> None:
+QBR_TITLES = [
+    "Hours per month · Q3 2026",
+    "Hours per month · the term so far",
+    "Deliverables · Q3 2026 vs baseline",
+]
+
+
+@pytest.fixture(params=["native", "png"])
+def charted(request, database_url, engine, slack_sandbox, clock):
+    """The bot with RETAINER_SLACK_CHARTS native (the default) and png."""
+    with serving(database_url, slack_sandbox, clock, retainer_slack_charts=request.param) as served:
+        yield request.param, served
+
+
+def test_qbr_answers_at_once_then_with_its_charts(charted) -> None:
+    mode, bot = charted
     with unit_of_work(bot.sessions) as session:
         fill_demo(session, retainers=3, months=10, seed=3, today=NOW)
     started = time.perf_counter()
     response = bot.command("qbr acme 2026-Q3", user=MAYA)
     acked = time.perf_counter() - started
     assert response.status_code == 200 and acked < 3
-    assert not [b for b in response.json()["blocks"] if b["type"] == "image"]  # words first
+    acked_blocks = response.json()["blocks"]
+    assert not [b for b in acked_blocks if b["type"] == "image"]  # words first, nothing uploaded yet
     posted = bot.sandbox.wait_for("response_url", timeout=30)
     assert posted.args["replace_original"] is True
-    images = [b for b in posted.args["blocks"] if b["type"] == "image"]
-    assert [i["title"]["text"] for i in images] == [
-        "Hours per month · Q3 2026",
-        "Hours per month · the term so far",
-        "Deliverables · Q3 2026 vs baseline",
-    ]
     with bot.sessions() as session:
         acme = session.scalars(select(Retainer).join(Client).where(Client.slug == "acme")).one()
         review = load_review(session, acme.id, Quarter(2026, 3), NOW)
     assert review is not None
-    for image, chart in zip(images, review.charts(), strict=True):
+    charts = review.charts()
+    images = [b for b in posted.args["blocks"] if b["type"] == "image"]
+    natives = [b for b in posted.args["blocks"] if b["type"] == "data_visualization"]
+    if mode == "native":
+        # Slack draws two charts a message itself (at once, in the ack); the third is uploaded.
+        assert [n["title"] for n in natives] == QBR_TITLES[:2]
+        assert [b for b in acked_blocks if b["type"] == "data_visualization"] == natives
+        assert [i["title"]["text"] for i in images] == QBR_TITLES[2:]
+        for native, chart in zip(natives, charts, strict=False):
+            assert isinstance(chart.figure, Bars)
+            used, allocated = native["chart"]["series"]
+            assert [p["value"] for p in used["data"]] == [v / 60 for v in chart.figure.values]
+            assert [p["value"] for p in allocated["data"]] == [t / 60 for t in chart.figure.targets]
+            after = posted.args["blocks"][posted.args["blocks"].index(native) + 1]
+            assert after["type"] == "context" and after["elements"][0]["text"] == chart.alt  # its words
+        assert len(bot.sandbox.calls_to("files.completeUploadExternal")) == 1
+    else:
+        assert natives == [] and [i["title"]["text"] for i in images] == QBR_TITLES
+        assert len(bot.sandbox.calls_to("files.completeUploadExternal")) == 3
+    for image in images:
+        (chart,) = [c for c in charts if c.figure.title == image["title"]["text"]]
         assert image["alt_text"] == chart.alt
         assert _size(bot.sandbox.file(image["slack_file"]["id"])["content"]) == (800, 400)
     first = review.now.months[0]
-    assert f"{first.used / 60:g}".rstrip("0").rstrip(".") in images[0]["alt_text"]
+    assert f"{first.used / 60:g}" in charts[0].alt
+
+
+def test_native_chart_blocks_keep_to_slacks_documented_limits() -> None:
+    long = Bars(
+        "q",
+        "Hours per month · a title far longer than fifty characters allows",
+        ("A category label past twenty", "Aug"),
+        (2400, 3000),
+        (2400, 2400),
+    )
+    block = native_chart(long)
+    assert block is not None and chart_problem(block) is None
+    assert (
+        len(block["title"]) == 50 and block["chart"]["axis_config"]["categories"][0] == "A category label pa…"
+    )
+    assert native_chart(burn("burn", "Acme", "2026-05", 15, 31, 30, 40)) is None  # a burn: a PNG
+    many = Bars("t", "Term", tuple(f"M{i}" for i in range(21)), (60,) * 21, (60,) * 21)
+    assert native_chart(many) is None  # past 20 points a series
+    # A reply whose charts Slack draws itself has nothing to upload (no answer replaced after the ack).
+    only_bars = Reply("q", (Chart(long),))
+    assert not to_upload(only_bars) and to_upload(
+        Reply("b", (Chart(burn("burn", "A", "2026-05", 1, 31, 1, 2)),))
+    )
+    use_charts("png")
+    try:
+        assert to_upload(only_bars) and native_charts(only_bars) == {}
+    finally:
+        use_charts("native")
+    with pytest.raises(ValueError, match="charts are shown native or png, not 'svg'"):
+        use_charts("svg")
+    twins = hours_per_month("t", "Term", [Month(p, True, 60, 60) for p in ("2026-01", "2027-01")])
+    assert twins.labels == ("Jan 26", "Jan 27")  # a bar name each
+    # The local Slack refuses what Slack would: the limits themselves.
+    bad = copy.deepcopy(block)
+    bad["chart"]["series"] *= 4
+    assert chart_problem(bad) == "chart.series: 1-6"
+    bad = copy.deepcopy(block)
+    bad["chart"]["series"][0]["data"][0]["label"] = "Sep"
+    assert chart_problem(bad) == "chart.series[].data: a label among the categories and a number each"
+    bad = {**block, "title": "x" * 51}
+    assert chart_problem(bad) == "title: 1-50 characters"
+    assert blocks_problem([block, block, block]) == "at most 2 data_visualization blocks a message"
+    table = {"type": "table", "rows": [[{"type": "raw_text", "text": "a"}]] * 101}
+    assert table_problem(table) == "rows: 1-100"
+    assert blocks_problem([{**table, "rows": table["rows"][:2]}] * 2) == "only_one_table_allowed"
+
+
+def test_the_local_slack_refuses_an_over_limit_chart(slack_sandbox) -> None:
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    client = WebClient(token=slack_sandbox.bot_token, base_url=slack_sandbox.api_url)
+    channel = client.conversations_create(name="charts")["channel"]["id"]
+    block = native_chart(Bars("q", "Hours", ("Jul",), (60,), (60,)))
+    assert block is not None
+    client.chat_postMessage(channel=channel, text="ok", blocks=[block])
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel=channel, text="no", blocks=[{**block, "title": "x" * 60}])
+    assert refused.value.response["error"] == "invalid_blocks"
+    assert refused.value.response["response_metadata"]["messages"] == [
+        "[ERROR] blocks[0].title: 1-50 characters"
+    ]
 
 
 def test_the_client_sees_hour_charts_only_when_hours_are_shared(bot) -> None:
@@ -127,16 +225,37 @@ def test_the_client_sees_hour_charts_only_when_hours_are_shared(bot) -> None:
             review = load_review(session, acme.id, Quarter(2026, 3), NOW)
             (snapshot,) = load_snapshots(session, [acme.id], NOW)
             client_report, internal_report = report(snapshot, internal=False), report(snapshot, internal=True)
-        assert review is not None
+            # The month's deliverables by category, counted from the rows: made this month, not carried in.
+            assert snapshot.cycle is not None
+            made = Counter(
+                session.scalars(
+                    select(Task.category).where(
+                        Task.cycle_id == snapshot.cycle.id,
+                        Task.category.is_not(None),
+                        Task.carried_over_from_id.is_(None),
+                        Task.status != TaskStatus.CARRIED_OVER,
+                    )
+                )
+            )
+            baseline = {b.category: b.per_month for b in acme.baseline}
+        assert review is not None and made
         charts = client_review(review).charts
         if shared:
             assert [c.figure.key for c in charts] == ["quarter-hours", "term-hours"]
-            assert [c.figure.key for c in client_report.charts] == ["burn"]
+            assert [c.figure.key for c in client_report.charts] == ["burn", "deliverables"]
         else:
             assert charts == () and client_report.charts == ()
             assert not HOUR_FIGURE.search(as_text(render_message(client_report)))
         assert len(render_review(review).charts) == 3  # the agency's always have them
-        assert [c.figure.key for c in internal_report.charts] == ["burn"]
+        assert [c.figure.key for c in internal_report.charts] == ["burn", "deliverables"]
+        wanted = internal_report.charts[1].figure
+        assert isinstance(wanted, Bars)
+        categories = sorted(set(made) | set(baseline))
+        assert wanted.values == tuple(made.get(c, 0) for c in categories)
+        assert wanted.targets == tuple(baseline.get(c, 0) for c in categories)
+        if shared:  # the client's is the same chart: counts against the contract, no hour or fee in it
+            assert client_report.charts[1] == internal_report.charts[1]
+            assert not HOUR_FIGURE.search(client_report.charts[1].alt)
 
 
 def test_the_teams_card_inlines_the_chart_valid_against_the_schema() -> None:
@@ -148,3 +267,41 @@ def test_the_teams_card_inlines_the_chart_valid_against_the_schema() -> None:
     import base64
 
     assert _size(base64.b64decode(images[0]["url"].split(",", 1)[1])) == (800, 400)
+
+
+def test_the_monthly_report_posts_carry_their_charts_each_uploaded_once(world, sleeps: SleepRecorder) -> None:  # noqa: F811
+    """The month's internal report (burn as a PNG, deliverables as Slack's own chart) and the client's
+    (no chart: hours not shared), a retry of the post uploading nothing twice."""
+    internal, client = key(world, "report_internal"), key(world, "report")
+    with unit_of_work(world.sessions) as session:
+        session.add(BaselineItem(retainer_id=world.retainers["acme"], category="blog_post", per_month=2))
+    scheduler = world.scheduler(name="s", workers=1)
+
+    def acme_burns() -> int:
+        calls = world.sandbox.calls_to("files.completeUploadExternal")
+        return sum("Acme Corp" in str(c.args) and "May 2026" in str(c.args) for c in calls)
+
+    before = acme_burns()
+    world.clock.set(dt.datetime(2026, 6, 1, 13, tzinfo=dt.UTC))  # after May: its reports are due
+    world.sandbox.fail("chat.postMessage", status=500, times=10_000)  # every post of the first tick fails
+    scheduler.run_due()
+    assert world.deliveries()[internal].status is DeliveryStatus.CLAIMED
+    world.sandbox.recover("chat.postMessage")
+    world.clock.advance(dt.timedelta(minutes=5))
+    scheduler.run_due()
+    rows = world.deliveries()
+    assert rows[internal].status is DeliveryStatus.SENT and rows[client].status is DeliveryStatus.SENT
+    assert rows[internal].attempts == 2
+    (message,) = world.posted()[internal]
+    kinds = [b["type"] for b in message["blocks"]]
+    assert kinds.count("image") == 1 and kinds.count("data_visualization") == 1
+    (image,) = [b for b in message["blocks"] if b["type"] == "image"]
+    assert image["slack_file"]["id"] == rows[internal].details["files"]["burn"]
+    (native,) = [b for b in message["blocks"] if b["type"] == "data_visualization"]
+    assert native["title"] == "Deliverables · May 2026 vs baseline" and chart_problem(native) is None
+    (asked, baseline) = native["chart"]["series"]
+    assert (asked["name"], baseline["name"]) == ("Asked for", "Baseline")
+    assert baseline["data"] == [{"label": "blog post", "value": 2}]
+    assert acme_burns() == before + 1  # the report's burn, uploaded once for its two attempts
+    (client_message,) = world.posted()[client]
+    assert not [b for b in client_message["blocks"] if b["type"] in ("image", "data_visualization")]

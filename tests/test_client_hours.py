@@ -145,6 +145,10 @@ def test_the_balance_card_is_pinned_and_updated_in_place_at_most_once_a_minute(b
             m for m in bot.sandbox.messages(ACME_CHANNEL) if "Hours this month" in str(m.get("blocks"))
         ]
         assert ACME_CHANNEL in card.get("pinned_to", [])
+        (image,) = [b for b in card["blocks"] if b["type"] == "image"]  # the burn chart, a PNG
+        assert "32.5 h used of 40 h" in image["alt_text"]
+        first_file = image["slack_file"]["id"]
+        assert bot.sandbox.file(first_file)["content"][:8] == b"\x89PNG\r\n\x1a\n"
 
         bot.answer("log acme 2h", user=AM)
         assert tick() == 0  # within the minute: not yet
@@ -154,6 +158,12 @@ def test_the_balance_card_is_pinned_and_updated_in_place_at_most_once_a_minute(b
         (text,) = card_text()  # the same message, updated in place
         assert "Hours: 34.5 h of 50 h used, 15.5 h left" in text
         assert len(bot.sandbox.calls_to("pins.add")) == 1
+        (card,) = [
+            m for m in bot.sandbox.messages(ACME_CHANNEL) if "Hours this month" in str(m.get("blocks"))
+        ]
+        (image,) = [b for b in card["blocks"] if b["type"] == "image"]  # drawn again with the new numbers
+        assert image["slack_file"]["id"] != first_file and "34.5 h used of 50 h" in image["alt_text"]
+        assert len(bot.sandbox.calls_to("files.completeUploadExternal")) == 2  # once a drawing
         clock.advance(dt.timedelta(minutes=5))
         assert tick() == 0  # nothing moved: nothing drawn
     finally:

@@ -365,8 +365,9 @@ def test_brief_before_a_client_meeting(bot, agency) -> None:
         "Waiting on the client\n• Landing page copy · 5 business days\n• Newsletter #11 · 5 business days"
         in text
     )
-    assert "Hours trend\n• November 2026 (so far) · hours 79% of allocation · 3 of 5 delivered" in text
-    assert "• now: 31.5 h of 40 h (79%) with 57% of the month gone" in text
+    assert "Hours trend\nMonth | Hours of allocation | Delivered | Changes requested\n" in text  # a table
+    assert "\nNovember 2026 (so far) | 79% | 3 of 5 delivered | " in text
+    assert "Now: 31.5 h of 40 h (79%) with 57% of the month gone" in text
     assert "Risks\n• 🔴 renews in 44 days and the account is amber: renewal at risk" in text
     assert "Talking points\n• Get a decision on Landing page copy" in text
     assert "• The renewal in 44 days: their plans for the next term" in text

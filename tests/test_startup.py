@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ({"DATABASE_URL": "mysql://db/retainer"}, "DATABASE_URL must be a sqlite:// or postgresql:// URL"),
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL “not a url” is not a database URL"),
         ({"SLACK_APP_TOKEN": "xapp-1"}, "SLACK_APP_TOKEN needs SLACK_BOT_TOKEN too"),
+        ({"RETAINER_SLACK_CHARTS": "svg"}, "RETAINER_SLACK_CHARTS: Input should be 'native' or 'png'"),
     ],
 )
 def test_each_bad_setting_is_one_clear_line(

@@ -46,6 +46,7 @@ def test_the_bot_and_its_message_actions_are_one_app() -> None:
     (extension,) = m["composeExtensions"]
     assert extension["botId"] == bot["botId"]
     assert set(bot["scopes"]) == {"personal", "team", "groupChat"}
+    assert bot["supportsFiles"] is True  # the QBR's export: files sent with a consent card in 1:1 chats
     commands = {c["id"]: c for c in extension["commands"]}
     assert set(commands) == set(PURPOSES) == {FEEDBACK_COMMAND, APPROVAL_COMMAND, CHANGE_ORDER_COMMAND}
     for command in commands.values():

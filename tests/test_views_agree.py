@@ -247,7 +247,7 @@ def test_every_view_tells_the_same_health_reasons_and_counts(bot, agency) -> Non
     # One count of a month's deliverables, one wording: October had seven, five delivered, one carried
     # over and one waiting for approval.
     assert "Deliverables: 5 of 7 delivered" in v["report"]
-    assert "• October 2026 · hours 0% of allocation · 5 of 7 delivered" in v["brief acme"]
+    assert "\nOctober 2026 | 0% | 5 of 7 delivered | " in v["brief acme"]  # the brief's table
     assert "• October 2026 · hours 0% of allocation · 5 of 7 delivered" in v["dm acme"]
     # Plural-correct: an approval asked for on Monday has waited one business day.
     assert section(v["brief globex"], "Waiting on the client") == ["Globex secret rebrand · 1 business day"]

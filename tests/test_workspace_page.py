@@ -351,3 +351,58 @@ def test_block_kit_is_rendered_for_each_viewer_and_unknown_blocks_are_shown(worl
         shown.hover()
         shown.get_by_role("button", name="More options").click()
         expect(shown.get_by_role("button", name="Archive")).to_be_visible()
+
+
+def test_the_qbr_shows_slacks_native_charts_drawn_on_the_page(world: World) -> None:
+    maya = world.page(MAYA)
+    say(maya, "/retainer qbr acme")
+    # The answer with words and Slack's two charts at once, then replaced with the one that also shows
+    # the third chart, uploaded: waited for first, so what follows reads the final answer.
+    answer = maya.locator("#main .msg.ephemeral", has=maya.locator("figure.bk-image img"))
+    image = answer.locator("figure.bk-image img")
+    expect(image).to_be_visible(timeout=30_000)
+    assert image.evaluate("i => i.decode().then(() => i.naturalWidth)") == 800
+    expect(answer).to_contain_text("Quarterly review · Acme Corp")
+    charts = answer.locator("figure.bk-chart")
+    expect(charts).to_have_count(2)  # two native charts a message; the third is an uploaded PNG
+    expect(charts.first.locator("figcaption")).to_have_text(re.compile(r"Hours per month · Q\d 20\d\d"))
+    bars = charts.first.locator("rect.bk-bar")
+    months = charts.first.locator('svg text[text-anchor="middle"]').count()
+    assert months >= 1
+    expect(bars).to_have_count(2 * months)  # a month's hours used and its allocation
+    assert "Hours used" in (bars.first.locator("title").text_content() or "")
+    expect(charts.first.locator(".bk-chart-legend")).to_contain_text("Allocated")
+    expect(answer.locator("table.bk-table tr")).to_have_count(1 + months + 2)  # header, months, quarters
+
+
+def test_native_line_charts_and_tables_are_drawn(world: World) -> None:
+    line = {
+        "type": "data_visualization",
+        "title": "Visits",
+        "chart": {
+            "type": "line",
+            "series": [
+                {"name": "Site", "data": [{"label": "Mon", "value": 3}, {"label": "Tue", "value": 5}]}
+            ],
+            "axis_config": {"categories": ["Mon", "Tue"], "y_label": "visits"},
+        },
+    }
+    table = {
+        "type": "table",
+        "column_settings": [None, {"align": "right"}],
+        "rows": [
+            [{"type": "raw_text", "text": "Month"}, {"type": "raw_text", "text": "Hours"}],
+            [{"type": "raw_text", "text": "Jul"}, {"type": "raw_text", "text": "40 h"}],
+        ],
+    }
+    client = world.runtime.workspace.client
+    client.chat_postMessage(
+        channel=ACME,
+        text="Native check",
+        blocks=[{"type": "header", "text": {"type": "plain_text", "text": "Native check"}}, line, table],
+    )
+    shown = message(world.page(MAYA), "Native check")
+    expect(shown.locator("figure.bk-chart polyline.bk-line")).to_have_count(1)
+    expect(shown.locator("table.bk-table th")).to_have_text(["Month", "Hours"])
+    expect(shown.locator("table.bk-table td").nth(1)).to_have_text("40 h")
+    assert shown.locator("table.bk-table td").nth(1).evaluate("td => td.style.textAlign") == "right"

@@ -1,7 +1,8 @@
-"""A reply's charts on Slack: drawn (bot/plot.py) and uploaded with files_upload_v2
-(files.getUploadURLExternal, the bytes, files.completeUploadExternal; shared to no channel), then
-shown as image blocks pointing at the file (`slack_file`). A scheduled post's uploads are kept on its
-delivery row, so a retry of the post does not upload them twice."""
+"""A reply's charts on Slack: those Slack's native chart block can show are sent as that block
+(handlers/slack/render.py, nothing to upload); the others are drawn (bot/plot.py) and uploaded with
+files_upload_v2 (files.getUploadURLExternal, the bytes, files.completeUploadExternal; shared to no
+channel), then shown as image blocks pointing at the file (`slack_file`). A scheduled post's uploads
+are kept on its delivery row, so a retry of the post does not upload them twice."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.charts import record_upload, uploaded
 from bot.plot import render_png
 from bot.replies import Reply
+from handlers.slack.render import native_charts
+
+
+def to_upload(reply: Reply) -> bool:
+    """Whether some chart of `reply` is shown as an uploaded PNG (not as Slack's own chart block)."""
+    natives = native_charts(reply)
+    return any(chart.figure.key not in natives for chart in reply.charts)
 
 
 def upload_charts(
@@ -19,14 +27,16 @@ def upload_charts(
     sessions: sessionmaker[Session] | None = None,
     delivery_key: str | None = None,
 ) -> dict[str, str]:
-    """Chart key -> Slack file id for each chart of `reply`, uploading those not uploaded yet."""
-    if not reply.charts:
+    """Chart key -> Slack file id for each chart of `reply` not shown natively, uploading those not
+    uploaded yet."""
+    if not to_upload(reply):
         return {}
+    natives = native_charts(reply)
     keep = sessions if delivery_key is not None else None
     files = uploaded(keep, delivery_key) if keep is not None and delivery_key is not None else {}
     for chart in reply.charts:
         key = chart.figure.key
-        if key in files:
+        if key in files or key in natives:
             continue
         response = client.files_upload_v2(
             content=render_png(chart.figure),

@@ -4,8 +4,9 @@ portfolio view that may take long (`list`, over thousands of accounts whose stan
 yet) runs on a small pool of its own: answered in the ack when ready within `ANSWER_WITHIN` seconds,
 else acked with "working on it" and answered through the command's response_url, so neither Slack's
 3 seconds nor the request threads every other user needs are spent on it. An answer with charts
-(`brief`, `qbr`) is acked with its words; its charts are drawn and uploaded on the same pool after the
-ack, and the answer is replaced through the response_url with the one that shows them."""
+(`brief`, `qbr`) is acked with its words and the charts Slack draws itself; the others are drawn and
+uploaded on the same pool after the ack, and the answer is replaced through the response_url with the one
+that shows them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.commands import may_be_slow
 from bot.core import Core
 from bot.replies import Reply, error
-from handlers.slack.charts import upload_charts
+from handlers.slack.charts import to_upload, upload_charts
 from handlers.slack.render import render_message
 from handlers.slack.render_forms import render_modal
 from handlers.slack.workspace import Workspace
@@ -82,7 +83,7 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
             reply = answer()
         if reply.form is None:
             ack(response_type="ephemeral", **render_message(reply))
-            if reply.charts and command.get("response_url"):
+            if to_upload(reply) and command.get("response_url"):
                 # The words now, the pictures after the ack: drawn and uploaded on the slow pool,
                 # then the answer replaced with the one that shows them.
                 charted = slow_work.submit(with_charts, reply)

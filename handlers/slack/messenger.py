@@ -101,8 +101,11 @@ class SlackMessenger:
         return None
 
     def update(self, conversation: str, message_id: str, reply: Reply) -> Posted:
+        """Replace a message in place; its charts (the balance card's burn) uploaded again, as they
+        show new numbers."""
+        files = self._call(upload_charts, client=self.client, reply=reply)
         response = self._call(
-            self.client.chat_update, channel=conversation, ts=message_id, **render_message(reply)
+            self.client.chat_update, channel=conversation, ts=message_id, **render_message(reply, files)
         )
         return Posted(response["channel"], response["ts"])
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from bot.charts import Bars, Figure
 from bot.replies import (
     MENTION,
     MOMENT,
@@ -20,6 +21,7 @@ from bot.replies import (
     Header,
     Items,
     Reply,
+    Table,
     Text,
     Tone,
     plain_moments,
@@ -37,6 +39,30 @@ MAX_CONTEXT_TEXT = 3000
 MAX_FALLBACK_TEXT = 3000
 MAX_ALT_TEXT = 2000
 MAX_IMAGE_TITLE = 2000
+# Slack's native chart (docs.slack.dev/reference/block-kit/blocks/data-visualization-block): a title of
+# 50 characters, 1-6 series of 1-20 points (a legend name of 20), x-axis categories of 20 characters,
+# axis titles of 50; and, as slack-morphism reads the same page, at most two such blocks a message.
+MAX_CHART_TITLE = 50
+MAX_CHART_SERIES = 6
+MAX_CHART_POINTS = 20
+MAX_CHART_LABEL = 20
+MAX_AXIS_TITLE = 50
+MAX_CHARTS_PER_MESSAGE = 2
+# Slack's table block (docs.slack.dev/reference/block-kit/blocks/table-block): up to 100 rows of 20
+# cells, column settings for 20; one table a message, so a message's further tables are lines.
+MAX_TABLE_ROWS = 100
+MAX_TABLE_CELLS = 20
+CHART_MODES = ("native", "png")
+_chart_mode = {"mode": "native"}  # RETAINER_SLACK_CHARTS, set once at start-up (retainer/app.py)
+
+
+def use_charts(mode: str) -> None:
+    """Show charts as Slack's native blocks where they can be ("native", the default), or always as
+    uploaded PNGs ("png", for workspaces that prefer images)."""
+    if mode not in CHART_MODES:
+        raise ValueError(f"charts are shown {' or '.join(CHART_MODES)}, not {mode!r}")
+    _chart_mode["mode"] = mode
+
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _LINK = re.compile(r"\[([^\]]+)\]\((https?://[^)\s]+)\)")
@@ -81,11 +107,64 @@ def _items(block: Items) -> list[dict[str, Any]]:
     return [_section(chunk) for chunk in chunks]
 
 
-def render_block(block: Block, files: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """One neutral block as Block Kit. A chart is an image block of its uploaded PNG (`files`: chart
-    key -> Slack file id, handlers/slack/charts.py); one not uploaded (yet) is left out: the blocks
-    around it say its numbers in words."""
+def native_chart(figure: Figure) -> dict[str, Any] | None:
+    """The chart as Slack's own `data_visualization` block, drawn by Slack (no upload, no scope); None
+    for one the block cannot express: the month's burn (a line over up to 31 days that stops today,
+    past the 20 points of a series and without a point for every category), or more than 20 bars."""
+    if not isinstance(figure, Bars) or not figure.labels or len(figure.labels) > MAX_CHART_POINTS:
+        return None
+    categories = [clip(label, MAX_CHART_LABEL) for label in figure.labels]
+    if len(set(categories)) != len(categories):
+        return None
+    hours = figure.unit == "h"
+    names = ("Hours used", "Allocated") if hours else ("Asked for", "Baseline")
+    series = [
+        {
+            "name": name,
+            "data": [
+                {"label": c, "value": round(v / 60, 2) if hours else v}
+                for c, v in zip(categories, values, strict=True)
+            ],
+        }
+        for name, values in zip(names, (figure.values, figure.targets), strict=True)
+    ]
+    return {
+        "type": "data_visualization",
+        "title": clip(figure.title, MAX_CHART_TITLE),
+        "chart": {
+            "type": "bar",
+            "series": series,
+            "axis_config": {"categories": categories, "y_label": "hours" if hours else "deliverables"},
+        },
+    }
+
+
+def native_charts(reply: Reply) -> dict[str, dict[str, Any]]:
+    """Chart key -> its native block, for the reply's charts the block can express (at most
+    MAX_CHARTS_PER_MESSAGE), when the workspace shows charts natively (handlers/slack/charts.py)."""
+    natives: dict[str, dict[str, Any]] = {}
+    if _chart_mode["mode"] != "native":
+        return natives
+    for chart in reply.charts:
+        block = native_chart(chart.figure)
+        if block is not None and len(natives) < MAX_CHARTS_PER_MESSAGE:
+            natives[chart.figure.key] = block
+    return natives
+
+
+def render_block(
+    block: Block,
+    files: Mapping[str, str] | None = None,
+    natives: Mapping[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One neutral block as Block Kit. A chart is Slack's native chart (`natives`, with its alt text
+    beneath for screen readers and apps that do not draw it) or an image block of its uploaded PNG
+    (`files`: chart key -> Slack file id, handlers/slack/charts.py); one not uploaded (yet) is left
+    out: the blocks around it say its numbers in words."""
     match block:
+        case Chart(figure) if figure.key in (natives or {}):
+            alt = {"type": "mrkdwn", "text": clip(escape(block.alt), MAX_CONTEXT_TEXT)}
+            return [(natives or {})[figure.key], {"type": "context", "elements": [alt]}]
         case Chart(figure):
             file_id = (files or {}).get(figure.key)
             if file_id is None:
@@ -125,6 +204,17 @@ def render_block(block: Block, files: Mapping[str, str] | None = None) -> list[d
             return [_section(text)]
         case Items():
             return _items(block)
+        case Table(title, columns, rows):
+            header = [columns, *rows][:MAX_TABLE_ROWS]
+            cells = [
+                [{"type": "raw_text", "text": cell or " "} for cell in row[:MAX_TABLE_CELLS]]
+                for row in header
+            ]
+            settings = [{"align": "left"}, *({"align": "right"} for _ in columns[1:MAX_TABLE_CELLS])]
+            return [
+                _section(f"*{escape(title)}*"),
+                {"type": "table", "rows": cells, "column_settings": settings},
+            ]
         case Context(text):
             return [
                 {
@@ -157,7 +247,19 @@ def render_block(block: Block, files: Mapping[str, str] | None = None) -> list[d
 def render_blocks(
     reply: Reply, max_blocks: int = MAX_BLOCKS, files: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    blocks = [rendered for block in reply.blocks for rendered in render_block(block, files)]
+    natives = native_charts(reply) if files is not None else {}
+    first_table = next((b for b in reply.blocks if isinstance(b, Table)), None)
+    blocks = [
+        rendered
+        for block in reply.blocks
+        for rendered in render_block(
+            Items(block.title, block.lines)
+            if isinstance(block, Table) and block is not first_table
+            else block,
+            files,
+            natives,
+        )
+    ]
     if len(blocks) > max_blocks:
         hidden = len(blocks) - (max_blocks - 1)
         blocks = [
@@ -175,7 +277,7 @@ def render_message(reply: Reply, files: Mapping[str, str] | None = None) -> dict
     are the charts' uploaded PNGs."""
     return {
         "text": clip(plain_moments(reply.text), MAX_FALLBACK_TEXT),
-        "blocks": render_blocks(reply, files=files),
+        "blocks": render_blocks(reply, files=files or {}),
     }
 
 
@@ -209,6 +311,8 @@ def as_text(message: dict[str, Any]) -> str:
             lines.append("  " + " ".join(_plain(e.get("text", "")) for e in block["elements"]))
         elif kind == "divider":
             lines.append("-" * 40)
+        elif kind == "table":
+            lines.extend(" | ".join(cell.get("text", "") for cell in row) for row in block["rows"])
         elif kind == "actions":
             lines.append("  ".join(f"[ {e['text']['text']} ]" for e in block["elements"] if "text" in e))
     if not lines:

@@ -114,8 +114,16 @@ def build_teams(
         service_url=settings.teams_service_url,
         timeout=settings.retainer_http_timeout,
     )
+    service_urls = ServiceUrls(settings.teams_service_url, settings.teams_authenticated)
     bot = RetainerBot(
-        core, references, Directory(settings.agency_tenant, references), teams_messenger, messenger, executor
+        core,
+        references,
+        Directory(settings.agency_tenant, references),
+        teams_messenger,
+        messenger,
+        executor,
+        service_urls,
+        http_timeout=settings.retainer_http_timeout,
     )
 
     async def on_turn_error(turn_context: TurnContext, err: Exception) -> None:
@@ -128,7 +136,6 @@ def build_teams(
                 log.warning("could not tell the user about the error: %s", failed)
 
     adapter.on_turn_error = on_turn_error
-    service_urls = ServiceUrls(settings.teams_service_url, settings.teams_authenticated)
     return Teams(adapter, bot, teams_messenger, references, settings.teams_authenticated, service_urls)
 
 

@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -18,10 +19,14 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
-from botbuilder.core import CardFactory, InvokeResponse, TurnContext
+import httpx
+from botbuilder.core import CardFactory, InvokeResponse, MessageFactory, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler, TeamsInfo
-from botbuilder.schema import ChannelAccount
+from botbuilder.schema import Attachment, ChannelAccount
 from botbuilder.schema.teams import (
+    FileConsentCard,
+    FileConsentCardResponse,
+    FileInfoCard,
     MessagingExtensionAction,
     MessagingExtensionActionResponse,
     TaskModuleContinueResponse,
@@ -30,6 +35,7 @@ from botbuilder.schema.teams import (
     TaskModuleResponse,
     TaskModuleTaskInfo,
 )
+from botbuilder.schema.teams.additional_properties import ContentType
 
 from bot import change_orders, renewal
 from bot.access import Viewer
@@ -42,10 +48,12 @@ from bot.feedback import Duplicate, Filed, Invalid, SourceMessage, deliver
 from bot.messenger import DeliveryError, Messenger
 from bot.people import Profile
 from bot.prompts import CONFIRM_ACTION
+from bot.qbr import EXPORT_ACTION, POST_ACTION
 from bot.replies import ChoiceInput, Form, Reply, Text, TextInput, error, plain_moments, said
 from handlers.teams.messenger import card_activity
 from handlers.teams.references import PERSONAL, References, Where, where
 from handlers.teams.render import render_card, render_form, submitted
+from handlers.teams.trust import ServiceUrls
 
 log = logging.getLogger(__name__)
 ESCALATION_ACTIONS = (ACKNOWLEDGE_ACTION, SNOOZE_ACTION, OPEN_ACTION)
@@ -194,6 +202,8 @@ class RetainerBot(TeamsActivityHandler):
         teams: Messenger,
         messenger: Messenger,
         executor: Executor,
+        service_urls: ServiceUrls,
+        http_timeout: float = 10.0,
     ) -> None:
         self.core, self.references, self.directory = core, references, directory
         self.teams = teams  # this bot's own conversations: private answers, the planning card clicked
@@ -201,6 +211,8 @@ class RetainerBot(TeamsActivityHandler):
         # a retainer's client channel may be on Slack while its client approves in Teams.
         self.messenger = messenger
         self.executor = executor
+        self.service_urls = service_urls  # which upload URLs an exported file may be PUT to
+        self.http_timeout = http_timeout  # that PUT's
         self._forms: OrderedDict[str, Form] = OrderedDict()  # shown forms, to show again with errors
         self._forms_lock = threading.Lock()
 
@@ -335,6 +347,10 @@ class RetainerBot(TeamsActivityHandler):
 
     async def card_action(self, turn_context: TurnContext, verb: str, data: object) -> dict[str, Any]:
         value = str((data or {}).get("value") or "") if isinstance(data, dict) else ""
+        if verb == POST_ACTION:  # the quarterly review's "Post client version"
+            return await self.post_client_version(await self.identify(turn_context), value)
+        if verb == EXPORT_ACTION:  # its "Export for the meeting"
+            return await self.export(turn_context, await self.identify(turn_context), value)
         if (
             verb not in (APPROVE_ACTION, CONFIRM_ACTION, HOME_PAGE_ACTION, *ESCALATION_ACTIONS)
             or not value.isdigit()
@@ -369,6 +385,108 @@ class RetainerBot(TeamsActivityHandler):
         if confirmed.card is not None:
             return card_response(confirmed.card)
         return message_response("Nothing changed.")
+
+    async def post_client_version(self, viewer: Viewer, value: str) -> dict[str, Any]:
+        """The review's client version in the client's bound conversation, as on Slack: claimed in the
+        core first, so a double click (or a second AM) posts it once; told privately to the clicker."""
+        claimed = await self.run(self.core.reviews.claim, value, viewer)
+        if isinstance(claimed, Reply):
+            return message_response(claimed.text)
+        if claimed.platform != "teams":  # claimed: the scheduler's recovery of claims sends it there
+            return message_response(f"{claimed.client}'s channel is on Slack; it goes out from there.")
+        try:
+            posted = await self.run(self.teams.post, claimed.channel, claimed.reply, marker=claimed.key)
+        except DeliveryError as err:  # the claim stays: the scheduler retries it after its lease
+            return message_response(f"Teams did not take the post yet ({err.reason}); I'll retry.")
+        return message_response((await self.run(self.core.reviews.sent, claimed, posted, viewer)).text)
+
+    async def export(self, turn_context: TurnContext, viewer: Viewer, value: str) -> dict[str, Any]:
+        """The review's files offered in the clicker's 1:1 chat, as a Teams bot sends a file: one file
+        consent card each; accepting one uploads it (on_teams_file_consent_accept). The files are made
+        again on accepting, so who accepts is checked again and the numbers are those of that moment."""
+        files = await self.run(self.core.reviews.export, value, viewer)
+        if isinstance(files, Reply):
+            return message_response(files.text)
+        if where(turn_context.activity).kind != PERSONAL:  # Teams takes a bot's files in 1:1 chats only
+            return message_response("Files come in our 1:1 chat: ask me there for the review, and export it.")
+        for name, data in files:
+            context = {"export": value, "file": name, "size": len(data), "token": uuid.uuid4().hex}
+            card = FileConsentCard(
+                description=f"{name}: the quarterly review for your meeting",
+                size_in_bytes=len(data),
+                accept_context=context,
+                decline_context=context,
+            )
+            consent = Attachment(
+                content=card.serialize(), content_type=ContentType.FILE_CONSENT_CARD, name=name
+            )
+            await turn_context.send_activity(MessageFactory.attachment(consent))
+        names = " and ".join(name for name, _ in files)
+        return message_response(f"{names} are in our chat: allow each to save it to your OneDrive.")
+
+    async def on_teams_file_consent_accept(
+        self, turn_context: TurnContext, file_consent_card_response: FileConsentCardResponse
+    ) -> None:
+        """An exported file the person allowed: its bytes PUT to the upload URL Teams gave (once, however
+        many accepts), then the file's card in the chat."""
+        context = file_consent_card_response.context
+        context = context if isinstance(context, dict) else {}
+        info, name = file_consent_card_response.upload_info, str(context.get("file") or "")
+        try:
+            viewer = await self.identify(turn_context)
+            files = await self.run(self.core.reviews.export, str(context.get("export") or ""), viewer)
+        except Exception:
+            files = self.core.unexpected("teams file consent", file=name)
+        if isinstance(files, Reply):
+            await turn_context.send_activity(card_activity(files))
+            return
+        data, token = dict(files).get(name), str(context.get("token") or "")
+        refusal = self.service_urls.upload_refusal(info.upload_url if info else None)
+        if refusal is not None:
+            log.warning("file consent refused: %s", refusal)
+        if data is None or info is None or refusal is not None or not token:
+            await turn_context.send_activity(
+                card_activity(error("This file is not one of mine; nothing was uploaded."))
+            )
+            return
+        if len(data) != context.get("size"):  # the upload session Teams opened is for the size offered
+            text = (
+                f"{name} changed since you exported it: click Export for the meeting again for the new one."
+            )
+            await turn_context.send_activity(card_activity(error(text)))
+            return
+        if not await self.run(self.core.reviews.first_upload, token):
+            return  # uploaded already: a double accept, or Teams sending the accept again
+        try:
+            async with httpx.AsyncClient(timeout=self.http_timeout) as client:
+                put = await client.put(
+                    info.upload_url,
+                    content=data,
+                    headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
+                )
+                put.raise_for_status()
+        except httpx.HTTPError as err:
+            await self.run(self.core.reviews.upload_failed, token)
+            log.warning("upload of %s failed: %r", name, err)
+            text = f"Teams did not take {name}; click Export for the meeting again."
+            await turn_context.send_activity(card_activity(error(text)))
+            return
+        shown = FileInfoCard(unique_id=info.unique_id, file_type=info.file_type)
+        attachment = Attachment(
+            content=shown.serialize(),
+            content_type=ContentType.FILE_INFO_CARD,
+            name=info.name or name,
+            content_url=info.content_url,
+        )
+        await turn_context.send_activity(MessageFactory.attachment(attachment))
+
+    async def on_teams_file_consent_decline(
+        self, turn_context: TurnContext, file_consent_card_response: FileConsentCardResponse
+    ) -> None:
+        context = file_consent_card_response.context
+        name = str(context.get("file") or "") if isinstance(context, dict) else ""
+        text = f"Declined: {name or 'the file'} was not uploaded."
+        await turn_context.send_activity(card_activity(Reply(text, (Text(text),))))
 
     async def escalation_action(
         self, turn_context: TurnContext, verb: str, escalation_id: int, viewer: Viewer

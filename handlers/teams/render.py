@@ -32,6 +32,7 @@ from bot.replies import (
     NumberInput,
     PeopleInput,
     Reply,
+    Table,
     Text,
     TextInput,
     Tone,
@@ -134,6 +135,23 @@ def render_block(block: Block) -> list[dict[str, Any]]:
         case Bar():
             text = f"**{block.label}**  {block.gauge()}  {block.amounts} {block.unit}"
             return [_text(text.rstrip())]
+        case Table(title, columns, rows):
+            cells = [
+                {
+                    "type": "TableRow",
+                    "cells": [{"type": "TableCell", "items": [_text(cell or " ")]} for cell in row],
+                }
+                for row in (columns, *rows)
+            ]
+            return [
+                _text(f"**{title}**"),
+                {
+                    "type": "Table",
+                    "columns": [{"type": "TableColumnDefinition", "width": 1} for _ in columns],
+                    "rows": cells,
+                    "firstRowAsHeader": True,
+                },
+            ]
         case Items(title, lines, more, empty):
             blocks = [_text(f"**{title}**")]
             shown = [f"• {line}" for line in lines]
@@ -342,6 +360,9 @@ def card_text(card: dict[str, Any]) -> str:
                 lines.append("  ".join(f"[ {a['title']} ]" for a in e["actions"]))
             elif kind == "Container":
                 walk(e.get("items") or [])
+            elif kind == "Table":
+                for row in e["rows"]:
+                    lines.append(" | ".join(_plain(c["items"][0]["text"]) for c in row["cells"]))
             elif kind and kind.startswith("Input."):
                 lines.append(f"<{e.get('label') or e['id']}>")
 

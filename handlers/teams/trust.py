@@ -49,3 +49,16 @@ class ServiceUrls:
         if is_loopback(service_url) or _same(service_url, self.configured):
             return None
         return "a service URL that is neither loopback nor TEAMS_SERVICE_URL (no credentials are set)"
+
+    def upload_refusal(self, upload_url: Any) -> str | None:
+        """Why the bot may not PUT a file to the `uploadUrl` of a file consent's accept, or None. With
+        credentials the accept came from Teams, which names its own upload session (https); without
+        them, as for service URLs, only loopback or under TEAMS_SERVICE_URL, so a forged accept cannot
+        have the agency's numbers sent elsewhere."""
+        if not isinstance(upload_url, str) or not upload_url:
+            return "no upload URL"
+        if self.authenticated:
+            return None if urlsplit(upload_url).scheme == "https" else "an upload URL that is not https"
+        if is_loopback(upload_url) or upload_url.startswith(self.configured.rstrip("/") + "/"):
+            return None
+        return "an upload URL that is neither loopback nor under TEAMS_SERVICE_URL (no credentials are set)"

@@ -48,6 +48,105 @@ from sandbox.slack.state import (
 
 STATE_FORMAT = 1  # of the state file; another one is ignored
 
+# Slack's native chart and table blocks, checked against their documented limits
+# (docs.slack.dev/reference/block-kit/blocks/data-visualization-block and .../table-block).
+CHART_TYPES = ("pie", "bar", "area", "line")
+CHARTS_PER_MESSAGE, TABLES_PER_MESSAGE = 2, 1
+
+
+def _text_of(value: Any, most: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= most
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def chart_problem(block: dict[str, Any]) -> str | None:
+    """What is wrong with a `data_visualization` block, None when Slack would take it."""
+    chart = block.get("chart")
+    if not _text_of(block.get("title"), 50):
+        return "title: 1-50 characters"
+    if not isinstance(chart, dict) or chart.get("type") not in CHART_TYPES:
+        return "chart.type: one of " + ", ".join(CHART_TYPES)
+    if chart["type"] == "pie":
+        segments = chart.get("segments")
+        if not isinstance(segments, list) or not 1 <= len(segments) <= 6:
+            return "chart.segments: 1-6"
+        if not all(
+            _text_of(x.get("label"), 20) and _number(x.get("value")) and x["value"] > 0 for x in segments
+        ):
+            return "chart.segments: a label of 1-20 characters and a value above 0 each"
+        return None
+    axis = chart.get("axis_config")
+    if not isinstance(axis, dict) or not isinstance(axis.get("categories"), list):
+        return "chart.axis_config.categories: required"
+    categories = axis["categories"]
+    if (
+        not categories
+        or not all(_text_of(c, 20) for c in categories)
+        or len(set(categories)) != len(categories)
+    ):
+        return "chart.axis_config.categories: unique labels of 1-20 characters"
+    if any(k in axis and not _text_of(axis[k], 50) for k in ("x_label", "y_label")):
+        return "chart.axis_config: axis labels of 1-50 characters"
+    series = chart.get("series")
+    if not isinstance(series, list) or not 1 <= len(series) <= 6:
+        return "chart.series: 1-6"
+    names = [x.get("name") for x in series]
+    if not all(_text_of(n, 20) for n in names) or len(set(names)) != len(names):
+        return "chart.series: unique names of 1-20 characters"
+    for x in series:
+        data = x.get("data")
+        if not isinstance(data, list) or not 1 <= len(data) <= 20:
+            return "chart.series[].data: 1-20 points"
+        if not all(p.get("label") in categories and _number(p.get("value")) for p in data):
+            return "chart.series[].data: a label among the categories and a number each"
+    return None
+
+
+def table_problem(block: dict[str, Any]) -> str | None:
+    """What is wrong with a `table` block, None when Slack would take it."""
+    rows = block.get("rows")
+    if not isinstance(rows, list) or not 1 <= len(rows) <= 100:
+        return "rows: 1-100"
+    for row in rows:
+        if not isinstance(row, list) or not 1 <= len(row) <= 20:
+            return "rows[]: 1-20 cells"
+        for cell in row:
+            kind = cell.get("type") if isinstance(cell, dict) else None
+            if kind == "raw_text" and not isinstance(cell.get("text"), str):
+                return "rows[][]: a raw_text cell has a text"
+            if kind not in ("raw_text", "rich_text"):
+                return "rows[][]: raw_text or rich_text cells"
+    settings = block.get("column_settings", [])
+    if not isinstance(settings, list) or len(settings) > 20:
+        return "column_settings: at most 20"
+    for setting in settings:
+        if setting is None:
+            continue
+        if setting.get("align", "left") not in ("left", "center", "right"):
+            return "column_settings[].align: left, center or right"
+        if not isinstance(setting.get("is_wrapped", False), bool):
+            return "column_settings[].is_wrapped: true or false"
+    return None
+
+
+def blocks_problem(blocks: list[dict[str, Any]]) -> str | None:
+    """The first problem of a message's native chart and table blocks, None when there is none."""
+    kinds = [b["type"] for b in blocks]
+    if kinds.count("data_visualization") > CHARTS_PER_MESSAGE:
+        return f"at most {CHARTS_PER_MESSAGE} data_visualization blocks a message"
+    if kinds.count("table") > TABLES_PER_MESSAGE:
+        return "only_one_table_allowed"
+    for i, b in enumerate(blocks):
+        check = {"data_visualization": chart_problem, "table": table_problem}.get(b["type"])
+        problem = check(b) if check is not None else None
+        if problem is not None:
+            return f"blocks[{i}].{problem}"
+    return None
+
+
 # Web API methods that change nothing a person could see (no save, no page refresh after them).
 READ_ONLY = frozenset(
     {
@@ -357,6 +456,11 @@ class SlackSandbox:
             raise ValueError("fail() needs timeout=True, an error, or an HTTP error status")
         with self._lock:
             self._faults.setdefault(method, deque()).append(Fault(status, retry_after, error, timeout, times))
+
+    def recover(self, method: str) -> None:
+        """Forget the failures still queued for method: it answers normally again."""
+        with self._lock:
+            self._faults.pop(method, None)
 
     def new_trigger_id(self, user: str | None = None) -> str:
         """Issue a trigger_id as an interaction would; views.open/push accept it once, within trigger_ttl.
@@ -789,6 +893,9 @@ class SlackSandbox:
             and all(isinstance(b, dict) and "type" in b for b in blocks)
         ):
             raise ApiError("invalid_blocks")
+        problem = blocks_problem(blocks) if blocks is not None else None
+        if problem is not None:
+            raise ApiError("invalid_blocks", messages=[f"[ERROR] {problem}"])
         if len(str(content.get("text", ""))) > 40_000:
             raise ApiError("msg_too_long")
         return content

@@ -223,9 +223,56 @@ const BlockKit = (() => {
       }
       case "rich_text":
         return `<div class="bk-rich" data-block-id="${id}">${richText(b.elements || [], ctx)}</div>`;
+      case "data_visualization":
+        return `<figure class="bk-chart" data-block-id="${id}"><figcaption>${esc(b.title)}</figcaption>${chart(b.chart || {})}</figure>`;
+      case "table":
+        return `<table class="bk-table" data-block-id="${id}">${(b.rows || []).map((row, r) => `<tr>${row.map((cell, c) => {
+          const tag = r === 0 ? "th" : "td";
+          const align = ((b.column_settings || [])[c] || {}).align || "left";
+          const body = cell.type === "rich_text" ? richText(cell.elements || [], ctx) : esc(cell.text);
+          return `<${tag} style="text-align:${esc(align)}">${body}</${tag}>`;
+        }).join("")}</tr>`).join("")}</table>`;
       default:
         return unknown("block", b);
     }
+  }
+  // Slack's native chart, drawn as SVG: grouped bars, or lines (an area's filled), one colour a series.
+  const SERIES = ["#1264a3", "#9aa5b1", "#2eb67d", "#ecb22e", "#e01e5a", "#36c5f0"];
+  function chart(c) {
+    if (c.type === "pie") {
+      const total = (c.segments || []).reduce((a, x) => a + x.value, 0) || 1;
+      return `<ul class="bk-chart-pie">${(c.segments || []).map((x, i) => `<li><span class="bk-swatch" style="background:${SERIES[i % 6]}"></span>${esc(x.label)} ${Math.round((100 * x.value) / total)}%</li>`).join("")}</ul>`;
+    }
+    const cats = (c.axis_config || {}).categories || [];
+    const series = c.series || [];
+    const value = (s, cat) => ((s.data || []).find((p) => p.label === cat) || {}).value;
+    const top = Math.max(1, ...series.flatMap((s) => (s.data || []).map((p) => p.value))) * 1.1;
+    const W = 560, H = 240, L = 44, B = 28, plotW = W - L - 8, plotH = H - B - 8;
+    const x0 = (i) => L + (plotW * i) / Math.max(cats.length, 1);
+    const y = (v) => 8 + plotH - (plotH * v) / top;
+    const step = plotW / Math.max(cats.length, 1);
+    let marks = "";
+    if (c.type === "bar") {
+      const w = (step * 0.8) / Math.max(series.length, 1);
+      series.forEach((s, k) => cats.forEach((cat, i) => {
+        const v = value(s, cat);
+        if (v === undefined) return;
+        marks += `<rect class="bk-bar" x="${x0(i) + step * 0.1 + k * w}" y="${y(v)}" width="${w - 2}" height="${y(0) - y(v)}" fill="${SERIES[k % 6]}"><title>${esc(s.name)} · ${esc(cat)}: ${v}</title></rect>`;
+      }));
+    } else {
+      series.forEach((s, k) => {
+        const pts = cats.map((cat, i) => [x0(i) + step / 2, value(s, cat)]).filter((p) => p[1] !== undefined);
+        const line = pts.map((p) => `${p[0]},${y(p[1])}`).join(" ");
+        if (c.type === "area" && pts.length) marks += `<polygon points="${pts[0][0]},${y(0)} ${line} ${pts[pts.length - 1][0]},${y(0)}" fill="${SERIES[k % 6]}" opacity="0.3"/>`;
+        marks += `<polyline class="bk-line" points="${line}" fill="none" stroke="${SERIES[k % 6]}" stroke-width="3"><title>${esc(s.name)}</title></polyline>`;
+      });
+    }
+    const labels = cats.map((cat, i) => `<text x="${x0(i) + step / 2}" y="${H - 8}" text-anchor="middle">${esc(cat)}</text>`).join("");
+    const ticks = [0, top / 2, top / 1.1].map((v) => `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${Math.round(v)}</text>`).join("");
+    const axis = `<line x1="${L}" y1="${y(0)}" x2="${W - 8}" y2="${y(0)}" stroke="#616061"/>`;
+    const legend = series.map((s, k) => `<span><span class="bk-swatch" style="background:${SERIES[k % 6]}"></span>${esc(s.name)}</span>`).join(" ");
+    const yLabel = (c.axis_config || {}).y_label ? `<span class="bk-chart-axis">${esc(c.axis_config.y_label)}</span>` : "";
+    return `<svg class="bk-chart-svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img">${axis}${marks}${labels}${ticks}</svg><div class="bk-chart-legend">${legend}${yLabel}</div>`;
   }
   function richText(elements, ctx) {
     return elements.map((e) => {
