@@ -56,6 +56,7 @@ from bot.replies import (
     Text,
     Tone,
     error,
+    said,
 )
 from bot.rhythm import PostKind
 from bot.snapshot import load_snapshots
@@ -785,4 +786,4 @@ def _already(row: Delivery, quarter: Quarter) -> Reply:
         f"The client version of the {quarter.label} review {state} in the client channel{when}; "
         "nothing new was posted."
     )
-    return Reply(text, (Text(text),))
+    return said(text)

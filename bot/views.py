@@ -9,7 +9,7 @@ from bot.charts import deliverables, month_burn
 from bot.health import Health, Level
 from bot.palette import LEVEL_MARK
 from bot.parsing import delivered_of, format_hours, month_name, plural
-from bot.replies import Bar, Block, Chart, Context, Facts, Header, Items, Reply, Text, Tone
+from bot.replies import Bar, Block, Chart, Context, Facts, Header, Items, Reply, Text, Tone, said
 from bot.snapshot import ScopeChange, Snapshot, TaskLine
 from store.models import MemberRole, Stage
 
@@ -284,7 +284,7 @@ def portfolio(title: str, ranking: Ranking, empty: str, *, with_am: bool = False
     """`list`: accounts ranked by attention (bot/dashboard.py's ranking), each colour-coded with its
     reasons and numbers; red and amber first, the ones on track after. Only the lines shown are built."""
     if not ranking:
-        return Reply(empty, (Text(empty),))
+        return said(empty)
     counts = ranking.counts
     summary = (
         f"{title}: {len(ranking)} accounts, {counts[Level.RED]} red, {counts[Level.AMBER]} amber, "

@@ -432,11 +432,12 @@ class RetainerBot(TeamsActivityHandler):
         context = file_consent_card_response.context
         context = context if isinstance(context, dict) else {}
         info, name = file_consent_card_response.upload_info, str(context.get("file") or "")
-        try:
+
+        async def export() -> list[tuple[str, bytes]] | Reply:
             viewer = await self.identify(turn_context)
-            files = await self.run(self.core.reviews.export, str(context.get("export") or ""), viewer)
-        except Exception:
-            files = self.core.unexpected("teams file consent", file=name)
+            return await self.run(self.core.reviews.export, str(context.get("export") or ""), viewer)
+
+        files = await self.guarded("teams file consent", export(), as_is, file=name)
         if isinstance(files, Reply):
             await turn_context.send_activity(card_activity(files))
             return
@@ -486,7 +487,7 @@ class RetainerBot(TeamsActivityHandler):
         context = file_consent_card_response.context
         name = str(context.get("file") or "") if isinstance(context, dict) else ""
         text = f"Declined: {name or 'the file'} was not uploaded."
-        await turn_context.send_activity(card_activity(Reply(text, (Text(text),))))
+        await turn_context.send_activity(card_activity(said(text)))
 
     async def escalation_action(
         self, turn_context: TurnContext, verb: str, escalation_id: int, viewer: Viewer
