@@ -18,14 +18,15 @@ Targets (issue 14): list, list all, App Home p50 <= 100 ms and p99 <= 300 ms at 
 directors at once; status p99 <= 10 ms meanwhile; all far inside Slack's 3 s.
 
     .venv/bin/python bench/portfolio_views.py [--sizes 1000,10000] [--rounds 60] [--months 24]
-        [--database-url postgresql://...] [--sqlite-copy-of SIZE=PATH ...]
+        [--database-url postgresql://...] [--copy-of SIZE=FILLED_URL ...]
+A filled database (sqlite:///r10000.db or postgresql://.../bench10k) is copied, not changed
+(bench/status_latency.copy_of).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -40,14 +41,13 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.status_latency import DEADLINE_MS, SECRET, bare_bolt, bot_runtime, database
+from bench.status_latency import DEADLINE_MS, SECRET, bare_bolt, bot_runtime, copy_of, database
 from bot.access import Viewer
 from handlers.server import SLACK_PATH
 from handlers.slack.commands import WORKING
 from retainer.app import BackgroundServer
 from retainer.ask import signed_slash_command
 from sandbox.slack import SlackSandbox
-from store.db import make_engine, upgrade
 from store.models import Client, Person
 
 AM, DIRECTORS = "U01AM0001", ("U01DR0001", "U01DR0002")
@@ -195,25 +195,20 @@ def main() -> None:
     parser.add_argument("--together", type=int, default=30, help="rounds of two directors at once")
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--database-url", help="PostgreSQL URL (a fresh schema each size); default SQLite")
-    parser.add_argument("--sqlite-copy-of", action="append", default=[], help="SIZE=PATH of a filled file")
+    parser.add_argument("--copy-of", action="append", default=[], help="SIZE=URL of a filled database")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    copies = dict(item.split("=", 1) for item in args.sqlite_copy_of)
+    copies = dict(item.split("=", 1) for item in args.copy_of)
 
     executor = ThreadPoolExecutor(8, "bench")
     with tempfile.TemporaryDirectory() as tmp, SlackSandbox() as sandbox:
         floor_server = bare_bolt(sandbox, executor, process_before_response=True)
-        print(f"portfolio views on {'PostgreSQL' if args.database_url else 'SQLite'}")
         for size in sizes:
-            if str(size) in copies and not args.database_url:
-                path = Path(tmp) / f"copy{size}.db"
-                shutil.copy(copies[str(size)], path)
-                url, drop = f"sqlite:///{path}", lambda: None
-                engine = make_engine(url)
-                upgrade(engine)
-                engine.dispose()
+            if str(size) in copies:
+                url, drop = copy_of(copies[str(size)], Path(tmp))
             else:
                 url, drop = database(args.database_url, Path(tmp), size, args.months)
+            print(f"\nportfolio views on {'SQLite' if url.startswith('sqlite') else 'PostgreSQL'}")
             measure(size, url, sandbox, floor_server.url, args)
             drop()
         floor_server.stop()
