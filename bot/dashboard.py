@@ -29,7 +29,7 @@ from bot.health import (
     assess_history,
     attention,
 )
-from bot.history import Account, PendingApproval, load_accounts, scope_filter
+from bot.history import Account, load_accounts, scope_filter
 from bot.palette import LEVEL_MARK
 from bot.parsing import business_days, delivered_of, plural
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text
@@ -39,7 +39,6 @@ from bot.views import LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
     ApprovalRequest,
-    ApprovalState,
     AuditEntry,
     Client,
     Cycle,
@@ -312,7 +311,7 @@ def _home_reply(
         blocks.append(Items("On track", tuple(r.line(with_am=director) for r in calm)))
     if not director:
         calendars = _calendars(session, scope, now)
-        pending, waiting = pending_lines(session, scope, calendars)
+        pending, waiting = pending_lines(ranking)
         blocks.append(_items("Pending approvals", pending, "Nothing waits on a client.", waiting))
         order = {retainer_id: at for at, retainer_id in enumerate(ranking.order)}
         week, due = this_week(session, scope, calendars, order)
@@ -411,27 +410,21 @@ def _calendars(session: Session, scope: Select[Any], now: dt.datetime) -> dict[i
     return found
 
 
-def pending_lines(
-    session: Session, scope: Select[Any], calendars: Mapping[int, _Calendar], limit: int = MAX_SIDE_LINES
-) -> tuple[list[str], int]:
-    """Approvals waiting on the clients of `scope` (of any cycle), longest waiting first: the first
-    `limit` lines and how many there are, in two queries whatever the number of accounts."""
-    pending = (
-        select(Task.retainer_id, Task.id, Task.title, ApprovalRequest.created_at)
-        .join(ApprovalRequest, ApprovalRequest.task_id == Task.id)
-        .where(ApprovalRequest.state == ApprovalState.PENDING, Task.retainer_id.in_(scope))
+def pending_lines(ranking: Ranking, limit: int = MAX_SIDE_LINES) -> tuple[list[str], int]:
+    """Approvals waiting on the clients of the ranking's accounts (of any cycle), longest waiting first:
+    the first `limit` lines and how many there are, from each account's standing (its pending count
+    and oldest wait). Only the `limit` accounts waiting longest are built: the first `limit` approvals
+    are all theirs (one of any other account has `limit` accounts' oldest before it)."""
+    waiting = ranking.standings.waiting
+    first = sorted(waiting, key=lambda i: (waiting[i][1], i))[:limit]
+    built = ranking.standings.accounts(first)
+    found = sorted(
+        (p.since, p.task_id, a.client_name, p.task_title, p.waited(a.history.today, a.country))
+        for a, _ in (built[i] for i in first)
+        for p in a.pending
     )
-    total = session.scalar(select(func.count()).select_from(pending.subquery())) or 0
-    lines = []
-    for retainer_id, task_id, title, created_at in session.execute(
-        pending.order_by(ApprovalRequest.created_at, Task.id).limit(limit)
-    ):
-        c = calendars.get(retainer_id)
-        if c is None:
-            continue
-        waiting = PendingApproval(task_id, title, created_at, local_today(created_at, c.timezone))
-        lines.append(f"{c.name} · {title} · {business_days(waiting.waited(c.today, c.country))}")
-    return lines, total
+    lines = [f"{name} · {title} · {business_days(days)}" for _, _, name, title, days in found[:limit]]
+    return lines, sum(n for n, _ in waiting.values())
 
 
 def this_week(

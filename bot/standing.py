@@ -160,6 +160,8 @@ class Standings:
 
     order: list[tuple[Key, int, Level]]  # (key, retainer id, level), most in need of attention first
     session: Session
+    # retainer id -> (approvals waiting on the client, when the oldest was asked for), where any wait
+    waiting: dict[int, tuple[int, dt.datetime]] = field(default_factory=dict)
     computed: dict[int, dict[str, Any]] = field(default_factory=dict)  # facts recomputed on read
     built: dict[int, tuple[Account, Health]] = field(default_factory=dict)
 
@@ -204,29 +206,41 @@ def read(
     s = AccountStanding
     stale_flag = case((_fresh(now, thresholds), 0), else_=1)
     rows = session.execute(
-        select(Retainer.id, s.level, s.hard, s.reds, s.ambers, s.used, s.client_name, stale_flag)
+        select(
+            Retainer.id,
+            s.level,
+            s.hard,
+            s.reds,
+            s.ambers,
+            s.used,
+            s.client_name,
+            s.pending,
+            s.oldest_pending,
+            stale_flag,
+        )
         .outerjoin(s, s.retainer_id == Retainer.id)
         .where(scope_filter(Retainer.id, scope))
     ).all()
     order: list[tuple[Key, int, Level]] = []
     stale: list[int] = []
-    for retainer_id, level, hard, reds, ambers, used, name, is_stale in rows:
+    waiting: dict[int, tuple[int, dt.datetime]] = {}
+    for retainer_id, level, hard, reds, ambers, used, name, pending, oldest, is_stale in rows:
         if is_stale:
             stale.append(retainer_id)
-        else:
-            order.append(
-                (
-                    (-level, -hard, -reds, -ambers, -(used or 0.0), name, retainer_id),
-                    retainer_id,
-                    Level(level),
-                )
-            )
-    standings = Standings(order, session)
+            continue
+        order.append(
+            ((-level, -hard, -reds, -ambers, -(used or 0.0), name, retainer_id), retainer_id, Level(level))
+        )
+        if pending:
+            waiting[retainer_id] = (pending, oldest)
+    standings = Standings(order, session, waiting)
     for account, health in computed(session, stale, now, thresholds):
         c = account.history.current
         key = key_of(account.retainer_id, account.client_name, health, c.used if c else None)
         order.append((key, account.retainer_id, health.level))
         standings.computed[account.retainer_id] = facts_of(account, health)
+        if account.pending:
+            waiting[account.retainer_id] = (len(account.pending), account.pending[0].since)
     order.sort(key=lambda item: item[0])
     return standings
 
@@ -276,6 +290,8 @@ _STORE = (
         ambers=bindparam("b_ambers"),
         used=bindparam("b_used"),
         client_name=bindparam("b_name"),
+        pending=bindparam("b_pending"),
+        oldest_pending=bindparam("b_oldest"),
         facts=bindparam("b_facts"),
     )
 )
@@ -310,6 +326,8 @@ def refresh(
                 "b_ambers": -ambers,
                 "b_used": c.used if c is not None else None,
                 "b_name": account.client_name,
+                "b_pending": len(account.pending),
+                "b_oldest": account.pending[0].since if account.pending else None,
                 "b_facts": facts_of(account, health),
             }
         )
