@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -445,28 +445,42 @@ def this_week(
     last = max(c.today for c in calendars.values())
     # (day, 0, position, line maker) for deliverables, (day, 1, rank, kind) for posts and renewals
     found: list[tuple[dt.date, int, int, int, Any]] = []
-    tasks = select(Task.retainer_id, Task.title, Task.due_on, Person.name).outerjoin(
-        Person, Person.id == Task.owner_id
-    )
-    for position, (retainer_id, title, due_on, owner) in enumerate(
-        session.execute(
-            tasks.where(
-                # Through the cycles not over yet (their retainer index), then each one's tasks: a join
-                # lets SQLite walk every task of thousands of accounts' two years.
-                Task.cycle_id.in_(
-                    select(Cycle.id).where(Cycle.retainer_id.in_(scope), Cycle.ends_on >= first)
-                ),
-                Task.due_on.is_not(None),
-                Task.due_on <= last + week,
-                # Done, moved on, or waiting on the client (that is under "Pending approvals").
-                Task.status.in_([TaskStatus.TODO, TaskStatus.IN_PROGRESS, TaskStatus.CHANGES_REQUESTED]),
-            ).order_by(Task.due_on, Task.id)
+    # Due within each account's own week: its today is one of at most a few days (its timezone's).
+    zones: dict[dt.date, set[str]] = {}
+    for calendar in calendars.values():
+        zones.setdefault(calendar.today, set()).add(calendar.timezone)
+    within = [
+        and_(
+            Task.due_on <= today + week,
+            *(
+                [Task.retainer_id.in_(select(Retainer.id).where(Retainer.timezone.in_(z)))]
+                if len(zones) > 1
+                else []
+            ),
         )
+        for today, z in zones.items()
+    ]
+    due = (
+        select(Task.retainer_id, Task.title, Task.due_on, Person.name, func.count().over())
+        .outerjoin(Person, Person.id == Task.owner_id)
+        .where(
+            # Through the cycles not over yet (their retainer index), then each one's tasks: a join
+            # lets SQLite walk every task of thousands of accounts' two years.
+            Task.cycle_id.in_(select(Cycle.id).where(Cycle.retainer_id.in_(scope), Cycle.ends_on >= first)),
+            Task.due_on.is_not(None),
+            or_(*within),
+            # Done, moved on, or waiting on the client (that is under "Pending approvals").
+            Task.status.in_([TaskStatus.TODO, TaskStatus.IN_PROGRESS, TaskStatus.CHANGES_REQUESTED]),
+        )
+    )
+    # Only the first `limit` by day can be among the lines shown; every one is counted (in SQL).
+    tasks = fetched = 0
+    for position, (retainer_id, title, due_on, owner, total) in enumerate(
+        session.execute(due.order_by(Task.due_on, Task.id).limit(limit))
     ):
-        c = calendars.get(retainer_id)
-        if c is None or due_on is None or due_on > c.today + week:
-            continue
-        found.append((due_on, 0, position, 0, (c.name, title, owner, c.today)))
+        tasks, at = total, calendars[retainer_id]
+        found.append((due_on or first, 0, position, 0, (at.name, title, owner, at.today)))
+        fetched += 1
     # Each account's current cycle: the latest one started by its today (its posts may still fall
     # in the week only if it ended at most a few business days ago).
     current: dict[int, tuple[dt.date, dt.date]] = {}
@@ -506,7 +520,7 @@ def this_week(
             lines.append(f"overdue since {day:%b} {day.day} · {name} · {title}{who}")
         else:
             lines.append(f"{day:%a %b} {day.day} · {name} · {title} due{who}")
-    return lines, len(found)
+    return lines, len(found) - fetched + tasks
 
 
 # --- publishing and keeping it fresh --------------------------------------------------------------------
