@@ -38,6 +38,7 @@ from bot.standing import Standings
 from bot.views import LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
+    AccountStanding,
     ApprovalRequest,
     AuditEntry,
     Client,
@@ -243,6 +244,14 @@ def external_home() -> Reply:
     return Reply("Retainer Bot", (Header("Retainer Bot"), Text(text)))
 
 
+def scope_of(viewer: Viewer) -> Select[Any] | None:
+    """The accounts an internal viewer's home tab covers: a director's every live account, anyone
+    else's their own (None: not a person the database knows)."""
+    if viewer.role is Role.DIRECTOR:
+        return live_retainers()
+    return accounts_of(viewer.person_id) if viewer.person_id is not None else None
+
+
 def home(
     session: Session,
     viewer: Viewer,
@@ -256,11 +265,8 @@ def home(
     if not viewer.internal:
         return external_home()
     director = viewer.role is Role.DIRECTOR
-    if director:
-        scope: Select[Any] = live_retainers()
-    elif viewer.person_id is not None:
-        scope = accounts_of(viewer.person_id)
-    else:
+    scope = scope_of(viewer)
+    if scope is None:
         text = "You have no accounts yet. Once you are an AM or on the team of a retainer, it shows here."
         return Reply(text, (Header("Your accounts"), Text(text)))
     ranking = load_ranking(session, scope, now, thresholds)
@@ -543,6 +549,30 @@ def change_stamp(session: Session, now: dt.datetime) -> str:
     return ":".join(str(x or 0) for x in row[:5]) + f":{changed}:{now:%Y-%m-%d}"
 
 
+def home_stamp(session: Session, viewer: Viewer, now: dt.datetime) -> str:
+    """Changes when anything `viewer`'s home tab shows may have changed: a write to one of its accounts
+    (their standings' revisions, which the database bumps with every write to what a line, the pending
+    approvals or this week read, store/triggers.py), an account joining or leaving it, an audited
+    change, an escalation or a scanned health of one of them, or the day."""
+    scope = scope_of(viewer) if viewer.internal else None
+    if scope is None:
+        return f"-:{now:%Y-%m-%d}"
+    s, mine = AccountStanding, AccountStanding.retainer_id.in_(scope)
+    revisions, accounts, audit, escalation, health = session.execute(
+        select(
+            select(func.coalesce(func.sum(s.revision), 0)).where(mine).scalar_subquery(),
+            select(func.count()).select_from(s).where(mine).scalar_subquery(),
+            select(func.max(AuditEntry.id)).where(AuditEntry.retainer_id.in_(scope)).scalar_subquery(),
+            select(func.max(Escalation.id)).where(Escalation.retainer_id.in_(scope)).scalar_subquery(),
+            select(func.max(HealthState.changed_at))
+            .where(HealthState.retainer_id.in_(scope))
+            .scalar_subquery(),
+        )
+    ).one()
+    changed = health.isoformat(timespec="seconds") if health else "-"
+    return f"{revisions}:{accounts}:{audit or 0}:{escalation or 0}:{changed}:{now:%Y-%m-%d}"
+
+
 def digest(reply: Reply) -> str:
     return hashlib.sha256(repr(reply).encode()).hexdigest()
 
@@ -569,7 +599,7 @@ class Dashboard:
         """Publish `viewer`'s home tab now (it was opened, or paged); remembered for refreshes."""
         now = self.clock.now()
         with unit_of_work(self.sessions, read_only=True) as session:
-            stamp = change_stamp(session, now)
+            stamp = home_stamp(session, viewer, now)
             stored = session.scalars(
                 select(HomeView).where(
                     HomeView.platform == viewer.platform, HomeView.user_id == viewer.user_id
@@ -616,7 +646,8 @@ class Dashboard:
 
     def refresh(self, publishers: Mapping[str, HomePublisher]) -> int:
         """Publish again the home tabs whose content changed since they were last published; how many.
-        Nothing is read beyond one stamp while nothing has changed."""
+        Nothing is read beyond one stamp while nothing has changed, and only the homes whose own stamp
+        moved (a write to one of their accounts...: `home_stamp`) are built again."""
         now = self.clock.now()
         with unit_of_work(self.sessions, read_only=True) as session:
             stamp = change_stamp(session, now)
@@ -629,19 +660,22 @@ class Dashboard:
                     HomeView.user_id,
                     HomeView.page,
                     HomeView.content_hash,
+                    HomeView.stamp,
                     Person,
                 )
                 .outerjoin(Person, Person.id == HomeView.person_id)
-                .where(or_(HomeView.stamp.is_(None), HomeView.stamp != stamp))
                 .order_by(HomeView.id)
             ).all()
         published, failed = 0, False
-        for view_id, platform, user_id, page, content_hash, person in views:
+        for view_id, platform, user_id, page, content_hash, seen, person in views:
             publisher = publishers.get(platform)
             if publisher is None:
                 continue
             viewer = _viewer_of(platform, user_id, person)
             with unit_of_work(self.sessions, read_only=True) as session:
+                own = home_stamp(session, viewer, now)
+                if own == seen:
+                    continue
                 reply = home(session, viewer, now, page, self.thresholds)
             new_hash = digest(reply)
             if new_hash != content_hash:
@@ -655,7 +689,7 @@ class Dashboard:
             with unit_of_work(self.sessions) as session:
                 row = session.get(HomeView, view_id)
                 if row is not None:
-                    row.stamp, row.content_hash = stamp, new_hash
+                    row.stamp, row.content_hash = own, new_hash
                     if new_hash != content_hash:
                         row.published_at = now
         if not failed:

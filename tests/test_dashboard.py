@@ -10,6 +10,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from bot import dashboard as dashboard_module
 from bot.access import Viewer
 from bot.dashboard import HOME_PAGE_ACTION, MAX_SIDE_LINES, PAGE_SIZE
 from bot.health import LIVE_STAGES
@@ -37,7 +38,7 @@ from tests.slack_payloads import (
     send_event,
 )
 
-MAYA, SAM = "U01AM0001", "U01DR0001"
+MAYA, TOM, SAM = "U01AM0001", "U01AM0002", "U01DR0001"
 TODAY = dt.date(2026, 11, 17)
 ACCOUNT = re.compile(r"^• [🔴🟠🟢] (.+?) · ", re.MULTILINE)
 
@@ -197,3 +198,45 @@ def test_an_ams_pending_approvals_are_the_longest_waiting_of_all_their_accounts(
     assert [line.rsplit(" · ", 1)[0] for line in items.lines] == expected[:MAX_SIDE_LINES]
     assert items.more == len(expected) - MAX_SIDE_LINES
     assert any(f"{oldest.title}" in line for line in items.lines)
+
+
+class Homes:
+    """A platform's home tabs: what each person was shown last."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, str] = {}
+
+    def publish_home(self, user_id: str, reply) -> None:
+        self.shown[user_id] = reply.text + "\n" + "\n".join(map(str, reply.blocks))
+
+
+def test_a_refresh_builds_again_only_the_homes_whose_accounts_changed(bot, monkeypatch) -> None:
+    demo(bot, 39)
+    assert bot.runtime.watch.refresh_standings() == 39
+    dashboard, homes = bot.runtime.core.dashboard, Homes()
+    people = {who: viewer(bot, who) for who in (MAYA, TOM, SAM)}
+    for person in people.values():
+        dashboard.show(homes, person)
+    with bot.sessions() as session:
+        tom = select(RetainerMember.retainer_id).where(RetainerMember.person_id == people[TOM].person_id)
+        slug = session.scalars(
+            select(Client.slug)
+            .join(Retainer, Retainer.client_id == Client.id)
+            .join(RetainerMember, RetainerMember.retainer_id == Retainer.id)
+            .where(RetainerMember.person_id == people[MAYA].person_id, Retainer.id.not_in(tom))
+            .order_by(Client.slug)
+        ).first()
+    built: list[str] = []
+    home = dashboard_module.home
+
+    def counted(session, viewer, *args, **kwargs):
+        built.append(viewer.user_id)
+        return home(session, viewer, *args, **kwargs)
+
+    monkeypatch.setattr(dashboard_module, "home", counted)
+    assert dashboard.refresh({"slack": homes}) == 0 and built == []  # nothing changed: nothing built
+    before = dict(homes.shown)
+    assert "Logged" in bot.answer(f"log {slug} 20h", user=MAYA)
+    dashboard.refresh({"slack": homes})
+    assert sorted(built) == sorted([MAYA, SAM])  # Tom's accounts did not change: his home is not built
+    assert homes.shown[MAYA] != before[MAYA] and homes.shown[TOM] == before[TOM]
