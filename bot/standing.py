@@ -12,6 +12,7 @@ stores it again (`refresh`)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ FACTS_AT_ONCE = 20_000  # ids bound in one statement (SQLite allows 32,766)
 Key = tuple[int, int, int, int, float, str, int]
 
 
+@functools.lru_cache(maxsize=8)
 def fingerprint(thresholds: Thresholds) -> str:
     return hashlib.sha256(repr(thresholds).encode()).hexdigest()[:16]
 
@@ -181,17 +183,28 @@ class Standings:
         return self.built
 
 
+@functools.lru_cache(maxsize=1)
+def _stored_statement() -> Select[Any]:
+    """`stored`'s statement, built once (status reads it on every answer): its values are bound."""
+    s = AccountStanding
+    return select(s.retainer_id, s.facts).where(
+        s.retainer_id.in_(bindparam("ids", expanding=True)),
+        s.computed_revision == s.revision,
+        s.valid_from <= bindparam("now", type_=s.valid_from.type),
+        s.valid_until > bindparam("now", type_=s.valid_until.type),
+        s.thresholds == bindparam("fingerprint"),
+    )
+
+
 def stored(
     session: Session, ids: Sequence[int], now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> dict[int, tuple[Account, Health]]:
     """The stored standings of `ids` that are current (the stale-row rule above), one query: the
     others are left for the caller to compute from their history."""
-    s = AccountStanding
+    values = {"ids": list(ids), "now": now, "fingerprint": fingerprint(thresholds)}
     return {
         retainer_id: account_of(retainer_id, facts)
-        for retainer_id, facts in session.execute(
-            select(s.retainer_id, s.facts).where(s.retainer_id.in_(list(ids)), _fresh(now, thresholds))
-        )
+        for retainer_id, facts in session.execute(_stored_statement(), values)
     }
 
 
