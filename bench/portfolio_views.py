@@ -110,6 +110,8 @@ def measure(size: int, url: str, sandbox: SlackSandbox, floor_url: str, args: ar
         "App Home (AM)": lambda: runtime.core.dashboard.build(people[AM]),
         "log 1h (a write)": lambda: ask_bot(f"log {writes.choice(slugs)} 1h", AM),
     }
+    floor_check = ask_floor("noop", AM)
+    assert floor_check.status_code == 200, (floor_check.status_code, floor_check.text[:300])
     check = ask_bot("list all", DIRECTORS[0])
     assert check.status_code == 200 and "accounts" in check.text, check.text[:300]
     for call in variants.values():  # warm up

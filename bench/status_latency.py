@@ -133,7 +133,8 @@ def bare_bolt(sandbox: SlackSandbox, executor: ThreadPoolExecutor, **options: An
     def noop(ack):
         ack()
 
-    return BackgroundServer(build_web_app(app, lambda: {"ok": True}, executor))
+    # The same signature gate as the bot's server: without the secret it refuses every request (a 401).
+    return BackgroundServer(build_web_app(app, lambda: {"ok": True}, executor, signing_secret=SECRET))
 
 
 def main() -> None:
