@@ -70,7 +70,9 @@ def asker(url: str) -> Callable[[str, str], httpx.Response]:
             SECRET, words, user=user, channel=None, response_url="http://127.0.0.1:9/r"
         )
         response = http.post(url + SLACK_PATH, content=body, headers=headers)
-        if WORKING in response.text:
+        if response.headers.get("content-type", "").startswith("application/json") and WORKING in str(
+            response.json().get("text", "")
+        ):  # (the body is JSON: "…" arrives escaped, so the raw text never held it)
             DEFERRED["n"] += 1
         return response
 
