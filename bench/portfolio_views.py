@@ -18,14 +18,15 @@ Targets (issue 14): list, list all, App Home p50 <= 100 ms and p99 <= 300 ms at 
 directors at once; status p99 <= 10 ms meanwhile; all far inside Slack's 3 s.
 
     .venv/bin/python bench/portfolio_views.py [--sizes 1000,10000] [--rounds 60] [--months 24]
-        [--database-url postgresql://...] [--sqlite-copy-of SIZE=PATH ...]
+        [--database-url postgresql://...] [--copy-of SIZE=FILLED_URL ...]
+A filled database (sqlite:///r10000.db or postgresql://.../bench10k) is copied, not changed
+(bench/status_latency.copy_of).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -40,14 +41,13 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.status_latency import DEADLINE_MS, SECRET, bare_bolt, bot_runtime, database
+from bench.status_latency import DEADLINE_MS, SECRET, bare_bolt, bot_runtime, copy_of, database
 from bot.access import Viewer
 from handlers.server import SLACK_PATH
 from handlers.slack.commands import WORKING
 from retainer.app import BackgroundServer
 from retainer.ask import signed_slash_command
 from sandbox.slack import SlackSandbox
-from store.db import make_engine, upgrade
 from store.models import Client, Person
 
 AM, DIRECTORS = "U01AM0001", ("U01DR0001", "U01DR0002")
@@ -70,7 +70,9 @@ def asker(url: str) -> Callable[[str, str], httpx.Response]:
             SECRET, words, user=user, channel=None, response_url="http://127.0.0.1:9/r"
         )
         response = http.post(url + SLACK_PATH, content=body, headers=headers)
-        if WORKING in response.text:
+        if response.headers.get("content-type", "").startswith("application/json") and WORKING in str(
+            response.json().get("text", "")
+        ):  # (the body is JSON: "…" arrives escaped, so the raw text never held it)
             DEFERRED["n"] += 1
         return response
 
@@ -110,6 +112,8 @@ def measure(size: int, url: str, sandbox: SlackSandbox, floor_url: str, args: ar
         "App Home (AM)": lambda: runtime.core.dashboard.build(people[AM]),
         "log 1h (a write)": lambda: ask_bot(f"log {writes.choice(slugs)} 1h", AM),
     }
+    floor_check = ask_floor("noop", AM)
+    assert floor_check.status_code == 200, (floor_check.status_code, floor_check.text[:300])
     check = ask_bot("list all", DIRECTORS[0])
     assert check.status_code == 200 and "accounts" in check.text, check.text[:300]
     for call in variants.values():  # warm up
@@ -195,25 +199,20 @@ def main() -> None:
     parser.add_argument("--together", type=int, default=30, help="rounds of two directors at once")
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--database-url", help="PostgreSQL URL (a fresh schema each size); default SQLite")
-    parser.add_argument("--sqlite-copy-of", action="append", default=[], help="SIZE=PATH of a filled file")
+    parser.add_argument("--copy-of", action="append", default=[], help="SIZE=URL of a filled database")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    copies = dict(item.split("=", 1) for item in args.sqlite_copy_of)
+    copies = dict(item.split("=", 1) for item in args.copy_of)
 
     executor = ThreadPoolExecutor(8, "bench")
     with tempfile.TemporaryDirectory() as tmp, SlackSandbox() as sandbox:
         floor_server = bare_bolt(sandbox, executor, process_before_response=True)
-        print(f"portfolio views on {'PostgreSQL' if args.database_url else 'SQLite'}")
         for size in sizes:
-            if str(size) in copies and not args.database_url:
-                path = Path(tmp) / f"copy{size}.db"
-                shutil.copy(copies[str(size)], path)
-                url, drop = f"sqlite:///{path}", lambda: None
-                engine = make_engine(url)
-                upgrade(engine)
-                engine.dispose()
+            if str(size) in copies:
+                url, drop = copy_of(copies[str(size)], Path(tmp))
             else:
                 url, drop = database(args.database_url, Path(tmp), size, args.months)
+            print(f"\nportfolio views on {'SQLite' if url.startswith('sqlite') else 'PostgreSQL'}")
             measure(size, url, sandbox, floor_server.url, args)
             drop()
         floor_server.stop()

@@ -13,6 +13,8 @@ with SIGKILL (no clean-up of any kind) and starts a second one, as a supervisor 
 the rest and recovers the claims the first left behind (looking in the channel before resending).
 
     .venv/bin/python bench/rhythm_fanout.py [--retainers 2000] [--cap 80] [--database-url URL]
+                                            [--production-defaults]   (the sender as shipped: no
+                                            pacing, its default workers and 60 s lease)
 """
 
 from __future__ import annotations
@@ -210,12 +212,18 @@ def worker(args: argparse.Namespace) -> None:
     sessions = make_sessionmaker(engine)
     clock = ShiftedClock(args.shift)
     messenger = SlackMessenger(make_client("xoxb-sandbox", args.api_url, 10))
-    settings = OutboxSettings(
-        lease=LEASE,
-        posts_per_second=args.cap,
-        # Half the server's burst: the other half absorbs jitter between our pacing and its bucket.
-        burst=max(1, args.cap // 2),
-        workers=args.workers,
+    # Tuned to the sandbox's cap, or the sender as it ships (no pacing: Slack's 429s and Retry-After
+    # pace it; a dead sender's claims recoverable after the default lease).
+    settings = (
+        OutboxSettings()
+        if args.production_defaults
+        else OutboxSettings(
+            lease=LEASE,
+            posts_per_second=args.cap,
+            # Half the server's burst: the other half absorbs jitter between our pacing and its bucket.
+            burst=max(1, args.cap // 2),
+            workers=args.workers,
+        )
     )
     outbox = Outbox(sessions, clock, {"slack": messenger}, settings, name=args.name)
     rhythm = ScheduledPosts(sessions, clock, outbox, RhythmSettings())
@@ -240,6 +248,7 @@ def start_worker(
 ) -> subprocess.Popen:
     command = [sys.executable, __file__, "--worker", "--database-url", url, "--api-url", api_url]
     command += ["--shift", str(shift), "--cap", str(args.cap), "--workers", str(args.workers), "--name", name]
+    command += ["--production-defaults"] if args.production_defaults else []
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "ready"
@@ -255,6 +264,9 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=80, help="workspace-wide chat.postMessage cap, per second")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument(
+        "--production-defaults", action="store_true", help="the sender's OutboxSettings() as shipped"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--api-url", help=argparse.SUPPRESS)
     parser.add_argument("--shift", type=float, help=argparse.SUPPRESS)
@@ -290,6 +302,16 @@ def main() -> None:
             )
             print(
                 f"limits: 1/s per channel (burst 3), workspace {args.cap}/s (burst {args.cap}), 429 beyond",
+                flush=True,
+            )
+            sender = OutboxSettings() if args.production_defaults else None
+            print(
+                "sender: "
+                + (
+                    f"production defaults {sender}"
+                    if sender
+                    else f"paced to {args.cap}/s, {args.workers} workers, lease {LEASE}"
+                ),
                 flush=True,
             )
             shift = (CHECKPOINT - dt.datetime.now(dt.UTC)).total_seconds()

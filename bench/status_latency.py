@@ -10,7 +10,8 @@ Targets (issue 14): b(10)/floor <= 2, b(N)/floor <= 2, SQL statements per answer
 
     .venv/bin/python bench/status_latency.py [--rounds 300] [--large 10000] [--months 24]
                                              [--database-url postgresql://...]   (default: SQLite files)
-                                             [--large-sqlite-copy-of FILLED.db]
+                                             [--large-copy-of FILLED_URL]   (sqlite:///r10000.db,
+                                              postgresql://.../bench10k: copied, see `copy_of`)
 Each account's standing is stored first, as the scheduler's tick does, so status reads it (bot/standing.py).
 """
 
@@ -82,6 +83,33 @@ def database(
     return url, drop
 
 
+def copy_of(filled: str, folder: Path) -> tuple[str, Callable[[], None]]:
+    """A copy of an already filled database (filling 10,000 retainers takes minutes), migrated, and
+    how to drop it: a SQLite file is copied into `folder`, a PostgreSQL database is cloned with
+    CREATE DATABASE ... TEMPLATE (nobody may be connected to it meanwhile). The original is untouched."""
+    source = make_url(filled)
+    if source.get_backend_name() == "sqlite":
+        path = folder / f"copy-{uuid.uuid4().hex[:8]}.db"
+        shutil.copy(source.database or "", path)
+        url, drop = f"sqlite:///{path}", lambda: None
+    else:
+        name = f"bench_copy_{uuid.uuid4().hex[:10]}"
+        admin = make_engine(source.set(database="postgres").render_as_string(hide_password=False))
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source.database}"'))
+        url = source.set(database=name).render_as_string(hide_password=False)
+
+        def drop() -> None:
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url, drop
+
+
 def bot_runtime(sandbox: SlackSandbox, url: str) -> Runtime:
     """The whole bot on `url`, its clock stopped at NOW, talking to the local Slack `sandbox`."""
     settings = load_settings(
@@ -105,7 +133,8 @@ def bare_bolt(sandbox: SlackSandbox, executor: ThreadPoolExecutor, **options: An
     def noop(ack):
         ack()
 
-    return BackgroundServer(build_web_app(app, lambda: {"ok": True}, executor))
+    # The same signature gate as the bot's server: without the secret it refuses every request (a 401).
+    return BackgroundServer(build_web_app(app, lambda: {"ok": True}, executor, signing_secret=SECRET))
 
 
 def main() -> None:
@@ -114,18 +143,15 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=10_000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--database-url", help="PostgreSQL URL (a fresh schema each size); default SQLite")
-    parser.add_argument("--large-sqlite-copy-of", help="a filled SQLite file to copy for the large size")
+    parser.add_argument("--large-copy-of", help="URL of a filled database to copy for the large size")
     args = parser.parse_args()
 
     executor = ThreadPoolExecutor(8, "bench")
     with tempfile.TemporaryDirectory() as tmp, SlackSandbox() as sandbox:
         print(f"preparing databases ({'PostgreSQL' if args.database_url else 'SQLite'})")
         made = {"small": database(args.database_url, Path(tmp), 10, args.months)}
-        if args.large_sqlite_copy_of:  # a filled SQLite file (its fill takes minutes), migrated here
-            path = Path(tmp) / "large.db"
-            shutil.copy(args.large_sqlite_copy_of, path)
-            upgrade(make_engine(f"sqlite:///{path}"))
-            made["large"] = (f"sqlite:///{path}", lambda: None)
+        if args.large_copy_of:
+            made["large"] = copy_of(args.large_copy_of, Path(tmp))
         else:
             made["large"] = database(args.database_url, Path(tmp), args.large, args.months)
         servers = {

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,7 +29,7 @@ from bot.health import (
     assess_history,
     attention,
 )
-from bot.history import Account, PendingApproval, load_accounts, scope_filter
+from bot.history import Account, load_accounts, scope_filter
 from bot.palette import LEVEL_MARK
 from bot.parsing import business_days, delivered_of, plural
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text
@@ -38,8 +38,8 @@ from bot.standing import Standings
 from bot.views import LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
+    AccountStanding,
     ApprovalRequest,
-    ApprovalState,
     AuditEntry,
     Client,
     Cycle,
@@ -244,6 +244,14 @@ def external_home() -> Reply:
     return Reply("Retainer Bot", (Header("Retainer Bot"), Text(text)))
 
 
+def scope_of(viewer: Viewer) -> Select[Any] | None:
+    """The accounts an internal viewer's home tab covers: a director's every live account, anyone
+    else's their own (None: not a person the database knows)."""
+    if viewer.role is Role.DIRECTOR:
+        return live_retainers()
+    return accounts_of(viewer.person_id) if viewer.person_id is not None else None
+
+
 def home(
     session: Session,
     viewer: Viewer,
@@ -257,11 +265,8 @@ def home(
     if not viewer.internal:
         return external_home()
     director = viewer.role is Role.DIRECTOR
-    if director:
-        scope: Select[Any] = live_retainers()
-    elif viewer.person_id is not None:
-        scope = accounts_of(viewer.person_id)
-    else:
+    scope = scope_of(viewer)
+    if scope is None:
         text = "You have no accounts yet. Once you are an AM or on the team of a retainer, it shows here."
         return Reply(text, (Header("Your accounts"), Text(text)))
     ranking = load_ranking(session, scope, now, thresholds)
@@ -312,7 +317,7 @@ def _home_reply(
         blocks.append(Items("On track", tuple(r.line(with_am=director) for r in calm)))
     if not director:
         calendars = _calendars(session, scope, now)
-        pending, waiting = pending_lines(session, scope, calendars)
+        pending, waiting = pending_lines(ranking)
         blocks.append(_items("Pending approvals", pending, "Nothing waits on a client.", waiting))
         order = {retainer_id: at for at, retainer_id in enumerate(ranking.order)}
         week, due = this_week(session, scope, calendars, order)
@@ -411,27 +416,21 @@ def _calendars(session: Session, scope: Select[Any], now: dt.datetime) -> dict[i
     return found
 
 
-def pending_lines(
-    session: Session, scope: Select[Any], calendars: Mapping[int, _Calendar], limit: int = MAX_SIDE_LINES
-) -> tuple[list[str], int]:
-    """Approvals waiting on the clients of `scope` (of any cycle), longest waiting first: the first
-    `limit` lines and how many there are, in two queries whatever the number of accounts."""
-    pending = (
-        select(Task.retainer_id, Task.id, Task.title, ApprovalRequest.created_at)
-        .join(ApprovalRequest, ApprovalRequest.task_id == Task.id)
-        .where(ApprovalRequest.state == ApprovalState.PENDING, Task.retainer_id.in_(scope))
+def pending_lines(ranking: Ranking, limit: int = MAX_SIDE_LINES) -> tuple[list[str], int]:
+    """Approvals waiting on the clients of the ranking's accounts (of any cycle), longest waiting first:
+    the first `limit` lines and how many there are, from each account's standing (its pending count
+    and oldest wait). Only the `limit` accounts waiting longest are built: the first `limit` approvals
+    are all theirs (one of any other account has `limit` accounts' oldest before it)."""
+    waiting = ranking.standings.waiting
+    first = sorted(waiting, key=lambda i: (waiting[i][1], i))[:limit]
+    built = ranking.standings.accounts(first)
+    found = sorted(
+        (p.since, p.task_id, a.client_name, p.task_title, p.waited(a.history.today, a.country))
+        for a, _ in (built[i] for i in first)
+        for p in a.pending
     )
-    total = session.scalar(select(func.count()).select_from(pending.subquery())) or 0
-    lines = []
-    for retainer_id, task_id, title, created_at in session.execute(
-        pending.order_by(ApprovalRequest.created_at, Task.id).limit(limit)
-    ):
-        c = calendars.get(retainer_id)
-        if c is None:
-            continue
-        waiting = PendingApproval(task_id, title, created_at, local_today(created_at, c.timezone))
-        lines.append(f"{c.name} · {title} · {business_days(waiting.waited(c.today, c.country))}")
-    return lines, total
+    lines = [f"{name} · {title} · {business_days(days)}" for _, _, name, title, days in found[:limit]]
+    return lines, sum(n for n, _ in waiting.values())
 
 
 def this_week(
@@ -452,28 +451,42 @@ def this_week(
     last = max(c.today for c in calendars.values())
     # (day, 0, position, line maker) for deliverables, (day, 1, rank, kind) for posts and renewals
     found: list[tuple[dt.date, int, int, int, Any]] = []
-    tasks = select(Task.retainer_id, Task.title, Task.due_on, Person.name).outerjoin(
-        Person, Person.id == Task.owner_id
-    )
-    for position, (retainer_id, title, due_on, owner) in enumerate(
-        session.execute(
-            tasks.where(
-                # Through the cycles not over yet (their retainer index), then each one's tasks: a join
-                # lets SQLite walk every task of thousands of accounts' two years.
-                Task.cycle_id.in_(
-                    select(Cycle.id).where(Cycle.retainer_id.in_(scope), Cycle.ends_on >= first)
-                ),
-                Task.due_on.is_not(None),
-                Task.due_on <= last + week,
-                # Done, moved on, or waiting on the client (that is under "Pending approvals").
-                Task.status.in_([TaskStatus.TODO, TaskStatus.IN_PROGRESS, TaskStatus.CHANGES_REQUESTED]),
-            ).order_by(Task.due_on, Task.id)
+    # Due within each account's own week: its today is one of at most a few days (its timezone's).
+    zones: dict[dt.date, set[str]] = {}
+    for calendar in calendars.values():
+        zones.setdefault(calendar.today, set()).add(calendar.timezone)
+    within = [
+        and_(
+            Task.due_on <= today + week,
+            *(
+                [Task.retainer_id.in_(select(Retainer.id).where(Retainer.timezone.in_(z)))]
+                if len(zones) > 1
+                else []
+            ),
         )
+        for today, z in zones.items()
+    ]
+    due = (
+        select(Task.retainer_id, Task.title, Task.due_on, Person.name, func.count().over())
+        .outerjoin(Person, Person.id == Task.owner_id)
+        .where(
+            # Through the cycles not over yet (their retainer index), then each one's tasks: a join
+            # lets SQLite walk every task of thousands of accounts' two years.
+            Task.cycle_id.in_(select(Cycle.id).where(Cycle.retainer_id.in_(scope), Cycle.ends_on >= first)),
+            Task.due_on.is_not(None),
+            or_(*within),
+            # Done, moved on, or waiting on the client (that is under "Pending approvals").
+            Task.status.in_([TaskStatus.TODO, TaskStatus.IN_PROGRESS, TaskStatus.CHANGES_REQUESTED]),
+        )
+    )
+    # Only the first `limit` by day can be among the lines shown; every one is counted (in SQL).
+    tasks = fetched = 0
+    for position, (retainer_id, title, due_on, owner, total) in enumerate(
+        session.execute(due.order_by(Task.due_on, Task.id).limit(limit))
     ):
-        c = calendars.get(retainer_id)
-        if c is None or due_on is None or due_on > c.today + week:
-            continue
-        found.append((due_on, 0, position, 0, (c.name, title, owner, c.today)))
+        tasks, at = total, calendars[retainer_id]
+        found.append((due_on or first, 0, position, 0, (at.name, title, owner, at.today)))
+        fetched += 1
     # Each account's current cycle: the latest one started by its today (its posts may still fall
     # in the week only if it ended at most a few business days ago).
     current: dict[int, tuple[dt.date, dt.date]] = {}
@@ -513,7 +526,7 @@ def this_week(
             lines.append(f"overdue since {day:%b} {day.day} · {name} · {title}{who}")
         else:
             lines.append(f"{day:%a %b} {day.day} · {name} · {title} due{who}")
-    return lines, len(found)
+    return lines, len(found) - fetched + tasks
 
 
 # --- publishing and keeping it fresh --------------------------------------------------------------------
@@ -534,6 +547,30 @@ def change_stamp(session: Session, now: dt.datetime) -> str:
     ).one()
     changed = row[5].isoformat(timespec="seconds") if row[5] else "-"
     return ":".join(str(x or 0) for x in row[:5]) + f":{changed}:{now:%Y-%m-%d}"
+
+
+def home_stamp(session: Session, viewer: Viewer, now: dt.datetime) -> str:
+    """Changes when anything `viewer`'s home tab shows may have changed: a write to one of its accounts
+    (their standings' revisions, which the database bumps with every write to what a line, the pending
+    approvals or this week read, store/triggers.py), an account joining or leaving it, an audited
+    change, an escalation or a scanned health of one of them, or the day."""
+    scope = scope_of(viewer) if viewer.internal else None
+    if scope is None:
+        return f"-:{now:%Y-%m-%d}"
+    s, mine = AccountStanding, AccountStanding.retainer_id.in_(scope)
+    revisions, accounts, audit, escalation, health = session.execute(
+        select(
+            select(func.coalesce(func.sum(s.revision), 0)).where(mine).scalar_subquery(),
+            select(func.count()).select_from(s).where(mine).scalar_subquery(),
+            select(func.max(AuditEntry.id)).where(AuditEntry.retainer_id.in_(scope)).scalar_subquery(),
+            select(func.max(Escalation.id)).where(Escalation.retainer_id.in_(scope)).scalar_subquery(),
+            select(func.max(HealthState.changed_at))
+            .where(HealthState.retainer_id.in_(scope))
+            .scalar_subquery(),
+        )
+    ).one()
+    changed = health.isoformat(timespec="seconds") if health else "-"
+    return f"{revisions}:{accounts}:{audit or 0}:{escalation or 0}:{changed}:{now:%Y-%m-%d}"
 
 
 def digest(reply: Reply) -> str:
@@ -562,7 +599,7 @@ class Dashboard:
         """Publish `viewer`'s home tab now (it was opened, or paged); remembered for refreshes."""
         now = self.clock.now()
         with unit_of_work(self.sessions, read_only=True) as session:
-            stamp = change_stamp(session, now)
+            stamp = home_stamp(session, viewer, now)
             stored = session.scalars(
                 select(HomeView).where(
                     HomeView.platform == viewer.platform, HomeView.user_id == viewer.user_id
@@ -609,7 +646,8 @@ class Dashboard:
 
     def refresh(self, publishers: Mapping[str, HomePublisher]) -> int:
         """Publish again the home tabs whose content changed since they were last published; how many.
-        Nothing is read beyond one stamp while nothing has changed."""
+        Nothing is read beyond one stamp while nothing has changed, and only the homes whose own stamp
+        moved (a write to one of their accounts...: `home_stamp`) are built again."""
         now = self.clock.now()
         with unit_of_work(self.sessions, read_only=True) as session:
             stamp = change_stamp(session, now)
@@ -622,19 +660,22 @@ class Dashboard:
                     HomeView.user_id,
                     HomeView.page,
                     HomeView.content_hash,
+                    HomeView.stamp,
                     Person,
                 )
                 .outerjoin(Person, Person.id == HomeView.person_id)
-                .where(or_(HomeView.stamp.is_(None), HomeView.stamp != stamp))
                 .order_by(HomeView.id)
             ).all()
         published, failed = 0, False
-        for view_id, platform, user_id, page, content_hash, person in views:
+        for view_id, platform, user_id, page, content_hash, seen, person in views:
             publisher = publishers.get(platform)
             if publisher is None:
                 continue
             viewer = _viewer_of(platform, user_id, person)
             with unit_of_work(self.sessions, read_only=True) as session:
+                own = home_stamp(session, viewer, now)
+                if own == seen:
+                    continue
                 reply = home(session, viewer, now, page, self.thresholds)
             new_hash = digest(reply)
             if new_hash != content_hash:
@@ -648,7 +689,7 @@ class Dashboard:
             with unit_of_work(self.sessions) as session:
                 row = session.get(HomeView, view_id)
                 if row is not None:
-                    row.stamp, row.content_hash = stamp, new_hash
+                    row.stamp, row.content_hash = own, new_hash
                     if new_hash != content_hash:
                         row.published_at = now
         if not failed:

@@ -12,6 +12,7 @@ stores it again (`refresh`)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ FACTS_AT_ONCE = 20_000  # ids bound in one statement (SQLite allows 32,766)
 Key = tuple[int, int, int, int, float, str, int]
 
 
+@functools.lru_cache(maxsize=8)
 def fingerprint(thresholds: Thresholds) -> str:
     return hashlib.sha256(repr(thresholds).encode()).hexdigest()[:16]
 
@@ -160,6 +162,8 @@ class Standings:
 
     order: list[tuple[Key, int, Level]]  # (key, retainer id, level), most in need of attention first
     session: Session
+    # retainer id -> (approvals waiting on the client, when the oldest was asked for), where any wait
+    waiting: dict[int, tuple[int, dt.datetime]] = field(default_factory=dict)
     computed: dict[int, dict[str, Any]] = field(default_factory=dict)  # facts recomputed on read
     built: dict[int, tuple[Account, Health]] = field(default_factory=dict)
 
@@ -179,17 +183,28 @@ class Standings:
         return self.built
 
 
+@functools.lru_cache(maxsize=1)
+def _stored_statement() -> Select[Any]:
+    """`stored`'s statement, built once (status reads it on every answer): its values are bound."""
+    s = AccountStanding
+    return select(s.retainer_id, s.facts).where(
+        s.retainer_id.in_(bindparam("ids", expanding=True)),
+        s.computed_revision == s.revision,
+        s.valid_from <= bindparam("now", type_=s.valid_from.type),
+        s.valid_until > bindparam("now", type_=s.valid_until.type),
+        s.thresholds == bindparam("fingerprint"),
+    )
+
+
 def stored(
     session: Session, ids: Sequence[int], now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> dict[int, tuple[Account, Health]]:
     """The stored standings of `ids` that are current (the stale-row rule above), one query: the
     others are left for the caller to compute from their history."""
-    s = AccountStanding
+    values = {"ids": list(ids), "now": now, "fingerprint": fingerprint(thresholds)}
     return {
         retainer_id: account_of(retainer_id, facts)
-        for retainer_id, facts in session.execute(
-            select(s.retainer_id, s.facts).where(s.retainer_id.in_(list(ids)), _fresh(now, thresholds))
-        )
+        for retainer_id, facts in session.execute(_stored_statement(), values)
     }
 
 
@@ -204,29 +219,41 @@ def read(
     s = AccountStanding
     stale_flag = case((_fresh(now, thresholds), 0), else_=1)
     rows = session.execute(
-        select(Retainer.id, s.level, s.hard, s.reds, s.ambers, s.used, s.client_name, stale_flag)
+        select(
+            Retainer.id,
+            s.level,
+            s.hard,
+            s.reds,
+            s.ambers,
+            s.used,
+            s.client_name,
+            s.pending,
+            s.oldest_pending,
+            stale_flag,
+        )
         .outerjoin(s, s.retainer_id == Retainer.id)
         .where(scope_filter(Retainer.id, scope))
     ).all()
     order: list[tuple[Key, int, Level]] = []
     stale: list[int] = []
-    for retainer_id, level, hard, reds, ambers, used, name, is_stale in rows:
+    waiting: dict[int, tuple[int, dt.datetime]] = {}
+    for retainer_id, level, hard, reds, ambers, used, name, pending, oldest, is_stale in rows:
         if is_stale:
             stale.append(retainer_id)
-        else:
-            order.append(
-                (
-                    (-level, -hard, -reds, -ambers, -(used or 0.0), name, retainer_id),
-                    retainer_id,
-                    Level(level),
-                )
-            )
-    standings = Standings(order, session)
+            continue
+        order.append(
+            ((-level, -hard, -reds, -ambers, -(used or 0.0), name, retainer_id), retainer_id, Level(level))
+        )
+        if pending:
+            waiting[retainer_id] = (pending, oldest)
+    standings = Standings(order, session, waiting)
     for account, health in computed(session, stale, now, thresholds):
         c = account.history.current
         key = key_of(account.retainer_id, account.client_name, health, c.used if c else None)
         order.append((key, account.retainer_id, health.level))
         standings.computed[account.retainer_id] = facts_of(account, health)
+        if account.pending:
+            waiting[account.retainer_id] = (len(account.pending), account.pending[0].since)
     order.sort(key=lambda item: item[0])
     return standings
 
@@ -276,6 +303,8 @@ _STORE = (
         ambers=bindparam("b_ambers"),
         used=bindparam("b_used"),
         client_name=bindparam("b_name"),
+        pending=bindparam("b_pending"),
+        oldest_pending=bindparam("b_oldest"),
         facts=bindparam("b_facts"),
     )
 )
@@ -310,6 +339,8 @@ def refresh(
                 "b_ambers": -ambers,
                 "b_used": c.used if c is not None else None,
                 "b_name": account.client_name,
+                "b_pending": len(account.pending),
+                "b_oldest": account.pending[0].since if account.pending else None,
                 "b_facts": facts_of(account, health),
             }
         )

@@ -594,6 +594,9 @@ class AccountStanding(Base):
     ambers: Mapped[int] = mapped_column(Integer, default=0)
     used: Mapped[float | None] = mapped_column(Float)
     client_name: Mapped[str] = mapped_column(String(200), default="")
+    # Approvals waiting on the client (any cycle's), and when the oldest was asked for.
+    pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    oldest_pending: Mapped[dt.datetime | None] = mapped_column()
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 

@@ -10,12 +10,24 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from bot import dashboard as dashboard_module
 from bot.access import Viewer
-from bot.dashboard import HOME_PAGE_ACTION, PAGE_SIZE
+from bot.dashboard import HOME_PAGE_ACTION, MAX_SIDE_LINES, PAGE_SIZE
+from bot.health import LIVE_STAGES
+from bot.replies import Items
 from handlers.slack.render import as_text
 from retainer.demo import fill_demo
 from store.db import unit_of_work
-from store.models import Client, Person, Retainer, RetainerMember
+from store.models import (
+    ApprovalRequest,
+    ApprovalState,
+    Client,
+    Person,
+    Retainer,
+    RetainerMember,
+    Task,
+    TaskStatus,
+)
 from tests.health_world import statements
 from tests.slack_payloads import (
     block_kit_problems,
@@ -26,7 +38,7 @@ from tests.slack_payloads import (
     send_event,
 )
 
-MAYA, SAM = "U01AM0001", "U01DR0001"
+MAYA, TOM, SAM = "U01AM0001", "U01AM0002", "U01DR0001"
 TODAY = dt.date(2026, 11, 17)
 ACCOUNT = re.compile(r"^• [🔴🟠🟢] (.+?) · ", re.MULTILINE)
 
@@ -143,3 +155,88 @@ def test_the_directors_dashboard_takes_the_same_statements_at_any_size(bot, reta
         stored = bot.runtime.core.dashboard.build(director)
     assert stored == unstored  # the same home, read from the stored standings
     assert len([s for s in run if s.lstrip().upper().startswith("SELECT")]) == DIRECTOR_QUERIES
+
+
+def test_an_ams_pending_approvals_are_the_longest_waiting_of_all_their_accounts(bot) -> None:
+    """Counted and picked from the stored standings: still every approval waiting on the AM's live
+    accounts, oldest first, although the account waiting longest also has the newest thirty."""
+    demo(bot, 120)
+    maya = viewer(bot, MAYA)
+    now = bot.runtime.core.dashboard.clock.now()
+    mine = select(RetainerMember.retainer_id).where(RetainerMember.person_id == maya.person_id)
+    waiting = (
+        select(Task.id, Client.name, Task.title)
+        .join(Retainer, Retainer.client_id == Client.id)
+        .join(Task, Task.retainer_id == Retainer.id)
+        .join(ApprovalRequest, ApprovalRequest.task_id == Task.id)
+        .where(
+            ApprovalRequest.state == ApprovalState.PENDING,
+            Retainer.id.in_(mine),
+            Retainer.stage.in_(LIVE_STAGES),
+        )
+        .order_by(ApprovalRequest.created_at, Task.id)
+    )
+    with unit_of_work(bot.sessions) as session:
+        oldest = session.get_one(Task, session.execute(waiting.limit(1)).one().id)
+        for n in range(MAX_SIDE_LINES):
+            task = Task(
+                retainer_id=oldest.retainer_id,
+                cycle_id=oldest.cycle_id,
+                title=f"Late ask {n:02d}",
+                status=TaskStatus.AWAITING_APPROVAL,
+            )
+            session.add(task)
+            session.flush()
+            at = now - dt.timedelta(minutes=60 - n)
+            session.add(ApprovalRequest(task_id=task.id, version=1, created_at=at))
+    assert bot.runtime.watch.refresh_standings() > 0
+    with bot.sessions() as session:
+        expected = [f"{name} · {title}" for _, name, title in session.execute(waiting)]
+    assert len(expected) > 2 * MAX_SIDE_LINES
+    home = bot.runtime.core.dashboard.build(maya)
+    (items,) = [b for b in home.blocks if isinstance(b, Items) and b.title == "Pending approvals"]
+    assert [line.rsplit(" · ", 1)[0] for line in items.lines] == expected[:MAX_SIDE_LINES]
+    assert items.more == len(expected) - MAX_SIDE_LINES
+    assert any(f"{oldest.title}" in line for line in items.lines)
+
+
+class Homes:
+    """A platform's home tabs: what each person was shown last."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, str] = {}
+
+    def publish_home(self, user_id: str, reply) -> None:
+        self.shown[user_id] = reply.text + "\n" + "\n".join(map(str, reply.blocks))
+
+
+def test_a_refresh_builds_again_only_the_homes_whose_accounts_changed(bot, monkeypatch) -> None:
+    demo(bot, 39)
+    assert bot.runtime.watch.refresh_standings() == 39
+    dashboard, homes = bot.runtime.core.dashboard, Homes()
+    people = {who: viewer(bot, who) for who in (MAYA, TOM, SAM)}
+    for person in people.values():
+        dashboard.show(homes, person)
+    with bot.sessions() as session:
+        tom = select(RetainerMember.retainer_id).where(RetainerMember.person_id == people[TOM].person_id)
+        slug = session.scalars(
+            select(Client.slug)
+            .join(Retainer, Retainer.client_id == Client.id)
+            .join(RetainerMember, RetainerMember.retainer_id == Retainer.id)
+            .where(RetainerMember.person_id == people[MAYA].person_id, Retainer.id.not_in(tom))
+            .order_by(Client.slug)
+        ).first()
+    built: list[str] = []
+    home = dashboard_module.home
+
+    def counted(session, viewer, *args, **kwargs):
+        built.append(viewer.user_id)
+        return home(session, viewer, *args, **kwargs)
+
+    monkeypatch.setattr(dashboard_module, "home", counted)
+    assert dashboard.refresh({"slack": homes}) == 0 and built == []  # nothing changed: nothing built
+    before = dict(homes.shown)
+    assert "Logged" in bot.answer(f"log {slug} 20h", user=MAYA)
+    dashboard.refresh({"slack": homes})
+    assert sorted(built) == sorted([MAYA, SAM])  # Tom's accounts did not change: his home is not built
+    assert homes.shown[MAYA] != before[MAYA] and homes.shown[TOM] == before[TOM]
