@@ -389,3 +389,31 @@ def test_a_workspace_without_chart_blocks_gets_the_qbr_once_charts_as_pngs_table
     again = bot.sandbox.calls_to("response_url")[before:]
     assert [c.status for c in again] == [200]
     assert len(refused_blocks(bot.sandbox.calls)) == 1
+
+
+def test_an_update_in_a_workspace_without_chart_blocks_lands_once_as_images_and_lines(
+    no_native_blocks,
+) -> None:
+    from slack_sdk import WebClient
+
+    from bot.replies import Table
+    from handlers.slack.messenger import SlackMessenger
+
+    client = WebClient(token=no_native_blocks.bot_token, base_url=no_native_blocks.api_url)
+    channel = client.conversations_create(name="balance")["channel"]["id"]
+    posted = SlackMessenger(client).post(
+        channel, Reply("Balance", (Table("Hours", ("Month", "Used"), (("Jul", "4 h"),)),))
+    )
+    bars = Bars("q", "Hours per month", ("Jul", "Aug"), (60, 120), (60, 60))
+    reply = Reply(
+        "Balance", (Chart(bars), Table("Hours", ("Month", "Used"), (("Jul", "1 h"), ("Aug", "2 h"))))
+    )
+    SlackMessenger(client).update(channel, posted.message_id, reply)
+    (message,) = no_native_blocks.messages(channel)
+    kinds = [b["type"] for b in message["blocks"]]
+    assert "table" not in kinds and "data_visualization" not in kinds and kinds.count("image") == 1
+    assert "• Aug: used 2 h" in as_text(message)
+    refused = [c for c in no_native_blocks.calls if "invalid_blocks" in str(c.response)]
+    assert [c.method for c in refused] == ["chat.postMessage"]  # the update went straight to the image form
+    assert refused[0].response["response_metadata"]["messages"] == ["[ERROR] unsupported type: table"]
+    assert len(no_native_blocks.calls_to("files.completeUploadExternal")) == 1
