@@ -473,7 +473,7 @@ class Handoff:
         slack = [c for c in retainer.channels if c.platform == "slack" and c.kind is ChannelKind.CLIENT]
         bound = slack[0].external_id if slack else None
         shared = shared_in(session, retainer.id, bound) if bound else ()
-        plan = replace(plan_for(session, retainer, viewer, ()), channel_id=bound, shared=shared)
+        plan = replace(plan_for(session, retainer, viewer, ()), channel_id=bound, shared=shared, resumed=True)
         text = (
             f"**Deal won** ({source} deal {deal_id}): the retainer for **{retainer.client.name}** was "
             f"created, but setting up its channel was interrupted. Setting up #{plan.channel_name} now; "

@@ -126,6 +126,9 @@ class SetupPlan:
     channel_id: str | None = None
     # Of `contacts`, those that channel's Slack Connect invitation already went to then: not sent again.
     shared: tuple[str, ...] = ()
+    # A set-up finished after it was interrupted (bot/handoff.py): its DM and welcome may have been
+    # sent already, so the platform looks for them before sending; a fresh set-up has sent nothing.
+    resumed: bool = False
 
 
 class Step(enum.StrEnum):

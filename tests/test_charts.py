@@ -305,3 +305,115 @@ def test_the_monthly_report_posts_carry_their_charts_each_uploaded_once(world, s
     assert acme_burns() == before + 1  # the report's burn, uploaded once for its two attempts
     (client_message,) = world.posted()[client]
     assert not [b for b in client_message["blocks"] if b["type"] in ("image", "data_visualization")]
+
+
+@pytest.fixture
+def no_native_blocks(slack_sandbox):
+    """A workspace where Slack's chart and table blocks are not rolled out: the local Slack refuses a
+    message carrying one with invalid_blocks, as Slack refuses a block type it does not know."""
+    slack_sandbox.native_blocks = False
+    yield slack_sandbox
+    use_charts("native")  # what the bot learnt is the process's: back to the default for the next test
+
+
+def refused_blocks(calls) -> list[object]:
+    return [c for c in calls if "invalid_blocks" in str(c.response)]
+
+
+def test_a_workspace_without_chart_blocks_gets_the_monthly_report_once_its_charts_as_pngs(
+    no_native_blocks,
+    world,  # noqa: F811
+    sleeps: SleepRecorder,  # noqa: F811
+    caplog,
+) -> None:
+    internal = key(world, "report_internal")
+    with unit_of_work(world.sessions) as session:
+        session.add(BaselineItem(retainer_id=world.retainers["acme"], category="blog_post", per_month=2))
+    world.clock.set(dt.datetime(2026, 6, 1, 13, tzinfo=dt.UTC))  # after May: its reports are due
+    with caplog.at_level("WARNING", logger="handlers.slack.messenger"):
+        world.scheduler(name="s", workers=1).run_due()
+    row = world.deliveries()[internal]
+    assert row.status is DeliveryStatus.SENT and row.attempts == 1
+    (message,) = world.posted()[internal]  # once: the refused one was never shown
+    kinds = [b["type"] for b in message["blocks"]]
+    assert "data_visualization" not in kinds and kinds.count("image") == 2
+    titles = [b["title"]["text"] for b in message["blocks"] if b["type"] == "image"]
+    assert titles[1] == "Deliverables · May 2026 vs baseline"
+    images = {b["slack_file"]["id"] for b in message["blocks"] if b["type"] == "image"}
+    assert images == set(row.details["files"].values()) and set(row.details["files"]) == {
+        "burn",
+        "deliverables",
+    }
+    for file_id in images:
+        assert _size(world.sandbox.file(file_id)["content"]) == (800, 400)
+    posts = [
+        c
+        for c in world.sandbox.calls_to("chat.postMessage")
+        if (c.args.get("metadata") or {}).get("event_payload", {}).get("key") == internal
+    ]
+    assert len(posts) == 2 and refused_blocks(posts) == posts[:1]  # refused, then the image form
+    # Later posts of the tick (other retainers' reports with charts) went straight to the image form.
+    assert len(refused_blocks(world.sandbox.calls_to("chat.postMessage"))) == 1
+    warned = [r for r in caplog.records if "invalid_blocks" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelname == "WARNING"
+
+
+def test_a_workspace_without_chart_blocks_gets_the_qbr_once_charts_as_pngs_tables_as_lines(
+    no_native_blocks, bot, caplog
+) -> None:
+    with unit_of_work(bot.sessions) as session:
+        fill_demo(session, retainers=3, months=10, seed=3, today=NOW)
+    with caplog.at_level("WARNING", logger="handlers.slack.messenger"):
+        assert bot.command("qbr acme 2026-Q3", user=MAYA).status_code == 200
+        answered = bot.sandbox.wait_for(lambda c: c.method == "response_url" and c.status == 200, timeout=30)
+    (refused,) = [c for c in bot.sandbox.calls_to("response_url") if c.status != 200]
+    assert refused.response == {"body": "invalid_blocks"}
+    assert {b["type"] for b in refused.args["blocks"]} & {"data_visualization", "table"}
+    blocks = answered.args["blocks"]
+    assert answered.args["replace_original"] is True
+    assert not [b for b in blocks if b["type"] in ("data_visualization", "table")]
+    assert [b["title"]["text"] for b in blocks if b["type"] == "image"] == QBR_TITLES
+    text = as_text(answered.args)
+    assert "Hours per month" in text and "Deliverables per month" in text
+    assert "• Quarter before: used " in text  # a table row as a line
+    assert len(bot.sandbox.calls_to("files.completeUploadExternal")) == 3  # each chart once
+    assert len([r for r in caplog.records if "invalid_blocks" in r.getMessage()]) == 1
+
+    # Known now: the next answer is acked in the image form and replaced once, nothing refused.
+    before = len(bot.sandbox.calls_to("response_url"))
+    acked = bot.command("qbr acme 2026-Q3", user=MAYA).json()
+    assert not [b for b in acked["blocks"] if b["type"] in ("data_visualization", "table")]
+    bot.sandbox.wait_for(
+        lambda c: c.method == "response_url" and c.status == 200 and c is not answered, timeout=30
+    )
+    again = bot.sandbox.calls_to("response_url")[before:]
+    assert [c.status for c in again] == [200]
+    assert len(refused_blocks(bot.sandbox.calls)) == 1
+
+
+def test_an_update_in_a_workspace_without_chart_blocks_lands_once_as_images_and_lines(
+    no_native_blocks,
+) -> None:
+    from slack_sdk import WebClient
+
+    from bot.replies import Table
+    from handlers.slack.messenger import SlackMessenger
+
+    client = WebClient(token=no_native_blocks.bot_token, base_url=no_native_blocks.api_url)
+    channel = client.conversations_create(name="balance")["channel"]["id"]
+    posted = SlackMessenger(client).post(
+        channel, Reply("Balance", (Table("Hours", ("Month", "Used"), (("Jul", "4 h"),)),))
+    )
+    bars = Bars("q", "Hours per month", ("Jul", "Aug"), (60, 120), (60, 60))
+    reply = Reply(
+        "Balance", (Chart(bars), Table("Hours", ("Month", "Used"), (("Jul", "1 h"), ("Aug", "2 h"))))
+    )
+    SlackMessenger(client).update(channel, posted.message_id, reply)
+    (message,) = no_native_blocks.messages(channel)
+    kinds = [b["type"] for b in message["blocks"]]
+    assert "table" not in kinds and "data_visualization" not in kinds and kinds.count("image") == 1
+    assert "• Aug: used 2 h" in as_text(message)
+    refused = [c for c in no_native_blocks.calls if "invalid_blocks" in str(c.response)]
+    assert [c.method for c in refused] == ["chat.postMessage"]  # the update went straight to the image form
+    assert refused[0].response["response_metadata"]["messages"] == ["[ERROR] unsupported type: table"]
+    assert len(no_native_blocks.calls_to("files.completeUploadExternal")) == 1

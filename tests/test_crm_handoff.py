@@ -155,6 +155,9 @@ def test_a_signed_deal_won_creates_the_retainer_its_cycle_and_channel_and_tells_
     )
     created = crm_bot.sandbox.calls_to("conversations.create")
     assert [c.args["name"] for c in created] == ["initech"]
+    # A fresh hand-off's set-up has sent nothing before: it looks up no earlier DM or welcome.
+    assert crm_bot.sandbox.calls_to("conversations.history") == []
+    assert crm_bot.sandbox.calls_to("conversations.open") == []
     invited = {c.args["users"] for c in crm_bot.sandbox.calls_to("conversations.invite")}
     assert invited == {AM, DIRECTOR}
     assert [c.args["emails"] for c in crm_bot.sandbox.calls_to("conversations.inviteShared")] == [
@@ -354,6 +357,9 @@ def test_a_set_up_that_died_after_posting_the_welcome_is_finished_with_no_second
     (welcome,) = [m for m in sandbox.messages(channel) if "How this channel works" in m["text"]]
     assert welcome["pinned_to"] == [channel]  # pinned by the finish, if the set-up died before
     assert not [c for c in finished if c.method == "chat.postMessage" and c.args["channel"] == channel]
+    # The finish found them by their markers: the DM's history and the channel's.
+    looked = {c.args["channel"] for c in finished if c.method == "conversations.history"}
+    assert channel in looked and len(looked) == 2
     # The client contact was sent the Slack Connect invitation once, before the set-up died.
     assert [c.args["emails"] for c in sandbox.calls_to("conversations.inviteShared")] == [
         "peter@initech.example"

@@ -140,6 +140,9 @@ def test_a_new_retainer_gets_its_shared_channel_and_a_report(bot, agency) -> Non
     ]
     welcome = next(m for m in sandbox.messages(channel) if "How this channel works" in m["text"])
     assert welcome["pinned_to"] == [channel]
+    # A fresh set-up has sent nothing before: it looks up no earlier DM or welcome.
+    assert sandbox.calls_to("conversations.history") == []
+    assert sandbox.calls_to("conversations.open") == []
     for internal in ("30 h", "hours", "Maya"):
         assert internal not in json.dumps(welcome["blocks"]), internal
     assert "*Initech* is set up." in text

@@ -6,6 +6,8 @@ are kept on its delivery row, so a retry of the post does not upload them twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,14 +28,17 @@ def upload_charts(
     reply: Reply,
     sessions: sessionmaker[Session] | None = None,
     delivery_key: str | None = None,
+    have: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Chart key -> Slack file id for each chart of `reply` not shown natively, uploading those not
-    uploaded yet."""
+    uploaded yet (`have`: uploaded for this reply already)."""
     if not to_upload(reply):
-        return {}
+        return dict(have or {})
     natives = native_charts(reply)
     keep = sessions if delivery_key is not None else None
-    files = uploaded(keep, delivery_key) if keep is not None and delivery_key is not None else {}
+    files = dict(have or {})
+    if keep is not None and delivery_key is not None:
+        files.update(uploaded(keep, delivery_key))
     for chart in reply.charts:
         key = chart.figure.key
         if key in files or key in natives:

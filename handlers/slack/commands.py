@@ -16,13 +16,13 @@ from concurrent.futures import TimeoutError as NotYet
 from typing import Any
 
 from slack_bolt import Ack, App
-from slack_sdk.webhook import WebhookClient
 
 from bot.commands import may_be_slow
 from bot.core import Core
 from bot.replies import Reply, error
 from handlers.slack.charts import to_upload, upload_charts
-from handlers.slack.render import render_message
+from handlers.slack.messenger import answer_through
+from handlers.slack.render import NATIVE, carries_native, render_message
 from handlers.slack.render_forms import render_modal
 from handlers.slack.workspace import Workspace
 
@@ -35,17 +35,11 @@ WORKING = "Working on it… the answer follows here in a moment."
 def register(app: App, core: Core, workspace: Workspace) -> None:
     slow_work = workspace.after_ack
 
-    def with_charts(reply: Reply) -> tuple[Reply, dict[str, str]]:
-        return reply, upload_charts(workspace.client, reply)
-
-    def answer_later(future: Future[Reply] | Future[tuple[Reply, dict[str, str]]], response_url: str) -> None:
+    def answer_later(reply: Reply | Future[Reply], response_url: str) -> None:
+        """The answer (once ready) in place of the ack's, its charts drawn and uploaded."""
         try:
-            done = future.result()
-            reply, files = done if isinstance(done, tuple) else (done, {})
-            body = {"response_type": "ephemeral", "replace_original": True, **render_message(reply, files)}
-            response = WebhookClient(response_url).send_dict(body)
-            if response.status_code != 200:
-                log.warning("response_url answer refused: %s %s", response.status_code, response.body)
+            done = reply.result() if isinstance(reply, Future) else reply
+            answer_through(response_url, done, lambda have: upload_charts(workspace.client, done, have=have))
         except Exception:
             log.exception("answering /retainer through response_url failed")
 
@@ -82,12 +76,15 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         else:
             reply = answer()
         if reply.form is None:
-            ack(response_type="ephemeral", **render_message(reply))
-            if to_upload(reply) and command.get("response_url"):
+            acked = render_message(reply)
+            ack(response_type="ephemeral", **acked)
+            untried = carries_native(acked) and not NATIVE.taken
+            if (to_upload(reply) or untried) and command.get("response_url"):
                 # The words now, the pictures after the ack: drawn and uploaded on the slow pool,
-                # then the answer replaced with the one that shows them.
-                charted = slow_work.submit(with_charts, reply)
-                charted.add_done_callback(lambda f: answer_later(f, command["response_url"]))
+                # then the answer replaced with the one that shows them. So is an ack with Slack's
+                # chart or table blocks before any message with them landed: Slack refuses an ack
+                # it cannot show without telling the bot, the response_url says so.
+                slow_work.submit(answer_later, reply, command["response_url"])
             return
         failure = workspace.open_view(str(command.get("trigger_id") or ""), render_modal(reply.form))
         if failure is not None:

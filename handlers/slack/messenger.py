@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.webhook import WebhookClient, WebhookResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.messenger import DeliveryError, Posted
 from bot.replies import Reply, unexpected
 from handlers.slack.charts import upload_charts
-from handlers.slack.render import render_message
+from handlers.slack.render import NATIVE, carries_native, render_message
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,19 @@ class SlackMessenger:
             # Message metadata: invisible to people, returned by conversations.history, so a retry
             # after a crash can see that the first attempt landed instead of posting it twice.
             extra["metadata"] = {"event_type": MARKER_EVENT, "event_payload": {"key": marker}}
-        files = self._call(
-            upload_charts, client=self.client, reply=reply, sessions=self.sessions, delivery_key=marker
-        )
-        response = self._call(
-            self.client.chat_postMessage,
-            channel=conversation,
-            thread_ts=thread,
-            **render_message(reply, files),
-            **extra,
+        response = deliver(
+            lambda **message: self._call(
+                self.client.chat_postMessage, channel=conversation, thread_ts=thread, **message, **extra
+            ),
+            reply,
+            lambda have: self._call(
+                upload_charts,
+                client=self.client,
+                reply=reply,
+                sessions=self.sessions,
+                delivery_key=marker,
+                have=have,
+            ),
         )
         return Posted(response["channel"], response["ts"])
 
@@ -103,9 +108,12 @@ class SlackMessenger:
     def update(self, conversation: str, message_id: str, reply: Reply) -> Posted:
         """Replace a message in place; its charts (the balance card's burn) uploaded again, as they
         show new numbers."""
-        files = self._call(upload_charts, client=self.client, reply=reply)
-        response = self._call(
-            self.client.chat_update, channel=conversation, ts=message_id, **render_message(reply, files)
+        response = deliver(
+            lambda **message: self._call(
+                self.client.chat_update, channel=conversation, ts=message_id, **message
+            ),
+            reply,
+            lambda have: self._call(upload_charts, client=self.client, reply=reply, have=have),
         )
         return Posted(response["channel"], response["ts"])
 
@@ -140,6 +148,67 @@ class SlackMessenger:
             ) from err
 
 
+Sent = TypeVar("Sent")
+
+
+Uploads = Callable[[Mapping[str, str]], Mapping[str, str]]  # a reply's charts uploaded, given those that are
+
+
+def deliver(send: Callable[..., Sent], reply: Reply, files: Uploads) -> Sent:
+    """`send` the reply rendered (with `files`: its charts' uploads) by one of the bot's ways of sending
+    (chat.postMessage, chat.update, a response_url), which raises DeliveryError when refused. Slack's
+    chart and table blocks are new: a workspace where they are not rolled out refuses the message with
+    invalid_blocks, having shown nothing, so it is sent once more in the image form (charts uploaded,
+    tables as lines), as is every later message of this process (render.NATIVE)."""
+    first = files({})
+    message = render_message(reply, first)
+    try:
+        sent = send(**message)
+        NATIVE.taken = NATIVE.taken or carries_native(message)
+        return sent
+    except DeliveryError as err:
+        if err.reason != "invalid_blocks" or not carries_native(message):
+            raise
+    if NATIVE.charts or NATIVE.tables:
+        log.warning(
+            "Slack refused its chart and table blocks (invalid_blocks): not rolled out in this "
+            "workspace, so charts are sent as images and tables as lines from now on"
+        )
+        NATIVE.refused()
+    return send(**render_message(reply, files(first)))
+
+
+def through_webhook(post: Callable[..., WebhookResponse]) -> Callable[..., WebhookResponse]:
+    """A response_url's post as a way of sending for `deliver`: its refusal (Slack answers it with
+    an HTTP error and the error's name as the body) raised as DeliveryError."""
+
+    def send(**message: Any) -> WebhookResponse:
+        response = post(**message)
+        if response.status_code != 200:
+            reason = str(response.body or f"HTTP {response.status_code}").strip()
+            raise DeliveryError(reason, permanent=response.status_code < 500)
+        return response
+
+    return send
+
+
+def answer_through(response_url: str, reply: Reply, files: Uploads) -> None:
+    """Replace the ephemeral answer to a slash command through its response_url."""
+    client = WebhookClient(response_url)
+    try:
+        deliver(
+            through_webhook(
+                lambda **message: client.send_dict(
+                    {"response_type": "ephemeral", "replace_original": True, **message}
+                )
+            ),
+            reply,
+            files,
+        )
+    except DeliveryError as err:
+        log.warning("response_url answer refused: %s", err.reason)
+
+
 class ChannelMessenger(SlackMessenger):
     """The Slack Messenger, plus: a post refused with `not_in_channel` joins the (public) channel
     and posts again, so `/retainer link` in any public channel is enough for cards to land there."""
@@ -168,12 +237,17 @@ def answer_privately(respond: Callable[..., Any], reply: Reply) -> None:
     """An ephemeral answer through the interaction's response_url: only the person who acted sees
     it, and the message they acted on stays as it is."""
     try:
-        response = respond(response_type="ephemeral", replace_original=False, **render_message(reply))
+        deliver(
+            through_webhook(
+                lambda **message: respond(response_type="ephemeral", replace_original=False, **message)
+            ),
+            reply,
+            dict,  # nothing uploaded for a private answer: its words say what a chart would
+        )
     except (SlackClientError, OSError, ValueError) as err:  # ValueError: no response_url
         log.warning("private answer not delivered (%s): %s", err, reply.text)
-        return
-    if response.status_code != 200:
-        log.warning("private answer not delivered (HTTP %s): %s", response.status_code, reply.text)
+    except DeliveryError as err:
+        log.warning("private answer not delivered (%s): %s", err.reason, reply.text)
 
 
 Listener = TypeVar("Listener", bound=Callable[..., None])

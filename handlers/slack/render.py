@@ -53,15 +53,40 @@ MAX_CHARTS_PER_MESSAGE = 2
 MAX_TABLE_ROWS = 100
 MAX_TABLE_CELLS = 20
 CHART_MODES = ("native", "png")
-_chart_mode = {"mode": "native"}  # RETAINER_SLACK_CHARTS, set once at start-up (retainer/app.py)
+NATIVE_KINDS = ("data_visualization", "table")  # Slack's newer blocks, not rolled out everywhere
+
+
+class NativeBlocks:
+    """Whether messages carry Slack's own chart (`data_visualization`) and `table` blocks in this
+    process: charts as RETAINER_SLACK_CHARTS says (set once at start-up, retainer/app.py), tables
+    always, until the workspace refuses them with invalid_blocks (not rolled out there: `refused`,
+    handlers/slack/messenger.py); from then on charts are uploaded PNGs and tables lines."""
+
+    def __init__(self) -> None:
+        self.charts = self.tables = True
+        self.taken = False  # a message with such blocks has landed: the workspace has them
+
+    def use(self, mode: str) -> None:
+        """Show charts as Slack's native blocks where they can be ("native", the default), or always
+        as uploaded PNGs ("png", for workspaces that prefer images)."""
+        if mode not in CHART_MODES:
+            raise ValueError(f"charts are shown {' or '.join(CHART_MODES)}, not {mode!r}")
+        self.charts, self.tables, self.taken = mode == "native", True, False
+
+    def refused(self) -> None:
+        self.charts = self.tables = False
+
+
+NATIVE = NativeBlocks()  # the process's one workspace
 
 
 def use_charts(mode: str) -> None:
-    """Show charts as Slack's native blocks where they can be ("native", the default), or always as
-    uploaded PNGs ("png", for workspaces that prefer images)."""
-    if mode not in CHART_MODES:
-        raise ValueError(f"charts are shown {' or '.join(CHART_MODES)}, not {mode!r}")
-    _chart_mode["mode"] = mode
+    NATIVE.use(mode)
+
+
+def carries_native(message: Mapping[str, Any]) -> bool:
+    """Whether a rendered message has a native chart or table block (that a workspace may refuse)."""
+    return any(block.get("type") in NATIVE_KINDS for block in message.get("blocks") or [])
 
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
@@ -143,7 +168,7 @@ def native_charts(reply: Reply) -> dict[str, dict[str, Any]]:
     """Chart key -> its native block, for the reply's charts the block can express (at most
     MAX_CHARTS_PER_MESSAGE), when the workspace shows charts natively (handlers/slack/charts.py)."""
     natives: dict[str, dict[str, Any]] = {}
-    if _chart_mode["mode"] != "native":
+    if not NATIVE.charts:
         return natives
     for chart in reply.charts:
         block = native_chart(chart.figure)
@@ -248,7 +273,8 @@ def render_blocks(
     reply: Reply, max_blocks: int = MAX_BLOCKS, files: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
     natives = native_charts(reply) if files is not None else {}
-    first_table = next((b for b in reply.blocks if isinstance(b, Table)), None)
+    # One native table a message (while the workspace takes them); further tables are lines.
+    first_table = next((b for b in reply.blocks if isinstance(b, Table)), None) if NATIVE.tables else None
     blocks = [
         rendered
         for block in reply.blocks

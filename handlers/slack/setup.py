@@ -105,9 +105,11 @@ class ChannelSetup:
     def set_up_channel(self, plan: SetupPlan, viewer: Viewer, user_id: str, intro: Reply) -> None:
         """The channel of a retainer just written, `user_id` told how it went: `intro` in a DM, the
         report in its thread (also after a CRM's deal won, bot/handoff.py). A set-up finished after it
-        was interrupted reports in the thread of the DM that began it, if that was sent: one DM."""
+        was interrupted (`plan.resumed`) reports in the thread of the DM that began it, if that was
+        sent: one DM. A fresh set-up has sent nothing yet, so it looks for nothing."""
         marker = f"setup:{plan.retainer_id}"
-        parent = self._find(user_id, marker) or self._send(user_id, intro, marker=marker)
+        found = self._find(user_id, marker) if plan.resumed else None
+        parent = found or self._send(user_id, intro, marker=marker)
         results = self._channel(plan, viewer)
         self._finish(plan, results, viewer, parent)
 
@@ -211,9 +213,8 @@ class ChannelSetup:
         # metadata marker) and only pins it; if the channel cannot be read, nothing is posted.
         marker = f"welcome:{plan.retainer_id}"
         try:
-            posted = self.messenger.find(channel_id, marker) or self.messenger.post(
-                channel_id, plan.welcome, marker=marker
-            )
+            found = self.messenger.find(channel_id, marker) if plan.resumed else None
+            posted = found or self.messenger.post(channel_id, plan.welcome, marker=marker)
         except DeliveryError as err:
             return [StepResult(Step.WELCOME, False, problem=Problem.FAILED, detail=err.reason)]
         try:

@@ -132,6 +132,9 @@ def table_problem(block: dict[str, Any]) -> str | None:
     return None
 
 
+NATIVE_KINDS = ("data_visualization", "table")  # Slack's newer blocks, not in every workspace yet
+
+
 def blocks_problem(blocks: list[dict[str, Any]]) -> str | None:
     """The first problem of a message's native chart and table blocks, None when there is none."""
     kinds = [b["type"] for b in blocks]
@@ -192,6 +195,10 @@ class SlackSandbox:
         self.rate_limits = rate_limits
         # False: conversations.inviteShared answers not_paid (a workspace without Slack Connect).
         self.shared_channels_enabled = shared_channels_enabled
+        # False: a workspace where Slack's newer chart (data_visualization) and table blocks are not
+        # rolled out: a message carrying one is refused with invalid_blocks, as Slack refuses an
+        # unknown block type (chat.postMessage, chat.update, chat.postEphemeral, response_url).
+        self.native_blocks = True
         self.trigger_ttl = 3.0  # seconds a trigger_id from new_trigger_id() stays valid for views.open/push
         self.rate_limited_count = 0
         self.calls: list[Call] = []
@@ -661,11 +668,13 @@ class SlackSandbox:
         if method == "response_url":
             with self._lock:
                 where = self._response_tokens.get(path.removeprefix("/response/"))
-                if where:
-                    try:
+                try:
+                    if where:
                         self._respond(where, args)
-                    except ApiError as exc:
-                        return Reply(400, {"body": exc.error}, text=exc.error)
+                    elif where is not None:  # a bare response_url() shows nothing, but refuses alike
+                        self._refuse_unknown(args.get("blocks"))
+                except ApiError as exc:
+                    return Reply(400, {"body": exc.error}, text=exc.error)
             if where is None:
                 return Reply(404, {"body": "expired_url"}, text="expired_url")
             if where:
@@ -893,12 +902,20 @@ class SlackSandbox:
             and all(isinstance(b, dict) and "type" in b for b in blocks)
         ):
             raise ApiError("invalid_blocks")
+        self._refuse_unknown(blocks)
         problem = blocks_problem(blocks) if blocks is not None else None
         if problem is not None:
             raise ApiError("invalid_blocks", messages=[f"[ERROR] {problem}"])
         if len(str(content.get("text", ""))) > 40_000:
             raise ApiError("msg_too_long")
         return content
+
+    def _refuse_unknown(self, blocks: Any) -> None:
+        """invalid_blocks for a chart or table block where they are not rolled out (native_blocks)."""
+        kinds = [b.get("type") for b in blocks or [] if isinstance(b, dict)]
+        unknown = [k for k in kinds if k in NATIVE_KINDS and not self.native_blocks]
+        if unknown:
+            raise ApiError("invalid_blocks", messages=[f"[ERROR] unsupported type: {unknown[0]}"])
 
     def _check_rate_limit(self, channel_id: str) -> None:
         """Take a token from the channel's (and the workspace's) bucket, or answer 429 like Slack."""
