@@ -20,7 +20,7 @@ from bot.health import Level
 from bot.months import Month
 from bot.plot import render_png
 from bot.qbr import Quarter, client_review, load_review, render_review
-from bot.replies import Chart, Reply
+from bot.replies import Chart, Reply, Table
 from bot.snapshot import load_snapshots
 from bot.views import report
 from handlers.slack.charts import to_upload
@@ -194,6 +194,12 @@ def test_native_chart_blocks_keep_to_slacks_documented_limits() -> None:
     table = {"type": "table", "rows": [[{"type": "raw_text", "text": "a"}]] * 101}
     assert table_problem(table) == "rows: 1-100"
     assert blocks_problem([{**table, "rows": table["rows"][:2]}] * 2) == "only_one_table_allowed"
+    # A table past Slack's 100 rows (its header one of them) shows 100 and says how many it left out.
+    long_table = Table("Hours per month", ("Month", "Used"), tuple((f"M{i}", f"{i} h") for i in range(150)))
+    blocks = render_message(Reply("t", (long_table,)), {})["blocks"]
+    (shown,) = [b for b in blocks if b["type"] == "table"]
+    assert table_problem(shown) is None and len(shown["rows"]) == 100
+    assert shown["rows"][-1][0]["text"] == "M98" and "…and 51 more rows" in as_text({"blocks": blocks})
 
 
 def test_the_local_slack_refuses_an_over_limit_chart(slack_sandbox) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.charts import Bars, Figure
+from bot.parsing import plural
 from bot.replies import (
     MENTION,
     MOMENT,
@@ -236,10 +237,15 @@ def render_block(
                 for row in header
             ]
             settings = [{"align": "left"}, *({"align": "right"} for _ in columns[1:MAX_TABLE_CELLS])]
-            return [
+            table = [
                 _section(f"*{escape(title)}*"),
                 {"type": "table", "rows": cells, "column_settings": settings},
             ]
+            left_out = len(rows) + 1 - len(header)
+            if left_out > 0:  # past Slack's rows a table: said, as Items says its "N more"
+                more = {"type": "mrkdwn", "text": f"…and {plural(left_out, 'more row')}"}
+                table.append({"type": "context", "elements": [more]})
+            return table
         case Context(text):
             return [
                 {
