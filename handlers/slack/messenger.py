@@ -194,11 +194,11 @@ def through_webhook(post: Callable[..., WebhookResponse]) -> Callable[..., Webho
 
 def answer_through(response_url: str, reply: Reply, files: Uploads) -> None:
     """Replace the ephemeral answer to a slash command through its response_url."""
-    client = WebhookClient(response_url)
+    webhook = WebhookClient(response_url)  # no Web API method: needs no scope
     try:
         deliver(
             through_webhook(
-                lambda **message: client.send_dict(
+                lambda **message: webhook.send_dict(
                     {"response_type": "ephemeral", "replace_original": True, **message}
                 )
             ),
