@@ -465,12 +465,22 @@ def test_on_teams_a_file_changed_since_the_click_is_not_uploaded(teams, teams_ag
     assert teams.connector.uploaded(accepted["uploadInfo"]["uniqueId"]) is None
 
 
-def test_with_credentials_an_exported_file_is_put_only_to_an_https_upload_url() -> None:
+def test_with_credentials_an_exported_file_is_put_only_to_an_https_sharepoint_upload_url() -> None:
     from handlers.teams.trust import ServiceUrls
 
     signed_in = ServiceUrls("https://smba.trafficmanager.net/teams/", authenticated=True)
     assert signed_in.upload_refusal("https://contoso-my.sharepoint.com/personal/x/uploadSession?a=1") is None
+    assert signed_in.upload_refusal("https://CONTOSO-my.SharePoint.com/personal/x") is None
     assert signed_in.upload_refusal("http://contoso-my.sharepoint.com/x") == "an upload URL that is not https"
+    not_onedrive = "an upload URL that is not the person's OneDrive (SharePoint)"
+    for elsewhere in (
+        "https://203.0.113.9/u",
+        "https://evil.example/contoso-my.sharepoint.com/x",
+        "https://contoso-my.sharepoint.com.evil.example/x",
+        "https://evilsharepoint.com/x",
+        "https://me:pw@contoso-my.sharepoint.com/x",
+    ):
+        assert signed_in.upload_refusal(elsewhere) == not_onedrive, elsewhere
     assert signed_in.upload_refusal(None) == "no upload URL"
     local = ServiceUrls("http://10.0.0.5:3978/", authenticated=False)
     assert local.upload_refusal("http://127.0.0.1:4000/uploads/1") is None
