@@ -305,3 +305,17 @@ def test_the_monthly_report_posts_carry_their_charts_each_uploaded_once(world, s
     assert acme_burns() == before + 1  # the report's burn, uploaded once for its two attempts
     (client_message,) = world.posted()[client]
     assert not [b for b in client_message["blocks"] if b["type"] in ("image", "data_visualization")]
+
+
+def test_the_month_chart_and_the_quarterly_review_count_asked_for_by_one_rule() -> None:
+    """bot.months.asked_for is the one rule (bot/views' month chart and the QBR's months both use it): a
+    deliverable with a category, made that month (not carried in), not carried over out of it."""
+    from bot.months import asked_for
+    from store.models import TaskStatus
+
+    assert asked_for("blog_post", False, TaskStatus.TODO)
+    assert asked_for("blog_post", False, TaskStatus.DELIVERED.value)  # a snapshot's status is its value
+    assert not asked_for(None, False, TaskStatus.TODO)
+    assert not asked_for("blog_post", True, TaskStatus.DELIVERED)
+    assert not asked_for("blog_post", False, TaskStatus.CARRIED_OVER)
+    assert not asked_for("blog_post", False, TaskStatus.CARRIED_OVER.value)
