@@ -110,6 +110,19 @@ def test_run_help_prints_the_usage_and_sets_nothing_up(tmp_path: Path) -> None:
     )
     assert out.returncode == 0 and out.stdout.startswith("usage: retainer serve")
     assert not database.exists()
+    # The screenshots' too: the README's PNGs are left as they are.
+    shots = {p: p.stat().st_mtime_ns for p in (ROOT / "docs").glob("workspace-*.png")}
+    out = subprocess.run(
+        [str(ROOT / "run"), "screenshots", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout.startswith("usage: run screenshots"), out.stderr
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "docs").glob("workspace-*.png")} == shots
+    assert shots and not database.exists()
 
 
 def _unmigrated(engine: Engine) -> None:
