@@ -324,8 +324,18 @@ class Outcome:
 
 
 # How long the delivery that set up a new retainer's channel holds it: a retry of the same deal after
-# that (the process died after its commit) sets the channel up instead; set-up takes seconds.
+# that (the process died after its commit) sets the channel up instead; set-up takes seconds, but its
+# Slack Connect invitations are paced (INVITES_PER_MINUTE, as handlers/slack/setup.py paces them), so a
+# set-up holds it a minute longer for every INVITES_PER_MINUTE contacts it invites (setup_lease).
 SETUP_LEASE = dt.timedelta(minutes=5)
+INVITES_PER_MINUTE = 20
+
+
+def setup_lease(plan: SetupPlan) -> dt.timedelta:
+    """How long a set-up of `plan` holds its claim: long enough for its paced invitations, so a slow
+    one is not taken by a second scheduler (or a CRM retry) while it still runs."""
+    to_invite = len(set(plan.contacts) - set(plan.shared))
+    return SETUP_LEASE + dt.timedelta(minutes=to_invite // INVITES_PER_MINUTE)
 
 
 class _Refused(Exception):
@@ -422,6 +432,8 @@ class Handoff:
         setup = self._setup(session, retainer, row.source, row.deal_id)
         if setup is None:
             row.setup_done_at = now
+        else:  # claimed above (for SETUP_LEASE): held as long as this plan's invitations take
+            row.setup_claimed_until = now + setup_lease(setup[0])
         return setup
 
     @staticmethod
@@ -514,7 +526,7 @@ class Handoff:
         if outcome.setup is None:
             row.setup_done_at = now  # a renewal, or an AM not on Slack: no channel to set up
         else:
-            row.setup_claimed_until = now + SETUP_LEASE  # this delivery sets it up
+            row.setup_claimed_until = now + setup_lease(outcome.setup[0])  # this delivery sets it up
             outcome.deal_row = row.id
         return outcome
 

@@ -10,6 +10,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -73,6 +74,13 @@ class Decisions:
         return self.changes_requested / self.count if self.count else None
 
 
+def asked_for(category: str | None, carried_in: bool, status: str) -> TypeGuard[str]:
+    """Whether a task counts as asked for in its month, by its category (the quarterly review's rule
+    and the month's deliverables chart's): it has a category, was made that month (not carried in)
+    and was not carried over out of it."""
+    return category is not None and not carried_in and status != TaskStatus.CARRIED_OVER
+
+
 def months_of(
     session: Session, retainer: Retainer, cycles: Sequence[Cycle], today: dt.date
 ) -> tuple[list[Month], list[Order]]:
@@ -113,7 +121,7 @@ def months_of(
             planned[cycle_id] += count
         if status.done:
             delivered[cycle_id] += count
-        if category is not None and not carried_from and status is not TaskStatus.CARRIED_OVER:
+        if asked_for(category, bool(carried_from), status):
             asked[cycle_id][category] = asked[cycle_id].get(category, 0) + int(count)
     months = [
         Month(

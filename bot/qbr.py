@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
@@ -85,6 +87,8 @@ POST_ACTION = "qbr_post_client"  # "Post in the client channel": the client vers
 EXPORT_ACTION = (
     "qbr_export"  # "Export for the meeting": the review as Markdown and its numbers as CSV, to the DM
 )
+EXPORT_WINDOW = dt.timedelta(seconds=30)  # a second Export click within it is the same click
+EXPORTED_ALREADY = "You exported this review a moment ago: its files are in our chat; nothing was sent twice."
 UNDER_USE = 0.70
 CREEP = 0.25
 SLOW_DAYS = 3
@@ -734,9 +738,9 @@ class ClientReviews:
         text = f"Posted the client version of {post.client}'s {post.quarter.label} review in their channel."
         return Reply(text, (Text(text),), Tone.GOOD)
 
-    def export(self, value: str, viewer: Viewer) -> list[tuple[str, bytes]] | Reply:
+    def export(self, value: str, viewer: Viewer, only: str | None = None) -> list[tuple[str, bytes]] | Reply:
         """The files an AM takes into the meeting: (file name, content) of the review as Markdown and
-        its numbers as CSV."""
+        its numbers as CSV; with `only`, just the file of that name (none when it is not one of them)."""
         if not viewer.internal:
             return error("The quarterly review is for the agency's team.")
         retainer_text, _, quarter_text = value.partition(":")
@@ -749,10 +753,44 @@ class ClientReviews:
         if review is None:
             return error("That review has no month any more.")
         name = f"qbr-{review.slug}-{quarter}"
-        return [
-            (f"{name}.md", review_markdown(render_review(review)).encode()),
-            (f"{name}.csv", review_csv(review).encode()),
-        ]
+        makers: dict[str, Callable[[], bytes]] = {
+            f"{name}.md": lambda: review_markdown(render_review(review)).encode(),
+            f"{name}.csv": lambda: review_csv(review).encode(),
+        }
+        return [(file, make()) for file, make in makers.items() if only in (None, file)]
+
+    def first_export(self, value: str, viewer: Viewer) -> bool:
+        """Claims a click on "Export for the meeting": True unless the same person exported the same
+        review within EXPORT_WINDOW, so a double click (or the platform retrying it) sends the files
+        once. Keyed by the window's slot, unique in the database, as first_upload claims an upload."""
+        now, prefix = self.clock.now(), _export_key(value, viewer)
+        slot = int(now.timestamp() // EXPORT_WINDOW.total_seconds())
+        try:
+            with unit_of_work(self.sessions) as session:
+                recent = session.scalars(
+                    select(PlatformEvent.id).where(
+                        PlatformEvent.platform == "export",
+                        PlatformEvent.event_id.startswith(prefix, autoescape=True),
+                        PlatformEvent.received_at > now - EXPORT_WINDOW,
+                    )
+                ).first()
+                if recent is not None:
+                    return False
+                session.add(PlatformEvent(platform="export", event_id=f"{prefix}{slot}", received_at=now))
+                session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    def export_failed(self, value: str, viewer: Viewer) -> None:
+        """The export's files did not go out: its claim goes, so clicking again sends them."""
+        with unit_of_work(self.sessions) as session:
+            session.execute(
+                delete(PlatformEvent).where(
+                    PlatformEvent.platform == "export",
+                    PlatformEvent.event_id.startswith(_export_key(value, viewer), autoescape=True),
+                )
+            )
 
     def first_upload(self, token: str) -> bool:
         """Claims the upload of one exported file the person accepted (Teams' file consent): True the
@@ -777,6 +815,12 @@ class ClientReviews:
                     PlatformEvent.platform == "teams", PlatformEvent.event_id == f"upload:{token}"[:64]
                 )
             )
+
+
+def _export_key(value: str, viewer: Viewer) -> str:
+    """The start of an export click's claim: who clicked which review (hashed: Teams ids are long)."""
+    clicker = hashlib.sha256(f"{viewer.platform}:{viewer.user_id}:{value}".encode()).hexdigest()
+    return f"export:{clicker[:32]}:"
 
 
 def _already(row: Delivery, quarter: Quarter) -> Reply:

@@ -38,7 +38,7 @@ from bot.health import Level, assess_history, category_label
 from bot.history import load_accounts
 from bot.months import Month, client_messages, decisions_of, months_of
 from bot.onboarding import MAX_HOURS, parse_template, parse_term
-from bot.parsing import format_hours, month_name
+from bot.parsing import business_days, format_hours, month_name
 from bot.replies import (
     Actions,
     Block,
@@ -305,8 +305,8 @@ def render_pack(p: Pack) -> Reply:
     ]
     decisions = (
         f"{p.decisions} decisions, changes requested on {p.changes_requested} "
-        f"({p.changes_requested / p.decisions:.0%}); a decision takes {p.turnaround:.0f} business "
-        f"{'day' if round(p.turnaround) == 1 else 'days'} (median)"
+        f"({p.changes_requested / p.decisions:.0%}); a decision takes "
+        f"{business_days(round(p.turnaround))} (median)"
         if p.decisions and p.turnaround is not None
         else "No decisions yet this term."
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bot.charts import deliverables, month_burn
 from bot.health import Health, Level
+from bot.months import asked_for
 from bot.palette import LEVEL_MARK
 from bot.parsing import delivered_of, format_hours, month_name, plural
 from bot.replies import Bar, Block, Chart, Context, Facts, Header, Items, Reply, Text, Tone, said
@@ -173,7 +174,7 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
         used, allocated = s.minutes_used, s.minutes_allocated
         blocks.append(Bar("Hours used", used / 60, allocated / 60, "h"))
         blocks.extend(burn_chart(s))
-        blocks.extend(deliverables_chart(s))
+        blocks.extend(month_deliverables_chart(s))
         facts = [("Deliverables", delivered)]
         if health is not None:
             facts.insert(0, ("Health", f"{LEVEL_MARK[health.level]} {health.level.label}"))
@@ -185,7 +186,7 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
         if s.retainer.client_sees_hours:
             blocks.extend(client_hours(s))
             blocks.extend(burn_chart(s))  # hours: only for a client who sees hours
-            blocks.extend(deliverables_chart(s))
+            blocks.extend(month_deliverables_chart(s))
             summary += f", {client_hours_line(s)}"
     blocks.append(_items("Completed", [t.title for t in s.done], empty="Nothing completed."))
     if s.pending:  # waiting now, whichever month the deliverable is of
@@ -215,13 +216,13 @@ def report(s: Snapshot, internal: bool, health: Health | None = None) -> Reply:
     return Reply(summary, tuple(blocks))
 
 
-def deliverables_chart(s: Snapshot) -> tuple[Chart, ...]:
+def month_deliverables_chart(s: Snapshot) -> tuple[Chart, ...]:
     """The month's deliverables per category against the baseline a month (bot/charts.py), counted as
     the quarterly review counts them (made this month, not carried in); none without categories."""
     baseline = {b.category: b.per_month for b in s.retainer.baseline}
     asked: dict[str, int] = {}
     for t in s.tasks:
-        if t.category is not None and not t.carried_over and t.status != "carried_over":
+        if asked_for(t.category, t.carried_over, t.status):
             asked[t.category] = asked.get(t.category, 0) + 1
     if not asked and not baseline:
         return ()

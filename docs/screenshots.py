@@ -4,6 +4,7 @@ Chromium as its people would, and saves each main view as docs/workspace-*.png."
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -79,4 +80,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # Options first, so `./run screenshots --help` prints them and touches nothing (no database, no PNG).
+    argparse.ArgumentParser(prog="run screenshots", description=__doc__.split("\n\n")[0]).parse_args()
     sys.exit(main())

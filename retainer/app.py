@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,7 @@ class Runtime:
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "retainer"))
     rhythm: ScheduledPosts | None = None
     clock_job: Ticker | None = None
+    setups_pass: Future[None] | None = None  # the tick's pass over stalled CRM set-ups, while it runs
     watch: HealthWatch | None = None  # the daily health scan, escalation DMs, home tab refreshes
     renewals: RenewalPacks | None = None  # the renewal pack's DM, 90 days before the end of a term
     quarterly: QuarterlyReviews | None = None  # each AM's QBR thread, after a quarter ends
@@ -96,9 +97,18 @@ class Runtime:
             self.quarterly.run_due()
         if self.balances is not None:
             self.balances.run_due()
-        if self.setups is not None:
-            self.setups.run_due()
+        if self.setups is not None and (self.setups_pass is None or self.setups_pass.done()):
+            # Their invitations are paced for minutes: on the executor, one pass at a time, so the
+            # tick's other work (and the next tick's posts) is not held up behind them.
+            self.setups_pass = self.executor.submit(self._finish_setups, self.setups)
         self.core.approvals.retry_stale_cards(self.switchboard or self.messengers["slack"])
+
+    @staticmethod
+    def _finish_setups(setups: StalledSetups) -> None:
+        try:
+            setups.run_due()
+        except Exception:  # the pass itself (its database), not one set-up: tried again next tick
+            log.exception("the stalled CRM set-ups pass failed")
 
     def health(self) -> dict[str, object]:
         try:

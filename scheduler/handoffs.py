@@ -1,5 +1,6 @@
 """Won deals whose channel was never set up (SPEC §5.7): the hand-off answered the CRM and then the
-process died, so no retry of the deal will come. On each tick, a deal whose set-up lease has run out and
+process died, so no retry of the deal will come. On each tick (on the runtime's executor, one pass at
+a time, as set-ups wait on Slack's pacing), a deal whose set-up lease has run out and
 is not done is claimed (bot/handoff.py: the same conditional UPDATE as a CRM retry's, so of several
 schedulers one takes it) and set up by the platform's code, which the composition root hands in:
 the channel created, the people invited, the AM's DM with the report in its thread; then marked done,

@@ -423,3 +423,17 @@ def test_an_update_in_a_workspace_without_chart_blocks_lands_once_as_images_and_
     assert [c.method for c in refused] == ["chat.postMessage"]  # the update went straight to the image form
     assert refused[0].response["response_metadata"]["messages"] == ["[ERROR] unsupported type: table"]
     assert len(no_native_blocks.calls_to("files.completeUploadExternal")) == 1
+
+
+def test_the_month_chart_and_the_quarterly_review_count_asked_for_by_one_rule() -> None:
+    """bot.months.asked_for is the one rule (bot/views' month chart and the QBR's months both use it): a
+    deliverable with a category, made that month (not carried in), not carried over out of it."""
+    from bot.months import asked_for
+    from store.models import TaskStatus
+
+    assert asked_for("blog_post", False, TaskStatus.TODO)
+    assert asked_for("blog_post", False, TaskStatus.DELIVERED.value)  # a snapshot's status is its value
+    assert not asked_for(None, False, TaskStatus.TODO)
+    assert not asked_for("blog_post", True, TaskStatus.DELIVERED)
+    assert not asked_for("blog_post", False, TaskStatus.CARRIED_OVER)
+    assert not asked_for("blog_post", False, TaskStatus.CARRIED_OVER.value)

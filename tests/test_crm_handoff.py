@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +325,82 @@ def test_a_set_up_left_unfinished_after_the_201_is_finished_by_the_scheduler_onc
     runtime.executor.shutdown(wait=True)
     assert len(crm_bot.sandbox.calls_to("conversations.create")) == 1
     assert len(top_level_dms(crm_bot, AM)) == 1
+
+
+def test_a_slow_set_up_is_not_taken_by_a_second_scheduler_past_five_minutes(crm_bot, clock) -> None:
+    """A set-up inviting many contacts (Slack Connect invitations are paced 20 a minute) holds its
+    claim for as long as they take: with the clock past SETUP_LEASE mid-set-up, a second scheduler
+    (or the CRM's retry) does not take it, and it is set up once."""
+    runtime = crm_bot.runtime
+    assert runtime.crm is not None and runtime.setups is not None
+    contacts = [{"name": f"Contact {i}", "email": f"c{i}@initech.example"} for i in range(45)]
+    died = threading.Event()
+
+    def killed(*_: Any) -> None:  # the process dies after the 201: the scheduler finishes it
+        died.set()
+        raise RuntimeError("killed")
+
+    runtime.crm.set_up = killed
+    assert post_deal(crm_bot, {**DEAL, "contacts": contacts}).status_code == 201
+    assert died.wait(10)
+    clock.advance(setup_lease_of(crm_bot, clock) + dt.timedelta(seconds=1))
+    real, other = runtime.setups.set_up, StalledSetups(runtime.core.handoff, runtime.setups.set_up)
+    taken: list[int] = []
+
+    def slow(plan: Any, *rest: Any) -> None:
+        clock.advance(SETUP_LEASE + dt.timedelta(minutes=1))  # its invitations take a while
+        taken.append(other.run_due())
+        retry = post_deal(crm_bot, DEAL)  # the CRM's retry of the deal: already received, not resumed
+        taken.extend([retry.status_code, "setup" in retry.json()])
+        # The rest for real, with one contact: the pacing's real minutes are not waited for here.
+        real(replace(plan, contacts=plan.contacts[:1]), *rest)
+
+    assert StalledSetups(runtime.core.handoff, slow).run_due() == 1
+    assert taken == [0, 200, False]
+    assert [c.args["name"] for c in crm_bot.sandbox.calls_to("conversations.create")] == ["initech"]
+    assert len(top_level_dms(crm_bot, AM)) == 1
+    with unit_of_work(crm_bot.sessions) as session:
+        (row,) = session.scalars(select(CrmDeal)).all()
+        assert row.setup_done_at is not None
+
+
+def test_the_ticks_other_work_does_not_wait_for_a_set_up(crm_bot, clock) -> None:
+    """The scheduler's tick hands the stalled set-ups to the executor, one pass at a time: a set-up
+    still inviting does not hold up the tick, and the next tick starts no second pass."""
+    runtime = crm_bot.runtime
+    assert runtime.crm is not None and runtime.setups is not None
+    died, inviting, go = threading.Event(), threading.Event(), threading.Event()
+
+    def killed(*_: Any) -> None:
+        died.set()
+        raise RuntimeError("killed")
+
+    def slow(*_: Any) -> None:
+        inviting.set()
+        assert go.wait(10)
+
+    runtime.crm.set_up, runtime.setups.set_up = killed, slow
+    assert post_deal(crm_bot, DEAL).status_code == 201
+    assert died.wait(10)
+    clock.advance(dt.timedelta(hours=1))
+    runtime.tick()  # returns while the set-up is still at it
+    assert inviting.wait(10) and not go.is_set()
+    pass_running = runtime.setups_pass
+    runtime.tick()
+    assert runtime.setups_pass is pass_running
+    go.set()
+    assert pass_running is not None and pass_running.result(10) is None
+    with unit_of_work(crm_bot.sessions) as session:
+        (row,) = session.scalars(select(CrmDeal)).all()
+        assert row.setup_done_at is not None
+
+
+def setup_lease_of(bot: BotUnderTest, clock: FixedClock) -> dt.timedelta:
+    """How long the one won deal's set-up is held from when it was claimed (its row's lease)."""
+    with unit_of_work(bot.sessions) as session:
+        (row,) = session.scalars(select(CrmDeal)).all()
+        assert row.setup_claimed_until is not None
+        return row.setup_claimed_until - clock.now()
 
 
 @pytest.mark.parametrize("pinned", [True, False], ids=["after-the-pin", "before-the-pin"])

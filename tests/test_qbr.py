@@ -236,11 +236,12 @@ def test_the_numbers_tables_are_slack_table_blocks_and_teams_tables(bot) -> None
 def test_on_teams_export_offers_each_file_and_uploads_what_slack_uploads(
     teams, teams_agency, slack_sandbox
 ) -> None:
-    """ "Export for the meeting" in Teams: a file consent card per file in the AM's 1:1 chat; allowing
+    """ "Export for the meeting" in Teams: a file consent card per file in the AM's 1:1 chat (once for
+    a double click, on Slack too); allowing
     one PUTs its bytes to the upload URL Teams gave, once however many accepts, and posts the file's
     card; declining uploads nothing and says so; a client, a guest or an outsider exports nothing. The
     bytes are the ones Slack's export uploads."""
-    from bot.qbr import EXPORT_ACTION
+    from bot.qbr import EXPORT_ACTION, EXPORT_WINDOW, EXPORTED_ALREADY
     from sandbox.bot_connector import FILE_CONSENT, FILE_INFO
     from tests.builders import AM
     from tests.slack_payloads import block_action, finish_lazy_work, seed_workspace, signed
@@ -304,6 +305,7 @@ def test_on_teams_export_offers_each_file_and_uploads_what_slack_uploads(
         click(TEAMS_MAYA)
         == f"{names[0]} and {names[1]} are in our chat: allow each to save it to your OneDrive."
     )
+    assert click(TEAMS_MAYA) == EXPORTED_ALREADY  # a double click offers the files once
     first = attachments(TEAMS_MAYA, FILE_CONSENT)
     assert [a["name"] for a in first] == names
     for offered in first:
@@ -316,7 +318,9 @@ def test_on_teams_export_offers_each_file_and_uploads_what_slack_uploads(
     assert said(TEAMS_MAYA)[-1] == f"Declined: {names[0]} was not uploaded."
     assert teams.connector.calls_to("upload_file") == []
 
-    # Exported again; both allowed, the Markdown twice (a double accept: a second upload session).
+    # Exported again, a while later; both allowed, the Markdown twice (a double accept: a second
+    # upload session), each accept after the first told so.
+    teams.clock.advance(EXPORT_WINDOW)
     click(TEAMS_MAYA)
     second = attachments(TEAMS_MAYA, FILE_CONSENT)[len(first) :]
     assert [a["name"] for a in second] == names
@@ -326,6 +330,9 @@ def test_on_teams_export_offers_each_file_and_uploads_what_slack_uploads(
         consent(TEAMS_MAYA, value)
     uploads = teams.connector.calls_to("upload_file")
     assert [c.status for c in uploads] == [201, 201]
+    told = [str(m) for m in teams.connector.messages(chat_of(TEAMS_MAYA))]
+    again_said = f"{names[0]} is uploaded from this card already; nothing was uploaded again."
+    assert sum(again_said in m for m in told) == 2  # Teams' retry and the double accept
     assert all(c.headers["Content-Range"].startswith("bytes 0-") for c in uploads)
     assert teams.connector.uploaded(again["uploadInfo"]["uniqueId"]) is None
     got = {v["uploadInfo"]["name"]: teams.connector.uploaded(v["uploadInfo"]["uniqueId"]) for v in accepted}
@@ -356,10 +363,14 @@ def test_on_teams_export_offers_each_file_and_uploads_what_slack_uploads(
         value=export["data"]["value"],
     )
     body, headers = signed(SECRET, payload)
-    assert (
-        httpx.post(teams.url + "/slack/events", content=body, headers=headers, timeout=10).status_code == 200
-    )
+    for _ in range(2):  # a double click uploads once, and says so
+        assert (
+            httpx.post(teams.url + "/slack/events", content=body, headers=headers, timeout=10).status_code
+            == 200
+        )
     finish_lazy_work(teams)
+    answered = [str(c.args) for c in slack_sandbox.calls_to("response_url")]
+    assert sum(EXPORTED_ALREADY in a for a in answered) == 1, answered
     (upload,) = [m for m in slack_sandbox.messages(AM) if m.get("upload")]
     assert {f["name"]: slack_sandbox.file(f["id"])["content"] for f in upload["files"]} == got
 
@@ -408,6 +419,30 @@ def test_on_teams_an_upload_teams_did_not_take_is_said_and_a_retry_uploads(teams
     assert last["attachments"][0]["contentType"] == FILE_INFO
 
 
+def test_on_teams_an_upload_stopped_by_a_fault_is_let_go_and_a_retry_uploads(
+    teams, teams_agency, monkeypatch
+) -> None:
+    """Not only an HTTP error lets the upload's claim go: a fault of the bot's own while it PUTs
+    (anything raised) does too, so Teams' retry of the accept uploads the file."""
+    from tests.teams_world import MAYA as TEAMS_MAYA
+    from tests.teams_world import invoke
+
+    chat, offered = _export_offered(teams, teams_agency.acme.id)
+    accepted = teams.connector.accept_file(offered[1])
+    activity = invoke("fileConsent/invoke", TEAMS_MAYA, chat, accepted, teams.service_url)
+    put = httpx.AsyncClient.put
+
+    async def faulty(*args, **kwargs):
+        raise RuntimeError("a fault of the bot's own")
+
+    monkeypatch.setattr(httpx.AsyncClient, "put", faulty)
+    teams.send(activity)  # the fault: answered as any failing turn
+    assert teams.connector.uploaded(accepted["uploadInfo"]["uniqueId"]) is None
+    monkeypatch.setattr(httpx.AsyncClient, "put", put)
+    assert teams.send(activity).status_code == 200  # Teams' retry: uploaded now
+    assert teams.connector.uploaded(accepted["uploadInfo"]["uniqueId"]).startswith(b"period,hours_used")
+
+
 def test_on_teams_a_file_changed_since_the_click_is_not_uploaded(teams, teams_agency) -> None:
     """Teams opens the upload session for the size the consent card offered: when new numbers came in
     between the click and the accept, the bot says to export again and puts nothing."""
@@ -430,12 +465,22 @@ def test_on_teams_a_file_changed_since_the_click_is_not_uploaded(teams, teams_ag
     assert teams.connector.uploaded(accepted["uploadInfo"]["uniqueId"]) is None
 
 
-def test_with_credentials_an_exported_file_is_put_only_to_an_https_upload_url() -> None:
+def test_with_credentials_an_exported_file_is_put_only_to_an_https_sharepoint_upload_url() -> None:
     from handlers.teams.trust import ServiceUrls
 
     signed_in = ServiceUrls("https://smba.trafficmanager.net/teams/", authenticated=True)
     assert signed_in.upload_refusal("https://contoso-my.sharepoint.com/personal/x/uploadSession?a=1") is None
+    assert signed_in.upload_refusal("https://CONTOSO-my.SharePoint.com/personal/x") is None
     assert signed_in.upload_refusal("http://contoso-my.sharepoint.com/x") == "an upload URL that is not https"
+    not_onedrive = "an upload URL that is not the person's OneDrive (SharePoint)"
+    for elsewhere in (
+        "https://203.0.113.9/u",
+        "https://evil.example/contoso-my.sharepoint.com/x",
+        "https://contoso-my.sharepoint.com.evil.example/x",
+        "https://evilsharepoint.com/x",
+        "https://me:pw@contoso-my.sharepoint.com/x",
+    ):
+        assert signed_in.upload_refusal(elsewhere) == not_onedrive, elsewhere
     assert signed_in.upload_refusal(None) == "no upload URL"
     local = ServiceUrls("http://10.0.0.5:3978/", authenticated=False)
     assert local.upload_refusal("http://127.0.0.1:4000/uploads/1") is None

@@ -99,17 +99,21 @@ def test_run_help_prints_the_usage_and_sets_nothing_up(tmp_path: Path) -> None:
         assert lines[0] == "Retainer Bot, from a fresh clone. Needs only Python 3.11+ and git."
         assert any(line.split()[:2] == ["./run", "test"] for line in lines)
         assert sorted(p.name for p in tmp_path.rglob("*")) == ["alone", "run"]
-    # A command's own help, from the project (its .venv already made): the options, no database either.
-    out = subprocess.run(
-        [str(ROOT / "run"), "serve", "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0 and out.stdout.startswith("usage: retainer serve")
-    assert not database.exists()
+    # A command's own help, from the project (its .venv already made): the options, no database either,
+    # and the screenshots' leaves the README's PNGs as they are.
+    shots = {p: p.stat().st_mtime_ns for p in (ROOT / "docs").glob("workspace-*.png")}
+    for command, usage in (("serve", "usage: retainer serve"), ("screenshots", "usage: run screenshots")):
+        out = subprocess.run(
+            [str(ROOT / "run"), command, "--help"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout.startswith(usage), out.stderr
+        assert not database.exists()
+    assert shots and {p: p.stat().st_mtime_ns for p in (ROOT / "docs").glob("workspace-*.png")} == shots
 
 
 def _unmigrated(engine: Engine) -> None:

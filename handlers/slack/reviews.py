@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 
 from bot.core import Core
 from bot.messenger import DeliveryError
-from bot.qbr import EXPORT_ACTION, POST_ACTION
+from bot.qbr import EXPORT_ACTION, EXPORTED_ALREADY, POST_ACTION
 from bot.replies import Reply, error, said
 from handlers.slack.messenger import ChannelMessenger, answer_privately, guarded
 from handlers.slack.workspace import Workspace
@@ -49,16 +49,24 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
     def export(body: dict[str, Any], client: WebClient, respond: Callable[..., Any]) -> None:
         user = body["user"]["id"]
         viewer = core.people.identify("slack", user, workspace.profile)
-        files = core.reviews.export(str(body["actions"][0].get("value") or ""), viewer)
+        value = str(body["actions"][0].get("value") or "")
+        files = core.reviews.export(value, viewer)
         if isinstance(files, Reply):
             answer_privately(respond, files)
             return
-        dm = client.conversations_open(users=user)["channel"]["id"]
-        client.files_upload_v2(
-            file_uploads=[{"filename": name, "content": data, "title": name} for name, data in files],
-            channel=dm,
-            initial_comment="For your meeting: the quarterly review in Markdown, its numbers in CSV.",
-        )
+        if not core.reviews.first_export(value, viewer):  # a double click uploads once
+            answer_privately(respond, said(EXPORTED_ALREADY))
+            return
+        try:
+            dm = client.conversations_open(users=user)["channel"]["id"]
+            client.files_upload_v2(
+                file_uploads=[{"filename": name, "content": data, "title": name} for name, data in files],
+                channel=dm,
+                initial_comment="For your meeting: the quarterly review in Markdown, its numbers in CSV.",
+            )
+        except BaseException:  # nothing went out: clicking again uploads them
+            core.reviews.export_failed(value, viewer)
+            raise
         text = f"Sent {' and '.join(name for name, _ in files)} to our DM."
         answer_privately(respond, said(text))
 

@@ -48,7 +48,7 @@ from bot.feedback import Duplicate, Filed, Invalid, SourceMessage, deliver
 from bot.messenger import DeliveryError, Messenger
 from bot.people import Profile
 from bot.prompts import CONFIRM_ACTION
-from bot.qbr import EXPORT_ACTION, POST_ACTION
+from bot.qbr import EXPORT_ACTION, EXPORTED_ALREADY, POST_ACTION
 from bot.replies import ChoiceInput, Form, Reply, Text, TextInput, error, plain_moments, said
 from handlers.teams.messenger import card_activity
 from handlers.teams.references import PERSONAL, References, Where, where
@@ -404,23 +404,29 @@ class RetainerBot(TeamsActivityHandler):
         """The review's files offered in the clicker's 1:1 chat, as a Teams bot sends a file: one file
         consent card each; accepting one uploads it (on_teams_file_consent_accept). The files are made
         again on accepting, so who accepts is checked again and the numbers are those of that moment."""
+        if where(turn_context.activity).kind != PERSONAL:  # Teams takes a bot's files in 1:1 chats only
+            return message_response("Files come in our 1:1 chat: ask me there for the review, and export it.")
         files = await self.run(self.core.reviews.export, value, viewer)
         if isinstance(files, Reply):
             return message_response(files.text)
-        if where(turn_context.activity).kind != PERSONAL:  # Teams takes a bot's files in 1:1 chats only
-            return message_response("Files come in our 1:1 chat: ask me there for the review, and export it.")
-        for name, data in files:
-            context = {"export": value, "file": name, "size": len(data), "token": uuid.uuid4().hex}
-            card = FileConsentCard(
-                description=f"{name}: the quarterly review for your meeting",
-                size_in_bytes=len(data),
-                accept_context=context,
-                decline_context=context,
-            )
-            consent = Attachment(
-                content=card.serialize(), content_type=ContentType.FILE_CONSENT_CARD, name=name
-            )
-            await turn_context.send_activity(MessageFactory.attachment(consent))
+        if not await self.run(self.core.reviews.first_export, value, viewer):
+            return message_response(EXPORTED_ALREADY)
+        try:
+            for name, data in files:
+                context = {"export": value, "file": name, "size": len(data), "token": uuid.uuid4().hex}
+                card = FileConsentCard(
+                    description=f"{name}: the quarterly review for your meeting",
+                    size_in_bytes=len(data),
+                    accept_context=context,
+                    decline_context=context,
+                )
+                consent = Attachment(
+                    content=card.serialize(), content_type=ContentType.FILE_CONSENT_CARD, name=name
+                )
+                await turn_context.send_activity(MessageFactory.attachment(consent))
+        except BaseException:  # not all offered: clicking again offers them
+            await self.run(self.core.reviews.export_failed, value, viewer)
+            raise
         names = " and ".join(name for name, _ in files)
         return message_response(f"{names} are in our chat: allow each to save it to your OneDrive.")
 
@@ -435,7 +441,9 @@ class RetainerBot(TeamsActivityHandler):
 
         async def export() -> list[tuple[str, bytes]] | Reply:
             viewer = await self.identify(turn_context)
-            return await self.run(self.core.reviews.export, str(context.get("export") or ""), viewer)
+            return await self.run(
+                self.core.reviews.export, str(context.get("export") or ""), viewer, only=name
+            )
 
         files = await self.guarded("teams file consent", export(), as_is, file=name)
         if isinstance(files, Reply):
@@ -457,7 +465,11 @@ class RetainerBot(TeamsActivityHandler):
             await turn_context.send_activity(card_activity(error(text)))
             return
         if not await self.run(self.core.reviews.first_upload, token):
-            return  # uploaded already: a double accept, or Teams sending the accept again
+            # A double accept, or Teams sending the accept again: one upload, and the person told.
+            text = f"{name} is uploaded from this card already; nothing was uploaded again."
+            await turn_context.send_activity(card_activity(said(text)))
+            return
+        uploaded = False
         try:
             async with httpx.AsyncClient(timeout=self.http_timeout) as client:
                 put = await client.put(
@@ -466,12 +478,15 @@ class RetainerBot(TeamsActivityHandler):
                     headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
                 )
                 put.raise_for_status()
+            uploaded = True
         except httpx.HTTPError as err:
-            await self.run(self.core.reviews.upload_failed, token)
             log.warning("upload of %s failed: %r", name, err)
             text = f"Teams did not take {name}; click Export for the meeting again."
             await turn_context.send_activity(card_activity(error(text)))
             return
+        finally:  # whatever stopped the PUT (an HTTP error, a fault, a cancel), accepting again retries
+            if not uploaded:
+                await self.run(self.core.reviews.upload_failed, token)
         shown = FileInfoCard(unique_id=info.unique_id, file_type=info.file_type)
         attachment = Attachment(
             content=shown.serialize(),

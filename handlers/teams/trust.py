@@ -1,7 +1,8 @@
 """Which `serviceUrl` an incoming activity may name. The bot answers there and stores it with the
 conversation for every later post, so an outsider naming their own server could make the bot send
 requests anywhere. With Bot Framework credentials, only the service URL the validated token was issued
-for; without them (local development), only loopback addresses and the configured TEAMS_SERVICE_URL."""
+for; without them (local development), only loopback addresses and the configured TEAMS_SERVICE_URL.
+An exported file's upload URL likewise (upload_refusal)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SERVICE_URL_CLAIM = "serviceurl"  # what Bot Framework's channel tokens carry (ChannelValidation)
+UPLOAD_HOST_SUFFIX = ".sharepoint.com"  # where Teams' file consent opens its upload sessions
 
 
 def is_loopback(url: str) -> bool:
@@ -54,11 +56,20 @@ class ServiceUrls:
         """Why the bot may not PUT a file to the `uploadUrl` of a file consent's accept, or None. With
         credentials the accept came from Teams, which names its own upload session (https); without
         them, as for service URLs, only loopback or under TEAMS_SERVICE_URL, so a forged accept cannot
-        have the agency's numbers sent elsewhere."""
+        have the agency's numbers sent elsewhere. With credentials the URL must also be https on a
+        SharePoint host (the person's OneDrive, where Teams opens the session), so a forged accept cannot
+        name any https server: Teams documents bots' files for the commercial cloud and GCC only (not
+        GCC High or DoD), whose OneDrive hosts all end .sharepoint.com."""
         if not isinstance(upload_url, str) or not upload_url:
             return "no upload URL"
         if self.authenticated:
-            return None if urlsplit(upload_url).scheme == "https" else "an upload URL that is not https"
+            parts = urlsplit(upload_url)
+            if parts.scheme != "https":
+                return "an upload URL that is not https"
+            host = (parts.hostname or "").lower()
+            if parts.username or parts.password or not host.endswith(UPLOAD_HOST_SUFFIX):
+                return "an upload URL that is not the person's OneDrive (SharePoint)"
+            return None
         if is_loopback(upload_url) or upload_url.startswith(self.configured.rstrip("/") + "/"):
             return None
         return "an upload URL that is neither loopback nor under TEAMS_SERVICE_URL (no credentials are set)"
