@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from bot.access import Viewer
 from bot.core import Core
 from bot.feedback import Invalid
+from bot.handoff import INVITES_PER_MINUTE
 from bot.messenger import DeliveryError, Posted
 from bot.onboarding import (
     NewRetainer,
@@ -33,7 +34,6 @@ from handlers.slack.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-SHARE_PER_MINUTE = 20  # conversations.inviteShared is a Tier 2 method: 20+ calls a minute
 PLAN_ERRORS = {"not_paid", "paid_only", "team_not_paid", "feature_not_enabled"}
 NOT_ALLOWED_ERRORS = {
     "restricted_action",
@@ -86,7 +86,7 @@ class ChannelSetup:
         self.workspace = workspace
         self.client: WebClient = workspace.client
         self.messenger = ChannelMessenger(workspace.client)
-        self.share_pacer = MinuteWindow(SHARE_PER_MINUTE)
+        self.share_pacer = MinuteWindow(INVITES_PER_MINUTE)  # inviteShared: Tier 2, 20+ a minute
 
     def create_and_set_up(self, data: NewRetainer, user_id: str) -> None:
         """Write the retainer, then set its channel up, telling `user_id` how it went in a DM thread."""
