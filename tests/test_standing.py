@@ -19,14 +19,13 @@ from store.models import (
     ApprovalRequest,
     ApprovalState,
     Client,
-    Person,
     Retainer,
     RetainerMember,
     Task,
 )
 from tests.health_world import statements
 from tests.slack_payloads import finish_lazy_work, home_opened, send_event
-from tests.test_dashboard import MAYA, SAM, demo, names_on, publishes
+from tests.test_dashboard import MAYA, SAM, demo, names_on, publishes, viewer
 
 
 def lines(bot, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[list[str], list[str]]:
@@ -190,7 +189,7 @@ def test_the_views_rank_in_sql_exactly_as_python_sorted_them_whatever_the_collat
         rows = session.execute(
             select(s.retainer_id, s.level, s.hard, s.reds, s.ambers, s.used, s.client_name)
         ).all()
-        maya = session.scalars(select(Person.id).where(Person.slack_user_id == MAYA)).one()
+        maya = viewer(bot, MAYA).person_id
         mine = set(
             session.scalars(select(RetainerMember.retainer_id).where(RetainerMember.person_id == maya))
         )
