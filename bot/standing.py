@@ -36,7 +36,7 @@ from bot.health import (
     attention,
 )
 from bot.history import Account, Member, PendingApproval, load_accounts, scope_filter
-from store.models import AccountStanding, MemberRole, Retainer, Stage
+from store.models import AccountStanding, MemberRole, Retainer, Stage, code_point, used_or_zero
 
 # Up to this many stale accounts are recomputed through their ids; beyond, through a subquery.
 FEW_STALE = 500
@@ -157,12 +157,6 @@ def _fresh(now: dt.datetime, thresholds: Thresholds) -> Any:
     )
 
 
-def code_point_order(column: Any, dialect: str) -> Any:
-    """`column` ordered as Python orders str (by code point): PostgreSQL's "C" collation (a database's
-    own may be a locale's, which ignores case and punctuation); SQLite's default BINARY already is."""
-    return column.collate("C") if dialect == "postgresql" else column
-
-
 @dataclass
 class Standings:
     """The accounts of one scope, ranked in SQL by the key of `key_of` (the stored rows that are current)
@@ -199,17 +193,25 @@ class Standings:
         not), most in need of attention first: ORDER BY the key and LIMIT in SQL, the stale merged in."""
         s = AccountStanding
         wanted = None if among is None else set(among)
-        used = func.coalesce(s.used, 0.0)
-        name = code_point_order(s.client_name, self.session.get_bind().dialect.name)
+        used = used_or_zero(s.used)
+        # SQLite would rather look the scope's ids up by retainer_id and sort them all: "+ 0" leaves
+        # it the rank index (store/models.py) to walk in order, stopping at the page's last row.
+        rid = s.retainer_id + 0 if self.session.get_bind().dialect.name == "sqlite" else s.retainer_id
         query = select(s.level, s.hard, s.reds, s.ambers, used, s.client_name, s.retainer_id).where(
-            self._current()
+            scope_filter(rid, self.scope), _fresh(self.now, self.thresholds)
         )
         if wanted is not None:
-            query = query.where(s.retainer_id.in_(sorted(wanted)))
+            query = query.where(rid.in_(sorted(wanted)))
         if attention is not None:
             query = query.where(s.level > int(Level.GREEN) if attention else s.level == int(Level.GREEN))
         query = query.order_by(
-            s.level.desc(), s.hard.desc(), s.reds.desc(), s.ambers.desc(), used.desc(), name, s.retainer_id
+            s.level.desc(),
+            s.hard.desc(),
+            s.reds.desc(),
+            s.ambers.desc(),
+            used.desc(),
+            code_point(s.client_name),
+            s.retainer_id,
         )
         if stop is not None:
             query = query.limit(stop)
