@@ -1,8 +1,9 @@
-"""The portfolio's ranking, old code against this tree's, in one process, alternating: `list` (the AM
-with most accounts), `list all` and the director's App Home, built in-process on a filled database
-whose standings are stored (e.g. portfolio_views' 10k file, or a clone of bench10k upgraded and
-refreshed). The old bot/standing.py and bot/dashboard.py are read from git at --old (default 627fea6:
-Python sorted every account's standing row); each view's old and new replies must be identical.
+"""The portfolio's ranking, old code against this tree's, in one process, alternating: `list` and the
+App Home of the AM with most accounts, `list all` and the director's App Home, built in-process on a
+filled database whose standings are stored (e.g. portfolio_views' 10k file, or a clone of bench10k
+upgraded and refreshed). The old bot/standing.py and bot/dashboard.py are read from git at --old
+(default 627fea6: Python sorted every account's standing row); each view's old and new replies must be
+identical.
 
     .venv/bin/python bench/ranking_ab.py URL [--old REV] [--rounds 20]
 
@@ -79,6 +80,9 @@ def main() -> None:
         d = s.scalars(select(Person).where(Person.role == Role.DIRECTOR).order_by(Person.id)).first()
         assert d is not None
         director = Viewer("slack", d.slack_user_id or "", True, d.id, d.name, d.role)
+        a = s.get(Person, am_id)
+        assert a is not None
+        am = Viewer("slack", a.slack_user_id or "", True, a.id, a.name, a.role)
     live = select(Retainer.id).where(Retainer.stage != Stage.ENDED)
     mine = live.where(
         Retainer.id.in_(select(RetainerMember.retainer_id).where(RetainerMember.person_id == am_id))
@@ -94,6 +98,7 @@ def main() -> None:
                 "All", dash.load_ranking(s, live, NOW, DEFAULT_THRESHOLDS), "-", with_am=True
             ),
             "director home": lambda s: dash.home(s, director, NOW),
+            "AM home": lambda s: dash.home(s, am, NOW),
         }
 
     with tempfile.TemporaryDirectory() as tmp:
