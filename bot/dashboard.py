@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -139,46 +139,59 @@ def accounts_of(person_id: int) -> Select[Any]:
 
 class Ranking:
     """The accounts of one scope ranked by attention (the same order as `rank`), from their stored
-    standings (bot/standing.py); a Row is built only for the accounts a view shows."""
+    standings (bot/standing.py), ranked in SQL a page at a time; a Row is built only for the accounts a
+    view shows."""
 
     def __init__(self, standings: Standings, escalations: Mapping[int, EscalationLine]) -> None:
         self.standings, self.escalations = standings, escalations
-        self.order = [retainer_id for _, retainer_id, _ in standings.order]
-        self.levels = {retainer_id: level for _, retainer_id, level in standings.order}
-        self.counts = {level: 0 for level in Level}
-        for level in self.levels.values():
-            self.counts[level] += 1
+        self.counts = standings.counts
+        self._windows: dict[tuple[int, int | None], list[int]] = {}
+        self._escalated: dict[int, list[int]] = {}
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.standings)
 
     @property
     def worst(self) -> Level:
-        return max(self.levels.values(), default=Level.GREEN)
+        return max((level for level, n in self.counts.items() if n), default=Level.GREEN)
 
     def rows(self, ids: Sequence[int]) -> list[Row]:
         found = self.standings.accounts(ids)
         return [Row(*found[i], self.escalations.get(i)) for i in ids]
 
     def all(self) -> list[Row]:
-        return self.rows(self.order)
+        return self.rows(self.window_ids(0, None))
 
     def window(self, start: int, stop: int) -> list[Row]:
-        return self.rows(self.order[start:stop])
+        return self.rows(self.window_ids(start, stop))
+
+    def window_ids(self, start: int, stop: int | None) -> list[int]:
+        ids = self._windows.get((start, stop))
+        if ids is None:
+            ids = self._windows[start, stop] = self.standings.ranked(start, stop)
+        return ids
 
     def at_level(self, attention: bool, limit: int) -> tuple[list[Row], int]:
         """The first `limit` accounts needing attention (amber, red) or on track, and how many there are."""
-        ids = [i for i in self.order if (self.levels[i] > Level.GREEN) is attention]
-        return self.rows(ids[:limit]), len(ids)
+        total = sum(n for level, n in self.counts.items() if (level > Level.GREEN) is attention)
+        ids = self.standings.ranked(0, limit, attention=attention) if limit and total else []
+        return self.rows(ids), total
 
     def escalated(self, limit: int) -> list[Row]:
         return self.rows(self.escalated_ids(limit))
 
     def escalated_ids(self, limit: int) -> list[int]:
-        return [i for i in self.order if i in self.escalations][:limit]
+        ids = self._escalated.get(limit)
+        if ids is None:
+            ids = self._escalated[limit] = (
+                self.standings.ranked(0, limit, among=self.escalations) if self.escalations else []
+            )
+        return ids
 
-    def window_ids(self, start: int, stop: int) -> list[int]:
-        return self.order[start:stop]
+    def positions(self, ids: Iterable[int]) -> dict[int, int]:
+        """Each of `ids`' place among them in the ranking (ordering them as their places in it do)."""
+        wanted = list(ids)
+        return {rid: at for at, rid in enumerate(self.standings.ranked(among=wanted))} if wanted else {}
 
 
 def load_ranking(
@@ -291,11 +304,12 @@ def _home_reply(
     # Only what this page shows is built, an AM's as a director's: its accounts, the leader (whose
     # day heads the page) and the open escalations, read at once. An AM's side lists are read
     # set-based from the retainers of the scope (bot/dashboard.py pending_lines, this_week).
-    leader, window = ranking.window_ids(0, 1), ranking.window_ids(page * page_size, (page + 1) * page_size)
+    window = ranking.window_ids(page * page_size, (page + 1) * page_size)
+    leader = window[:1] if page == 0 else ranking.window_ids(0, 1)
     ranking.rows([*leader, *window, *ranking.escalated_ids(MAX_SIDE_LINES)])
     shown = ranking.window(page * page_size, (page + 1) * page_size)
     counts = ranking.counts
-    top = ranking.window(0, 1)[0]
+    (top,) = ranking.rows(leader)
     today = local_today(now, top.account.timezone)
     title = "Every account" if director else "Your accounts"
     summary = (
@@ -319,8 +333,7 @@ def _home_reply(
         calendars = _calendars(session, scope, now)
         pending, waiting = pending_lines(ranking)
         blocks.append(_items("Pending approvals", pending, "Nothing waits on a client.", waiting))
-        order = {retainer_id: at for at, retainer_id in enumerate(ranking.order)}
-        week, due = this_week(session, scope, calendars, order)
+        week, due = this_week(session, scope, calendars, ranking.positions)
         blocks.append(_items("This week", week, "Nothing due this week.", due))
     if pages > 1:
         first, last = page * page_size + 1, page * page_size + len(shown)
@@ -421,8 +434,7 @@ def pending_lines(ranking: Ranking, limit: int = MAX_SIDE_LINES) -> tuple[list[s
     the first `limit` lines and how many there are, from each account's standing (its pending count
     and oldest wait). Only the `limit` accounts waiting longest are built: the first `limit` approvals
     are all theirs (one of any other account has `limit` accounts' oldest before it)."""
-    waiting = ranking.standings.waiting
-    first = sorted(waiting, key=lambda i: (waiting[i][1], i))[:limit]
+    first, total = ranking.standings.waiting(limit)
     built = ranking.standings.accounts(first)
     found = sorted(
         (p.since, p.task_id, a.client_name, p.task_title, p.waited(a.history.today, a.country))
@@ -430,20 +442,20 @@ def pending_lines(ranking: Ranking, limit: int = MAX_SIDE_LINES) -> tuple[list[s
         for p in a.pending
     )
     lines = [f"{name} · {title} · {business_days(days)}" for _, _, name, title, days in found[:limit]]
-    return lines, sum(n for n, _ in waiting.values())
+    return lines, total
 
 
 def this_week(
     session: Session,
     scope: Select[Any],
     calendars: Mapping[int, _Calendar],
-    order: Mapping[int, int],
+    positions: Callable[[Iterable[int]], Mapping[int, int]],
     limit: int = MAX_SIDE_LINES,
 ) -> tuple[list[str], int]:
     """What falls in the next seven days: deliverables due (or overdue), the client posts of the
     month (delivery review, report) and renewals; the first `limit` lines by day and how many there
     are. Read from the retainers, their cycles and tasks (set-based, a line formatted only when shown);
-    `order` is each account's place in the ranking, which orders one day's posts."""
+    `positions` places accounts in the ranking, which orders one day's posts."""
     if not calendars:
         return [], 0
     week = dt.timedelta(days=7)
@@ -503,16 +515,18 @@ def this_week(
         seen = current.get(retainer_id)
         if seen is None or starts_on > seen[0]:
             current[retainer_id] = (starts_on, ends_on)
+    posts: list[tuple[dt.date, int, int, str]] = []  # (day, retainer id, kind, name)
     for retainer_id, c in calendars.items():
-        rank_at = order.get(retainer_id, len(order))
         days = current.get(retainer_id)
         if days is not None:
-            posts = cycle_days(days[0], days[1], c.country)
-            for kind, day in enumerate((posts.review, posts.report)):
+            review_report = cycle_days(days[0], days[1], c.country)
+            for kind, day in enumerate((review_report.review, review_report.report)):
                 if c.today <= day <= c.today + week:
-                    found.append((day, 1, rank_at, kind, c.name))
+                    posts.append((day, retainer_id, kind, c.name))
         if c.today <= c.end_date <= c.today + week:
-            found.append((c.end_date, 1, rank_at, 2, c.name))
+            posts.append((c.end_date, retainer_id, 2, c.name))
+    order = positions({retainer_id for _, retainer_id, _, _ in posts})
+    found.extend((day, 1, order.get(rid, len(order)), kind, name) for day, rid, kind, name in posts)
     found.sort(key=lambda item: item[:4])
     lines = []
     for day, is_post, _, kind, what in found[:limit]:

@@ -160,7 +160,9 @@ class _Cycle:
     delivered: int = 0
 
 
-def scope_filter(column: InstrumentedAttribute[int], scope: Scope) -> ColumnElement[bool]:
+def scope_filter(
+    column: ColumnElement[int] | InstrumentedAttribute[int], scope: Scope
+) -> ColumnElement[bool]:
     return column.in_(scope if isinstance(scope, Select) else list(scope))
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, case, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.calendar import local_today
@@ -35,7 +36,7 @@ from bot.health import (
     attention,
 )
 from bot.history import Account, Member, PendingApproval, load_accounts, scope_filter
-from store.models import AccountStanding, MemberRole, Retainer, Stage
+from store.models import AccountStanding, MemberRole, Retainer, Stage, code_point, used_or_zero
 
 # Up to this many stale accounts are recomputed through their ids; beyond, through a subquery.
 FEW_STALE = 500
@@ -158,14 +159,91 @@ def _fresh(now: dt.datetime, thresholds: Thresholds) -> Any:
 
 @dataclass
 class Standings:
-    """The accounts of one scope, ranked; each one's account and health built only when asked for."""
+    """The accounts of one scope, ranked in SQL by the key of `key_of` (the stored rows that are current)
+    merged with the few recomputed on read (`stale`); each one's account and health built only when
+    asked for. Nothing reads every row: a view fetches the page it shows, and counts by level."""
 
-    order: list[tuple[Key, int, Level]]  # (key, retainer id, level), most in need of attention first
     session: Session
-    # retainer id -> (approvals waiting on the client, when the oldest was asked for), where any wait
-    waiting: dict[int, tuple[int, dt.datetime]] = field(default_factory=dict)
+    scope: Sequence[int] | Select[Any]
+    now: dt.datetime
+    thresholds: Thresholds
+    stale: list[tuple[Key, int, Level]]  # recomputed on read, ranked
+    counts: dict[Level, int]  # accounts at each level, all of them
+    # retainer id -> (approvals waiting on the client, when the oldest was asked for), of `stale`
+    stale_waiting: dict[int, tuple[int, dt.datetime]] = field(default_factory=dict)
     computed: dict[int, dict[str, Any]] = field(default_factory=dict)  # facts recomputed on read
     built: dict[int, tuple[Account, Health]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
+
+    def _current(self) -> Any:
+        s = AccountStanding
+        return and_(scope_filter(s.retainer_id, self.scope), _fresh(self.now, self.thresholds))
+
+    def ranked(
+        self,
+        start: int = 0,
+        stop: int | None = None,
+        *,
+        among: Iterable[int] | None = None,
+        attention: bool | None = None,
+    ) -> list[int]:
+        """The ids ranked `start` to `stop` (of those `among`, or needing attention: amber and red, or
+        not), most in need of attention first: ORDER BY the key and LIMIT in SQL, the stale merged in."""
+        s = AccountStanding
+        wanted = None if among is None else set(among)
+        used = used_or_zero(s.used)
+        # SQLite would rather look the scope's ids up by retainer_id and sort them all: "+ 0" leaves
+        # it the rank index (store/models.py) to walk in order, stopping at the page's last row.
+        rid = s.retainer_id + 0 if self.session.get_bind().dialect.name == "sqlite" else s.retainer_id
+        query = select(s.level, s.hard, s.reds, s.ambers, used, s.client_name, s.retainer_id).where(
+            scope_filter(rid, self.scope), _fresh(self.now, self.thresholds)
+        )
+        if wanted is not None:
+            query = query.where(rid.in_(sorted(wanted)))
+        if attention is not None:
+            query = query.where(s.level > int(Level.GREEN) if attention else s.level == int(Level.GREEN))
+        query = query.order_by(
+            s.level.desc(),
+            s.hard.desc(),
+            s.reds.desc(),
+            s.ambers.desc(),
+            used.desc(),
+            code_point(s.client_name),
+            s.retainer_id,
+        )
+        if stop is not None:
+            query = query.limit(stop)
+        fresh = [
+            ((-level, -hard, -reds, -ambers, -used_, name_, rid), rid)
+            for level, hard, reds, ambers, used_, name_, rid in (
+                self.session.execute(query) if len(self) > len(self.stale) else ()
+            )
+        ]
+        stale = [
+            (key, rid)
+            for key, rid, level in self.stale
+            if (wanted is None or rid in wanted) and (attention is None or (level > Level.GREEN) is attention)
+        ]
+        merged = list(heapq.merge(fresh, stale)) if stale else fresh
+        return [rid for _, rid in merged[start:stop]]
+
+    def waiting(self, limit: int) -> tuple[list[int], int]:
+        """The `limit` accounts whose oldest approval waiting on the client was asked for first (then by
+        id), and how many approvals wait in all."""
+        s = AccountStanding
+        waits = s.pending > 0
+        total = self.session.scalar(select(func.sum(s.pending)).where(self._current(), waits))
+        first = self.session.execute(
+            select(s.oldest_pending, s.retainer_id)
+            .where(self._current(), waits)
+            .order_by(s.oldest_pending, s.retainer_id)
+            .limit(limit)
+        ).all()
+        stale = [(oldest, rid) for rid, (_, oldest) in self.stale_waiting.items()]
+        found = sorted([*((oldest, rid) for oldest, rid in first), *stale])[:limit]
+        return [rid for _, rid in found], int(total or 0) + sum(n for n, _ in self.stale_waiting.values())
 
     def accounts(self, ids: Iterable[int]) -> dict[int, tuple[Account, Health]]:
         wanted = [i for i in dict.fromkeys(ids) if i not in self.built]
@@ -214,47 +292,44 @@ def read(
     now: dt.datetime,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> Standings:
-    """The standings of every retainer in `scope`, ranked: stored ones where current, the others
-    recomputed from their full history (not stored: a read writes nothing)."""
+    """The standings of every retainer in `scope`, ranked: stored ones where current (counted by level
+    here, ranked when a page is asked for), the others recomputed from their full history (not stored:
+    a read writes nothing)."""
     s = AccountStanding
-    stale_flag = case((_fresh(now, thresholds), 0), else_=1)
-    rows = session.execute(
-        select(
-            Retainer.id,
-            s.level,
-            s.hard,
-            s.reds,
-            s.ambers,
-            s.used,
-            s.client_name,
-            s.pending,
-            s.oldest_pending,
-            stale_flag,
-        )
+    is_stale = case((_fresh(now, thresholds), 0), else_=1)
+    counts, stale = {level: 0 for level in Level}, 0
+    for flag, level, n in session.execute(
+        select(is_stale, s.level, func.count())
+        .select_from(Retainer)
         .outerjoin(s, s.retainer_id == Retainer.id)
         .where(scope_filter(Retainer.id, scope))
-    ).all()
-    order: list[tuple[Key, int, Level]] = []
-    stale: list[int] = []
-    waiting: dict[int, tuple[int, dt.datetime]] = {}
-    for retainer_id, level, hard, reds, ambers, used, name, pending, oldest, is_stale in rows:
-        if is_stale:
-            stale.append(retainer_id)
-            continue
-        order.append(
-            ((-level, -hard, -reds, -ambers, -(used or 0.0), name, retainer_id), retainer_id, Level(level))
+        .group_by(is_stale, s.level)
+    ):
+        if flag:
+            stale += n
+        else:
+            counts[Level(level)] += n
+    stale_ids_ = (
+        list(
+            session.scalars(
+                select(Retainer.id)
+                .outerjoin(s, s.retainer_id == Retainer.id)
+                .where(scope_filter(Retainer.id, scope), is_stale == 1)
+            )
         )
-        if pending:
-            waiting[retainer_id] = (pending, oldest)
-    standings = Standings(order, session, waiting)
-    for account, health in computed(session, stale, now, thresholds):
+        if stale
+        else []
+    )
+    standings = Standings(session, scope, now, thresholds, [], counts)
+    for account, health in computed(session, stale_ids_, now, thresholds):
         c = account.history.current
         key = key_of(account.retainer_id, account.client_name, health, c.used if c else None)
-        order.append((key, account.retainer_id, health.level))
+        standings.stale.append((key, account.retainer_id, health.level))
+        standings.counts[health.level] += 1
         standings.computed[account.retainer_id] = facts_of(account, health)
         if account.pending:
-            waiting[account.retainer_id] = (len(account.pending), account.pending[0].since)
-    order.sort(key=lambda item: item[0])
+            standings.stale_waiting[account.retainer_id] = (len(account.pending), account.pending[0].since)
+    standings.stale.sort(key=lambda item: item[0])
     return standings
 
 

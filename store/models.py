@@ -27,8 +27,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
+    literal_column,
+    text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -572,6 +578,32 @@ class HealthState(Base):
     changed_at: Mapped[dt.datetime | None] = mapped_column()  # when its level or signals last moved
 
 
+class code_point(ColumnElement[str]):
+    """A string column compared as Python compares str, by code point: PostgreSQL's "C" collation
+    (a database's own may be a locale's, ignoring case and punctuation); SQLite's default BINARY is."""
+
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012 (SQLAlchemy's)
+
+    def __init__(self, column: Any) -> None:
+        self.column, self.type = column, column.type
+
+
+@compiles(code_point)
+def _code_point(element: code_point, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column, **kw))
+
+
+@compiles(code_point, "postgresql")
+def _code_point_postgresql(element: code_point, compiler: Any, **kw: Any) -> str:
+    return f'{compiler.process(element.column, **kw)} COLLATE "C"'
+
+
+# Hours used as the portfolio ranks them: none counts as 0 % (a literal, so that the index is the query's).
+def used_or_zero(used: Any) -> Any:
+    return func.coalesce(used, literal_column("0.0"))
+
+
 class AccountStanding(Base):
     """Each retainer's place in the portfolio views (list, list all, the App Home) as last computed from
     its history: the ranking columns and the facts a line shows. The database's triggers (store/triggers.py)
@@ -582,6 +614,26 @@ class AccountStanding(Base):
 
     __tablename__ = "account_standing"
     id: Mapped[int] = mapped_column(primary_key=True)
+    __table_args__ = (
+        # The portfolio's order (bot/standing.py), walked to the page shown, and what tells a row current.
+        # Created by migration 0013 (the name there in "C" order on PostgreSQL, which reflection does
+        # not tell): spelled here as PostgreSQL reflects it, for the schema comparison.
+        Index(
+            "ix_account_standing_rank",
+            literal_column("level").desc(),
+            literal_column("hard").desc(),
+            literal_column("reds").desc(),
+            literal_column("ambers").desc(),
+            text("COALESCE(used, 0.0::double precision) DESC"),
+            "client_name",
+            "retainer_id",
+            "computed_revision",
+            "revision",
+            "valid_from",
+            "valid_until",
+            "thresholds",
+        ),
+    )
     retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), unique=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     computed_revision: Mapped[int | None] = mapped_column(Integer)

@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
-from bot.dashboard import assessed_rows, live_retainers, load_rows
+from bot.dashboard import assessed_rows, live_retainers, load_ranking, load_rows
 from bot.health import DEFAULT_THRESHOLDS, Thresholds
 from handlers.slack import commands as slack_commands
 from handlers.slack.render import as_text
 from store.db import unit_of_work
-from store.models import AccountStanding, ApprovalRequest, ApprovalState, Client, Retainer, Task
+from store.models import (
+    AccountStanding,
+    ApprovalRequest,
+    ApprovalState,
+    Client,
+    Retainer,
+    RetainerMember,
+    Task,
+)
 from tests.health_world import statements
-from tests.test_dashboard import SAM, demo
+from tests.slack_payloads import finish_lazy_work, home_opened, send_event
+from tests.test_dashboard import MAYA, SAM, demo, names_on, publishes, viewer
 
 
 def lines(bot, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[list[str], list[str]]:
@@ -144,3 +153,73 @@ def test_status_reads_a_current_standing_and_tells_the_same(bot) -> None:
     assert after != full[slugs[0]]
     bot.runtime.watch.refresh_standings()
     assert bot.answer(f"status {slugs[0]}", user=SAM) == after
+
+
+# Names whose code-point order (Python's) differs from a locale's: case, punctuation, accents; one twice.
+NAMES = ["apple", "Banana", "_x", "Émile", "zeta", "émile", "Zeta", "apple", "banana", "ß", "Ångström", "a b"]
+
+
+def test_the_views_rank_in_sql_exactly_as_python_sorted_them_whatever_the_collation(bot) -> None:
+    demo(bot, 12)
+    with unit_of_work(bot.sessions) as session:
+        for client, name in zip(session.scalars(select(Client).order_by(Client.id)), NAMES, strict=True):
+            client.name = name
+    bot.runtime.watch.refresh_standings()
+    s = AccountStanding
+    with unit_of_work(bot.sessions) as session:
+        # Ties on everything before the name (and on the name, for the two apples) within each level:
+        # no hard trigger or reason counted, hours used none (NULL ranks as 0 %), 0 % or 50 %.
+        for retainer_id in session.scalars(select(s.retainer_id)):
+            used = (None, 0.0, 0.5)[retainer_id % 3]
+            session.execute(
+                update(s).where(s.retainer_id == retainer_id).values(hard=0, reds=0, ambers=0, used=used)
+            )
+        if session.get_bind().dialect.name == "postgresql":
+            # The test database's own collation is C.UTF-8: make the column a locale's, as a database
+            # created with en_US would have it, which orders these names otherwise.
+            session.execute(
+                text(
+                    "ALTER TABLE account_standing ALTER COLUMN client_name"
+                    ' TYPE VARCHAR(200) COLLATE "en-US-x-icu"'
+                )
+            )
+            by_locale = list(session.scalars(select(s.client_name).order_by(s.client_name)))
+            assert by_locale != sorted(by_locale)
+    with bot.sessions() as session:
+        rows = session.execute(
+            select(s.retainer_id, s.level, s.hard, s.reds, s.ambers, s.used, s.client_name)
+        ).all()
+        maya = viewer(bot, MAYA).person_id
+        mine = set(
+            session.scalars(select(RetainerMember.retainer_id).where(RetainerMember.person_id == maya))
+        )
+    # The order the views had when Python sorted every row (bot/standing.py key_of).
+    python = [
+        (r.retainer_id, r.client_name)
+        for r in sorted(
+            rows,
+            key=lambda r: (
+                -r.level,
+                -r.hard,
+                -r.reds,
+                -r.ambers,
+                -(r.used or 0.0),
+                r.client_name,
+                r.retainer_id,
+            ),
+        )
+    ]
+    assert [n for _, n in python] != sorted((n for _, n in python), key=str.casefold)  # names do tell
+    every = [name for _, name in python]
+    assert names_on(bot.answer("list all", user=SAM)) == every
+    assert names_on(bot.answer("list", user=MAYA)) == [n for r, n in python if r in mine] and mine
+    send_event(bot, home_opened(SAM, event_id="Ev0RANK0001"))  # the director's App Home
+    bot.sandbox.wait_for("views.publish")
+    finish_lazy_work(bot)
+    assert names_on(as_text(publishes(bot, SAM)[-1])) == every
+    # A page boundary anywhere gives the same order: ties are broken by id.
+    with bot.sessions() as session:
+        ranking = load_ranking(session, live_retainers(), bot.runtime.core.clock.now(), DEFAULT_THRESHOLDS)
+        assert [*ranking.window_ids(0, 5), *ranking.window_ids(5, 7), *ranking.window_ids(7, 12)] == [
+            r for r, _ in python
+        ]
