@@ -233,16 +233,16 @@ class Standings:
         """The `limit` accounts whose oldest approval waiting on the client was asked for first (then by
         id), and how many approvals wait in all."""
         s = AccountStanding
-        waits = s.pending > 0
-        total = self.session.scalar(select(func.sum(s.pending)).where(self._current(), waits))
+        # The first `limit` and the total over all of them, in one statement (SUM(...) OVER ()).
         first = self.session.execute(
-            select(s.oldest_pending, s.retainer_id)
-            .where(self._current(), waits)
+            select(s.oldest_pending, s.retainer_id, func.sum(s.pending).over())
+            .where(self._current(), s.pending > 0)
             .order_by(s.oldest_pending, s.retainer_id)
             .limit(limit)
         ).all()
+        total = first[0][2] if first else 0
         stale = [(oldest, rid) for rid, (_, oldest) in self.stale_waiting.items()]
-        found = sorted([*((oldest, rid) for oldest, rid in first), *stale])[:limit]
+        found = sorted([*((oldest, rid) for oldest, rid, _ in first), *stale])[:limit]
         return [rid for _, rid in found], int(total or 0) + sum(n for n, _ in self.stale_waiting.values())
 
     def accounts(self, ids: Iterable[int]) -> dict[int, tuple[Account, Health]]:
