@@ -5,7 +5,10 @@ upgraded and refreshed). The old bot/standing.py and bot/dashboard.py are read f
 (default 627fea6: Python sorted every account's standing row); each view's old and new replies must be
 identical.
 
-    .venv/bin/python bench/ranking_ab.py URL [--old REV] [--rounds 20]
+    .venv/bin/python bench/ranking_ab.py URL [--old REV] [--old-url URL] [--rounds 20]
+
+--old-url runs the old code on another copy of the database (e.g. one a migration behind, without the
+new code's indexes); each view's replies must still be identical.
 
 Prints p50 / p99 ms of each view, old and new, and old/new. The database is only read.
 """
@@ -66,9 +69,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
     parser.add_argument("--old", default="627fea6")
+    parser.add_argument("--old-url", help="the database the old code reads (default: URL)")
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     sessions = make_sessionmaker(make_engine(args.url))
+    old_sessions = make_sessionmaker(make_engine(args.old_url)) if args.old_url else sessions
     with sessions() as s:
         am_id, accounts = s.execute(
             select(RetainerMember.person_id, func.count())
@@ -87,7 +92,12 @@ def main() -> None:
     mine = live.where(
         Retainer.id.in_(select(RetainerMember.retainer_id).where(RetainerMember.person_id == am_id))
     )
-    print(f"{args.url}: the AM with most accounts has {accounts}; old is {args.old}", flush=True)
+    print(
+        f"{args.url}: the AM with most accounts has {accounts}; old is {args.old}"
+        + (f" on {args.old_url}" if args.old_url else ""),
+        flush=True,
+    )
+    on = {"old": old_sessions, "new": sessions}
 
     def views(dash: Any) -> dict[str, Any]:
         return {
@@ -105,13 +115,13 @@ def main() -> None:
         impls = {"old": views(old_modules(args.old, Path(tmp))), "new": views(new_dashboard)}
         times: dict[tuple[str, str], list[float]] = {(v, k): [] for k in impls for v in impls["new"]}
         for view in impls["new"]:
-            with sessions() as s:
-                assert impls["old"][view](s) == impls["new"][view](s), f"{view}: old and new replies differ"
+            with old_sessions() as o, sessions() as s:
+                assert impls["old"][view](o) == impls["new"][view](s), f"{view}: old and new replies differ"
         print("each view's old and new replies are identical", flush=True)
         for r in range(args.rounds):
             for view in impls["new"]:
                 for kind in ("old", "new") if r % 2 == 0 else ("new", "old"):
-                    with sessions() as s:
+                    with on[kind]() as s:
                         start = time.perf_counter()
                         impls[kind][view](s)
                         times[view, kind].append((time.perf_counter() - start) * 1000)
