@@ -141,22 +141,35 @@ class BotUnderTest:
 
         return httpx.post(self.url + "/slack/events", content=body, headers=headers, timeout=10)
 
-    def command(self, text: str, *, user: str, channel: str | None = None):
+    def command(self, text: str, *, user: str, channel: str | None = None, response_url: str | None = None):
         from retainer.ask import signed_slash_command
 
         body, headers = signed_slash_command(
-            self.SECRET, text, user=user, channel=channel, response_url=self.sandbox.response_url()
+            self.SECRET,
+            text,
+            user=user,
+            channel=channel,
+            response_url=response_url or self.sandbox.response_url(),
         )
         return self.post(body, headers)
 
     def answer(self, text: str, *, user: str, channel: str | None = None) -> str:
-        """The readable text of the ephemeral answer to `/retainer <text>`."""
+        """The readable text of the ephemeral answer to `/retainer <text>`: the ack's, or, when a slow
+        view was acked with "Working on it…" (a loaded machine), the answer that replaced it through
+        its response_url, as the person sees it."""
+        from urllib.parse import urlsplit
+
+        from handlers.slack.commands import WORKING
         from handlers.slack.render import as_text
 
-        response = self.command(text, user=user, channel=channel)
+        response_url = self.sandbox.response_url()
+        response = self.command(text, user=user, channel=channel, response_url=response_url)
         assert response.status_code == 200, response.text
         message = response.json()
         assert message["response_type"] == "ephemeral"
+        if message.get("text") == WORKING:
+            path = urlsplit(response_url).path
+            message = self.sandbox.wait_for(lambda c: c.method == "response_url" and c.path == path).args
         return as_text(message)
 
 

@@ -135,6 +135,7 @@ def test_a_long_running_list_answers_after_the_ack(bot, monkeypatch) -> None:
     posted = bot.sandbox.wait_for("response_url")
     assert posted.args["replace_original"] is True and posted.args["response_type"] == "ephemeral"
     assert as_text(posted.args) == inline and "All accounts: 12 accounts" in inline
+    assert bot.answer("list all", user=SAM) == inline  # the tests' answer() follows it to the answer
     # Everything else is still answered in the ack itself.
     assert "Hours" in bot.answer("status acme", user=SAM)
 
