@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,8 +33,7 @@ from bot.history import Account, load_accounts, scope_filter
 from bot.palette import LEVEL_MARK
 from bot.parsing import business_days, delivered_of, plural
 from bot.replies import Actions, Block, Button, Context, Header, Items, Reply, Text
-from bot.rhythm import cycle_days
-from bot.standing import Standings
+from bot.standing import WEEK, Standings
 from bot.views import LEVEL_TONE
 from store.db import unit_of_work
 from store.models import (
@@ -330,10 +329,9 @@ def _home_reply(
     if calm:
         blocks.append(Items("On track", tuple(r.line(with_am=director) for r in calm)))
     if not director:
-        calendars = _calendars(session, scope, now)
         pending, waiting = pending_lines(ranking)
         blocks.append(_items("Pending approvals", pending, "Nothing waits on a client.", waiting))
-        week, due = this_week(session, scope, calendars, ranking.positions)
+        week, due = this_week(session, ranking, now)
         blocks.append(_items("This week", week, "Nothing due this week.", due))
     if pages > 1:
         first, last = page * page_size + 1, page * page_size + len(shown)
@@ -403,32 +401,6 @@ def _escalation_line(r: Row) -> str:
     return " · ".join(bits)
 
 
-@dataclass(frozen=True)
-class _Calendar:
-    """What the side lists read of one account: from its retainer row, not its standing."""
-
-    name: str
-    timezone: str
-    country: str | None
-    end_date: dt.date
-    today: dt.date
-
-
-def _calendars(session: Session, scope: Select[Any], now: dt.datetime) -> dict[int, _Calendar]:
-    zones: dict[str, dt.date] = {}
-    found = {}
-    for retainer_id, name, zone, country, end_date in session.execute(
-        select(Retainer.id, Client.name, Retainer.timezone, Retainer.country, Retainer.end_date)
-        .join(Client, Client.id == Retainer.client_id)
-        .where(Retainer.id.in_(scope))
-    ):
-        today = zones.get(zone)
-        if today is None:
-            today = zones[zone] = local_today(now, zone)
-        found[retainer_id] = _Calendar(name, zone, country, end_date, today)
-    return found
-
-
 def pending_lines(ranking: Ranking, limit: int = MAX_SIDE_LINES) -> tuple[list[str], int]:
     """Approvals waiting on the clients of the ranking's accounts (of any cycle), longest waiting first:
     the first `limit` lines and how many there are, from each account's standing (its pending count
@@ -446,88 +418,76 @@ def pending_lines(ranking: Ranking, limit: int = MAX_SIDE_LINES) -> tuple[list[s
 
 
 def this_week(
-    session: Session,
-    scope: Select[Any],
-    calendars: Mapping[int, _Calendar],
-    positions: Callable[[Iterable[int]], Mapping[int, int]],
-    limit: int = MAX_SIDE_LINES,
+    session: Session, ranking: Ranking, now: dt.datetime, limit: int = MAX_SIDE_LINES
 ) -> tuple[list[str], int]:
-    """What falls in the next seven days: deliverables due (or overdue), the client posts of the
-    month (delivery review, report) and renewals; the first `limit` lines by day and how many there
-    are. Read from the retainers, their cycles and tasks (set-based, a line formatted only when shown);
-    `positions` places accounts in the ranking, which orders one day's posts."""
-    if not calendars:
-        return [], 0
-    week = dt.timedelta(days=7)
-    first = min(c.today for c in calendars.values())
-    last = max(c.today for c in calendars.values())
-    # (day, 0, position, line maker) for deliverables, (day, 1, rank, kind) for posts and renewals
-    found: list[tuple[dt.date, int, int, int, Any]] = []
-    # Due within each account's own week: its today is one of at most a few days (its timezone's).
-    zones: dict[dt.date, set[str]] = {}
-    for calendar in calendars.values():
-        zones.setdefault(calendar.today, set()).add(calendar.timezone)
-    within = [
-        and_(Task.due_on <= today + week, *([Retainer.timezone.in_(z)] if len(zones) > 1 else []))
-        for today, z in zones.items()
-    ]
+    """What falls in each account's next seven days: deliverables due (or overdue), the client posts of
+    the month (delivery review, report) and renewals; the first `limit` lines by day and how many there
+    are. Counted from the standings (bot/standing.py `Week`); only the first `limit` accounts of each
+    kind are read further (their deliverables, their posts), and the posts of one day in the ranking's
+    order."""
+    standings = ranking.standings
+    todays = {zone: local_today(now, zone) for zone in standings.zones}
+    first, zones = min(todays.values()), dict[dt.date, list[str]]()
+    for zone, today in todays.items():
+        zones.setdefault(today, []).append(zone)
     due = (
-        select(Task.retainer_id, Task.title, Task.due_on, Person.name, func.count().over())
-        # From the scope's cycles not over yet (about one an account, ix_cycle_retainer_ends), each
-        # one's open tasks (ix_task_open_cycle; both migration 0014): not every cycle and task of the
-        # accounts' two years (PostgreSQL scanned all tasks, SQLite read every cycle: ~300 / ~65 ms at 10k).
+        select(Task.due_on, Task.id, Client.name, Task.title, Person.name, Retainer.timezone, Cycle.ends_on)
         .select_from(Cycle)
-        .join(Task, Task.cycle_id == Cycle.id)
+        .join(Task, Task.cycle_id == Cycle.id)  # ix_task_open_cycle (migration 0014)
         .join(Retainer, Retainer.id == Cycle.retainer_id)
+        .join(Client, Client.id == Retainer.client_id)
         .outerjoin(Person, Person.id == Task.owner_id)
-        .where(
-            Cycle.retainer_id.in_(scope),
-            Cycle.ends_on >= first,
-            Task.due_on.is_not(None),
-            or_(*within),
-            # Done, moved on, or waiting on the client (that is under "Pending approvals").
-            Task.status.in_(OPEN_TASK),
-        )
+        .where(Task.status.in_(OPEN_TASK))
+        .order_by(Task.due_on, Task.id)
     )
-    # Only the first `limit` by day can be among the lines shown; every one is counted (in SQL).
-    tasks = fetched = 0
-    for position, (retainer_id, title, due_on, owner, total) in enumerate(
-        session.execute(due.order_by(Task.due_on, Task.id).limit(limit))
-    ):
-        tasks, at = total, calendars[retainer_id]
-        found.append((due_on or first, 0, position, 0, (at.name, title, owner, at.today)))
-        fetched += 1
-    # Each account's current cycle: the latest one started by its today (its posts may still fall
-    # in the week only if it ended at most a few business days ago).
-    current: dict[int, tuple[dt.date, dt.date]] = {}
-    for retainer_id, starts_on, ends_on in session.execute(
-        select(Cycle.retainer_id, Cycle.starts_on, Cycle.ends_on).where(
-            Cycle.retainer_id.in_(scope),
-            Cycle.starts_on <= last,
-            Cycle.ends_on >= first - dt.timedelta(days=15),
+    # The first `limit` accounts' deliverables, from their cycles not over by their today...
+    rows = session.execute(
+        due.where(
+            Cycle.retainer_id.in_(standings.first_due(limit)),
+            or_(
+                *(
+                    and_(Retainer.timezone.in_(z), Cycle.ends_on >= today, Task.due_on <= today + WEEK)
+                    for today, z in zones.items()
+                )
+            ),
+        ).limit(limit)
+    ).all()
+    # ... and, while some of the scope's accounts are a day ahead of others, those of cycles that ended
+    # since the earliest today (ix_cycle_ends: the few that ended in these days), every one counted.
+    ahead = [
+        and_(Retainer.timezone.in_(z), Cycle.ends_on < today, Task.due_on <= today + WEEK)
+        for today, z in zones.items()
+        if today > first
+    ]
+    extra = (
+        session.execute(
+            due.where(Cycle.ends_on >= first, scope_filter(Cycle.retainer_id, standings.scope), or_(*ahead))
+        ).all()
+        if ahead
+        else []
+    )
+    found: list[tuple[dt.date, int, int, int, Any]] = [  # (day, 0, order, 0, what) for deliverables
+        (due_on or first, 0, position, 0, (name, title, owner, todays[zone]))
+        for position, (due_on, _, name, title, owner, zone, _) in enumerate(
+            sorted([*rows, *extra], key=lambda row: (row[0], row[1]))[:limit]
         )
-    ):
-        c = calendars.get(retainer_id)
-        if c is None or starts_on > c.today:
-            continue
-        seen = current.get(retainer_id)
-        if seen is None or starts_on > seen[0]:
-            current[retainer_id] = (starts_on, ends_on)
-    posts: list[tuple[dt.date, int, int, str]] = []  # (day, retainer id, kind, name)
-    for retainer_id, c in calendars.items():
-        days = current.get(retainer_id)
-        if days is not None:
-            review_report = cycle_days(days[0], days[1], c.country)
-            for kind, day in enumerate((review_report.review, review_report.report)):
-                if c.today <= day <= c.today + week:
-                    posts.append((day, retainer_id, kind, c.name))
-        if c.today <= c.end_date <= c.today + week:
-            posts.append((c.end_date, retainer_id, 2, c.name))
-    order = positions({retainer_id for _, retainer_id, _, _ in posts})
-    found.extend((day, 1, order.get(rid, len(order)), kind, name) for day, rid, kind, name in posts)
-    found.sort(key=lambda item: item[:4])
+    ]
+    # (day, 1, rank, kind, name) for the posts and renewals of the first `limit` accounts' weeks
+    posting = standings.first_posts(limit)
+    order = ranking.positions(posting)
+    for rid in posting:
+        account, _ = standings.accounts([rid])[rid]
+        found.extend(
+            (day, 1, order[rid], kind, account.client_name) for day, kind in standing.posts_of(account)
+        )
+    tasks, posts = standings.week()
+    return week_lines(found, limit), tasks + len(extra) + posts
+
+
+def week_lines(found: list[tuple[dt.date, int, int, int, Any]], limit: int) -> list[str]:
+    """The first `limit` of "this week" by (day, deliverables before posts, order, kind), as lines."""
     lines = []
-    for day, is_post, _, kind, what in found[:limit]:
+    for day, is_post, _, kind, what in sorted(found, key=lambda item: item[:4])[:limit]:
         if is_post:
             label = ("delivery review post", "monthly report", "the term ends: renewal")[kind]
             lines.append(f"{day:%a %b} {day.day} · {what} · {label}")
@@ -538,7 +498,7 @@ def this_week(
             lines.append(f"overdue since {day:%b} {day.day} · {name} · {title}{who}")
         else:
             lines.append(f"{day:%a %b} {day.day} · {name} · {title} due{who}")
-    return lines, len(found) - fetched + tasks
+    return lines
 
 
 # --- publishing and keeping it fresh --------------------------------------------------------------------

@@ -36,12 +36,24 @@ from bot.health import (
     attention,
 )
 from bot.history import Account, Member, PendingApproval, load_accounts, scope_filter
-from store.models import AccountStanding, MemberRole, Retainer, Stage, code_point, used_or_zero
+from bot.rhythm import cycle_days
+from store.models import (
+    OPEN_TASK,
+    AccountStanding,
+    Cycle,
+    MemberRole,
+    Retainer,
+    Stage,
+    Task,
+    code_point,
+    used_or_zero,
+)
 
 # Up to this many stale accounts are recomputed through their ids; beyond, through a subquery.
 FEW_STALE = 500
 FACTS_AT_ONCE = 20_000  # ids bound in one statement (SQLite allows 32,766)
 Key = tuple[int, int, int, int, float, str, int]
+WEEK = dt.timedelta(days=7)
 
 
 @functools.lru_cache(maxsize=8)
@@ -147,6 +159,60 @@ def account_of(retainer_id: int, f: dict[str, Any]) -> tuple[Account, Health]:
     return account, Health(Level(f["level"]), reasons)
 
 
+@dataclass(frozen=True)
+class Week:
+    """An account's App Home "this week" on its local day: its open deliverables (todo, in progress,
+    changes requested) due by its today + 7 in its cycles not over by its today, and the first of them
+    (due date, task id); its client posts in its today to today + 7 (`posts_of`) and the first's day."""
+
+    tasks: int = 0
+    first_due: tuple[dt.date, int] | None = None
+    posts: int = 0
+    first_post: dt.date | None = None
+
+
+def posts_of(account: Account) -> list[tuple[dt.date, int]]:
+    """(day, kind) of the account's client posts in its week: its current cycle's delivery review
+    post (0) and monthly report (1), and the end of its term (2: renewal)."""
+    h, found = account.history, []
+    today, c = h.today, h.current
+    if c is not None:
+        days = cycle_days(c.starts_on, c.ends_on, account.country)
+        found += [
+            (day, kind) for kind, day in enumerate((days.review, days.report)) if today <= day <= today + WEEK
+        ]
+    if today <= h.end_date <= today + WEEK:
+        found.append((h.end_date, 2))
+    return found
+
+
+def week_of(session: Session, accounts: Sequence[Account]) -> dict[int, Week]:
+    """Each of `accounts`' `Week`, its deliverables read from its cycles not over yet (one statement)."""
+    if not accounts:
+        return {}
+    today = {a.retainer_id: a.history.today for a in accounts}
+    due: dict[int, list[tuple[dt.date, int]]] = {}
+    for retainer_id, ends_on, due_on, task_id in session.execute(
+        select(Cycle.retainer_id, Cycle.ends_on, Task.due_on, Task.id)
+        .join(Task, Task.cycle_id == Cycle.id)
+        .where(
+            Cycle.retainer_id.in_(list(today)),
+            Cycle.ends_on >= min(today.values()),
+            Task.due_on <= max(today.values()) + WEEK,
+            Task.status.in_(OPEN_TASK),
+        )
+    ):
+        if due_on is not None and ends_on >= today[retainer_id] and due_on <= today[retainer_id] + WEEK:
+            due.setdefault(retainer_id, []).append((due_on, task_id))
+    found = {}
+    for a in accounts:
+        tasks, posts = due.get(a.retainer_id, []), [day for day, _ in posts_of(a)]
+        found[a.retainer_id] = Week(
+            len(tasks), min(tasks, default=None), len(posts), min(posts, default=None)
+        )
+    return found
+
+
 def _fresh(now: dt.datetime, thresholds: Thresholds) -> Any:
     s = AccountStanding
     return and_(
@@ -157,6 +223,25 @@ def _fresh(now: dt.datetime, thresholds: Thresholds) -> Any:
         s.valid_until > bindparam("now", now, type_=s.valid_until.type),
         s.thresholds == fingerprint(thresholds),
     )
+
+
+def _rank_columns() -> list[Any]:
+    """The columns of the portfolio's order, as stored (`key_of`): ORDER BY them ascending."""
+    s = AccountStanding
+    return [
+        s.level.desc(),
+        s.hard.desc(),
+        s.reds.desc(),
+        s.ambers.desc(),
+        used_or_zero(s.used).desc(),
+        code_point(s.client_name),
+        s.retainer_id,
+    ]
+
+
+def _key(level: int, hard: int, reds: int, ambers: int, used: float, name: str, rid: int) -> Key:
+    """`key_of` from a stored row's rank columns."""
+    return (-level, -hard, -reds, -ambers, -used, name, rid)
 
 
 @dataclass
@@ -171,17 +256,29 @@ class Standings:
     thresholds: Thresholds
     stale: list[tuple[Key, int, Level]]  # recomputed on read, ranked
     counts: dict[Level, int]  # accounts at each level, all of them
+    zones: set[str] = field(default_factory=set)  # the timezones of the scope's accounts
+    # Of the current stored rows: approvals waiting on the client; this week's deliverables and posts.
+    stored_totals: tuple[int, int, int] = (0, 0, 0)
     # retainer id -> (approvals waiting on the client, when the oldest was asked for), of `stale`
     stale_waiting: dict[int, tuple[int, dt.datetime]] = field(default_factory=dict)
     computed: dict[int, dict[str, Any]] = field(default_factory=dict)  # facts recomputed on read
     built: dict[int, tuple[Account, Health]] = field(default_factory=dict)
+    _stale_week: dict[int, Week] | None = None
 
     def __len__(self) -> int:
         return sum(self.counts.values())
 
-    def _current(self) -> Any:
+    def _rid(self) -> Any:
+        # SQLite would rather look the scope's ids up by retainer_id and sort them all: "+ 0" leaves
+        # it an index in the order asked for (store/models.py) to walk, stopping at the page's last row.
         s = AccountStanding
-        return and_(scope_filter(s.retainer_id, self.scope), _fresh(self.now, self.thresholds))
+        return s.retainer_id + 0 if self.session.get_bind().dialect.name == "sqlite" else s.retainer_id
+
+    def _current(self) -> Any:
+        return and_(scope_filter(self._rid(), self.scope), _fresh(self.now, self.thresholds))
+
+    def _stored(self) -> bool:
+        return len(self) > len(self.stale)
 
     def ranked(
         self,
@@ -195,34 +292,17 @@ class Standings:
         not), most in need of attention first: ORDER BY the key and LIMIT in SQL, the stale merged in."""
         s = AccountStanding
         wanted = None if among is None else set(among)
-        used = used_or_zero(s.used)
-        # SQLite would rather look the scope's ids up by retainer_id and sort them all: "+ 0" leaves
-        # it the rank index (store/models.py) to walk in order, stopping at the page's last row.
-        rid = s.retainer_id + 0 if self.session.get_bind().dialect.name == "sqlite" else s.retainer_id
-        query = select(s.level, s.hard, s.reds, s.ambers, used, s.client_name, s.retainer_id).where(
-            scope_filter(rid, self.scope), _fresh(self.now, self.thresholds)
-        )
+        query = select(
+            s.level, s.hard, s.reds, s.ambers, used_or_zero(s.used), s.client_name, s.retainer_id
+        ).where(self._current())
         if wanted is not None:
-            query = query.where(rid.in_(sorted(wanted)))
+            query = query.where(self._rid().in_(sorted(wanted)))
         if attention is not None:
             query = query.where(s.level > int(Level.GREEN) if attention else s.level == int(Level.GREEN))
-        query = query.order_by(
-            s.level.desc(),
-            s.hard.desc(),
-            s.reds.desc(),
-            s.ambers.desc(),
-            used.desc(),
-            code_point(s.client_name),
-            s.retainer_id,
-        )
+        query = query.order_by(*_rank_columns())
         if stop is not None:
             query = query.limit(stop)
-        fresh = [
-            ((-level, -hard, -reds, -ambers, -used_, name_, rid), rid)
-            for level, hard, reds, ambers, used_, name_, rid in (
-                self.session.execute(query) if len(self) > len(self.stale) else ()
-            )
-        ]
+        fresh = [(_key(*row), row[-1]) for row in (self.session.execute(query) if self._stored() else ())]
         stale = [
             (key, rid)
             for key, rid, level in self.stale
@@ -235,17 +315,75 @@ class Standings:
         """The `limit` accounts whose oldest approval waiting on the client was asked for first (then by
         id), and how many approvals wait in all."""
         s = AccountStanding
-        # The first `limit` and the total over all of them, in one statement (SUM(...) OVER ()).
-        first = self.session.execute(
-            select(s.oldest_pending, s.retainer_id, func.sum(s.pending).over())
-            .where(self._current(), s.pending > 0)
-            .order_by(s.oldest_pending, s.retainer_id)
-            .limit(limit)
-        ).all()
-        total = first[0][2] if first else 0
+        first = (
+            self.session.execute(
+                select(s.oldest_pending, s.retainer_id)
+                .where(self._current(), s.pending > 0)  # ix_account_standing_waiting, walked in order
+                .order_by(s.oldest_pending, s.retainer_id)
+                .limit(limit)
+            ).all()
+            if self._stored()
+            else []
+        )
         stale = [(oldest, rid) for rid, (_, oldest) in self.stale_waiting.items()]
-        found = sorted([*((oldest, rid) for oldest, rid, _ in first), *stale])[:limit]
-        return [rid for _, rid in found], int(total or 0) + sum(n for n, _ in self.stale_waiting.values())
+        found = sorted([*((oldest, rid) for oldest, rid in first), *stale])[:limit]
+        waiting = self.stored_totals[0] + sum(n for n, _ in self.stale_waiting.values())
+        return [rid for _, rid in found], waiting
+
+    def stale_week(self) -> dict[int, Week]:
+        """The `Week` of each account recomputed on read (read once, when first asked for)."""
+        if self._stale_week is None:
+            accounts = [account_of(rid, facts)[0] for rid, facts in self.computed.items()]
+            self._stale_week = week_of(self.session, accounts)
+        return self._stale_week
+
+    def week(self) -> tuple[int, int]:
+        """How many deliverables are due this week and how many client posts fall in it, all accounts'."""
+        stale = self.stale_week().values()
+        return (
+            self.stored_totals[1] + sum(w.tasks for w in stale),
+            self.stored_totals[2] + sum(w.posts for w in stale),
+        )
+
+    def first_due(self, limit: int) -> list[int]:
+        """The `limit` accounts whose first deliverable of this week is due first (then by task id): the
+        first `limit` deliverables are all theirs (another's first has `limit` accounts' before it)."""
+        s = AccountStanding
+        first = (
+            self.session.execute(
+                select(s.first_due, s.first_due_task, s.retainer_id)
+                .where(self._current(), s.week_tasks > 0)  # ix_account_standing_due, walked in order
+                .order_by(s.first_due, s.first_due_task)
+                .limit(limit)
+            ).all()
+            if self._stored()
+            else []
+        )
+        found = [(due_on, task_id, rid) for due_on, task_id, rid in first]
+        found += [(*w.first_due, rid) for rid, w in self.stale_week().items() if w.first_due is not None]
+        return [rid for _, _, rid in sorted(found)[:limit]]
+
+    def first_posts(self, limit: int) -> list[int]:
+        """The `limit` accounts whose first client post of this week comes first (then in the ranking's
+        order, which orders one day's posts): the first `limit` posts are all theirs."""
+        s = AccountStanding
+        first = (
+            self.session.execute(
+                select(s.first_post_on, s.level, s.hard, s.reds, s.ambers, used_or_zero(s.used))
+                .add_columns(s.client_name, s.retainer_id)
+                .where(self._current(), s.week_posts > 0)  # ix_account_standing_posts, walked in order
+                .order_by(s.first_post_on, *_rank_columns())
+                .limit(limit)
+            ).all()
+            if self._stored()
+            else []
+        )
+        keys = {rid: key for key, rid, _ in self.stale}
+        stale = [
+            (w.first_post, keys[rid]) for rid, w in self.stale_week().items() if w.first_post is not None
+        ]
+        found = sorted([*((day, _key(*rest)) for day, *rest in first), *stale])
+        return [key[-1] for _, key in found[:limit]]
 
     def accounts(self, ids: Iterable[int]) -> dict[int, tuple[Account, Health]]:
         wanted = [i for i in dict.fromkeys(ids) if i not in self.built]
@@ -299,18 +437,29 @@ def read(
     a read writes nothing)."""
     s = AccountStanding
     is_stale = case((_fresh(now, thresholds), 0), else_=1)
-    counts, stale = {level: 0 for level in Level}, 0
-    for flag, level, n in session.execute(
-        select(is_stale, s.level, func.count())
+    counts, stale, zones, totals = {level: 0 for level in Level}, 0, set(), [0, 0, 0]
+    # By level, and of the current rows the approvals waiting and this week's lines, in one statement.
+    for flag, level, zone, n, pending, tasks, posts in session.execute(
+        select(
+            is_stale,
+            s.level,
+            Retainer.timezone,
+            func.count(),
+            func.sum(s.pending),
+            func.sum(s.week_tasks),
+            func.sum(s.week_posts),
+        )
         .select_from(Retainer)
         .outerjoin(s, s.retainer_id == Retainer.id)
         .where(scope_filter(Retainer.id, scope))
-        .group_by(is_stale, s.level)
+        .group_by(is_stale, s.level, Retainer.timezone)
     ):
+        zones.add(zone)
         if flag:
             stale += n
         else:
             counts[Level(level)] += n
+            totals = [t + (v or 0) for t, v in zip(totals, (pending, tasks, posts), strict=True)]
     stale_ids_ = (
         list(
             session.scalars(
@@ -322,7 +471,9 @@ def read(
         if stale
         else []
     )
-    standings = Standings(session, scope, now, thresholds, [], counts)
+    standings = Standings(
+        session, scope, now, thresholds, [], counts, zones, (totals[0], totals[1], totals[2])
+    )
     for account, health in computed(session, stale_ids_, now, thresholds):
         c = account.history.current
         key = key_of(account.retainer_id, account.client_name, health, c.used if c else None)
@@ -382,6 +533,11 @@ _STORE = (
         client_name=bindparam("b_name"),
         pending=bindparam("b_pending"),
         oldest_pending=bindparam("b_oldest"),
+        week_tasks=bindparam("b_week_tasks"),
+        first_due=bindparam("b_first_due"),
+        first_due_task=bindparam("b_first_due_task"),
+        week_posts=bindparam("b_week_posts"),
+        first_post_on=bindparam("b_first_post_on"),
         facts=bindparam("b_facts"),
     )
 )
@@ -399,8 +555,10 @@ def refresh(
     if not seen:
         return 0
     params = []
-    for account, health in computed(session, list(seen), now, thresholds):
-        c = account.history.current
+    found = computed(session, list(seen), now, thresholds)
+    weeks = week_of(session, [account for account, _ in found])
+    for account, health in found:
+        c, week = account.history.current, weeks[account.retainer_id]
         start, end = day_bounds(now, account.timezone)
         _, hard, reds, ambers = attention(health)
         params.append(
@@ -418,6 +576,11 @@ def refresh(
                 "b_name": account.client_name,
                 "b_pending": len(account.pending),
                 "b_oldest": account.pending[0].since if account.pending else None,
+                "b_week_tasks": week.tasks,
+                "b_first_due": week.first_due[0] if week.first_due else None,
+                "b_first_due_task": week.first_due[1] if week.first_due else None,
+                "b_week_posts": week.posts,
+                "b_first_post_on": week.first_post,
                 "b_facts": facts_of(account, health),
             }
         )

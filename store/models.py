@@ -336,6 +336,7 @@ class Cycle(Base):
         UniqueConstraint("retainer_id", "period"),
         # An account's cycles not over yet (migration 0014): one, not its two years, per account.
         Index("ix_cycle_retainer_ends", "retainer_id", "ends_on"),
+        Index("ix_cycle_ends", "ends_on"),  # the cycles that ended on a day (migration 0016)
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"))
@@ -652,6 +653,34 @@ class AccountStanding(Base):
             "valid_until",
             "thresholds",
         ),
+        # What counting a scope's standings reads (bot/standing.py `read`), without the wide rows:
+        # PostgreSQL scans the index, not a table of facts and dead row versions (migration 0016).
+        Index(
+            "ix_account_standing_counts",
+            *("retainer_id", "level", "revision", "computed_revision", "valid_from", "valid_until"),
+            *("thresholds", "pending", "week_tasks", "week_posts"),
+        ),
+        # The first accounts of an AM's App Home side lists, walked in order (migration 0016).
+        Index(
+            "ix_account_standing_waiting",
+            "oldest_pending",
+            "retainer_id",
+            postgresql_where=text("pending > 0"),
+            sqlite_where=text("pending > 0"),
+        ),
+        Index(
+            "ix_account_standing_due",
+            "first_due",
+            "first_due_task",
+            postgresql_where=text("week_tasks > 0"),
+            sqlite_where=text("week_tasks > 0"),
+        ),
+        Index(
+            "ix_account_standing_posts",
+            "first_post_on",
+            postgresql_where=text("week_posts > 0"),
+            sqlite_where=text("week_posts > 0"),
+        ),
     )
     retainer_id: Mapped[int] = mapped_column(ForeignKey("retainer.id", ondelete="CASCADE"), unique=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)
@@ -668,6 +697,13 @@ class AccountStanding(Base):
     # Approvals waiting on the client (any cycle's), and when the oldest was asked for.
     pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     oldest_pending: Mapped[dt.datetime | None] = mapped_column()
+    # Its App Home's "this week" on the local day computed for (bot/standing.py `Week`): its open
+    # deliverables due by then and the first of them (due date, task id), its client posts and the first.
+    week_tasks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_due: Mapped[dt.date | None] = mapped_column(Date)
+    first_due_task: Mapped[int | None] = mapped_column(Integer)
+    week_posts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_post_on: Mapped[dt.date | None] = mapped_column(Date)
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
