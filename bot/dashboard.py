@@ -426,7 +426,7 @@ def this_week(
     kind are read further (their deliverables, their posts), and the posts of one day in the ranking's
     order."""
     standings = ranking.standings
-    todays = {zone: local_today(now, zone) for zone in standings.zones}
+    todays = {zone: local_today(now, zone) for zone in standings.zones()}
     first, zones = min(todays.values()), dict[dt.date, list[str]]()
     for zone, today in todays.items():
         zones.setdefault(today, []).append(zone)

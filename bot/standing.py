@@ -256,7 +256,6 @@ class Standings:
     thresholds: Thresholds
     stale: list[tuple[Key, int, Level]]  # recomputed on read, ranked
     counts: dict[Level, int]  # accounts at each level, all of them
-    zones: set[str] = field(default_factory=set)  # the timezones of the scope's accounts
     # Of the current stored rows: approvals waiting on the client; this week's deliverables and posts.
     stored_totals: tuple[int, int, int] = (0, 0, 0)
     # retainer id -> (approvals waiting on the client, when the oldest was asked for), of `stale`
@@ -329,6 +328,14 @@ class Standings:
         found = sorted([*((oldest, rid) for oldest, rid in first), *stale])[:limit]
         waiting = self.stored_totals[0] + sum(n for n, _ in self.stale_waiting.values())
         return [rid for _, rid in found], waiting
+
+    def zones(self) -> list[str]:
+        """The timezones of the scope's accounts (grouping the counts by them cost SQLite ~10 ms at 10k)."""
+        return list(
+            self.session.scalars(
+                select(Retainer.timezone).where(scope_filter(Retainer.id, self.scope)).distinct()
+            )
+        )
 
     def stale_week(self) -> dict[int, Week]:
         """The `Week` of each account recomputed on read (read once, when first asked for)."""
@@ -437,13 +444,12 @@ def read(
     a read writes nothing)."""
     s = AccountStanding
     is_stale = case((_fresh(now, thresholds), 0), else_=1)
-    counts, stale, zones, totals = {level: 0 for level in Level}, 0, set(), [0, 0, 0]
+    counts, stale, totals = {level: 0 for level in Level}, 0, [0, 0, 0]
     # By level, and of the current rows the approvals waiting and this week's lines, in one statement.
-    for flag, level, zone, n, pending, tasks, posts in session.execute(
+    for flag, level, n, pending, tasks, posts in session.execute(
         select(
             is_stale,
             s.level,
-            Retainer.timezone,
             func.count(),
             func.sum(s.pending),
             func.sum(s.week_tasks),
@@ -452,9 +458,8 @@ def read(
         .select_from(Retainer)
         .outerjoin(s, s.retainer_id == Retainer.id)
         .where(scope_filter(Retainer.id, scope))
-        .group_by(is_stale, s.level, Retainer.timezone)
+        .group_by(is_stale, s.level)
     ):
-        zones.add(zone)
         if flag:
             stale += n
         else:
@@ -471,9 +476,7 @@ def read(
         if stale
         else []
     )
-    standings = Standings(
-        session, scope, now, thresholds, [], counts, zones, (totals[0], totals[1], totals[2])
-    )
+    standings = Standings(session, scope, now, thresholds, [], counts, (totals[0], totals[1], totals[2]))
     for account, health in computed(session, stale_ids_, now, thresholds):
         c = account.history.current
         key = key_of(account.retainer_id, account.client_name, health, c.used if c else None)
