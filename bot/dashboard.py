@@ -285,7 +285,7 @@ def home(
     if not ranking:
         text = "You have no accounts yet."
         return Reply(text, (Header("Every account" if director else "Your accounts"), Text(text)))
-    return _home_reply(session, viewer, ranking, now, page, director, scope, page_size)
+    return _home_reply(session, viewer, ranking, now, page, director, page_size)
 
 
 def _home_reply(
@@ -295,14 +295,13 @@ def _home_reply(
     now: dt.datetime,
     page: int,
     director: bool,
-    scope: Select[Any],
     page_size: int = PAGE_SIZE,
 ) -> Reply:
     pages = max(1, -(-len(ranking) // page_size))
     page = max(0, min(page, pages - 1))
     # Only what this page shows is built, an AM's as a director's: its accounts, the leader (whose
     # day heads the page) and the open escalations, read at once. An AM's side lists are read
-    # set-based from the retainers of the scope (bot/dashboard.py pending_lines, this_week).
+    # from the scope's standings, the first accounts of each (bot/dashboard.py pending_lines, this_week).
     window = ranking.window_ids(page * page_size, (page + 1) * page_size)
     leader = window[:1] if page == 0 else ranking.window_ids(0, 1)
     ranking.rows([*leader, *window, *ranking.escalated_ids(MAX_SIDE_LINES)])
@@ -437,7 +436,7 @@ def this_week(
         .join(Retainer, Retainer.id == Cycle.retainer_id)
         .join(Client, Client.id == Retainer.client_id)
         .outerjoin(Person, Person.id == Task.owner_id)
-        .where(Task.status.in_(OPEN_TASK))
+        .where(Task.status.in_(OPEN_TASK))  # not done, moved on or waiting on the client (pending)
         .order_by(Task.due_on, Task.id)
     )
     # The first `limit` accounts' deliverables, from their cycles not over by their today...
@@ -475,8 +474,9 @@ def this_week(
     # (day, 1, rank, kind, name) for the posts and renewals of the first `limit` accounts' weeks
     posting = standings.first_posts(limit)
     order = ranking.positions(posting)
+    built = standings.accounts(posting)
     for rid in posting:
-        account, _ = standings.accounts([rid])[rid]
+        account, _ = built[rid]
         found.extend(
             (day, 1, order[rid], kind, account.client_name) for day, kind in standing.posts_of(account)
         )

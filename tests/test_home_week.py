@@ -19,6 +19,7 @@ from bot.replies import Items
 from bot.rhythm import cycle_days
 from store.db import unit_of_work
 from store.models import OPEN_TASK, Client, Cycle, Person, Retainer, RetainerMember, Task, TaskStatus
+from tests.health_world import statements
 from tests.test_dashboard import MAYA, demo, viewer
 
 WEEK = dt.timedelta(days=7)
@@ -175,3 +176,20 @@ def test_an_ams_home_shows_this_week_from_the_standings(bot) -> None:
         lines, total = every_task_and_cycle(session, scope, now, ranking.positions, MAX_SIDE_LINES)
     (week,) = [b for b in home.blocks if isinstance(b, Items) and b.title == "This week"]
     assert lines and list(week.lines) == lines and week.more == total - len(lines)
+
+
+# The counts, open escalations, the page, its facts, the approvals' first accounts, this week's zones, the
+# first accounts by deliverable, their tasks, those of cycles just ended in Sydney, by post, their places.
+AM_QUERIES = 11
+
+
+@pytest.mark.parametrize("retainers", [12, 96])
+def test_an_ams_home_takes_the_same_statements_at_any_size(bot, retainers) -> None:
+    """However many accounts the AM has (4 or 32 of the demo's): a fixed number of statements."""
+    demo(bot, retainers)
+    bot.runtime.watch.refresh_standings()
+    maya = viewer(bot, MAYA)
+    with statements(bot.runtime.engine) as run:
+        home = bot.runtime.core.dashboard.build(maya)
+    assert any(isinstance(b, Items) and b.title == "This week" and b.lines for b in home.blocks)
+    assert len([s for s in run if s.lstrip().upper().startswith("SELECT")]) == AM_QUERIES
