@@ -1,11 +1,15 @@
 """The portfolio views (`list`, `list all`: every account ranked) answered in processes of their own.
 
 CPython's threads share one interpreter lock: two directors' lists on threads would take turns on one
-core, and every other user's `status` would wait behind them. Here each view runs in a worker process
-(spawned, not forked: the bot process has threads), which opens its own engine on the database once,
-and lowers its own CPU priority, so that whatever the bot process has to do (a `status`) is scheduled
-first. A job carries only plain data, the instant included: a worker never reads a clock, and nothing
-it reads lives only in the bot process's memory. The answer, a `Reply`, comes back pickled.
+core, and every other user's `status` would wait behind them. Here each view runs in a worker process,
+which opens its own engine on the database once and lowers its own CPU priority, so that whatever the
+bot process has to do (a `status`) is scheduled first. The workers are forked from a fork server, a
+fresh single-threaded interpreter that has imported the views once: never from the bot process, whose
+threads (aiohttp, the scheduler) make a fork unsafe, and unlike "spawn" a new worker (at start-up, or
+after one died) neither imports the bot again (~1 s of CPU each) nor re-runs the main script (a
+bench's, which ran its setup again). A job carries only plain data, the instant included: a worker
+never reads a clock, and nothing it reads lives only in the bot process's memory. The answer, a
+`Reply`, comes back pickled.
 
 With no processes (RETAINER_VIEW_PROCESSES=0, or an in-memory SQLite database, which another process
 cannot open), the views run on two threads of the bot process, as before."""
@@ -122,15 +126,18 @@ class ViewWorkers:
     def _new_pool(self) -> Executor:
         if not self.processes:
             return ThreadPoolExecutor(THREADS, thread_name_prefix="portfolio-view")
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])  # the views' modules, not the main script
         return ProcessPoolExecutor(
             self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_start_worker,
             initargs=(self.database_url, logging.getLogger().getEffectiveLevel()),
         )
 
     def warm(self) -> list[Future[int]]:
-        """Start every worker now (a spawn imports the bot: ~1 s), so the first view does not wait."""
+        """Start every worker now (the first also starts the fork server, which imports the views: ~1 s of
+        CPU), so that the first view does not wait for them."""
         with self._lock:
             pool = self._pool
         if not self.processes:
