@@ -1,4 +1,5 @@
-"""The portfolio views (`list`, `list all`: every account ranked) answered in processes of their own.
+"""The portfolio views (`list`, `list all`, `dashboard`: every account ranked) answered in processes of
+their own.
 
 CPython's threads share one interpreter lock: two directors' lists on threads would take turns on one
 core, and every other user's `status` would wait behind them. Here each view runs in a worker process,

@@ -60,7 +60,7 @@ def line_of(text: str, client: str) -> str:
 
 def test_a_directors_list_all_is_answered_from_a_worker_as_on_a_thread(workers_bot, threads_bot) -> None:
     demo(workers_bot, 12)
-    for view, user in (("list all", SAM), ("list", MAYA)):
+    for view, user in (("list all", SAM), ("list", MAYA), ("dashboard", SAM), ("dashboard 2", MAYA)):
         with statements(workers_bot.runtime.engine) as in_bot:
             from_worker = workers_bot.answer(view, user=user)
         with statements(threads_bot.runtime.engine) as on_thread:

@@ -1,6 +1,6 @@
 """`/retainer`: the slash command, answered in the ack itself and visible only to whoever asked. A
 subcommand answering with a form (`new`) opens it with the command's trigger before acking empty. A
-portfolio view that may take long (`list`, `list all`: every account ranked) runs in a worker process
+portfolio view that may take long (`list`, `dashboard`: every account ranked) runs in a worker process
 (bot/view_workers.py): answered in the ack when ready within `ANSWER_WITHIN` seconds, else acked with
 "working on it" and answered through the command's response_url, so neither Slack's 3 seconds nor the
 interpreter every other user's request needs are spent on it. An answer with charts
