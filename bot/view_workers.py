@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from store.db import make_engine, make_sessionmaker
 log = logging.getLogger(__name__)
 
 NICENESS = 10  # added to a worker's nice value: the bot process's threads get ~9 times its CPU share
+BOT_WATCH_SECONDS = 2.0  # how often a worker checks that the bot process is still there
 THREADS = 2  # without processes: two directors' lists side by side, none holding a request thread
 
 
@@ -77,13 +79,26 @@ _clock = _JobClock()
 _core: Core | None = None  # the worker process's own, on its own engine
 
 
-def _start_worker(database_url: str, log_level: int) -> None:
+def _start_worker(database_url: str, log_level: int, bot: int) -> None:
     global _core
     os.nice(NICENESS)
+    threading.Thread(target=_outlive_not, args=(bot,), daemon=True, name="bot-watch").start()
     logging.basicConfig(
         level=log_level, format="%(asctime)s %(levelname)s %(name)s[view worker]: %(message)s"
     )
     _core = Core(make_sessionmaker(make_engine(database_url)), _clock)
+
+
+def _outlive_not(bot: int) -> None:
+    """A worker ends with the bot process, however that ended: one killed outright (SIGKILL, OOM) shuts
+    nothing down, and its workers, which hold both ends of their job queue, would wait for jobs forever
+    (holding their database connections)."""
+    while True:
+        time.sleep(BOT_WATCH_SECONDS)
+        try:
+            os.kill(bot, 0)
+        except ProcessLookupError:
+            os._exit(0)
 
 
 def _answer_in_worker(job: ViewJob) -> Reply:
@@ -133,7 +148,7 @@ class ViewWorkers:
             self.processes,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(self.database_url, logging.getLogger().getEffectiveLevel()),
+            initargs=(self.database_url, logging.getLogger().getEffectiveLevel(), os.getpid()),
         )
 
     def warm(self) -> list[Future[int]]:
