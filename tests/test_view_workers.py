@@ -85,25 +85,30 @@ def test_a_workers_answer_agrees_with_status_after_a_write_in_the_bot_process(wo
     assert used and f"({used[1]}%)" in status, (after, status)
 
 
+def acked_while_stopped(bot: BotUnderTest, pids: list[int], then: signal.Signals) -> dict:
+    """`list all` asked of a director while every worker is stopped: acked "working on it"; then the
+    workers get `then`, and what the response_url received is returned."""
+    response_url = bot.sandbox.response_url()
+    signal_workers(pids, signal.SIGSTOP)  # no worker can answer before the ack is due
+    try:
+        response = bot.command("list all", user=SAM, response_url=response_url)
+        assert response.status_code == 200
+        assert response.json() == {"response_type": "ephemeral", "text": slack_commands.WORKING}
+    finally:
+        signal_workers(pids, then)
+    path = urlsplit(response_url).path
+    return bot.sandbox.wait_for(lambda c: c.method == "response_url" and c.path == path, timeout=30).args
+
+
 def test_a_view_slower_than_the_ack_is_answered_from_the_worker_through_the_response_url(
     workers_bot, monkeypatch
 ) -> None:
     demo(workers_bot, 12)
     inline = workers_bot.answer("list all", user=SAM)
-    pids = workers_of(workers_bot)
     monkeypatch.setattr(slack_commands, "ANSWER_WITHIN", 0.2)
-    response_url = workers_bot.sandbox.response_url()
-    signal_workers(pids, signal.SIGSTOP)  # the view cannot be ready by the time the ack is due
-    try:
-        response = workers_bot.command("list all", user=SAM, response_url=response_url)
-        assert response.status_code == 200
-        assert response.json() == {"response_type": "ephemeral", "text": slack_commands.WORKING}
-    finally:
-        signal_workers(pids, signal.SIGCONT)
-    path = urlsplit(response_url).path
-    posted = workers_bot.sandbox.wait_for(lambda c: c.method == "response_url" and c.path == path, timeout=30)
-    assert posted.args["replace_original"] is True and posted.args["response_type"] == "ephemeral"
-    assert as_text(posted.args) == inline and "All accounts: 12 accounts" in inline
+    posted = acked_while_stopped(workers_bot, workers_of(workers_bot), signal.SIGCONT)
+    assert posted["replace_original"] is True and posted["response_type"] == "ephemeral"
+    assert as_text(posted) == inline and "All accounts: 12 accounts" in inline
     assert "Hours" in workers_bot.answer("status acme", user=SAM)  # still answered in the ack
 
 
@@ -114,17 +119,11 @@ def test_a_dead_worker_is_a_clear_error_answer_and_the_next_view_is_answered(
     inline = workers_bot.answer("list all", user=SAM)
     pids = workers_of(workers_bot)
     monkeypatch.setattr(slack_commands, "ANSWER_WITHIN", 0)
-    response_url = workers_bot.sandbox.response_url()
-    signal_workers(pids, signal.SIGSTOP)  # neither can take the view before it is killed
-    response = workers_bot.command("list all", user=SAM, response_url=response_url)
-    assert response.json() == {"response_type": "ephemeral", "text": slack_commands.WORKING}
-    signal_workers(pids, signal.SIGKILL)
-    path = urlsplit(response_url).path
-    posted = workers_bot.sandbox.wait_for(lambda c: c.method == "response_url" and c.path == path, timeout=30)
+    posted = acked_while_stopped(workers_bot, pids, signal.SIGKILL)
     assert re.fullmatch(
         r"Something went wrong on our side \(ref [0-9a-f]{8}\)\. It has been logged; please try again\.",
-        as_text(posted.args).strip(" ⚠️\n"),
-    ), as_text(posted.args)
+        as_text(posted).strip(" ⚠️\n"),
+    ), as_text(posted)
     # New workers answer the next ask, and the one after.
     monkeypatch.setattr(slack_commands, "ANSWER_WITHIN", 1.0)
     assert workers_bot.answer("list all", user=SAM) == inline
