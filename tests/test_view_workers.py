@@ -16,6 +16,7 @@ import pytest
 from bot.view_workers import ViewWorkers, shared_by_processes
 from handlers.slack import commands as slack_commands
 from handlers.slack.render import as_text
+from retainer.app import BackgroundServer
 from tests.conftest import BotUnderTest, serving
 from tests.health_world import statements
 from tests.test_dashboard import MAYA, SAM, demo
@@ -140,3 +141,29 @@ def test_an_in_memory_database_keeps_the_views_on_threads(caplog) -> None:
     finally:
         views.close()
     assert "another process cannot open" in caplog.text
+
+
+def test_teams_portfolio_views_are_answered_from_a_worker_as_on_a_thread(
+    teams, teams_agency, slack_sandbox
+) -> None:
+    """Teams' `list all` and `dashboard` go to the workers too: the same cards as the thread's."""
+    from tests.teams_world import MAYA as TEAMS_MAYA
+    from tests.teams_world import SAM as TEAMS_SAM
+    from tests.teams_world import TeamsBot, make_runtime
+    from tests.test_teams_bot import answer as teams_answer
+
+    asks = (("list all", TEAMS_SAM), ("dashboard", TEAMS_MAYA), ("list", TEAMS_MAYA))
+    on_thread = [teams_answer(teams, text, person) for text, person in asks]
+    url = teams.runtime.settings.database_url
+    runtime = make_runtime(url, slack_sandbox, teams.connector, teams.clock, retainer_view_processes=2)
+    assert runtime.views is not None and runtime.views.processes == 2
+    server = BackgroundServer(runtime.web)
+    try:
+        workers = TeamsBot(runtime, server, teams.connector, teams.clock)
+        with statements(runtime.engine) as in_bot:
+            assert [teams_answer(workers, text, person) for text, person in asks] == on_thread
+        assert read_standings(in_bot) == 0
+    finally:
+        server.stop()
+        runtime.close()
+    assert "All accounts" in on_thread[0] and on_thread[1].startswith("Your accounts ·")
