@@ -111,7 +111,9 @@ def copy_of(filled: str, folder: Path) -> tuple[str, Callable[[], None]]:
 
 
 def bot_runtime(sandbox: SlackSandbox, url: str) -> Runtime:
-    """The whole bot on `url`, its clock stopped at NOW, talking to the local Slack `sandbox`."""
+    """The whole bot on `url`, its clock stopped at NOW, talking to the local Slack `sandbox`, built as
+    in production: with its portfolio view processes (RETAINER_VIEW_PROCESSES, default 2), started
+    before anything is timed."""
     settings = load_settings(
         _env_file=None,
         slack_bot_token=sandbox.bot_token,
@@ -119,7 +121,11 @@ def bot_runtime(sandbox: SlackSandbox, url: str) -> Runtime:
         slack_api_url=sandbox.api_url,
         database_url=url,
     )
-    return build_runtime(settings, clock=FixedClock(NOW))
+    runtime = build_runtime(settings, clock=FixedClock(NOW))
+    assert runtime.views is not None
+    for started in runtime.views.warm():
+        started.result(60)
+    return runtime
 
 
 def bare_bolt(sandbox: SlackSandbox, executor: ThreadPoolExecutor, **options: Any) -> BackgroundServer:

@@ -134,8 +134,8 @@ def writes(text: str) -> bool:
 
 
 def may_be_slow(text: str) -> bool:
-    """Whether `/retainer <text>` is a portfolio view, which may take more than a moment (every
-    account's history, while their standings are not stored yet)."""
+    """Whether `/retainer <text>` is a portfolio view (`list`, `dashboard`), which may take more than a
+    moment: every account is ranked."""
     try:
         return _subcommand(text)[0] in PORTFOLIO
     except CommandError:
@@ -656,4 +656,4 @@ SUBCOMMANDS: dict[str, Callable[[Call, list[str]], Reply]] = {
 # The subcommands that may write. The others run in a read-only transaction, which never waits for a
 # writer; one that writes without being listed here fails on its first write, on both databases.
 WRITING = frozenset({"log", "task add", "task done", "link", "change", "client-hours"})
-PORTFOLIO = frozenset({"list"})
+PORTFOLIO = frozenset({"list", "dashboard"})  # every account ranked, for a director

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     retainer_reminder_after_business_days: int = Field(2, ge=0)
     retainer_scheduler_interval: float = Field(60.0, gt=0)
     retainer_posts_per_second: float = Field(20.0, gt=0)
+    # Worker processes answering the portfolio views (`list`, `list all`), so that two of them use two
+    # cores and never hold up anyone's `status` (bot/view_workers.py); 0: on threads of the bot process.
+    retainer_view_processes: int = Field(2, ge=0, le=32)
     # Microsoft Teams through Bot Framework. Without an app id, /api/messages takes unauthenticated
     # requests (local development against a Bot Connector stand-in) and says so at start-up.
     microsoft_app_id: str | None = None

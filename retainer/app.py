@@ -21,6 +21,7 @@ from bot.config import Settings, SettingsError
 from bot.core import Core
 from bot.handoff import load_mapping
 from bot.messenger import Messenger, Switchboard
+from bot.view_workers import ViewWorkers
 from handlers.crm import CrmWebhooks
 from handlers.server import build_web_app
 from handlers.slack import build_app
@@ -77,6 +78,7 @@ class Runtime:
     crm: CrmWebhooks | None = None  # POST /crm/deal-won and /crm/hubspot, when their secrets are set
     setups: StalledSetups | None = None  # won deals' channel set-ups a dead process left unfinished
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
+    views: ViewWorkers | None = None  # the portfolio views' worker processes
 
     def start_scheduler(self) -> Ticker:
         """The in-process clock: asks the rhythm what is due every RETAINER_SCHEDULER_INTERVAL s."""
@@ -127,6 +129,8 @@ class Runtime:
         if self.slack_app is not None:
             # Lazy listeners (decisions, channel set-up) finish before the database goes away.
             self.slack_app.listener_runner.listener_executor.shutdown(wait=True)
+        if self.views is not None:
+            self.views.close()  # views being answered finish; their answers go out on after_ack
         self.workspace.after_ack.shutdown(wait=True)  # answers still going out after their ack
         if self.teams is not None:
             self.teams.close()
@@ -168,7 +172,10 @@ def build_runtime(
     except BaseException:
         engine.dispose()
         raise
-    slack = build_app(core, workspace, secret)
+    # Spawned now, off any request's path, so the first director's `list all` does not wait for them.
+    views = ViewWorkers(core, settings.database_url, settings.retainer_view_processes)
+    views.warm()
+    slack = build_app(core, workspace, secret, views)
     runtime = Runtime(
         settings,
         engine,
@@ -179,11 +186,12 @@ def build_runtime(
         signing_secret=secret,
         slack_app=slack,
         sandbox=sandbox,
+        views=views,
     )
     # Joins a public channel it was linked to but not invited into, instead of failing the post.
     runtime.messengers["slack"] = ChannelMessenger(client, sessions)
     runtime.switchboard = Switchboard(sessions, runtime.messengers)
-    runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard)
+    runtime.teams = build_teams(settings, core, sessions, clock, runtime.executor, runtime.switchboard, views)
     runtime.messengers["teams"] = runtime.teams.messenger
     set_up = ChannelSetup(core, workspace).set_up_channel
     runtime.setups = StalledSetups(core.handoff, set_up)

@@ -36,6 +36,9 @@ def _clean_slack_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(("SLACK_", "RETAINER_")) and name != "RETAINER_TEST_POSTGRES_URL":
             monkeypatch.delenv(name)
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    # The portfolio views on threads, as a test's in-memory world needs, unless a test asks for worker
+    # processes (tests/test_view_workers.py): spawning them for every bot would slow the suite.
+    monkeypatch.setenv("RETAINER_VIEW_PROCESSES", "0")
 
 
 def _postgres_url_in_fresh_schema() -> tuple[str, str]:

@@ -10,6 +10,7 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.error import BoltUnhandledRequestError
 
 from bot.core import Core
+from bot.view_workers import ViewWorkers
 from handlers.slack import (
     actions,
     commands,
@@ -25,7 +26,7 @@ from handlers.slack import (
 from handlers.slack.workspace import Workspace
 
 
-def build_app(core: Core, workspace: Workspace, signing_secret: str) -> App:
+def build_app(core: Core, workspace: Workspace, signing_secret: str, views: ViewWorkers) -> App:
     """The Bolt app. Listeners answer inside the request (process_before_response) so an ack never
     waits on Bolt's 10 ms polling loop; slow work goes to lazy listeners."""
     app = App(
@@ -40,8 +41,8 @@ def build_app(core: Core, workspace: Workspace, signing_secret: str) -> App:
         # lets the work in flight finish on the way out.
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-lazy"),
     )
+    commands.register(app, core, workspace, views)
     for module in (
-        commands,
         shortcuts,
         actions,
         submissions,

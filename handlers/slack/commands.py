@@ -1,9 +1,9 @@
 """`/retainer`: the slash command, answered in the ack itself and visible only to whoever asked. A
 subcommand answering with a form (`new`) opens it with the command's trigger before acking empty. A
-portfolio view that may take long (`list`, over thousands of accounts whose standings are not stored
-yet) runs on a small pool of its own: answered in the ack when ready within `ANSWER_WITHIN` seconds,
-else acked with "working on it" and answered through the command's response_url, so neither Slack's
-3 seconds nor the request threads every other user needs are spent on it. An answer with charts
+portfolio view that may take long (`list`, `dashboard`: every account ranked) runs in a worker process
+(bot/view_workers.py): answered in the ack when ready within `ANSWER_WITHIN` seconds, else acked with
+"working on it" and answered through the command's response_url, so neither Slack's 3 seconds nor the
+interpreter every other user's request needs are spent on it. An answer with charts
 (`brief`, `qbr`) is acked with its words and the charts Slack draws itself; the others are drawn and
 uploaded on the same pool after the ack, and the answer is replaced through the response_url with the one
 that shows them."""
@@ -20,6 +20,7 @@ from slack_bolt import Ack, App
 from bot.commands import may_be_slow
 from bot.core import Core
 from bot.replies import Reply, error
+from bot.view_workers import ViewJob, ViewWorkers
 from handlers.slack.charts import to_upload, upload_charts
 from handlers.slack.messenger import answer_through
 from handlers.slack.render import NATIVE, carries_native, render_message
@@ -32,7 +33,7 @@ ANSWER_WITHIN = 1.0  # seconds a possibly slow view may take to be answered in t
 WORKING = "Working on it… the answer follows here in a moment."
 
 
-def register(app: App, core: Core, workspace: Workspace) -> None:
+def register(app: App, core: Core, workspace: Workspace, views: ViewWorkers) -> None:
     slow_work = workspace.after_ack
 
     def answer_later(reply: Reply | Future[Reply], response_url: str) -> None:
@@ -51,30 +52,31 @@ def register(app: App, core: Core, workspace: Workspace) -> None:
         # portfolio view is handed over.
         channel_id = command.get("channel_id")
         in_dm = command.get("channel_name") == "directmessage" or str(channel_id).startswith("D")
-        text = command.get("text", "")
-
-        def answer() -> Reply:
-            return core.command(
-                "slack",
-                command["user_id"],
-                text,
-                channel_id=channel_id,
-                in_dm=in_dm,
-                in_agency=workspace.is_home_user,
-            )
-
+        text, user_id = command.get("text", ""), command["user_id"]
         if may_be_slow(text) and command.get("response_url"):
-            future = slow_work.submit(answer)
+            # Who is asking is settled here (Slack is asked only about someone the database does not
+            # know, as for any command): the worker gets the answer as plain data, and this clock's now.
+            try:
+                home = core.viewer("slack", user_id, workspace.is_home_user).internal
+            except Exception:
+                reply = core.unexpected("command", text=text[:200], user=user_id)
+                ack(response_type="ephemeral", **render_message(reply))
+                return
+            future = views.submit(ViewJob("slack", user_id, text, channel_id, in_dm, home, core.clock.now()))
             try:
                 if ANSWER_WITHIN <= 0:
                     raise NotYet
                 reply = future.result(timeout=ANSWER_WITHIN)
             except NotYet:
                 ack(response_type="ephemeral", text=WORKING)
-                future.add_done_callback(lambda f: answer_later(f, command["response_url"]))
+                # Sent from the after-ack threads, not the worker pool's own thread, which hands back
+                # every other view's answer.
+                future.add_done_callback(lambda f: slow_work.submit(answer_later, f, command["response_url"]))
                 return
         else:
-            reply = answer()
+            reply = core.command(
+                "slack", user_id, text, channel_id=channel_id, in_dm=in_dm, in_agency=workspace.is_home_user
+            )
         if reply.form is None:
             acked = render_message(reply)
             ack(response_type="ephemeral", **acked)

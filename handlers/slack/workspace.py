@@ -65,9 +65,9 @@ class Workspace:
         views.timeout = VIEW_DEADLINE_SECONDS  # type: ignore[assignment]
         views.retry_handlers = []
         self.views_client = views
-        # Answers finished after the ack (a slow portfolio view, charts to draw and upload): two threads,
-        # so two directors' lists run side by side and none holds a request thread. Runtime.close waits
-        # for them before the database and Slack go away.
+        # Answers finished after the ack (a slow portfolio view's, charts to draw and upload) go out
+        # from two threads, none a request thread. Runtime.close waits for them before the database and
+        # Slack go away.
         self.after_ack = ThreadPoolExecutor(max_workers=2, thread_name_prefix="slack-after-ack")
         self._members: dict[str, tuple[Profile, float]] = {}
         self._lock = threading.Lock()

@@ -18,6 +18,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.core import Core
 from bot.messenger import Messenger
+from bot.view_workers import ViewWorkers
 from handlers.teams.bot import Directory, RetainerBot
 from handlers.teams.messenger import TeamsMessenger, card_activity
 from handlers.teams.references import References
@@ -95,6 +96,7 @@ def build_teams(
     clock: Clock,
     executor: Executor,
     messenger: Messenger,
+    views: ViewWorkers,
 ) -> Teams:
     """The Teams side of the bot. `messenger` routes the core's posts to whichever platform their
     conversation lives on (the Teams Messenger built here is one of its platforms)."""
@@ -122,6 +124,7 @@ def build_teams(
         teams_messenger,
         messenger,
         executor,
+        views,
         service_urls,
         http_timeout=settings.retainer_http_timeout,
     )

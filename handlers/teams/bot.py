@@ -41,6 +41,7 @@ from bot import change_orders, renewal
 from bot.access import Viewer
 from bot.approvals import APPROVE_ACTION, CHANGES_ACTION, Decided, Decision, Refused, Requested
 from bot.change_orders import Recorded
+from bot.commands import may_be_slow
 from bot.core import Core
 from bot.dashboard import HOME_PAGE_ACTION
 from bot.escalations import ACKNOWLEDGE_ACTION, OPEN_ACTION, SNOOZE_ACTION
@@ -50,6 +51,7 @@ from bot.people import Profile
 from bot.prompts import CONFIRM_ACTION
 from bot.qbr import EXPORT_ACTION, EXPORTED_ALREADY, POST_ACTION
 from bot.replies import ChoiceInput, Form, Reply, Text, TextInput, error, plain_moments, said
+from bot.view_workers import ViewJob, ViewWorkers
 from handlers.teams.messenger import card_activity
 from handlers.teams.references import PERSONAL, References, Where, where
 from handlers.teams.render import render_card, render_form, submitted
@@ -202,6 +204,7 @@ class RetainerBot(TeamsActivityHandler):
         teams: Messenger,
         messenger: Messenger,
         executor: Executor,
+        views: ViewWorkers,
         service_urls: ServiceUrls,
         http_timeout: float = 10.0,
     ) -> None:
@@ -211,6 +214,7 @@ class RetainerBot(TeamsActivityHandler):
         # a retainer's client channel may be on Slack while its client approves in Teams.
         self.messenger = messenger
         self.executor = executor
+        self.views = views  # the portfolio views, in processes of their own
         self.service_urls = service_urls  # which upload URLs an exported file may be PUT to
         self.http_timeout = http_timeout  # that PUT's
         self._forms: OrderedDict[str, Form] = OrderedDict()  # shown forms, to show again with errors
@@ -285,6 +289,17 @@ class RetainerBot(TeamsActivityHandler):
         self, turn_context: TurnContext, text: str, place: Where
     ) -> tuple[Reply, Viewer | None]:
         viewer = await self.identify(turn_context)
+        if may_be_slow(text):
+            job = ViewJob(
+                "teams",
+                viewer.user_id,
+                text,
+                place.conversation_id,
+                place.kind == PERSONAL,
+                home=viewer.internal,
+                now=self.core.clock.now(),
+            )
+            return await asyncio.wrap_future(self.views.submit(job)), viewer
         reply = await self.run(
             self.core.command,
             "teams",
