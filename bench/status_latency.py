@@ -214,7 +214,7 @@ def main() -> None:
                     times[variant].append((time.perf_counter() - started) * 1000)
 
         def p(variant: str, q: int) -> float:
-            return statistics.quantiles(times[variant], n=100)[q - 1]
+            return statistics.quantiles(times[variant], n=100, method="inclusive")[q - 1]
 
         floor = statistics.median(times["floor"])
         print(f"\n{args.rounds} signed requests each over HTTP, shuffled rounds (ms):")
