@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from bot import standing
 from bot.health import DEFAULT_THRESHOLDS, Health, Thresholds, assess_history, stage_for
 from bot.history import Account, load_accounts
-from bot.snapshot import Snapshot
-from store.models import Stage
+from bot.snapshot import Snapshot, snapshots_of
+from store.models import Retainer, Stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,26 +31,34 @@ def assessed(
     snapshots: Sequence[Snapshot],
     now: dt.datetime,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    *,
-    history: bool = True,
 ) -> list[Assessed]:
     """Each snapshot's account, assessed the way the daily scan does, in the history's fixed number of
-    queries whatever the number of accounts (bot/history.py).
-
-    With `history=False` (a caller that shows only the health and the stage, such as status), an
-    account whose stored standing is current (bot/standing.py) is read from it in one query, its
-    `account.history` then holding only the current cycle; the others are assessed in full."""
+    queries whatever the number of accounts (bot/history.py)."""
     if not snapshots:
         return []
     ids = [s.retainer.id for s in snapshots]
-    known = {} if history else standing.stored(session, ids, now, thresholds)
-    rest = [i for i in ids if i not in known]
-    for a in load_accounts(session, rest, now, thresholds) if rest else []:
-        known[a.retainer_id] = (a, assess_history(a.history, thresholds))
+    known = {a.retainer_id: a for a in load_accounts(session, ids, now, thresholds)}
     found = []
     for s in snapshots:
-        account, health = known[s.retainer.id]
+        account = known[s.retainer.id]
+        health = assess_history(account.history, thresholds)
         found.append(
             Assessed(s, account, health, stage_for(account.stage, health, account.history, thresholds))
         )
     return found
+
+
+def assessed_now(
+    session: Session, retainer: Retainer, now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> Assessed:
+    """One account as status shows it: its month, its health and the stage that calls for, not its
+    history. From its stored standing when current (bot/standing.py), one query, with the month read
+    around it (its approvals waiting and its people taken from the standing, `snapshots_of`'s `known`;
+    `account.history` then holds only the current cycle); else its snapshot and history in full."""
+    known = standing.stored(session, [retainer.id], now, thresholds)
+    if retainer.id not in known:
+        (a,) = assessed(session, snapshots_of(session, [retainer], now), now, thresholds)
+        return a
+    account, health = known[retainer.id]
+    (snapshot,) = snapshots_of(session, [retainer], now, known={retainer.id: account})
+    return Assessed(snapshot, account, health, stage_for(account.stage, health, account.history, thresholds))

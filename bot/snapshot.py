@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BindParameter, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload
@@ -22,6 +22,9 @@ from store.models import (
     Task,
     TimeEntry,
 )
+
+if TYPE_CHECKING:
+    from bot.history import Account
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,14 @@ _MEMBERS = (
     .where(RetainerMember.retainer_id.in_(_ids("ids")))
     .order_by(RetainerMember.id)
 )
-_CYCLES = select(Cycle).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
+# Each cycle with the minutes logged on it, in the same statement.
+_LOGGED = (
+    select(func.coalesce(func.sum(TimeEntry.minutes), 0))
+    .where(TimeEntry.cycle_id == Cycle.id)
+    .correlate(Cycle)
+    .scalar_subquery()
+)
+_CYCLES = select(Cycle, _LOGGED).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
 _TASKS = (
     select(
         Task.id,
@@ -122,11 +132,6 @@ _TASKS = (
     .outerjoin(Person, Person.id == Task.owner_id)
     .where(Task.cycle_id.in_(_ids("cycles")))
     .order_by(Task.due_on.is_(None), Task.due_on, Task.id)
-)
-_MINUTES = (
-    select(TimeEntry.cycle_id, func.sum(TimeEntry.minutes))
-    .where(TimeEntry.cycle_id.in_(_ids("cycles")))
-    .group_by(TimeEntry.cycle_id)
 )
 _CHANGES = (
     select(
@@ -153,11 +158,20 @@ def load_snapshots(
 
 
 def snapshots_of(
-    session: Session, retainers: Sequence[Retainer], now: dt.datetime, period: Period | None = None
+    session: Session,
+    retainers: Sequence[Retainer],
+    now: dt.datetime,
+    period: Period | None = None,
+    *,
+    known: Mapping[int, Account] | None = None,
 ) -> list[Snapshot]:
     """Snapshots of the cycle containing today in each retainer's timezone, or of `period` when
-    given, with the approvals waiting on the client (of any cycle): six queries whatever the number of
-    retainers (a status answer is on the hot path)."""
+    given, with the approvals waiting on the client (of any cycle): five queries whatever the number of
+    retainers (a status answer is on the hot path).
+
+    With every retainer's current `known` account (its stored standing, bot/standing.py, read at this
+    revision), its approvals waiting and its people are taken from it, two queries fewer; its people are
+    then only the AMs and directors (status shows no others)."""
     if not retainers:
         return []
     snapshots: dict[int, Snapshot] = {}
@@ -168,18 +182,25 @@ def snapshots_of(
         )
     ids = list(snapshots)
     conn = session.connection()
-    zones = {r.id: r.timezone for r in retainers}
-    for retainer_id, waiting in pending_approvals(conn, ids, zones).items():
-        snapshots[retainer_id].pending = waiting
-
-    for retainer_id, role, name in conn.execute(_MEMBERS, {"ids": ids}):
-        snapshots[retainer_id].people.setdefault(role, []).append(name)
+    if known is not None and all(i in known for i in ids):
+        for retainer_id, snapshot in snapshots.items():
+            account = known[retainer_id]
+            snapshot.pending = list(account.pending)
+            for member in account.members:
+                snapshot.people.setdefault(member.role, []).append(member.name)
+    else:
+        zones = {r.id: r.timezone for r in retainers}
+        for retainer_id, waiting in pending_approvals(conn, ids, zones).items():
+            snapshots[retainer_id].pending = waiting
+        for retainer_id, role, name in conn.execute(_MEMBERS, {"ids": ids}):
+            snapshots[retainer_id].people.setdefault(role, []).append(name)
 
     periods = list({str(s.period) for s in snapshots.values()})
-    for cycle in session.scalars(_CYCLES, {"ids": ids, "periods": periods}):
+    for cycle, logged in session.execute(_CYCLES, {"ids": ids, "periods": periods}):
         snapshot = snapshots[cycle.retainer_id]
         if cycle.period == str(snapshot.period):
             snapshot.cycle = cycle
+            snapshot.minutes_used = int(logged)
     by_cycle = {s.cycle.id: s for s in snapshots.values() if s.cycle is not None}
     if not by_cycle:
         return list(snapshots.values())
@@ -199,9 +220,6 @@ def snapshots_of(
                 category=task.category,
             )
         )
-
-    for cycle_id, minutes in conn.execute(_MINUTES, {"cycles": cycles}):
-        by_cycle[cycle_id].minutes_used = int(minutes or 0)
 
     for order in conn.execute(_CHANGES, {"cycles": cycles}):
         snapshot = by_cycle[order.cycle_id]

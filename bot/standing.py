@@ -284,7 +284,7 @@ def stored(
     values = {"ids": list(ids), "now": now, "fingerprint": fingerprint(thresholds)}
     return {
         retainer_id: account_of(retainer_id, facts)
-        for retainer_id, facts in session.execute(_stored_statement(), values)
+        for retainer_id, facts in session.connection().execute(_stored_statement(), values)
     }
 
 
