@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from bot import standing
 from bot.health import DEFAULT_THRESHOLDS, Health, Thresholds, assess_history, stage_for
 from bot.history import Account, load_accounts
 from bot.snapshot import Snapshot, snapshots_of
@@ -52,13 +51,12 @@ def assessed_now(
     session: Session, retainer: Retainer, now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> Assessed:
     """One account as status shows it: its month, its health and the stage that calls for, not its
-    history. From its stored standing when current (bot/standing.py), one query, with the month read
-    around it (its approvals waiting and its people taken from the standing, `snapshots_of`'s `known`;
-    `account.history` then holds only the current cycle); else its snapshot and history in full."""
-    known = standing.stored(session, [retainer.id], now, thresholds)
-    if retainer.id not in known:
-        (a,) = assessed(session, snapshots_of(session, [retainer], now), now, thresholds)
+    history. From its stored standing when current (bot/standing.py), read with the month's cycle
+    (`snapshots_of`'s `standings`; `account.history` then holds only the current cycle); else its
+    history in full."""
+    (snapshot,) = snapshots_of(session, [retainer], now, standings=thresholds)
+    if snapshot.stored is None:
+        (a,) = assessed(session, [snapshot], now, thresholds)
         return a
-    account, health = known[retainer.id]
-    (snapshot,) = snapshots_of(session, [retainer], now, known={retainer.id: account})
+    account, health = snapshot.stored
     return Assessed(snapshot, account, health, stage_for(account.stage, health, account.history, thresholds))

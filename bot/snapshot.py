@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import BindParameter, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload
 
+from bot import standing
 from bot.calendar import Period, elapsed_fraction, local_today, period_of
-from bot.history import PendingApproval, pending_approvals
+from bot.health import Health, Thresholds
+from bot.history import Account, PendingApproval, pending_approvals
 from store.models import (
+    AccountStanding,
     ChangeOrder,
     Cycle,
     MemberRole,
@@ -22,9 +25,6 @@ from store.models import (
     Task,
     TimeEntry,
 )
-
-if TYPE_CHECKING:
-    from bot.history import Account
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class Snapshot:
     pending: list[PendingApproval] = field(default_factory=list)  # of any cycle (bot/history.py)
     changes: list[ScopeChange] = field(default_factory=list)
     people: dict[MemberRole, list[str]] = field(default_factory=dict)  # names by their role here
+    stored: tuple[Account, Health] | None = None  # its stored standing, when asked for and current
 
     @property
     def client_name(self) -> str:
@@ -117,6 +118,10 @@ _LOGGED = (
     .scalar_subquery()
 )
 _CYCLES = select(Cycle, _LOGGED).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
+# ... and each retainer's stored standing when current (`now` and the thresholds' `fingerprint` bound).
+_CYCLES_AND_STANDINGS = _CYCLES.add_columns(AccountStanding.facts).outerjoin(
+    AccountStanding, standing.current_row(Cycle.retainer_id)
+)
 _TASKS = (
     select(
         Task.id,
@@ -163,15 +168,16 @@ def snapshots_of(
     now: dt.datetime,
     period: Period | None = None,
     *,
-    known: Mapping[int, Account] | None = None,
+    standings: Thresholds | None = None,
 ) -> list[Snapshot]:
     """Snapshots of the cycle containing today in each retainer's timezone, or of `period` when
     given, with the approvals waiting on the client (of any cycle): five queries whatever the number of
     retainers (a status answer is on the hot path).
 
-    With every retainer's current `known` account (its stored standing, bot/standing.py, read at this
-    revision), its approvals waiting and its people are taken from it, two queries fewer; its people are
-    then only the AMs and directors (status shows no others)."""
+    With `standings`, each snapshot with a cycle also gets its retainer's stored standing when current
+    for those thresholds (`Snapshot.stored`, bot/standing.py), read with the cycle; when every one has
+    it, their approvals waiting and people are taken from it, two queries fewer (their people are then
+    only the AMs and directors: status shows no others)."""
     if not retainers:
         return []
     snapshots: dict[int, Snapshot] = {}
@@ -182,12 +188,26 @@ def snapshots_of(
         )
     ids = list(snapshots)
     conn = session.connection()
-    if known is not None and all(i in known for i in ids):
-        for retainer_id, snapshot in snapshots.items():
-            account = known[retainer_id]
-            snapshot.pending = list(account.pending)
+    periods = list({str(s.period) for s in snapshots.values()})
+    if standings is None:
+        rows = session.execute(_CYCLES, {"ids": ids, "periods": periods})
+    else:
+        values = {"ids": ids, "periods": periods, "now": now, "fingerprint": standing.fingerprint(standings)}
+        rows = session.execute(_CYCLES_AND_STANDINGS, values)
+    for cycle, logged, *stored in rows:
+        snapshot = snapshots[cycle.retainer_id]
+        if cycle.period == str(snapshot.period):
+            snapshot.cycle = cycle
+            snapshot.minutes_used = int(logged)
+            if stored and stored[0] is not None:
+                snapshot.stored = standing.account_of(cycle.retainer_id, stored[0])
+
+    known = {i: s.stored[0] for i, s in snapshots.items() if s.stored is not None}
+    if len(known) == len(snapshots):
+        for retainer_id, account in known.items():
+            snapshots[retainer_id].pending = list(account.pending)
             for member in account.members:
-                snapshot.people.setdefault(member.role, []).append(member.name)
+                snapshots[retainer_id].people.setdefault(member.role, []).append(member.name)
     else:
         zones = {r.id: r.timezone for r in retainers}
         for retainer_id, waiting in pending_approvals(conn, ids, zones).items():
@@ -195,12 +215,6 @@ def snapshots_of(
         for retainer_id, role, name in conn.execute(_MEMBERS, {"ids": ids}):
             snapshots[retainer_id].people.setdefault(role, []).append(name)
 
-    periods = list({str(s.period) for s in snapshots.values()})
-    for cycle, logged in session.execute(_CYCLES, {"ids": ids, "periods": periods}):
-        snapshot = snapshots[cycle.retainer_id]
-        if cycle.period == str(snapshot.period):
-            snapshot.cycle = cycle
-            snapshot.minutes_used = int(logged)
     by_cycle = {s.cycle.id: s for s in snapshots.values() if s.cycle is not None}
     if not by_cycle:
         return list(snapshots.values())

@@ -161,8 +161,8 @@ def test_status_reads_a_current_standing_and_tells_the_same(bot) -> None:
 
 
 # `/retainer status <client>` for the agency from a stored standing: who asks, the client with its
-# retainers, the standing, the month's cycle with its hours, its deliverables, its change orders.
-STATUS_QUERIES = 6
+# retainers, the month's cycle with its hours and the standing, its deliverables, its change orders.
+STATUS_QUERIES = 5
 
 
 @pytest.mark.parametrize("retainers", [3, 40])
