@@ -20,6 +20,7 @@ from store.models import (
     Cycle,
     MemberRole,
     Person,
+    Phase,
     Retainer,
     RetainerMember,
     Task,
@@ -51,6 +52,22 @@ class ScopeChange:
     category: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MonthCycle:
+    """The cycle a snapshot is of, as the views read it: a row, not the ORM's Cycle (status reads
+    one on every answer, and nothing here writes to it)."""
+
+    id: int
+    retainer_id: int
+    period: str
+    starts_on: dt.date
+    ends_on: dt.date
+    phase: Phase
+    monthly_minutes: int | None
+    priorities_confirmed_at: dt.datetime | None
+    priorities_confirmed_by_id: int | None
+
+
 @dataclass
 class Snapshot:
     """What status, report, list and health read about one retainer in one cycle."""
@@ -58,7 +75,7 @@ class Snapshot:
     retainer: Retainer
     today: dt.date
     period: Period
-    cycle: Cycle | None
+    cycle: MonthCycle | None
     tasks: list[TaskLine] = field(default_factory=list)
     minutes_used: int = 0
     extra_minutes: int = 0
@@ -117,7 +134,18 @@ _LOGGED = (
     .correlate(Cycle)
     .scalar_subquery()
 )
-_CYCLES = select(Cycle, _LOGGED).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
+_CYCLES = select(
+    Cycle.id,
+    Cycle.retainer_id,
+    Cycle.period,
+    Cycle.starts_on,
+    Cycle.ends_on,
+    Cycle.phase,
+    Cycle.monthly_minutes,
+    Cycle.priorities_confirmed_at,
+    Cycle.priorities_confirmed_by_id,
+    _LOGGED,
+).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
 # ... and each retainer's stored standing when current (`now` and the thresholds' `fingerprint` bound).
 _CYCLES_AND_STANDINGS = _CYCLES.add_columns(AccountStanding.facts).outerjoin(
     AccountStanding, standing.current_row(Cycle.retainer_id)
@@ -187,20 +215,22 @@ def snapshots_of(
             retainer, today, period or period_of(today, retainer.cycle_start_day), cycle=None
         )
     ids = list(snapshots)
+    session.flush()  # what this unit of work changed, first: rows are read through the connection
     conn = session.connection()
     periods = list({str(s.period) for s in snapshots.values()})
     if standings is None:
-        rows = session.execute(_CYCLES, {"ids": ids, "periods": periods})
+        rows = conn.execute(_CYCLES, {"ids": ids, "periods": periods})
     else:
         values = {"ids": ids, "periods": periods, "now": now, "fingerprint": standing.fingerprint(standings)}
-        rows = session.execute(_CYCLES_AND_STANDINGS, values)
-    for cycle, logged, *stored in rows:
+        rows = conn.execute(_CYCLES_AND_STANDINGS, values)
+    for *columns, logged, stored in (row if standings is not None else (*row, None) for row in rows):
+        cycle = MonthCycle(*columns)
         snapshot = snapshots[cycle.retainer_id]
         if cycle.period == str(snapshot.period):
             snapshot.cycle = cycle
             snapshot.minutes_used = int(logged)
-            if stored and stored[0] is not None:
-                snapshot.stored = standing.account_of(cycle.retainer_id, stored[0])
+            if stored is not None:
+                snapshot.stored = standing.account_of(cycle.retainer_id, stored)
 
     known = {i: s.stored[0] for i, s in snapshots.items() if s.stored is not None}
     if len(known) == len(snapshots):
