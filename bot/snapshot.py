@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, func, select
+from sqlalchemy import BindParameter, bindparam, exists, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from bot import standing
@@ -127,13 +127,14 @@ _MEMBERS = (
     .where(RetainerMember.retainer_id.in_(_ids("ids")))
     .order_by(RetainerMember.id)
 )
-# Each cycle with the minutes logged on it, in the same statement.
+# Each cycle with the minutes logged on it and whether it has change orders, in the same statement.
 _LOGGED = (
     select(func.coalesce(func.sum(TimeEntry.minutes), 0))
     .where(TimeEntry.cycle_id == Cycle.id)
     .correlate(Cycle)
     .scalar_subquery()
 )
+_CHANGED = exists().where(ChangeOrder.cycle_id == Cycle.id).correlate(Cycle)
 _CYCLES = select(
     Cycle.id,
     Cycle.retainer_id,
@@ -145,6 +146,7 @@ _CYCLES = select(
     Cycle.priorities_confirmed_at,
     Cycle.priorities_confirmed_by_id,
     _LOGGED,
+    _CHANGED,
 ).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
 # ... and each retainer's stored standing when current (`now` and the thresholds' `fingerprint` bound).
 _CYCLES_AND_STANDINGS = _CYCLES.add_columns(AccountStanding.facts).outerjoin(
@@ -200,7 +202,7 @@ def snapshots_of(
 ) -> list[Snapshot]:
     """Snapshots of the cycle containing today in each retainer's timezone, or of `period` when
     given, with the approvals waiting on the client (of any cycle): five queries whatever the number of
-    retainers (a status answer is on the hot path).
+    retainers, four when none of their cycles has a change order (a status answer is on the hot path).
 
     With `standings`, each snapshot with a cycle also gets its retainer's stored standing when current
     for those thresholds (`Snapshot.stored`, bot/standing.py), read with the cycle; when every one has
@@ -223,12 +225,17 @@ def snapshots_of(
     else:
         values = {"ids": ids, "periods": periods, "now": now, "fingerprint": standing.fingerprint(standings)}
         rows = conn.execute(_CYCLES_AND_STANDINGS, values)
-    for *columns, logged, stored in (row if standings is not None else (*row, None) for row in rows):
+    changed = []  # the cycles with change orders: most have none, and then nothing is read for them
+    for *columns, logged, has_changes, stored in (
+        row if standings is not None else (*row, None) for row in rows
+    ):
         cycle = MonthCycle(*columns)
         snapshot = snapshots[cycle.retainer_id]
         if cycle.period == str(snapshot.period):
             snapshot.cycle = cycle
             snapshot.minutes_used = int(logged)
+            if has_changes:
+                changed.append(cycle.id)
             if stored is not None:
                 snapshot.stored = standing.account_of(cycle.retainer_id, stored)
 
@@ -265,7 +272,7 @@ def snapshots_of(
             )
         )
 
-    for order in conn.execute(_CHANGES, {"cycles": cycles}):
+    for order in conn.execute(_CHANGES, {"cycles": changed}) if changed else ():
         snapshot = by_cycle[order.cycle_id]
         snapshot.extra_minutes += order.extra_minutes
         snapshot.changes.append(
