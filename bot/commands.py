@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
 from bot.account import assessed, assessed_now
@@ -218,7 +218,9 @@ class Call:
             if typed in named:
                 return self._visible_retainer(named[typed], typed), tokens[n:]
         if self.binding is not None and (self.viewer.internal or self.binding.kind is ChannelKind.CLIENT):
-            return self.session.get_one(Retainer, self.binding.retainer_id), tokens
+            # With its client: every answer names it (no lazy load after).
+            bound = self.session.get_one(Retainer, self.binding.retainer_id, options=_WITH_CLIENT)
+            return bound, tokens
         if not tokens or max_words == 0:
             raise CommandError("Which client? Name one, or run this in the client's channel.", usage)
         raise self.unknown(" ".join(tokens[:max_words]))
@@ -245,6 +247,9 @@ class Call:
             if suggestions:
                 message += " Did you mean " + " or ".join(f"**{s}**" for s in suggestions) + "?"
         return CommandError(message)
+
+
+_WITH_CLIENT = (joinedload(Retainer.client),)
 
 
 def current_retainer(client: Client, now: dt.datetime) -> Retainer | None:
