@@ -39,7 +39,8 @@ def resolve_viewer(session: Session, platform: str, user_id: str, in_agency: Cal
     """The viewer for a platform user id. People the database knows carry their role; anyone else
     is internal only if `in_agency` (the platform's word: the agency's own Slack workspace, its
     Microsoft 365 tenant) says they belong to the agency."""
-    person = session.execute(_PERSON_BY_PLATFORM_ID[platform], {"user_id": user_id}).first()
+    # Through the connection: a plain row, none of the ORM's work for a Core statement.
+    person = session.connection().execute(_PERSON_BY_PLATFORM_ID[platform], {"user_id": user_id}).first()
     if person is not None:
         return Viewer(platform, user_id, person.role.internal, person.id, person.name, person.role)
     return Viewer(platform, user_id, internal=in_agency(user_id))

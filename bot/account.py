@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from bot import standing
 from bot.health import DEFAULT_THRESHOLDS, Health, Thresholds, assess_history, stage_for
 from bot.history import Account, load_accounts
-from bot.snapshot import Snapshot
-from store.models import Stage
+from bot.snapshot import Snapshot, snapshots_of
+from store.models import Retainer, Stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,26 +30,33 @@ def assessed(
     snapshots: Sequence[Snapshot],
     now: dt.datetime,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    *,
-    history: bool = True,
 ) -> list[Assessed]:
     """Each snapshot's account, assessed the way the daily scan does, in the history's fixed number of
-    queries whatever the number of accounts (bot/history.py).
-
-    With `history=False` (a caller that shows only the health and the stage, such as status), an
-    account whose stored standing is current (bot/standing.py) is read from it in one query, its
-    `account.history` then holding only the current cycle; the others are assessed in full."""
+    queries whatever the number of accounts (bot/history.py)."""
     if not snapshots:
         return []
     ids = [s.retainer.id for s in snapshots]
-    known = {} if history else standing.stored(session, ids, now, thresholds)
-    rest = [i for i in ids if i not in known]
-    for a in load_accounts(session, rest, now, thresholds) if rest else []:
-        known[a.retainer_id] = (a, assess_history(a.history, thresholds))
+    known = {a.retainer_id: a for a in load_accounts(session, ids, now, thresholds)}
     found = []
     for s in snapshots:
-        account, health = known[s.retainer.id]
+        account = known[s.retainer.id]
+        health = assess_history(account.history, thresholds)
         found.append(
             Assessed(s, account, health, stage_for(account.stage, health, account.history, thresholds))
         )
     return found
+
+
+def assessed_now(
+    session: Session, retainer: Retainer, now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> Assessed:
+    """One account as status shows it: its month, its health and the stage that calls for, not its
+    history. From its stored standing when current (bot/standing.py), read with the month's cycle
+    (`snapshots_of`'s `standings`; `account.history` then holds only the current cycle); else its
+    history in full."""
+    (snapshot,) = snapshots_of(session, [retainer], now, standings=thresholds)
+    if snapshot.stored is None:
+        (a,) = assessed(session, [snapshot], now, thresholds)
+        return a
+    account, health = snapshot.stored
+    return Assessed(snapshot, account, health, stage_for(account.stage, health, account.history, thresholds))

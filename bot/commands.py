@@ -4,16 +4,17 @@ The same words arrive from Slack's slash command and from a Teams message."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from bot.access import PLATFORM_ID_COLUMN, Binding, Viewer, channel_binding
-from bot.account import assessed
+from bot.account import assessed, assessed_now
 from bot.audit import audit
 from bot.balance import mark_balance
 from bot.brief import brief
@@ -122,7 +123,7 @@ def run(session: Session, request: Request, text: str) -> Reply:
     """Answer `text` (the words after `/retainer`) for `request.viewer`."""
     name, rest = _subcommand(text)
     binding = None if request.in_dm else channel_binding(session, request.viewer.platform, request.channel_id)
-    return SUBCOMMANDS[name](Call(session, request, binding), rest)
+    return SUBCOMMANDS[name](Call(session, request, binding), list(rest))
 
 
 def writes(text: str) -> bool:
@@ -142,7 +143,9 @@ def may_be_slow(text: str) -> bool:
         return False
 
 
-def _subcommand(text: str) -> tuple[str, list[str]]:
+@functools.lru_cache(maxsize=256)
+def _subcommand(text: str) -> tuple[str, tuple[str, ...]]:
+    # Cached: the server, the Slack listener and the core each ask what a request's words are.
     try:
         tokens = words(text)
     except InputError as err:
@@ -156,7 +159,7 @@ def _subcommand(text: str) -> tuple[str, list[str]]:
         name, rest = f"task {rest[0].lower()}", rest[1:]
     if name not in SUBCOMMANDS:
         raise unknown_command(tokens)
-    return name, rest
+    return name, tuple(rest)
 
 
 def unknown_command(tokens: list[str]) -> CommandError:
@@ -215,7 +218,9 @@ class Call:
             if typed in named:
                 return self._visible_retainer(named[typed], typed), tokens[n:]
         if self.binding is not None and (self.viewer.internal or self.binding.kind is ChannelKind.CLIENT):
-            return self.session.get_one(Retainer, self.binding.retainer_id), tokens
+            # With its client: every answer names it (no lazy load after).
+            bound = self.session.get_one(Retainer, self.binding.retainer_id, options=_WITH_CLIENT)
+            return bound, tokens
         if not tokens or max_words == 0:
             raise CommandError("Which client? Name one, or run this in the client's channel.", usage)
         raise self.unknown(" ".join(tokens[:max_words]))
@@ -223,7 +228,7 @@ class Call:
     def _visible_retainer(self, client: Client, typed: str) -> Retainer:
         if not self.viewer.internal and not self._is_own_client(client):
             raise self.unknown(typed)
-        retainer = current_retainer(self.session, client.id, self.request.now)
+        retainer = current_retainer(client, self.request.now)
         if retainer is None:
             raise CommandError(f"{client.name} has no retainer yet.")
         return retainer
@@ -244,17 +249,12 @@ class Call:
         return CommandError(message)
 
 
-_RETAINERS_OF_CLIENT = (
-    select(Retainer)
-    .where(Retainer.client_id == bindparam("client_id"))
-    .options(joinedload(Retainer.client))
-    .order_by(Retainer.start_date.desc())
-)
+_WITH_CLIENT = (joinedload(Retainer.client),)
 
 
-def current_retainer(session: Session, client_id: int, now: dt.datetime) -> Retainer | None:
-    """The client's retainer in force today, else its most recent one."""
-    retainers = session.scalars(_RETAINERS_OF_CLIENT, {"client_id": client_id}).all()
+def current_retainer(client: Client, now: dt.datetime) -> Retainer | None:
+    """The client's retainer in force today, else its most recent one (`find_named` loaded them)."""
+    retainers = client.retainers[::-1]  # the latest first
     for retainer in retainers:
         if retainer.start_date <= local_today(now, retainer.timezone) <= retainer.end_date:
             return retainer
@@ -272,14 +272,14 @@ def _status(call: Call, tokens: list[str]) -> Reply:
     retainer, rest = call.client_retainer(tokens, USAGE["status"])
     if rest:
         raise call.unknown(" ".join(tokens))
-    snapshots = snapshots_of(call.session, [retainer], call.request.now)
     if call.viewer.internal:
         # The account's health of its whole history, as the list, the App Home and the daily scan
         # find it (whether or not the scan has run today): its stored standing when current, else a
         # fixed number of indexed queries.
-        (a,) = assessed(call.session, snapshots, call.request.now, history=False)
+        a = assessed_now(call.session, retainer, call.request.now)
         return status_internal(a.snapshot, a.health, a.stage)
-    return status_client(snapshots[0])
+    (snapshot,) = snapshots_of(call.session, [retainer], call.request.now)
+    return status_client(snapshot)
 
 
 _PERIOD = re.compile(r"^\d{4}-\d{1,2}$")

@@ -6,14 +6,15 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from store.models import Client, ClientAlias
+from store.models import Client, ClientAlias, Retainer
 
 _SEPARATORS = re.compile(r"[\s\-_]+")
 
@@ -35,30 +36,63 @@ class Match:
     suggestions: tuple[str, ...] = ()
 
 
-# Built once (a status answer runs them on every request): slug, then name, then alias.
+# Built once (a status answer runs them on every request): slug, then name, then alias. Each client
+# comes with its retainers (`Client.retainers`, oldest first), which every caller reads next.
 _KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
-_BY_SLUG = select(Client).where(Client.slug.in_(_KEYS))
-_BY_NAME = select(Client).where(Client.name_key.in_(_KEYS)).order_by(Client.id.desc())
-_BY_ALIAS = select(ClientAlias.alias_key, Client).join(Client).where(ClientAlias.alias_key.in_(_KEYS))
+_WITH_RETAINERS = (Retainer.start_date, Retainer.id)
+_BY_SLUG = (
+    select(Client, Retainer)
+    .outerjoin(Retainer, Retainer.client_id == Client.id)
+    .where(Client.slug.in_(_KEYS))
+    .order_by(*_WITH_RETAINERS)
+)
+_BY_NAME = (
+    select(Client, Retainer)
+    .outerjoin(Retainer, Retainer.client_id == Client.id)
+    .where(Client.name_key.in_(_KEYS))
+    .order_by(Client.id.desc(), *_WITH_RETAINERS)
+)
+_BY_ALIAS = (
+    select(ClientAlias.alias_key, Client, Retainer)
+    .join(Client, Client.id == ClientAlias.client_id)
+    .outerjoin(Retainer, Retainer.client_id == Client.id)
+    .where(ClientAlias.alias_key.in_(_KEYS))
+    .order_by(*_WITH_RETAINERS)
+)
+
+
+def _with_retainers(rows: Iterable[tuple[Client, Retainer | None]]) -> list[Client]:
+    """The clients of `rows` (in their order, once each), each given the retainers beside it."""
+    retainers: dict[Client, list[Retainer]] = {}
+    for client, retainer in rows:
+        retainers.setdefault(client, [])
+        if retainer is not None:
+            retainers[client].append(retainer)
+            set_committed_value(retainer, "client", client)
+    for client, theirs in retainers.items():
+        set_committed_value(client, "retainers", theirs)
+    return list(retainers)
 
 
 def find_named(session: Session, typed: Sequence[str]) -> dict[str, Client]:
-    """The client each of `typed` names exactly, by slug, else name, else alias: at most three
-    indexed queries however many spellings are tried (a command tries its first five words, four,
-    ...), one when the first, longest, is a slug."""
+    """The client each of `typed` names exactly, by slug, else name, else alias, its retainers loaded:
+    at most three indexed queries however many spellings are tried (a command tries its first five
+    words, four, ...), one when the first, longest, is a slug."""
     keys = {t: k for t in typed if (k := name_key(t))}
     if not keys:
         return {}
     wanted = sorted(set(keys.values()))
     by_slug = {k.replace(" ", "-"): k for k in wanted}
     found: list[dict[str, Client]] = [{}, {}, {}]
-    for c in session.scalars(_BY_SLUG, {"keys": list(by_slug)}):
+    for c in _with_retainers(session.execute(_BY_SLUG, {"keys": list(by_slug)})):
         found[0][by_slug[c.slug]] = c
     if next(iter(keys.values())) not in found[0]:
-        for c in session.scalars(_BY_NAME, {"keys": wanted}):
+        for c in _with_retainers(session.execute(_BY_NAME, {"keys": wanted})):
             found[1][c.name_key] = c  # the oldest client of a name wins
-        for alias_key, c in session.execute(_BY_ALIAS, {"keys": wanted}):
-            found[2].setdefault(alias_key, c)
+        aliases = session.execute(_BY_ALIAS, {"keys": wanted}).all()
+        clients = {c.id: c for c in _with_retainers((c, r) for _, c, r in aliases)}
+        for alias_key, c, _ in aliases:
+            found[2].setdefault(alias_key, clients[c.id])
     named = {}
     for t, k in keys.items():
         client = found[0].get(k) or found[1].get(k) or found[2].get(k)

@@ -5,6 +5,7 @@ client confirming the month's priorities."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from bot.replies import (
     mention,
     said,
 )
-from bot.snapshot import Snapshot, TaskLine, load_snapshots
+from bot.snapshot import MonthCycle, Snapshot, TaskLine, load_snapshots
 from bot.views import LEVEL_TONE, burn_chart
 from store.db import rowcount
 from store.models import (
@@ -343,7 +344,7 @@ def channel_gone_post(client_name: str, kind: str, conversation: str, reason: st
     return Reply(text.replace("**", ""), (Text(text),), Tone.DANGER)
 
 
-def confirmers(session: Session, cycles: list[Cycle]) -> dict[int, str]:
+def confirmers(session: Session, cycles: Sequence[Cycle | MonthCycle]) -> dict[int, str]:
     ids = {c.priorities_confirmed_by_id for c in cycles if c.priorities_confirmed_by_id}
     names = dict(session.execute(select(Person.id, Person.name).where(Person.id.in_(ids))).all())
     return {

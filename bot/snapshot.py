@@ -7,16 +7,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, func, select
+from sqlalchemy import BindParameter, bindparam, exists, func, select
 from sqlalchemy.orm import Session, joinedload
 
+from bot import standing
 from bot.calendar import Period, elapsed_fraction, local_today, period_of
-from bot.history import PendingApproval, pending_approvals
+from bot.health import Health, Thresholds
+from bot.history import Account, PendingApproval, pending_approvals
 from store.models import (
+    AccountStanding,
     ChangeOrder,
     Cycle,
     MemberRole,
     Person,
+    Phase,
     Retainer,
     RetainerMember,
     Task,
@@ -48,6 +52,22 @@ class ScopeChange:
     category: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MonthCycle:
+    """The cycle a snapshot is of, as the views read it: a row, not the ORM's Cycle (status reads
+    one on every answer, and nothing here writes to it)."""
+
+    id: int
+    retainer_id: int
+    period: str
+    starts_on: dt.date
+    ends_on: dt.date
+    phase: Phase
+    monthly_minutes: int | None
+    priorities_confirmed_at: dt.datetime | None
+    priorities_confirmed_by_id: int | None
+
+
 @dataclass
 class Snapshot:
     """What status, report, list and health read about one retainer in one cycle."""
@@ -55,13 +75,14 @@ class Snapshot:
     retainer: Retainer
     today: dt.date
     period: Period
-    cycle: Cycle | None
+    cycle: MonthCycle | None
     tasks: list[TaskLine] = field(default_factory=list)
     minutes_used: int = 0
     extra_minutes: int = 0
     pending: list[PendingApproval] = field(default_factory=list)  # of any cycle (bot/history.py)
     changes: list[ScopeChange] = field(default_factory=list)
     people: dict[MemberRole, list[str]] = field(default_factory=dict)  # names by their role here
+    stored: tuple[Account, Health] | None = None  # its stored standing, when asked for and current
 
     @property
     def client_name(self) -> str:
@@ -106,7 +127,31 @@ _MEMBERS = (
     .where(RetainerMember.retainer_id.in_(_ids("ids")))
     .order_by(RetainerMember.id)
 )
-_CYCLES = select(Cycle).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
+# Each cycle with the minutes logged on it and whether it has change orders, in the same statement.
+_LOGGED = (
+    select(func.coalesce(func.sum(TimeEntry.minutes), 0))
+    .where(TimeEntry.cycle_id == Cycle.id)
+    .correlate(Cycle)
+    .scalar_subquery()
+)
+_CHANGED = exists().where(ChangeOrder.cycle_id == Cycle.id).correlate(Cycle)
+_CYCLES = select(
+    Cycle.id,
+    Cycle.retainer_id,
+    Cycle.period,
+    Cycle.starts_on,
+    Cycle.ends_on,
+    Cycle.phase,
+    Cycle.monthly_minutes,
+    Cycle.priorities_confirmed_at,
+    Cycle.priorities_confirmed_by_id,
+    _LOGGED,
+    _CHANGED,
+).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
+# ... and each retainer's stored standing when current (`now` and the thresholds' `fingerprint` bound).
+_CYCLES_AND_STANDINGS = _CYCLES.add_columns(AccountStanding.facts).outerjoin(
+    AccountStanding, standing.current_row(Cycle.retainer_id)
+)
 _TASKS = (
     select(
         Task.id,
@@ -122,11 +167,6 @@ _TASKS = (
     .outerjoin(Person, Person.id == Task.owner_id)
     .where(Task.cycle_id.in_(_ids("cycles")))
     .order_by(Task.due_on.is_(None), Task.due_on, Task.id)
-)
-_MINUTES = (
-    select(TimeEntry.cycle_id, func.sum(TimeEntry.minutes))
-    .where(TimeEntry.cycle_id.in_(_ids("cycles")))
-    .group_by(TimeEntry.cycle_id)
 )
 _CHANGES = (
     select(
@@ -153,11 +193,21 @@ def load_snapshots(
 
 
 def snapshots_of(
-    session: Session, retainers: Sequence[Retainer], now: dt.datetime, period: Period | None = None
+    session: Session,
+    retainers: Sequence[Retainer],
+    now: dt.datetime,
+    period: Period | None = None,
+    *,
+    standings: Thresholds | None = None,
 ) -> list[Snapshot]:
     """Snapshots of the cycle containing today in each retainer's timezone, or of `period` when
-    given, with the approvals waiting on the client (of any cycle): six queries whatever the number of
-    retainers (a status answer is on the hot path)."""
+    given, with the approvals waiting on the client (of any cycle): five queries whatever the number of
+    retainers, four when none of their cycles has a change order (a status answer is on the hot path).
+
+    With `standings`, each snapshot with a cycle also gets its retainer's stored standing when current
+    for those thresholds (`Snapshot.stored`, bot/standing.py), read with the cycle; when every one has
+    it, their approvals waiting and people are taken from it, two queries fewer (their people are then
+    only the AMs and directors: status shows no others)."""
     if not retainers:
         return []
     snapshots: dict[int, Snapshot] = {}
@@ -167,19 +217,41 @@ def snapshots_of(
             retainer, today, period or period_of(today, retainer.cycle_start_day), cycle=None
         )
     ids = list(snapshots)
+    session.flush()  # what this unit of work changed, first: rows are read through the connection
     conn = session.connection()
-    zones = {r.id: r.timezone for r in retainers}
-    for retainer_id, waiting in pending_approvals(conn, ids, zones).items():
-        snapshots[retainer_id].pending = waiting
-
-    for retainer_id, role, name in conn.execute(_MEMBERS, {"ids": ids}):
-        snapshots[retainer_id].people.setdefault(role, []).append(name)
-
     periods = list({str(s.period) for s in snapshots.values()})
-    for cycle in session.scalars(_CYCLES, {"ids": ids, "periods": periods}):
+    if standings is None:
+        rows = conn.execute(_CYCLES, {"ids": ids, "periods": periods})
+    else:
+        values = {"ids": ids, "periods": periods, "now": now, "fingerprint": standing.fingerprint(standings)}
+        rows = conn.execute(_CYCLES_AND_STANDINGS, values)
+    changed = []  # the cycles with change orders: most have none, and then nothing is read for them
+    for *columns, logged, has_changes, stored in (
+        row if standings is not None else (*row, None) for row in rows
+    ):
+        cycle = MonthCycle(*columns)
         snapshot = snapshots[cycle.retainer_id]
         if cycle.period == str(snapshot.period):
             snapshot.cycle = cycle
+            snapshot.minutes_used = int(logged)
+            if has_changes:
+                changed.append(cycle.id)
+            if stored is not None:
+                snapshot.stored = standing.account_of(cycle.retainer_id, stored)
+
+    known = {i: s.stored[0] for i, s in snapshots.items() if s.stored is not None}
+    if len(known) == len(snapshots):
+        for retainer_id, account in known.items():
+            snapshots[retainer_id].pending = list(account.pending)
+            for member in account.members:
+                snapshots[retainer_id].people.setdefault(member.role, []).append(member.name)
+    else:
+        zones = {r.id: r.timezone for r in retainers}
+        for retainer_id, waiting in pending_approvals(conn, ids, zones).items():
+            snapshots[retainer_id].pending = waiting
+        for retainer_id, role, name in conn.execute(_MEMBERS, {"ids": ids}):
+            snapshots[retainer_id].people.setdefault(role, []).append(name)
+
     by_cycle = {s.cycle.id: s for s in snapshots.values() if s.cycle is not None}
     if not by_cycle:
         return list(snapshots.values())
@@ -200,10 +272,7 @@ def snapshots_of(
             )
         )
 
-    for cycle_id, minutes in conn.execute(_MINUTES, {"cycles": cycles}):
-        by_cycle[cycle_id].minutes_used = int(minutes or 0)
-
-    for order in conn.execute(_CHANGES, {"cycles": cycles}):
+    for order in conn.execute(_CHANGES, {"cycles": changed}) if changed else ():
         snapshot = by_cycle[order.cycle_id]
         snapshot.extra_minutes += order.extra_minutes
         snapshot.changes.append(

@@ -408,29 +408,17 @@ class Standings:
         return self.built
 
 
-@functools.lru_cache(maxsize=1)
-def _stored_statement() -> Select[Any]:
-    """`stored`'s statement, built once (status reads it on every answer): its values are bound."""
+def current_row(retainer_id: Any) -> Any:
+    """The condition for the stored standing of `retainer_id` that is current (the stale-row rule
+    above), `now` and the thresholds' `fingerprint` bound at execution: status reads it on every answer."""
     s = AccountStanding
-    return select(s.retainer_id, s.facts).where(
-        s.retainer_id.in_(bindparam("ids", expanding=True)),
+    return and_(
+        s.retainer_id == retainer_id,
         s.computed_revision == s.revision,
         s.valid_from <= bindparam("now", type_=s.valid_from.type),
         s.valid_until > bindparam("now", type_=s.valid_until.type),
         s.thresholds == bindparam("fingerprint"),
     )
-
-
-def stored(
-    session: Session, ids: Sequence[int], now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS
-) -> dict[int, tuple[Account, Health]]:
-    """The stored standings of `ids` that are current (the stale-row rule above), one query: the
-    others are left for the caller to compute from their history."""
-    values = {"ids": list(ids), "now": now, "fingerprint": fingerprint(thresholds)}
-    return {
-        retainer_id: account_of(retainer_id, facts)
-        for retainer_id, facts in session.execute(_stored_statement(), values)
-    }
 
 
 def read(

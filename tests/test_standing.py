@@ -150,12 +150,33 @@ def test_status_reads_a_current_standing_and_tells_the_same(bot) -> None:
     bot.runtime.watch.refresh_standings()
     with statements(bot.runtime.engine) as run:
         assert {slug: bot.answer(f"status {slug}", user=SAM) for slug in slugs} == full
-    assert len(run) == from_history - 12 * len(slugs)  # one standing read instead of the history's 13
+    # One standing read instead of the history's 13, and the approvals waiting and the AMs and
+    # directors taken from it.
+    assert len(run) == from_history - 14 * len(slugs)
     assert "Logged 2 h" in bot.answer(f"log {slugs[0]} 2h", user=SAM)
     after = bot.answer(f"status {slugs[0]}", user=SAM)  # its standing is stale: read from the history
     assert after != full[slugs[0]]
     bot.runtime.watch.refresh_standings()
     assert bot.answer(f"status {slugs[0]}", user=SAM) == after
+
+
+# `/retainer status <client>` for the agency from a stored standing: who asks, the client with its
+# retainers, the month's cycle with its hours and the standing, its deliverables (its change orders
+# too when its cycle has any: Acme's has none).
+STATUS_QUERIES = 4
+
+
+@pytest.mark.parametrize("retainers", [3, 40])
+def test_status_takes_the_same_statements_at_any_size(bot, retainers) -> None:
+    demo(bot, retainers)
+    bot.runtime.watch.refresh_standings()
+    with statements(bot.runtime.engine) as run:
+        answer = bot.answer("status acme", user=MAYA)
+    assert answer.startswith("Acme Corp · ") and "Hours" in answer and "internal view" in answer
+    selects = [s for s in run if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == STATUS_QUERIES, selects
+    # Nothing else but the read-only transaction's own (SQLite's BEGIN and its query_only switch).
+    assert {s.split()[0] for s in run if s not in selects} <= {"BEGIN", "PRAGMA"}
 
 
 # Names whose code-point order (Python's) differs from a locale's: case, punctuation, accents; one twice.

@@ -102,10 +102,16 @@ def escape(text: str) -> str:
 def mrkdwn(text: str) -> str:
     """Neutral markup to Slack mrkdwn: **bold** -> *bold*, [label](url) -> <url|label>, instants to
     Slack date formatting (shown in each reader's own timezone), the rest escaped."""
-    text = _BOLD.sub(r"*\1*", escape(text))
-    text = _LINK.sub(lambda m: f"<{m[2]}|{m[1]}>", text)
-    text = MENTION.sub(lambda m: f"<@{m[1]}>", text)
-    return MOMENT.sub(lambda m: f"<!date^{m[1]}^{{date_short_pretty}} at {{time}}|{m[2]}>", text)
+    # Each pattern only where its marker is: most lines have none (a status renders ~20 of them).
+    text = escape(text)
+    if "**" in text:
+        text = _BOLD.sub(r"*\1*", text)
+    if "](" in text:
+        text = _LINK.sub(lambda m: f"<{m[2]}|{m[1]}>", text)
+    if "{{" in text:
+        text = MENTION.sub(lambda m: f"<@{m[1]}>", text)
+        text = MOMENT.sub(lambda m: f"<!date^{m[1]}^{{date_short_pretty}} at {{time}}|{m[2]}>", text)
+    return text
 
 
 def clip(text: str, limit: int) -> str:
