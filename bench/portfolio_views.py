@@ -62,12 +62,12 @@ def q(values: list[float], n: int) -> float:
 DEFERRED = {"n": 0}  # answers not ready within the ack's second: only the ack is timed for them
 
 
-def asker(url: str) -> Callable[[str, str], httpx.Response]:
+def asker(url: str, sandbox: SlackSandbox) -> Callable[[str, str], httpx.Response]:
     http = httpx.Client(timeout=30)
 
     def ask(words: str, user: str) -> httpx.Response:
         body, headers = signed_slash_command(
-            SECRET, words, user=user, channel=None, response_url="http://127.0.0.1:9/r"
+            SECRET, words, user=user, channel=None, response_url=sandbox.response_url()
         )
         response = http.post(url + SLACK_PATH, content=body, headers=headers)
         if response.headers.get("content-type", "").startswith("application/json") and WORKING in str(
@@ -101,7 +101,7 @@ def measure(size: int, url: str, sandbox: SlackSandbox, floor_url: str, args: ar
             p.slack_user_id: Viewer("slack", p.slack_user_id or "", True, p.id, p.name, p.role)
             for p in session.scalars(select(Person).where(Person.slack_user_id.in_([AM, *DIRECTORS])))
         }
-    ask_bot, ask_floor = asker(server.url), asker(floor_url)
+    ask_bot, ask_floor = asker(server.url, sandbox), asker(floor_url, sandbox)
     writes = random.Random(1)
     variants: dict[str, Callable[[], object]] = {
         "floor": lambda: ask_floor("noop", AM),
@@ -132,13 +132,13 @@ def measure(size: int, url: str, sandbox: SlackSandbox, floor_url: str, args: ar
     together: list[float] = []
     during: list[float] = []
     done = threading.Event()
-    status_ask = asker(server.url)
+    status_ask = asker(server.url, sandbox)
 
     def statuses() -> None:
         while not done.is_set():
             during.append(timed(lambda: status_ask("status acme", AM)))
 
-    askers = [asker(server.url), asker(server.url)]
+    askers = [asker(server.url, sandbox), asker(server.url, sandbox)]
     watcher = threading.Thread(target=statuses)
     watcher.start()
     with ThreadPoolExecutor(2) as pair:

@@ -182,7 +182,7 @@ def main() -> None:
             def ask(variant: str) -> httpx.Response:
                 words = "noop" if variant in ("floor", "default") else "status acme"
                 body, headers = signed_slash_command(
-                    SECRET, words, user="U01AM0001", channel=None, response_url="http://127.0.0.1:9/r"
+                    SECRET, words, user="U01AM0001", channel=None, response_url=sandbox.response_url()
                 )
                 return http.post(servers[variant].url + SLACK_PATH, content=body, headers=headers)
 
