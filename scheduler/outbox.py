@@ -268,7 +268,8 @@ class Outbox:
         self.pace = ConversationPace(
             self.settings.per_conversation_per_second, self.settings.per_conversation_burst, timer
         )
-        self._paused: dict[str | None, float] = {}  # platform -> no request before (timer), after a 429
+        # platform -> (no request before, the pause set at), on the timer, after a 429
+        self._paused: dict[str | None, tuple[float, float]] = {}
         self._pause_lock = threading.Lock()
         self._dead: set[str] = set()  # holders of claims known to have died on this host
         self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="delivery")
@@ -408,19 +409,24 @@ class Outbox:
     def _hold(self, platform: str | None) -> bool:
         """Wait out the platform's last Retry-After before another request to it; False (do not
         send now) while one longer than we wait out runs."""
-        delay = self._paused.get(platform, 0.0) - self.timer.monotonic()
+        delay = self._paused.get(platform, (0.0, 0.0))[0] - self.timer.monotonic()
         if delay > self.settings.wait_out_rate_limits.total_seconds():
             return False
         if delay > 0:
             self.timer.sleep(delay)
         return True
 
-    def _pause(self, platform: str | None, seconds: float) -> None:
-        """A 429: no sender thread sends to this platform for `seconds` (Slack's Retry-After is the
-        workspace's, and every thread sending meanwhile would only draw another)."""
+    def _pause(self, platform: str | None, seconds: float, asked: float) -> None:
+        """A 429 to a request sent at `asked`: no sender thread sends to this platform for `seconds`
+        (Slack's Retry-After is the workspace's, and every thread sending meanwhile would only draw
+        another). The 429s of requests sent before the pause began say nothing new: Retry-After is
+        whole seconds (for a bucket short by a few ms), and each of them extending the pause would
+        leave the workspace's bucket full and unused."""
         with self._pause_lock:
-            until = self.timer.monotonic() + seconds
-            self._paused[platform] = max(self._paused.get(platform, until), until)
+            now = self.timer.monotonic()
+            until, since = self._paused.get(platform, (0.0, 0.0))
+            if asked >= since or now >= until:  # a refusal since the pause began, or after it
+                self._paused[platform] = (max(until, now + seconds), now)
 
     def _renew(self) -> None:
         """Keep our claims in flight alive while we work on them."""
@@ -446,7 +452,7 @@ class Outbox:
         item, post = work.item, work.item.post
         if not self._hold(post.platform):  # not even a claim while the platform says wait
             if work.held is not None:  # ours: back to the store until then
-                until = self._paused[post.platform] - self.timer.monotonic()
+                until = self._paused[post.platform][0] - self.timer.monotonic()
                 error = DeliveryError("ratelimited", permanent=False, retry_after=until)
                 self._release(work.held[0], work.held[1], error, outcome, post.key)
             else:  # still due on a later tick (a fresh post has no row; a retake stays stale)
@@ -473,6 +479,7 @@ class Outbox:
                 row_id, attempt, f"no way to reach {post.platform}:{post.conversation}", outcome, post, True
             )
             return None
+        asked = self.timer.monotonic()
         try:
             if look_first:
                 found = messenger.find(post.conversation, post.key, thread=post.thread)
@@ -482,13 +489,14 @@ class Outbox:
                 look_first = False  # not there: it is ours to post
             if item.retake is not None or work.held is not None:
                 self.pacer.wait()
+            asked = self.timer.monotonic()
             if post.private:
                 posted = messenger.direct(post.conversation, item.reply, marker=post.key)
             else:
                 posted = messenger.post(post.conversation, item.reply, thread=post.thread, marker=post.key)
         except DeliveryError as err:
             if err.retry_after is not None and not err.permanent:
-                self._pause(post.platform, err.retry_after)
+                self._pause(post.platform, err.retry_after, asked)
             if self._waits_out(err, work):
                 return replace(work, held=(row_id, attempt, look_first), waits=work.waits + 1)
             if err.permanent:
