@@ -362,7 +362,8 @@ def main() -> None:
             begin = time.monotonic()
             crash_on(sandbox, url, posts, args.kill_in_flight, first.pid)
             first.wait()
-            crashed_at = time.monotonic() - begin
+            killed = time.monotonic()
+            crashed_at = killed - begin
             landed_at_crash = sum(sandbox.message_counts().values())
             left = in_flight(make_sessionmaker(make_engine(url)))
             second = start_worker(args, url, sandbox.api_url, shift)
@@ -370,11 +371,17 @@ def main() -> None:
             totals = json.loads(out.strip().splitlines()[-1])
             landed = [c for c in sandbox.calls_to("chat.postMessage") if c.status == 200]
             measured = max(c.at for c in landed) - begin
+            resumed = min(c.at for c in sandbox.calls if c.at > killed) - killed
+            first_post = min(c.at for c in landed) - begin
             print(
                 f"minimum allowed time: {minimum:6.2f} s   (the larger of (posts - burst) / cap = "
                 f"{by_workspace:.2f} s, (busiest channel's {busiest} posts - 3) / 1/s = {by_channel:.2f} s)"
             )
             report(sandbox, url, posts, minimum, measured, crashed_at, landed_at_crash, left, totals)
+            print(
+                f"fixed costs:          {first_post:.2f} s from ready to the first post (the first tick: due "
+                f"posts and contents), {resumed:.2f} s from the kill to the second process's first request"
+            )
         finally:
             if schema:
                 drop(args.database_url, schema)
