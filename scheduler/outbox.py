@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 FOUND_AGAIN = "found in the channel after an interrupted attempt"
 INSERT_BATCH = 500  # rows per INSERT: 13 parameters each, far below SQLite's and PostgreSQL's caps
+AHEAD = 4  # posts written ahead per sender thread while the first ones go out
 PACE_MARGIN = 0.05  # s added to a conversation's turn: its requests' own jitter on the way to Slack
 
 Conversation = tuple[str | None, str | None]  # (platform, conversation id)
@@ -369,21 +370,42 @@ class Outbox:
         """Send each item exactly once. One conversation's posts go out in order, one after the other,
         each when the conversation's pace allows; different conversations go out concurrently (paced
         to the workspace's cap when one is set), a conversation waiting its turn holding no thread."""
-        outcome = Outcome()
+        return self.deliver_batches(iter([items]))
+
+    def deliver_batches(
+        self, batches: Iterator[Sequence[Outgoing]], outcome: Outcome | None = None
+    ) -> Outcome:
+        """As `deliver`, for items that come in batches in the order they fell due (a conversation's
+        posts keep that order across batches): the next batch is asked for only when fewer than
+        AHEAD posts per thread wait, so the first posts go out while the later ones are written."""
+        outcome = outcome or Outcome()
         queues: dict[Conversation, deque[_Work]] = {}
-        for item in sorted(items, key=lambda i: (i.post.due_at, i.post.kind.order)):
-            queues.setdefault((item.post.platform, item.post.conversation), deque()).append(_Work(item))
         order = itertools.count()  # ties in turn: conversations in the order of their first post
-        turns = [(self.pace.turn(c), next(order), c) for c in queues]
-        heapq.heapify(turns)
+        turns: list[tuple[float, int, Conversation]] = []
         running: dict[Future[_Work | None], Conversation] = {}
+        busy: set[Conversation] = set()  # with a turn in `turns` or a post out
+        waiting, more = 0, True
         renew_every = max(0.05, self.settings.lease.total_seconds() / 3)
         renewed = self.timer.monotonic()
-        while turns or running:
+        while True:
+            if more and waiting < AHEAD * self.settings.workers:
+                batch = next(batches, None)
+                more = batch is not None
+                for item in sorted(batch or (), key=lambda i: (i.post.due_at, i.post.kind.order)):
+                    conversation = (item.post.platform, item.post.conversation)
+                    queues.setdefault(conversation, deque()).append(_Work(item))
+                    waiting += 1
+                    if conversation not in busy:
+                        busy.add(conversation)
+                        heapq.heappush(turns, (self.pace.turn(conversation), next(order), conversation))
+                continue
+            if not (turns or running):
+                break
             while turns and len(running) < self.settings.workers and turns[0][0] <= self.timer.monotonic():
                 conversation = heapq.heappop(turns)[2]
                 self.pace.take(conversation)
                 work = queues[conversation].popleft()
+                waiting -= 1
                 running[self._pool.submit(self._send_guarded, work, outcome)] = conversation
             if running:
                 timeout = renew_every
@@ -396,8 +418,11 @@ class Outbox:
                     if again is not None:  # the platform said wait: the same post again, first
                         self.pace.give_back(conversation)  # refused: it took no turn at Slack
                         queues[conversation].appendleft(again)
+                        waiting += 1
                     if queues[conversation]:
                         heapq.heappush(turns, (self.pace.turn(conversation), next(order), conversation))
+                    else:
+                        busy.discard(conversation)
             elif turns:
                 self.timer.sleep(max(0.0, turns[0][0] - self.timer.monotonic()))
             if (turns or running) and self.timer.monotonic() - renewed >= renew_every:

@@ -299,14 +299,35 @@ def test_a_long_retry_after_gives_the_claim_back_and_holds_the_other_posts_until
     assert len(world.posted()[checkpoint]) == 1
 
 
-def five_to_one_channel(world: World) -> list[Outgoing]:
+def to_one_channel(numbers: range) -> list[Outgoing]:
     return [
         Outgoing(
             ScheduledPost(f"review:{n}:2026-05", PostKind.REVIEW, None, "x", CHECKPOINT, "slack", ACME),
             Reply(f"Post {n}"),
         )
-        for n in range(5)
+        for n in numbers
     ]
+
+
+def five_to_one_channel(world: World) -> list[Outgoing]:
+    return to_one_channel(range(5))
+
+
+def test_posts_handed_over_in_batches_go_out_in_order_the_first_before_the_rest_are_written(
+    world: World, fake_time: FakeTime
+) -> None:
+    outbox = world.scheduler(name="s", workers=1, timer=fake_time).outbox
+    asked: list[int] = []
+    before = len(world.sandbox.calls_to("chat.postMessage"))
+
+    def batches():
+        yield to_one_channel(range(5))
+        asked.append(len(world.sandbox.calls_to("chat.postMessage")) - before)  # out when the next is asked
+        yield to_one_channel(range(5, 8))
+
+    assert len(outbox.deliver_batches(batches()).sent) == 8
+    assert asked and 1 <= asked[0] < 5  # the first went out while the rest were still to be written
+    assert [m["text"] for m in world.sandbox.messages(ACME)][-8:] == [f"Post {n}" for n in range(8)]
 
 
 def test_a_channels_posts_at_once_wait_their_turn_at_one_a_second_after_a_burst_of_three(
