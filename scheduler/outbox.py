@@ -145,7 +145,7 @@ class TokenBucket:
 class ConversationPace:
     """Each conversation's bucket (rate a second, `burst` at once) as seen from our side: its next
     post is handed to a sender thread when its turn comes, instead of drawing a 429 that pauses the
-    whole workspace. Only the dispatching thread uses it."""
+    whole workspace. Only dispatching threads use it (two ticks at once would at worst draw a 429)."""
 
     def __init__(self, rate: float, burst: int, timer: Timer) -> None:
         self.rate, self.capacity, self.timer = rate, float(max(1, burst)), timer
