@@ -34,12 +34,13 @@ class Settings(BaseSettings):
     retainer_http_timeout: float = 10.0
     # The monthly rhythm (SPEC §5.4): the local hour scheduled posts go out (a retainer may set its
     # own), how late a missed post is still worth sending, when a pending approval earns a reminder,
-    # how often the scheduler asks what is due, and how fast it may post to one Slack workspace.
+    # how often the scheduler asks what is due, and how fast it may post to one Slack workspace (unset:
+    # as fast as Slack answers, every sender thread pausing for a 429's Retry-After).
     retainer_rhythm_hour: int = Field(9, ge=0, le=23)
     retainer_rhythm_grace_hours: float = Field(12.0, ge=0)
     retainer_reminder_after_business_days: int = Field(2, ge=0)
     retainer_scheduler_interval: float = Field(60.0, gt=0)
-    retainer_posts_per_second: float = Field(20.0, gt=0)
+    retainer_posts_per_second: float | None = Field(None, gt=0)
     # Worker processes answering the portfolio views (`list`, `list all`), so that two of them use two
     # cores and never hold up anyone's `status` (bot/view_workers.py); 0: on threads of the bot process.
     retainer_view_processes: int = Field(2, ge=0, le=32)

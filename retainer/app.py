@@ -30,7 +30,7 @@ from handlers.slack.messenger import ChannelMessenger
 from handlers.slack.render import use_charts
 from handlers.slack.replays import Replays
 from handlers.slack.setup import ChannelSetup
-from handlers.slack.workspace import Workspace, make_client
+from handlers.slack.workspace import Workspace, make_client, sender_client
 from handlers.teams import Teams, build_teams, describe
 from retainer.demo_workspace import open_demo_workspace, seed_from_database
 from retainer.startup import check_address, connect_slack, open_database
@@ -221,14 +221,12 @@ def build_runtime(
         add_workspace_page(
             runtime.web, sandbox, signing_secret=secret, clock=movable, tick=runtime.tick, grace=grace
         )
+    pace = settings.retainer_posts_per_second
     outbox = Outbox(
         sessions,
         clock,
-        runtime.messengers,
-        OutboxSettings(
-            posts_per_second=settings.retainer_posts_per_second,
-            burst=max(1, int(settings.retainer_posts_per_second)),
-        ),
+        {**runtime.messengers, "slack": ChannelMessenger(sender_client(client), sessions)},
+        OutboxSettings(posts_per_second=pace, burst=max(1, int(pace or 1))),
     )
     runtime.rhythm = ScheduledPosts(
         sessions,

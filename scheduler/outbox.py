@@ -1,22 +1,25 @@
 """Sending scheduled posts exactly once (DESIGN §2-3): claim by inserting the delivery row, send, mark
-sent; recover a dead sender's claims (looking in the channel first); back off; fail dead channels."""
+sent; recover a dead sender's claims (looking in the channel first); keep to the platform's limits (a
+conversation's pace, the workspace's Retry-After); back off; fail dead channels."""
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
+import itertools
 import logging
 import os
 import secrets
 import socket
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +34,18 @@ log = logging.getLogger(__name__)
 
 FOUND_AGAIN = "found in the channel after an interrupted attempt"
 INSERT_BATCH = 500  # rows per INSERT: 13 parameters each, far below SQLite's and PostgreSQL's caps
+AHEAD = 4  # posts written ahead per sender thread while the first ones go out
+PACE_MARGIN = 0.05  # s added to a conversation's turn: its requests' own jitter on the way to Slack
+
+Conversation = tuple[str | None, str | None]  # (platform, conversation id)
+
+
+class Timer(Protocol):
+    """Where the sender's pauses are measured and waited (the `time` module; tests pass their own)."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float, /) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -67,9 +82,16 @@ class OutboxSettings:
     max_attempts: int = 8
     backoff: dt.timedelta = dt.timedelta(seconds=30)  # doubled after each failed attempt
     max_backoff: dt.timedelta = dt.timedelta(minutes=30)
-    posts_per_second: float | None = None  # pace for one workspace; None: as fast as it answers
+    # Our own pace for one workspace; None: as fast as it answers, pausing every sender thread for
+    # the Retry-After of a 429 (Slack publishes no workspace figure for chat.postMessage).
+    posts_per_second: float | None = None
     burst: int = 1
-    workers: int = 8
+    # Slack's documented chat.postMessage limit per conversation: 1 a second, short bursts allowed.
+    per_conversation_per_second: float = 1.0
+    per_conversation_burst: int = 3
+    # A Retry-After up to this long is waited out with the claim kept; a longer one gives it back.
+    wait_out_rate_limits: dt.timedelta = dt.timedelta(seconds=10)
+    workers: int = 32  # requests in flight: the cap over Slack's ~0.1-0.3 s per chat.postMessage
 
 
 @dataclass
@@ -102,27 +124,87 @@ class TokenBucket:
     """A token bucket on our side matching the platform's cap, so concurrent senders go as fast as
     allowed and no faster (a 429 costs a Retry-After second; pacing costs nothing)."""
 
-    def __init__(self, rate: float | None, burst: int = 1) -> None:
-        self.rate, self.capacity = rate, float(max(1, burst))
-        self._tokens, self._updated = self.capacity, time.monotonic()
+    def __init__(self, rate: float | None, burst: int = 1, timer: Timer = time) -> None:
+        self.rate, self.capacity, self.timer = rate, float(max(1, burst)), timer
+        self._tokens, self._updated = self.capacity, timer.monotonic()
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         if self.rate is None:
             return
         with self._lock:
-            now = time.monotonic()
+            now = self.timer.monotonic()
             self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
             self._updated = now
             self._tokens -= 1  # below zero: a reserved slot in the future, first come first served
             delay = -self._tokens / self.rate if self._tokens < 0 else 0.0
         if delay > 0:
-            time.sleep(delay)
+            self.timer.sleep(delay)
+
+
+class ConversationPace:
+    """Each conversation's bucket (rate a second, `burst` at once) as seen from our side: its next
+    post is handed to a sender thread when its turn comes, instead of drawing a 429 that pauses the
+    whole workspace. Only dispatching threads use it (two ticks at once would at worst draw a 429)."""
+
+    def __init__(self, rate: float, burst: int, timer: Timer) -> None:
+        self.rate, self.capacity, self.timer = rate, float(max(1, burst)), timer
+        self._buckets: dict[Conversation, tuple[float, float]] = {}  # tokens, as of when
+
+    def _tokens(self, conversation: Conversation, now: float) -> float:
+        tokens, updated = self._buckets.get(conversation, (self.capacity, now))
+        return min(self.capacity, tokens + (now - updated) * self.rate)
+
+    def turn(self, conversation: Conversation) -> float:
+        """When (on the timer) the conversation may take its next post."""
+        now = self.timer.monotonic()
+        tokens = self._tokens(conversation, now)
+        return now if tokens >= 1 else now + (1 - tokens) / self.rate + PACE_MARGIN
+
+    def take(self, conversation: Conversation) -> None:
+        now = self.timer.monotonic()
+        self._buckets[conversation] = (self._tokens(conversation, now) - 1, now)
+
+    def give_back(self, conversation: Conversation) -> None:
+        now = self.timer.monotonic()
+        self._buckets[conversation] = (min(self.capacity, self._tokens(conversation, now) + 1), now)
+
+    def forget_full(self) -> None:
+        """Drop the buckets that have filled up again (what most conversations are between ticks)."""
+        now = self.timer.monotonic()
+        self._buckets = {c: b for c, b in self._buckets.items() if self._tokens(c, now) < self.capacity}
+
+
+@dataclass(frozen=True)
+class _Work:
+    """An item on its way: `held` is our claim (row id, attempt, look first) kept across a wait for
+    the platform's Retry-After; `waits` counts those waits."""
+
+    item: Outgoing
+    held: tuple[int, int, bool] | None = None
+    waits: int = 0
 
 
 def sender_name() -> str:
     """Who holds a claim: host, process and a random part (a restarted process is someone else)."""
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def provably_dead(holder: str) -> bool:
+    """A claim's holder (named by sender_name) that ran on this host in a process that no longer
+    exists. A remote holder, another user's process, a name of another form or a pid reused by
+    some other process all count as alive: their claims wait for the lease."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname()[:32] or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, someone else's (EPERM)
+        return False
+    return False
 
 
 def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[int, str]]:
@@ -178,11 +260,19 @@ class Outbox:
         messengers: Mapping[str, Messenger],
         settings: OutboxSettings | None = None,
         name: str | None = None,
+        timer: Timer = time,
     ) -> None:
-        self.sessions, self.clock, self.messengers = sessions, clock, messengers
+        self.sessions, self.clock, self.messengers, self.timer = sessions, clock, messengers, timer
         self.settings = settings or OutboxSettings()
         self.name = name or sender_name()
-        self.pacer = TokenBucket(self.settings.posts_per_second, self.settings.burst)
+        self.pacer = TokenBucket(self.settings.posts_per_second, self.settings.burst, timer)
+        self.pace = ConversationPace(
+            self.settings.per_conversation_per_second, self.settings.per_conversation_burst, timer
+        )
+        # platform -> (no request before, the pause set at), on the timer, after a 429
+        self._paused: dict[str | None, tuple[float, float]] = {}
+        self._pause_lock = threading.Lock()
+        self._dead: set[str] = set()  # holders of claims known to have died on this host
         self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="delivery")
 
     def close(self) -> None:
@@ -214,11 +304,21 @@ class Outbox:
         return made
 
     def stale(self, session: Session, limit: int = 5000) -> list[tuple[ScheduledPost, int, int, bool]]:
-        """Claims whose sender died or whose retry is due: (post, row id, attempts, may have landed)."""
+        """Claims whose sender died or whose retry is due: (post, row id, attempts, may have landed).
+        A sender that provably died on this host (a restart after a crash) leaves its claims to us at
+        once; any other sender's wait for their lease to run out."""
         now = self.clock.now()
+        holders = session.scalars(
+            select(Delivery.claimed_by)
+            .where(Delivery.status == DeliveryStatus.CLAIMED, Delivery.lease_until > now)
+            .distinct()
+        )
+        self._dead |= {
+            h for h in holders if h and h != self.name and h not in self._dead and provably_dead(h)
+        }
         query: Select[Any] = (
             select(Delivery)
-            .where(Delivery.status == DeliveryStatus.CLAIMED, Delivery.lease_until <= now)
+            .where(Delivery.status == DeliveryStatus.CLAIMED, self._takeable(now))
             .order_by(Delivery.due_at, Delivery.id)
             .limit(limit)
         )
@@ -243,6 +343,12 @@ class Outbox:
             for r in rows
         ]
 
+    def _takeable(self, now: dt.datetime) -> Any:
+        """A claim nobody holds any more: its lease ran out, or its holder died here."""
+        if not self._dead:
+            return Delivery.lease_until <= now
+        return or_(Delivery.lease_until <= now, Delivery.claimed_by.in_(sorted(self._dead)))
+
     def drop(self, row_id: int, attempts: int, reason: str) -> bool:
         """Skip a recovered claim that has nothing left to say (e.g. the approval was decided)."""
         with unit_of_work(self.sessions) as session:
@@ -261,25 +367,91 @@ class Outbox:
     # --- sending -------------------------------------------------------------------------------------
 
     def deliver(self, items: Sequence[Outgoing]) -> Outcome:
-        """Send each item exactly once. One conversation's posts go out in order, one after the other;
-        different conversations go out concurrently, paced to the workspace's cap."""
-        outcome = Outcome()
-        by_conversation: defaultdict[tuple[str | None, str | None], list[Outgoing]] = defaultdict(list)
-        for item in sorted(items, key=lambda i: (i.post.due_at, i.post.kind.order)):
-            by_conversation[(item.post.platform, item.post.conversation)].append(item)
-        futures: set[Future[None]] = {
-            self._pool.submit(self._send_all, group, outcome) for group in by_conversation.values()
-        }
+        """Send each item exactly once. One conversation's posts go out in order, one after the other,
+        each when the conversation's pace allows; different conversations go out concurrently (paced
+        to the workspace's cap when one is set), a conversation waiting its turn holding no thread."""
+        return self.deliver_batches(iter([items]))
+
+    def deliver_batches(
+        self, batches: Iterator[Sequence[Outgoing]], outcome: Outcome | None = None
+    ) -> Outcome:
+        """As `deliver`, for items that come in batches in the order they fell due (a conversation's
+        posts keep that order across batches): the next batch is asked for only when fewer than
+        AHEAD posts per thread wait, so the first posts go out while the later ones are written."""
+        outcome = outcome or Outcome()
+        queues: dict[Conversation, deque[_Work]] = {}
+        order = itertools.count()  # ties in turn: conversations in the order of their first post
+        turns: list[tuple[float, int, Conversation]] = []
+        running: dict[Future[_Work | None], Conversation] = {}
+        busy: set[Conversation] = set()  # with a turn in `turns` or a post out
+        waiting, more = 0, True
         renew_every = max(0.05, self.settings.lease.total_seconds() / 3)
-        renewed = time.monotonic()
-        while futures:
-            done, futures = wait(futures, timeout=renew_every, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()
-            if futures and time.monotonic() - renewed >= renew_every:
+        renewed = self.timer.monotonic()
+        while True:
+            if more and waiting < AHEAD * self.settings.workers:
+                batch = next(batches, None)
+                more = batch is not None
+                for item in sorted(batch or (), key=lambda i: (i.post.due_at, i.post.kind.order)):
+                    conversation = (item.post.platform, item.post.conversation)
+                    queues.setdefault(conversation, deque()).append(_Work(item))
+                    waiting += 1
+                    if conversation not in busy:
+                        busy.add(conversation)
+                        heapq.heappush(turns, (self.pace.turn(conversation), next(order), conversation))
+                continue
+            if not (turns or running):
+                break
+            while turns and len(running) < self.settings.workers and turns[0][0] <= self.timer.monotonic():
+                conversation = heapq.heappop(turns)[2]
+                self.pace.take(conversation)
+                work = queues[conversation].popleft()
+                waiting -= 1
+                running[self._pool.submit(self._send_guarded, work, outcome)] = conversation
+            if running:
+                timeout = renew_every
+                if turns and len(running) < self.settings.workers:
+                    timeout = min(timeout, max(0.0, turns[0][0] - self.timer.monotonic()))
+                done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+                for future in done:
+                    conversation = running.pop(future)
+                    again = future.result()
+                    if again is not None:  # the platform said wait: the same post again, first
+                        self.pace.give_back(conversation)  # refused: it took no turn at Slack
+                        queues[conversation].appendleft(again)
+                        waiting += 1
+                    if queues[conversation]:
+                        heapq.heappush(turns, (self.pace.turn(conversation), next(order), conversation))
+                    else:
+                        busy.discard(conversation)
+            elif turns:
+                self.timer.sleep(max(0.0, turns[0][0] - self.timer.monotonic()))
+            if (turns or running) and self.timer.monotonic() - renewed >= renew_every:
                 self._renew()
-                renewed = time.monotonic()
+                renewed = self.timer.monotonic()
+        self.pace.forget_full()
         return outcome
+
+    def _hold(self, platform: str | None) -> bool:
+        """Wait out the platform's last Retry-After before another request to it; False (do not
+        send now) while one longer than we wait out runs."""
+        delay = self._paused.get(platform, (0.0, 0.0))[0] - self.timer.monotonic()
+        if delay > self.settings.wait_out_rate_limits.total_seconds():
+            return False
+        if delay > 0:
+            self.timer.sleep(delay)
+        return True
+
+    def _pause(self, platform: str | None, seconds: float, asked: float) -> None:
+        """A 429 to a request sent at `asked`: no sender thread sends to this platform for `seconds`
+        (Slack's Retry-After is the workspace's, and every thread sending meanwhile would only draw
+        another). The 429s of requests sent before the pause began say nothing new: Retry-After is
+        whole seconds (for a bucket short by a few ms), and each of them extending the pause would
+        leave the workspace's bucket full and unused."""
+        with self._pause_lock:
+            now = self.timer.monotonic()
+            until, since = self._paused.get(platform, (0.0, 0.0))
+            if asked >= since or now >= until:  # a refusal since the pause began, or after it
+                self._paused[platform] = (max(until, now + seconds), now)
 
     def _renew(self) -> None:
         """Keep our claims in flight alive while we work on them."""
@@ -292,48 +464,66 @@ class Outbox:
                 .execution_options(synchronize_session=False)
             )
 
-    def _send_all(self, group: list[Outgoing], outcome: Outcome) -> None:
-        for item in group:
-            try:
-                self._send(item, outcome)
-            except Exception:
-                # A bug, not a platform answer: the claim stays and is retried after its lease.
-                log.exception("unexpected error delivering %s", item.post.key)
+    def _send_guarded(self, work: _Work, outcome: Outcome) -> _Work | None:
+        try:
+            return self._send(work, outcome)
+        except Exception:
+            # A bug, not a platform answer: the claim stays and is retried after its lease.
+            log.exception("unexpected error delivering %s", work.item.post.key)
+            return None
 
-    def _send(self, item: Outgoing, outcome: Outcome) -> None:
-        post = item.post
-        if item.retake is None:
+    def _send(self, work: _Work, outcome: Outcome) -> _Work | None:
+        """One try at the work's post; the work again when the platform asked us to wait a moment."""
+        item, post = work.item, work.item.post
+        if not self._hold(post.platform):  # not even a claim while the platform says wait
+            if work.held is not None:  # ours: back to the store until then
+                until = self._paused[post.platform][0] - self.timer.monotonic()
+                error = DeliveryError("ratelimited", permanent=False, retry_after=until)
+                self._release(work.held[0], work.held[1], error, outcome, post.key)
+            else:  # still due on a later tick (a fresh post has no row; a retake stays stale)
+                outcome.add("retrying", post.key)
+            return None
+        if work.held is not None:
+            row_id, attempt, look_first = work.held
+        elif item.retake is None:
             self.pacer.wait()  # pace before claiming: a claim is then held only while its request is out
             claimed = self._claim(item)
             if claimed is None:
                 outcome.add("taken", post.key)
-                return
+                return None
             row_id, attempt, look_first = claimed, 1, False
         else:
             row_id, seen, look_first = item.retake
             if not self._retake(row_id, seen):
                 outcome.add("taken", post.key)
-                return
+                return None
             attempt = seen + 1
         messenger = self.messengers.get(post.platform or "")
         if messenger is None or post.conversation is None:
             self._fail(
                 row_id, attempt, f"no way to reach {post.platform}:{post.conversation}", outcome, post, True
             )
-            return
+            return None
+        asked = self.timer.monotonic()
         try:
             if look_first:
                 found = messenger.find(post.conversation, post.key, thread=post.thread)
                 if found is not None:
                     self._mark_sent(row_id, attempt, found, outcome, post.key, found_again=True)
-                    return
-            if item.retake is not None:
+                    return None
+                look_first = False  # not there: it is ours to post
+            if item.retake is not None or work.held is not None:
                 self.pacer.wait()
+            asked = self.timer.monotonic()
             if post.private:
                 posted = messenger.direct(post.conversation, item.reply, marker=post.key)
             else:
                 posted = messenger.post(post.conversation, item.reply, thread=post.thread, marker=post.key)
         except DeliveryError as err:
+            if err.retry_after is not None and not err.permanent:
+                self._pause(post.platform, err.retry_after, asked)
+            if self._waits_out(err, work):
+                return replace(work, held=(row_id, attempt, look_first), waits=work.waits + 1)
             if err.permanent:
                 self._fail(row_id, attempt, err.reason, outcome, post, permanent=True)
             elif attempt >= self.settings.max_attempts:
@@ -341,8 +531,19 @@ class Outbox:
                 self._fail(row_id, attempt, reason, outcome, post, permanent=False)
             else:
                 self._release(row_id, attempt, err, outcome, post.key)
-            return
+            return None
         self._mark_sent(row_id, attempt, posted, outcome, post.key)
+        return None
+
+    def _waits_out(self, err: DeliveryError, work: _Work) -> bool:
+        """A rate limit (nothing landed) with a short Retry-After: wait it out, claim kept, a few times."""
+        return (
+            err.retry_after is not None
+            and not err.permanent
+            and not err.may_have_landed
+            and err.retry_after <= self.settings.wait_out_rate_limits.total_seconds()
+            and work.waits < self.settings.max_attempts
+        )
 
     def _claim(self, item: Outgoing) -> int | None:
         """Insert the delivery row: the claim. None if the key is someone else's already."""
@@ -364,7 +565,8 @@ class Outbox:
         return made[0][0] if made else None
 
     def _retake(self, row_id: int, seen: int) -> bool:
-        """Take over a claim whose lease ran out; exactly one sender wins (compare and set)."""
+        """Take over a claim whose lease ran out or whose holder died here; exactly one sender wins
+        (compare and set)."""
         now = self.clock.now()
         with unit_of_work(self.sessions) as session:
             done = session.execute(
@@ -373,7 +575,7 @@ class Outbox:
                     Delivery.id == row_id,
                     Delivery.status == DeliveryStatus.CLAIMED,
                     Delivery.attempts == seen,
-                    Delivery.lease_until <= now,
+                    self._takeable(now),
                 )
                 .values(
                     attempts=seen + 1,
@@ -413,10 +615,11 @@ class Outbox:
         outcome.add("found" if found_again else "sent", key)
 
     def _release(self, row_id: int, attempt: int, err: DeliveryError, outcome: Outcome, key: str) -> None:
-        """Give the claim back for a later attempt, after a backoff (or the platform's Retry-After)."""
+        """Give the claim back for a later attempt: after the platform's Retry-After when it gave one
+        (a rate limit), else after a backoff doubled with each attempt."""
         backoff = min(self.settings.max_backoff, self.settings.backoff * 2 ** (attempt - 1))
         if err.retry_after:
-            backoff = max(backoff, dt.timedelta(seconds=err.retry_after))
+            backoff = dt.timedelta(seconds=err.retry_after)
         now = self.clock.now()
         with unit_of_work(self.sessions) as session:
             session.execute(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select, update
@@ -49,6 +50,7 @@ from store.models import (
 )
 
 log = logging.getLogger(__name__)
+WRITE_BATCH = 100  # posts whose contents are written at a time: the first go out while the rest are written
 
 
 @dataclass(frozen=True)
@@ -122,30 +124,40 @@ class ScheduledPosts:
         self, fresh: list[ScheduledPost], stale: list[tuple[ScheduledPost, int, int, bool]], now: dt.datetime
     ) -> Outcome:
         outcome = Outcome()
-        wanted = [Wanted(p.key, p.kind, p.retainer_id, p.subject, p.platform) for p in fresh]
-        wanted += [Wanted(p.key, p.kind, p.retainer_id, p.subject, p.platform) for p, *_ in stale]
-        if not wanted:
+        if not fresh and not stale:
             return outcome
-        with unit_of_work(self.sessions, read_only=True) as session:
-            written = write(session, wanted, now)
-        items, silent, reasons = [], [], {}
-        for post in fresh:
-            w = written[post.key]
-            if w.reply is None:
-                silent.append(post)
-                reasons[post.key] = w.reason or "nothing to say"
-            else:
-                items.append(Outgoing(post, w.reply, w.details))
-        for post, row_id, attempts, landed in stale:
-            w = written[post.key]
-            if w.reply is None:
-                if self.outbox.drop(row_id, attempts, w.reason or "nothing to say"):
+        return self.outbox.deliver_batches(self._written(fresh, stale, now, outcome), outcome)
+
+    def _written(
+        self,
+        fresh: list[ScheduledPost],
+        stale: list[tuple[ScheduledPost, int, int, bool]],
+        now: dt.datetime,
+        outcome: Outcome,
+    ) -> Iterator[list[Outgoing]]:
+        """The posts with their contents, WRITE_BATCH at a time in the order they fell due, so that the
+        outbox sends the first while the rest are written; those with nothing to say recorded as
+        skipped (a recovered claim dropped)."""
+        pending: list[tuple[ScheduledPost, tuple[int, int, bool] | None]] = [(p, None) for p in fresh]
+        pending += [(p, (row_id, attempts, landed)) for p, row_id, attempts, landed in stale]
+        pending.sort(key=lambda pair: (pair[0].due_at, pair[0].kind.order))
+        for start in range(0, len(pending), WRITE_BATCH):
+            chunk = pending[start : start + WRITE_BATCH]
+            wanted = [Wanted(p.key, p.kind, p.retainer_id, p.subject, p.platform) for p, _ in chunk]
+            with unit_of_work(self.sessions, read_only=True) as session:
+                written = write(session, wanted, now)
+            items, silent, reasons = [], [], {}
+            for post, retake in chunk:
+                w = written[post.key]
+                if w.reply is not None:
+                    items.append(Outgoing(post, w.reply, w.details, retake=retake))
+                elif retake is None:
+                    silent.append(post)
+                    reasons[post.key] = w.reason or "nothing to say"
+                elif self.outbox.drop(retake[0], retake[1], w.reason or "nothing to say"):
                     outcome.add("skipped", post.key)
-            else:
-                items.append(Outgoing(post, w.reply, w.details, retake=(row_id, attempts, landed)))
-        outcome.skipped += self.outbox.skip(silent, reasons)
-        outcome.merge(self.outbox.deliver(items))
-        return outcome
+            outcome.skipped += self.outbox.skip(silent, reasons)
+            yield items
 
     # --- cycles ------------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ internal channel, Brit in London from the 15th), its channels in a local Slack s
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +16,9 @@ from bot.clock import FixedClock
 from bot.lookup import name_key
 from bot.messenger import Messenger
 from handlers.slack.messenger import MARKER_EVENT, SlackMessenger
-from handlers.slack.workspace import make_client
+from handlers.slack.workspace import make_client, sender_client
 from sandbox.slack import SlackSandbox
-from scheduler.outbox import Outbox, OutboxSettings
+from scheduler.outbox import Outbox, OutboxSettings, Timer
 from scheduler.posts import RhythmSettings, ScheduledPosts
 from store.db import unit_of_work
 from store.models import (
@@ -48,6 +49,29 @@ CHANNELS = {
 }
 
 
+class FakeTime:
+    """An outbox's timer (and the sandbox's, for its rate limits, when patched in) on the world's
+    clock: waits take no real time and are recorded; they move the clock along (`moves_clock`), or
+    only this timer, so that a Retry-After or a channel's turn passes as it would."""
+
+    def __init__(self, clock: FixedClock, *, moves_clock: bool = True) -> None:
+        self.clock, self.moves_clock, self.extra = clock, moves_clock, 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.clock.now().timestamp() + self.extra
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 3))
+        if self.moves_clock:
+            self.clock.advance(dt.timedelta(seconds=seconds))
+        else:
+            self.extra += seconds
+
+    def time(self) -> float:
+        return time.time()
+
+
 @dataclass
 class World:
     sessions: sessionmaker[Session]
@@ -58,7 +82,7 @@ class World:
     outboxes: list[Outbox] = field(default_factory=list)
 
     def messenger(self, timeout: float = 1) -> SlackMessenger:
-        client = make_client(self.sandbox.bot_token, self.sandbox.api_url, timeout)
+        client = sender_client(make_client(self.sandbox.bot_token, self.sandbox.api_url, timeout))
         return SlackMessenger(client, self.sessions)  # as the app builds it: uploads kept per post
 
     def scheduler(
@@ -69,14 +93,17 @@ class World:
         grace: dt.timedelta = dt.timedelta(hours=12),
         lease: dt.timedelta = dt.timedelta(seconds=60),
         workers: int = 4,
+        per_conversation_burst: int = 3,
+        timer: Timer = time,
     ) -> ScheduledPosts:
         """A scheduler as one process would run it: its own outbox, sender name and memory."""
         outbox = Outbox(
             self.sessions,
             self.clock,
             {"slack": messenger or self.messenger()},
-            OutboxSettings(lease=lease, workers=workers),
+            OutboxSettings(lease=lease, workers=workers, per_conversation_burst=per_conversation_burst),
             name=name,
+            timer=timer,
         )
         self.outboxes.append(outbox)
         return ScheduledPosts(self.sessions, self.clock, outbox, RhythmSettings(grace=grace))

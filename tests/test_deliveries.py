@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -15,10 +19,12 @@ from sqlalchemy import update
 from bot.clock import FixedClock
 from bot.messenger import Posted
 from bot.replies import Reply
-from sandbox.slack import SlackSandbox
+from bot.rhythm import PostKind
+from sandbox.slack import RateLimits, SlackSandbox, web_api
+from scheduler.outbox import FOUND_AGAIN, Outgoing, ScheduledPost
 from store.db import unit_of_work
 from store.models import Channel, DeliveryStatus
-from tests.rhythm_world import ACME, ACME_INTERNAL, MAYA, World, build_world
+from tests.rhythm_world import ACME, ACME_INTERNAL, MAYA, FakeTime, World, build_world
 from tests.test_rhythm_year import SleepRecorder
 
 UTC = dt.UTC
@@ -110,6 +116,43 @@ def test_a_crash_between_claim_and_send_is_recovered_once(world: World, after_po
         assert row.reason == "found in the channel after an interrupted attempt"
         assert row.message_id == world.posted()[progress][0]["ts"]
     assert len(world.posted()[key(world, "checkpoint")]) == 1  # the other post was not disturbed
+
+
+def dead_pid() -> int:
+    """The pid of a process of ours that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize("holder", ["dead here", "alive here", "elsewhere"])
+def test_a_restart_takes_over_at_once_the_claims_of_a_sender_that_died_on_this_host(
+    world: World, holder: str
+) -> None:
+    host = socket.gethostname()[:32]
+    name = {
+        "dead here": f"{host}:{dead_pid()}:a1b2c3",
+        "alive here": f"{host}:{os.getppid()}:a1b2c3",  # our parent: alive
+        "elsewhere": f"another-host:{dead_pid()}:a1b2c3",  # no pid of ours can tell
+    }[holder]
+    progress = key(world, "progress")
+    dying = world.scheduler(name=name, messenger=CrashingMessenger(world.messenger(), progress, True))
+    with pytest.raises(Crash):
+        dying.run_due()
+    dying.outbox.close()
+    assert world.deliveries()[progress].claimed_by == name  # leased for another 60 s
+
+    world.scheduler().run_due()  # the supervisor's restart, at once, named as shipped (host:pid)
+    row = world.deliveries()[progress]
+    if holder != "dead here":  # maybe still sending: its claim waits for the lease
+        assert (row.status, row.claimed_by) == (DeliveryStatus.CLAIMED, name)
+        assert not world.sandbox.calls_to("conversations.history")
+        world.clock.advance(dt.timedelta(seconds=61))
+        world.scheduler().run_due()
+        row = world.deliveries()[progress]
+    assert (row.status, row.attempts, row.reason) == (DeliveryStatus.SENT, 2, FOUND_AGAIN)
+    assert world.sandbox.calls_to("conversations.history")  # it looked before posting again
+    assert len(world.posted()[progress]) == 1 and postmessage_calls(world, progress) == [200]
 
 
 def test_two_schedulers_racing_through_a_month_send_every_post_once(world: World) -> None:
@@ -204,29 +247,109 @@ def test_a_channel_that_no_longer_exists_fails_its_posts_tells_the_am_once_and_t
     assert len(told) == 1
 
 
-def test_rate_limits_beyond_the_sdks_retries_back_off_as_slack_asks(
-    world: World, sleeps: SleepRecorder
+@pytest.fixture
+def fake_time(world: World, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime(world.clock)  # a wait moves the world's clock too
+    monkeypatch.setattr(web_api, "time", fake)  # the sandbox's buckets refill on the same time
+    return fake
+
+
+def test_a_short_retry_after_is_waited_out_with_the_claim_kept_and_holds_every_sender(
+    world: World, sleeps: SleepRecorder, fake_time: FakeTime
 ) -> None:
     checkpoint, progress = key(world, "checkpoint"), key(world, "progress")
-    scheduler = world.scheduler(name="s", workers=1)  # one at a time: the checkpoint goes first
-    world.sandbox.fail("chat.postMessage", status=429, retry_after=30, times=6)
-    scheduler.run_due()
-    assert sleeps.waits and all(w >= 30 for w in sleeps.waits) and len(sleeps.waits) == 5  # slack_sdk's
+    scheduler = world.scheduler(name="s", workers=1, timer=fake_time)  # the checkpoint goes first
+    world.sandbox.fail("chat.postMessage", status=429, retry_after=1)
+    outcome = scheduler.run_due()
+    assert sorted(outcome.sent) == sorted([checkpoint, progress])  # both in this one run
+    assert postmessage_calls(world, checkpoint) == [429, 200]
+    assert postmessage_calls(world, progress) == [200]  # held back for the second, never a 429
+    assert fake_time.sleeps == [1.0]  # Retry-After, once, for every sender
+    assert sleeps.waits == []  # not slack_sdk's own sleep with its jitter: the outbox waited
     rows = world.deliveries()
-    assert rows[progress].status is DeliveryStatus.SENT
+    assert (rows[checkpoint].status, rows[checkpoint].attempts) == (DeliveryStatus.SENT, 1)  # kept
+    assert not world.sandbox.calls_to("conversations.history")  # a 429 never posts: no look
+    assert len(world.posted()[checkpoint]) == 1
+
+
+def test_a_long_retry_after_gives_the_claim_back_and_holds_the_other_posts_until_then(
+    world: World, sleeps: SleepRecorder, fake_time: FakeTime
+) -> None:
+    checkpoint, progress = key(world, "checkpoint"), key(world, "progress")
+    scheduler = world.scheduler(name="s", workers=1, timer=fake_time)
+    world.sandbox.fail("chat.postMessage", status=429, retry_after=30)
+    scheduler.run_due()
+    rows = world.deliveries()
     assert (rows[checkpoint].status, rows[checkpoint].reason) == (DeliveryStatus.CLAIMED, "ratelimited")
     assert rows[checkpoint].lease_until == CHECKPOINT + dt.timedelta(seconds=30)  # Retry-After, not sooner
     assert rows[checkpoint].may_have_landed is False  # a 429 never posts
+    assert progress not in rows and postmessage_calls(world, progress) == []  # not even tried: wait
+    assert fake_time.sleeps == [] and sleeps.waits == []  # nobody sat out 30 s in a tick
 
     world.clock.advance(dt.timedelta(seconds=29))
+    scheduler.run_due()  # the last second is waited out: the progress note goes
+    assert fake_time.sleeps == [1.0]
+    assert postmessage_calls(world, progress) == [200]
+    assert world.deliveries()[checkpoint].status is DeliveryStatus.CLAIMED  # its turn is the next tick
     scheduler.run_due()
-    assert world.deliveries()[checkpoint].status is DeliveryStatus.CLAIMED
-    world.clock.advance(dt.timedelta(seconds=1))
-    scheduler.run_due()
-    assert world.deliveries()[checkpoint].status is DeliveryStatus.SENT
-    assert postmessage_calls(world, checkpoint) == [429] * 6 + [200]
+    row = world.deliveries()[checkpoint]
+    assert (row.status, row.attempts) == (DeliveryStatus.SENT, 2)
+    assert postmessage_calls(world, checkpoint) == [429, 200]
     assert not world.sandbox.calls_to("conversations.history")  # nothing could have landed: no look
     assert len(world.posted()[checkpoint]) == 1
+
+
+def to_one_channel(numbers: range) -> list[Outgoing]:
+    return [
+        Outgoing(
+            ScheduledPost(f"review:{n}:2026-05", PostKind.REVIEW, None, "x", CHECKPOINT, "slack", ACME),
+            Reply(f"Post {n}"),
+        )
+        for n in numbers
+    ]
+
+
+def five_to_one_channel(world: World) -> list[Outgoing]:
+    return to_one_channel(range(5))
+
+
+def test_posts_handed_over_in_batches_go_out_in_order_the_first_before_the_rest_are_written(
+    world: World, fake_time: FakeTime
+) -> None:
+    outbox = world.scheduler(name="s", workers=1, timer=fake_time).outbox
+    asked: list[int] = []
+    before = len(world.sandbox.calls_to("chat.postMessage"))
+
+    def batches():
+        yield to_one_channel(range(5))
+        asked.append(len(world.sandbox.calls_to("chat.postMessage")) - before)  # out when the next is asked
+        yield to_one_channel(range(5, 8))
+
+    assert len(outbox.deliver_batches(batches()).sent) == 8
+    assert asked and 1 <= asked[0] < 5  # the first went out while the rest were still to be written
+    assert [m["text"] for m in world.sandbox.messages(ACME)][-8:] == [f"Post {n}" for n in range(8)]
+
+
+def test_a_channels_posts_at_once_wait_their_turn_at_one_a_second_after_a_burst_of_three(
+    world: World, fake_time: FakeTime
+) -> None:
+    world.sandbox.rate_limits = RateLimits(per_channel_per_second=1.0, per_channel_burst=3)
+    outbox = world.scheduler(name="s", timer=fake_time).outbox
+    sent = outbox.deliver(five_to_one_channel(world)).sent
+    assert sorted(sent) == [f"review:{n}:2026-05" for n in range(5)]
+    assert world.sandbox.rate_limited_count == 0  # no 429: each waited its turn
+    assert fake_time.sleeps == [1.05, 1.0]  # the 4th and the 5th (and 50 ms for the request's jitter)
+    assert [m["text"] for m in world.sandbox.messages(ACME)][-5:] == [f"Post {n}" for n in range(5)]
+
+
+def test_a_pace_looser_than_the_channels_draws_429s_and_still_posts_each_once(
+    world: World, fake_time: FakeTime
+) -> None:
+    world.sandbox.rate_limits = RateLimits(per_channel_per_second=1.0, per_channel_burst=3)
+    outbox = world.scheduler(name="s", timer=fake_time, per_conversation_burst=5).outbox  # too loose
+    assert len(outbox.deliver(five_to_one_channel(world)).sent) == 5
+    assert world.sandbox.rate_limited_count >= 1  # what the pace spares: Slack says wait
+    assert [m["text"] for m in world.sandbox.messages(ACME)][-5:] == [f"Post {n}" for n in range(5)]
 
 
 def test_server_errors_and_timeouts_are_retried_after_looking_first(

@@ -42,6 +42,16 @@ def make_client(token: str, api_url: str, timeout: float = 10.0) -> WebClient:
     )
 
 
+def sender_client(client: WebClient) -> WebClient:
+    """The same client for the outbox's scheduled posts, without slack_sdk's rate-limit retries: each
+    thread would sleep out its own 429 (Retry-After plus up to 1 s of jitter) while the others kept
+    drawing more; the outbox pauses all its threads for the Retry-After instead."""
+    sender = copy.copy(client)
+    kept = [h for h in client.retry_handlers if not isinstance(h, RateLimitErrorRetryHandler)]
+    sender.retry_handlers = kept
+    return sender
+
+
 @dataclass(frozen=True)
 class Identity:
     """What `auth.test` says about the app: its own workspace and bot user."""
