@@ -97,7 +97,7 @@ def _outlive_not(bot: int) -> None:
         time.sleep(BOT_WATCH_SECONDS)
         try:
             os.kill(bot, 0)
-        except ProcessLookupError:
+        except OSError:  # gone; or its pid is another user's process now (EPERM): gone too
             os._exit(0)
 
 
@@ -122,7 +122,8 @@ def shared_by_processes(database_url: str) -> bool:
 class ViewWorkers:
     """Answers portfolio views off the request threads: `submit` a job, get a Future of its Reply,
     which never fails (an error is answered as one, with a reference in the log). A worker that dies
-    fails only the views it had; the pool is replaced for the next one."""
+    breaks the whole pool (concurrent.futures' rule): every view in flight then, its own and the
+    other worker's, is answered with that error, and a new pool answers the next ones."""
 
     def __init__(self, core: Core, database_url: str, processes: int) -> None:
         self.core = core

@@ -172,9 +172,8 @@ def build_runtime(
     except BaseException:
         engine.dispose()
         raise
-    # Spawned now, off any request's path, so the first director's `list all` does not wait for them.
+    # Started at the first view, or by `serve` at once (`warm`): a one-shot command pays for none.
     views = ViewWorkers(core, settings.database_url, settings.retainer_view_processes)
-    views.warm()
     slack = build_app(core, workspace, secret, views)
     runtime = Runtime(
         settings,
@@ -287,6 +286,8 @@ def serve(settings: Settings, host: str, port: int, *, scheduler: bool = True) -
     rhythm's scheduler in the same process unless `scheduler` is False."""
     check_address(host, port)
     runtime = build_runtime(settings)
+    if runtime.views is not None:  # off any request's path: the first director's list waits for none
+        runtime.views.warm()
     identity = runtime.workspace.identity
     if runtime.sandbox is not None:
         print(

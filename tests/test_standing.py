@@ -21,6 +21,8 @@ from store.models import (
     ApprovalRequest,
     ApprovalState,
     Client,
+    Delivery,
+    DeliveryStatus,
     Retainer,
     RetainerMember,
     Task,
@@ -272,3 +274,36 @@ def test_postgresql_knows_the_stored_standings_are_current(bot, backend) -> None
         ).scalar_one()
     assert current and current > 150
     assert plan[0]["Plan"]["Plan Rows"] >= current / 2
+
+
+def test_only_a_planning_posts_writes_make_its_account_stale(bot) -> None:
+    """The health reads no scheduled post but the planning post: a checkpoint's claim, lease renewal and
+    sending leave its account's stored standing current (migration 0017), a planning post's do not."""
+    demo(bot, 3)
+    bot.runtime.watch.refresh_standings()
+    now = bot.runtime.core.clock.now()
+    with unit_of_work(bot.sessions) as session:
+        retainer_id = session.scalars(select(Retainer.id).order_by(Retainer.id).limit(1)).one()
+    before = revisions(bot)[retainer_id]
+
+    def post(kind: str) -> None:
+        with unit_of_work(bot.sessions) as session:
+            row = Delivery(
+                key=f"{kind}:{retainer_id}:test", kind=kind, retainer_id=retainer_id, subject="period:test",
+                platform="slack", conversation="C1", due_at=now, status=DeliveryStatus.CLAIMED,
+                claimed_by="test", claimed_at=now, lease_until=now,
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+            session.execute(update(Delivery).where(Delivery.id == row.id).values(lease_until=now, attempts=1))
+            session.execute(
+                update(Delivery).where(Delivery.id == row.id).values(**Delivery.sent(now, "C1", "1.2"))
+            )
+
+    post("checkpoint")
+    assert revisions(bot)[retainer_id] == before  # still current: nothing the health reads moved
+    post("planning")
+    rev, done = revisions(bot)[retainer_id]
+    assert done is not None and done == before[1] and rev > done  # a planning post is read: stale
+    stored, full = lines(bot)
+    assert stored == full
