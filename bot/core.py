@@ -60,10 +60,11 @@ class Core:
         """Answer `/retainer <text>`; written and committed before the answer is returned.
 
         Who is asking is settled read-only (it may ask the platform, which must not happen under the
-        write lock); a subcommand that only reads is answered in the same transaction, one that writes
-        in a unit of work of its own that takes the write lock up front."""
+        write lock); a subcommand that only reads is answered in the same unit (on PostgreSQL
+        statement by statement, store/db.py), one that writes in a unit of work of its own that takes
+        the write lock up front."""
         try:
-            with unit_of_work(self.sessions, read_only=True) as session:
+            with unit_of_work(self.sessions, read_only=True, per_statement=True) as session:
                 viewer = resolve_viewer(session, platform, user_id, in_agency)
                 request = commands.Request(viewer, channel_id, in_dm, self.clock.now())
                 if not commands.writes(text):
@@ -76,7 +77,7 @@ class Core:
             return self.unexpected("command", text=text[:200], user=user_id)
 
     def viewer(self, platform: str, user_id: str, in_agency: Callable[[str], bool]) -> Viewer:
-        with unit_of_work(self.sessions, read_only=True) as session:
+        with unit_of_work(self.sessions, read_only=True, per_statement=True) as session:
             return resolve_viewer(session, platform, user_id, in_agency)
 
     def confirm_priorities(self, viewer: Viewer, cycle_id: int, channel_id: str | None) -> Confirmed:
