@@ -185,9 +185,9 @@ def test_status_takes_the_same_statements_at_any_size(bot, retainers) -> None:
     assert len(selects) == STATUS_QUERIES, selects
 
 
-# A client's own status in its channel: the viewer, the channel, its retainer, the month's cycle with
-# the stored standing (which gives the approvals waiting and the AMs), the month's deliverables.
-CLIENT_STATUS_QUERIES = 5
+# A client's own status in its channel: who asks with the channel's binding, its retainer, the month's
+# cycle with the stored standing (which gives the approvals waiting and the AMs), its deliverables.
+CLIENT_STATUS_QUERIES = 4
 
 
 @pytest.mark.parametrize("retainers", [3, 40])
