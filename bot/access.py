@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, literal, select
 from sqlalchemy.orm import Session
 
 from store.models import Channel, ChannelKind, MemberRole, Person, Retainer, Role
@@ -41,7 +42,12 @@ def resolve_viewer(session: Session, platform: str, user_id: str, in_agency: Cal
     Microsoft 365 tenant) says they belong to the agency."""
     # Through the connection: a plain row, none of the ORM's work for a Core statement.
     person = session.connection().execute(_PERSON_BY_PLATFORM_ID[platform], {"user_id": user_id}).first()
-    if person is not None:
+    return _viewer(platform, user_id, person, in_agency)
+
+
+def _viewer(platform: str, user_id: str, person: Any, in_agency: Callable[[str], bool]) -> Viewer:
+    # `person`: a row with the person's id (None when the database does not know them), name and role.
+    if person is not None and person.id is not None:
         return Viewer(platform, user_id, person.role.internal, person.id, person.name, person.role)
     return Viewer(platform, user_id, internal=in_agency(user_id))
 
@@ -62,6 +68,29 @@ def channel_binding(session: Session, platform: str, channel_id: str | None) -> 
         return None
     row = session.execute(_BINDING, {"platform": platform, "channel_id": channel_id}).first()
     return Binding(row.retainer_id, row.kind) if row else None
+
+
+# Who asks and where, in one statement: the person and the channel each joined to one row, so it
+# answers one row whether either is known or not (both are looked up by a unique key).
+_ASKED = select(literal(1).label("asked")).subquery("asked")
+_PERSON_AND_CHANNEL = {
+    platform: select(Person.id, Person.name, Person.role, Channel.retainer_id, Channel.kind)
+    .select_from(_ASKED)
+    .outerjoin(Person, column == bindparam("user_id"))
+    .outerjoin(Channel, and_(Channel.platform == platform, Channel.external_id == bindparam("channel_id")))
+    for platform, column in PLATFORM_ID_COLUMN.items()
+}
+
+
+def viewer_and_binding(
+    session: Session, platform: str, user_id: str, channel_id: str | None, in_agency: Callable[[str], bool]
+) -> tuple[Viewer, Binding | None]:
+    """`resolve_viewer` and `channel_binding` (none without `channel_id`) in one statement: every
+    command asks both first."""
+    values = {"user_id": user_id, "channel_id": channel_id}
+    row = session.connection().execute(_PERSON_AND_CHANNEL[platform], values).one()
+    binding = Binding(row.retainer_id, row.kind) if row.retainer_id is not None else None
+    return _viewer(platform, user_id, row, in_agency), binding
 
 
 def is_client_side(person: Person | None, retainer: Retainer) -> bool:

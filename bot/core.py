@@ -9,7 +9,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import commands
-from bot.access import Viewer, resolve_viewer
+from bot.access import Viewer, resolve_viewer, viewer_and_binding
 from bot.approvals import Approvals
 from bot.change_orders import ChangeOrders
 from bot.clock import Clock
@@ -59,24 +59,26 @@ class Core:
     ) -> Reply:
         """Answer `/retainer <text>`; written and committed before the answer is returned.
 
-        Who is asking is settled read-only (it may ask the platform, which must not happen under the
-        write lock); a subcommand that only reads is answered in the same transaction, one that writes
-        in a unit of work of its own that takes the write lock up front."""
+        Who is asking, and the retainer the channel is bound to, are settled read-only, in one
+        statement (it may ask the platform, which must not happen under the write lock); a subcommand
+        that only reads is answered in the same unit (on PostgreSQL statement by statement,
+        store/db.py), one that writes in a unit of work of its own that takes the write lock up front."""
         try:
-            with unit_of_work(self.sessions, read_only=True) as session:
-                viewer = resolve_viewer(session, platform, user_id, in_agency)
+            with unit_of_work(self.sessions, read_only=True, per_statement=True) as session:
+                where = None if in_dm else channel_id
+                viewer, binding = viewer_and_binding(session, platform, user_id, where, in_agency)
                 request = commands.Request(viewer, channel_id, in_dm, self.clock.now())
                 if not commands.writes(text):
-                    return commands.run(session, request, text)
+                    return commands.run(session, request, binding, text)
             with unit_of_work(self.sessions) as session:
-                return commands.run(session, request, text)
+                return commands.run(session, request, binding, text)
         except commands.CommandError as err:
             return error(err.message, err.usage)
         except Exception:
             return self.unexpected("command", text=text[:200], user=user_id)
 
     def viewer(self, platform: str, user_id: str, in_agency: Callable[[str], bool]) -> Viewer:
-        with unit_of_work(self.sessions, read_only=True) as session:
+        with unit_of_work(self.sessions, read_only=True, per_statement=True) as session:
             return resolve_viewer(session, platform, user_id, in_agency)
 
     def confirm_priorities(self, viewer: Viewer, cycle_id: int, channel_id: str | None) -> Confirmed:

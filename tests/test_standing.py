@@ -168,17 +168,39 @@ def test_status_reads_a_current_standing_and_tells_the_same(bot) -> None:
 STATUS_QUERIES = 4
 
 
-@pytest.mark.parametrize("retainers", [3, 40])
-def test_status_takes_the_same_statements_at_any_size(bot, retainers) -> None:
+def status_statements(bot, retainers: int, words: str, **where: str) -> tuple[str, list[str]]:
+    """The answer to `/retainer <words>` with every standing stored, and its SELECTs."""
     demo(bot, retainers)
     bot.runtime.watch.refresh_standings()
     with statements(bot.runtime.engine) as run:
-        answer = bot.answer("status acme", user=MAYA)
-    assert answer.startswith("Acme Corp · ") and "Hours" in answer and "internal view" in answer
+        answer = bot.answer(words, **where)
     selects = [s for s in run if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == STATUS_QUERIES, selects
     # Nothing else but the read-only transaction's own (SQLite's BEGIN and its query_only switch).
     assert {s.split()[0] for s in run if s not in selects} <= {"BEGIN", "PRAGMA"}
+    return answer, selects
+
+
+@pytest.mark.parametrize("retainers", [3, 40])
+def test_status_takes_the_same_statements_at_any_size(bot, retainers) -> None:
+    answer, selects = status_statements(bot, retainers, "status acme", user=MAYA)
+    assert answer.startswith("Acme Corp · ") and "Hours" in answer and "internal view" in answer
+    assert len(selects) == STATUS_QUERIES, selects
+
+
+# A client's own status in its channel: who asks with the channel's binding, its retainer, the month's
+# cycle with the stored standing (which gives the approvals waiting and the AMs), its deliverables.
+CLIENT_STATUS_QUERIES = 4
+
+
+@pytest.mark.parametrize("retainers", [3, 40])
+def test_a_clients_status_reads_its_stored_standing_in_the_same_statements_at_any_size(
+    bot, retainers
+) -> None:
+    answer, selects = status_statements(bot, retainers, "status", user="U09AC0001", channel="C0ACME0001")
+    assert answer.startswith("Acme Corp · ") and "Waiting on you" in answer, answer
+    assert "Your account manager: " in answer and "internal view" not in answer and "health" not in answer
+    assert len(selects) == CLIENT_STATUS_QUERIES, selects
+    assert not any("approval_request" in s or "retainer_member" in s for s in selects), selects
 
 
 # Names whose code-point order (Python's) differs from a locale's: case, punctuation, accents; one twice.

@@ -1,10 +1,11 @@
-"""Units of work (store/db.py): a read-only one refuses to write on both databases, a writing one
-after it on the same pooled connection writes, and reads are answered while a writer holds its lock."""
+"""Units of work (store/db.py): a read-only one refuses to write on both databases (one statement by
+statement, on SQLite), a writing one after it on the same pooled connection writes, and reads are
+answered while a writer holds its lock."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from store.db import unit_of_work
@@ -20,6 +21,26 @@ def agencies(sessions) -> list[str]:
 def test_a_write_in_a_read_only_unit_of_work_fails_and_nothing_is_stored(sessions) -> None:
     read_only = unit_of_work(sessions, read_only=True)
     with pytest.raises(DBAPIError, match=r"(?i)read-?only"), read_only as session:
+        session.add(Agency(name="Slipped in", timezone="UTC", country="GB"))
+    assert agencies(sessions) == []
+
+
+# PostgreSQL's now() is the start of the statement's transaction.
+TRANSACTION_START = text("SELECT now()")
+
+
+def test_a_per_statement_read_runs_each_statement_on_its_own_and_sqlite_still_refuses_a_write(
+    sessions,
+) -> None:
+    if sessions.kw["bind"].dialect.name == "postgresql":
+        # No BEGIN, no COMMIT: each statement is a transaction of its own, unlike a read-only one's.
+        with unit_of_work(sessions, read_only=True, per_statement=True) as session:
+            assert len({session.scalar(TRANSACTION_START) for _ in range(3)}) == 3
+        with unit_of_work(sessions, read_only=True) as session:
+            assert len({session.scalar(TRANSACTION_START) for _ in range(3)}) == 1
+        return
+    per_statement = unit_of_work(sessions, read_only=True, per_statement=True)
+    with pytest.raises(DBAPIError, match=r"(?i)readonly"), per_statement as session:
         session.add(Agency(name="Slipped in", timezone="UTC", country="GB"))
     assert agencies(sessions) == []
 

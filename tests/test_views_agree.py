@@ -159,7 +159,8 @@ def told(bot, agency) -> dict[str, str]:
         assert digest.reply is not None, digest.reason
         views["digest"] = as_text(render_message(digest.reply))
         teams = Viewer("teams", "aad-maya", True, maya.id, maya.name, maya.role)
-        views["teams"] = card_text(render_card(run(session, Request(teams, None, True, NOW), "status acme")))
+        answer = run(session, Request(teams, None, True, NOW), None, "status acme")
+        views["teams"] = card_text(render_card(answer))
     bot.runtime.watch.run_due()  # the daily scan: the director is told about the red accounts
     for message in bot.sandbox.messages(DIRECTOR):
         text = as_text(message)
