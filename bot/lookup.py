@@ -62,15 +62,16 @@ _BY_ALIAS = (
 
 
 def _with_retainers(rows: Iterable[tuple[Client, Retainer | None]]) -> list[Client]:
-    """The clients of `rows` (in their order, once each), each given the retainers beside it."""
-    retainers: dict[Client, list[Retainer]] = {}
+    """The clients of `rows` (in their order, once each), each given the retainers beside it (once
+    each: a client found by several of its aliases comes with its retainers once per alias)."""
+    retainers: dict[Client, dict[Retainer, None]] = {}
     for client, retainer in rows:
-        retainers.setdefault(client, [])
+        theirs = retainers.setdefault(client, {})
         if retainer is not None:
-            retainers[client].append(retainer)
+            theirs[retainer] = None
             set_committed_value(retainer, "client", client)
     for client, theirs in retainers.items():
-        set_committed_value(client, "retainers", theirs)
+        set_committed_value(client, "retainers", list(theirs))
     return list(retainers)
 
 

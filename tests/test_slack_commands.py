@@ -8,9 +8,10 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
+from bot.lookup import find_named, name_key
 from retainer.ask import signed_slash_command
 from store.db import unit_of_work
-from store.models import AuditEntry, Base, Channel, Task, TaskStatus, TimeEntry
+from store.models import AuditEntry, Base, Channel, Client, ClientAlias, Retainer, Task, TaskStatus, TimeEntry
 from tests.builders import (
     ACME_CHANNEL,
     ACME_CONTACT,
@@ -60,6 +61,19 @@ def test_status_shows_the_numbers_an_am_needs(bot, agency) -> None:
 @pytest.mark.parametrize("typed", ["acme", "ACME", "Acme Corp", "acme  corp", "acme inc", "Acme-Corp"])
 def test_client_lookup_forgives_case_spacing_and_aliases(bot, agency, typed) -> None:
     assert "Acme Corp · November 2026" in bot.answer(f"status {typed}", user=AM)
+
+
+def test_a_client_found_by_several_aliases_comes_with_each_retainer_once(bot, agency) -> None:
+    with unit_of_work(bot.sessions) as session:
+        acme = session.scalars(select(Client).where(Client.slug == "acme")).one()
+        acme.aliases += [ClientAlias(alias=a, alias_key=name_key(a)) for a in ("wile", "wile e")]
+    with unit_of_work(bot.sessions, read_only=True) as session:
+        expected = list(session.scalars(select(Retainer.id).where(Retainer.client_id == acme.id)))
+        named = find_named(session, ["wile e", "wile"])
+        assert {k: [r.id for r in c.retainers] for k, c in named.items()} == {
+            "wile e": expected,
+            "wile": expected,
+        }
 
 
 def test_a_typo_gets_did_you_mean(bot, agency) -> None:
