@@ -573,7 +573,7 @@ class Outbox:
                 reason = f"gave up after {attempt} attempts: {err.reason}"
                 self._fail(row_id, attempt, reason, outcome, post, permanent=False)
             else:
-                self._release(row_id, attempt, err, outcome, post.key)
+                self._release(row_id, attempt, look_first, err, outcome, post.key)
             return None
         self._mark_sent(row_id, attempt, posted, outcome, post.key)
         return None
@@ -591,7 +591,7 @@ class Outbox:
         for work in works:
             post = work.item.post
             if work.held is not None:
-                self._release(work.held[0], work.held[1], error, outcome, post.key)
+                self._release(*work.held, error, outcome, post.key)
             elif work.item.retake is None:
                 fresh.append(post)
                 details[post.key] = work.item.details
@@ -695,9 +695,13 @@ class Outbox:
             return
         outcome.add("found" if found_again else "sent", key)
 
-    def _release(self, row_id: int, attempt: int, err: DeliveryError, outcome: Outcome, key: str) -> None:
+    def _release(
+        self, row_id: int, attempt: int, look_first: bool, err: DeliveryError, outcome: Outcome, key: str
+    ) -> None:
         """Give the claim back for a later attempt: after the platform's Retry-After when it gave one
-        (a rate limit), else after a backoff doubled with each attempt."""
+        (a rate limit), else after a backoff doubled with each attempt. `look_first`: an earlier
+        attempt may have landed and we have not looked yet (the look itself was refused), so the
+        next attempt still looks."""
         backoff = min(self.settings.max_backoff, self.settings.backoff * 2 ** (attempt - 1))
         if err.retry_after:
             backoff = dt.timedelta(seconds=err.retry_after)
@@ -710,7 +714,7 @@ class Outbox:
                     claimed_by=None,
                     lease_until=now + backoff,
                     reason=err.reason,
-                    may_have_landed=err.may_have_landed,
+                    may_have_landed=err.may_have_landed or look_first,
                 )
                 .execution_options(synchronize_session=False)
             )

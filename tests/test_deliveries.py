@@ -22,7 +22,7 @@ from bot.messenger import Posted
 from bot.replies import Reply
 from bot.rhythm import PostKind
 from sandbox.slack import RateLimits, SlackSandbox, web_api
-from scheduler.outbox import FOUND_AGAIN, Outgoing, ScheduledPost, sender_name
+from scheduler.outbox import FOUND_AGAIN, ConversationPace, Outgoing, ScheduledPost, sender_name
 from store.db import unit_of_work
 from store.models import Channel, Delivery, DeliveryStatus
 from tests.rhythm_world import ACME, ACME_INTERNAL, MAYA, FakeTime, World, build_world
@@ -117,6 +117,27 @@ def test_a_crash_between_claim_and_send_is_recovered_once(world: World, after_po
         assert row.reason == "found in the channel after an interrupted attempt"
         assert row.message_id == world.posted()[progress][0]["ts"]
     assert len(world.posted()[key(world, "checkpoint")]) == 1  # the other post was not disturbed
+
+
+def test_a_recovered_claim_whose_look_is_refused_still_looks_before_posting_again(
+    world: World, fake_time: FakeTime
+) -> None:
+    progress = key(world, "progress")
+    dying = world.scheduler(name="dies", messenger=CrashingMessenger(world.messenger(), progress, True))
+    with pytest.raises(Crash):
+        dying.run_due()  # Slack posted it; nobody heard back
+    dying.outbox.close()
+    world.clock.advance(dt.timedelta(seconds=61))
+    restarted = world.scheduler(name="restarted", timer=fake_time)
+    world.sandbox.fail("conversations.history", status=429, retry_after=30)  # the look: wait 30 s
+    restarted.run_due()
+    row = world.deliveries()[progress]
+    assert (row.status, row.claimed_by, row.may_have_landed) == (DeliveryStatus.CLAIMED, None, True)
+    world.clock.advance(dt.timedelta(seconds=30))
+    restarted.run_due()
+    row = world.deliveries()[progress]
+    assert (row.status, row.reason) == (DeliveryStatus.SENT, FOUND_AGAIN)  # it looked, and found it
+    assert len(world.posted()[progress]) == 1 and postmessage_calls(world, progress) == [200]
 
 
 def dead_pid() -> int:
@@ -469,3 +490,34 @@ def test_thousands_of_missed_posts_are_recorded_in_one_go(world: World) -> None:
     ]
     assert len(outbox.skip(posts)) == 6000
     assert outbox.skip(posts[:10]) == []  # already recorded: nothing twice
+
+
+class StoppedTime:
+    def monotonic(self) -> float:
+        return 0.0
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError("nothing waits here")
+
+
+def test_overlapping_ticks_share_the_conversations_pace_safely() -> None:
+    # Another tick (the demo's clock control beside the Ticker) paces new conversations while this
+    # one forgets the full buckets: without the lock, 'dictionary changed size during iteration'.
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    pace = ConversationPace(1.0, 3, StoppedTime())  # no bucket fills up again meanwhile
+
+    def other_tick() -> None:
+        for n in range(20_000):
+            pace.take(("slack", f"C{n}"))
+
+    thread = threading.Thread(target=other_tick)
+    thread.start()
+    try:
+        while thread.is_alive():
+            pace.forget_full()
+    finally:
+        thread.join()
+        sys.setswitchinterval(before)
+    pace.forget_full()
+    assert len(pace._buckets) == 20_000  # each took a token: none full yet, none lost
