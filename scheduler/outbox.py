@@ -5,6 +5,8 @@ conversation's pace, the workspace's Retry-After); back off; fail dead channels.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import heapq
 import itertools
 import logging
@@ -145,11 +147,13 @@ class TokenBucket:
 class ConversationPace:
     """Each conversation's bucket (rate a second, `burst` at once) as seen from our side: its next
     post is handed to a sender thread when its turn comes, instead of drawing a 429 that pauses the
-    whole workspace. Only dispatching threads use it (two ticks at once would at worst draw a 429)."""
+    whole workspace. Only dispatching threads use it (two ticks at once would at worst draw a 429);
+    a lock keeps overlapping ticks (the demo's clock control beside the Ticker) from seeing it torn."""
 
     def __init__(self, rate: float, burst: int, timer: Timer) -> None:
         self.rate, self.capacity, self.timer = rate, float(max(1, burst)), timer
         self._buckets: dict[Conversation, tuple[float, float]] = {}  # tokens, as of when
+        self._lock = threading.Lock()
 
     def _tokens(self, conversation: Conversation, now: float) -> float:
         tokens, updated = self._buckets.get(conversation, (self.capacity, now))
@@ -157,22 +161,26 @@ class ConversationPace:
 
     def turn(self, conversation: Conversation) -> float:
         """When (on the timer) the conversation may take its next post."""
-        now = self.timer.monotonic()
-        tokens = self._tokens(conversation, now)
+        with self._lock:
+            now = self.timer.monotonic()
+            tokens = self._tokens(conversation, now)
         return now if tokens >= 1 else now + (1 - tokens) / self.rate + PACE_MARGIN
 
     def take(self, conversation: Conversation) -> None:
-        now = self.timer.monotonic()
-        self._buckets[conversation] = (self._tokens(conversation, now) - 1, now)
+        with self._lock:
+            now = self.timer.monotonic()
+            self._buckets[conversation] = (self._tokens(conversation, now) - 1, now)
 
     def give_back(self, conversation: Conversation) -> None:
-        now = self.timer.monotonic()
-        self._buckets[conversation] = (min(self.capacity, self._tokens(conversation, now) + 1), now)
+        with self._lock:
+            now = self.timer.monotonic()
+            self._buckets[conversation] = (min(self.capacity, self._tokens(conversation, now) + 1), now)
 
     def forget_full(self) -> None:
         """Drop the buckets that have filled up again (what most conversations are between ticks)."""
-        now = self.timer.monotonic()
-        self._buckets = {c: b for c, b in self._buckets.items() if self._tokens(c, now) < self.capacity}
+        with self._lock:
+            now = self.timer.monotonic()
+            self._buckets = {c: b for c, b in self._buckets.items() if self._tokens(c, now) < self.capacity}
 
 
 @dataclass(frozen=True)
@@ -183,20 +191,43 @@ class _Work:
     item: Outgoing
     held: tuple[int, int, bool] | None = None
     waits: int = 0
+    deferred: bool = False  # given back for this run: the platform's pause outlasts it
+
+
+@functools.cache
+def _namespace() -> str | None:
+    """Where our pids mean something: the full hostname, this boot of the kernel and our pid
+    namespace, hashed; None without /proc (then no holder is ever provably dead). Pods of one
+    ReplicaSet share the hostname's first 32 characters, containers with host networking share it
+    all, and a container cannot see another's pids: only the namespace tells them apart."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        pid_namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return hashlib.sha256(f"{socket.gethostname()}\0{boot}\0{pid_namespace}".encode()).hexdigest()[:16]
+
+
+def _host() -> str:
+    # At most 24 + 1 + 16 characters: with ":pid" (7 digits at most) and ":random" 56 <= String(64).
+    return f"{socket.gethostname()[:24]}~{_namespace() or 'unknown'}"
 
 
 def sender_name() -> str:
-    """Who holds a claim: host, process and a random part (a restarted process is someone else)."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"
+    """Who holds a claim: host and pid namespace, process, and a random part (a restarted process
+    is someone else)."""
+    return f"{_host()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def provably_dead(holder: str) -> bool:
-    """A claim's holder (named by sender_name) that ran on this host in a process that no longer
-    exists. A remote holder, another user's process, a name of another form or a pid reused by
-    some other process all count as alive: their claims wait for the lease."""
+    """A claim's holder (named by sender_name) that ran in our pid namespace on this host in a
+    process that no longer exists. A holder in another namespace or on another host, another user's
+    process, a name of another form (the old host:pid:random among them), a pid reused by some other
+    process, or any holder where /proc is missing all count as alive: their claims wait for the lease."""
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
-    if host != socket.gethostname()[:32] or not pid.isdigit() or int(pid) == os.getpid():
+    if _namespace() is None or host != _host() or not pid.isdigit() or int(pid) == os.getpid():
         return False
     try:
         os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
@@ -272,7 +303,9 @@ class Outbox:
         # platform -> (no request before, the pause set at), on the timer, after a 429
         self._paused: dict[str | None, tuple[float, float]] = {}
         self._pause_lock = threading.Lock()
-        self._dead: set[str] = set()  # holders of claims known to have died on this host
+        # Holders of live-leased claims known to have died here; rebound, never changed in place
+        # (overlapping ticks read it), and only those still holding a claim are kept.
+        self._dead: frozenset[str] = frozenset()
         self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="delivery")
 
     def close(self) -> None:
@@ -313,9 +346,8 @@ class Outbox:
             .where(Delivery.status == DeliveryStatus.CLAIMED, Delivery.lease_until > now)
             .distinct()
         )
-        self._dead |= {
-            h for h in holders if h and h != self.name and h not in self._dead and provably_dead(h)
-        }
+        dead = self._dead
+        self._dead = frozenset(h for h in holders if h and h != self.name and (h in dead or provably_dead(h)))
         query: Select[Any] = (
             select(Delivery)
             .where(Delivery.status == DeliveryStatus.CLAIMED, self._takeable(now))
@@ -345,9 +377,10 @@ class Outbox:
 
     def _takeable(self, now: dt.datetime) -> Any:
         """A claim nobody holds any more: its lease ran out, or its holder died here."""
-        if not self._dead:
+        dead = self._dead
+        if not dead:
             return Delivery.lease_until <= now
-        return or_(Delivery.lease_until <= now, Delivery.claimed_by.in_(sorted(self._dead)))
+        return or_(Delivery.lease_until <= now, Delivery.claimed_by.in_(sorted(dead)))
 
     def drop(self, row_id: int, attempts: int, reason: str) -> bool:
         """Skip a recovered claim that has nothing left to say (e.g. the approval was decided)."""
@@ -384,6 +417,7 @@ class Outbox:
         turns: list[tuple[float, int, Conversation]] = []
         running: dict[Future[_Work | None], Conversation] = {}
         busy: set[Conversation] = set()  # with a turn in `turns` or a post out
+        deferred: set[Conversation] = set()  # given back for this run, every post after the first too
         waiting, more = 0, True
         renew_every = max(0.05, self.settings.lease.total_seconds() / 3)
         renewed = self.timer.monotonic()
@@ -391,13 +425,19 @@ class Outbox:
             if more and waiting < AHEAD * self.settings.workers:
                 batch = next(batches, None)
                 more = batch is not None
+                later: list[_Work] = []  # for conversations given back for this run: after the rest
                 for item in sorted(batch or (), key=lambda i: (i.post.due_at, i.post.kind.order)):
                     conversation = (item.post.platform, item.post.conversation)
+                    if conversation in deferred:
+                        later.append(_Work(item))
+                        continue
                     queues.setdefault(conversation, deque()).append(_Work(item))
                     waiting += 1
                     if conversation not in busy:
                         busy.add(conversation)
                         heapq.heappush(turns, (self.pace.turn(conversation), next(order), conversation))
+                if later:
+                    self._defer(later, outcome)
                 continue
             if not (turns or running):
                 break
@@ -415,7 +455,15 @@ class Outbox:
                 for future in done:
                     conversation = running.pop(future)
                     again = future.result()
-                    if again is not None:  # the platform said wait: the same post again, first
+                    if again is not None and again.deferred:  # a pause past this run: all after it
+                        self.pace.give_back(conversation)  # it took no turn at Slack
+                        deferred.add(conversation)
+                        rest = list(queues[conversation])
+                        queues[conversation].clear()
+                        waiting -= len(rest)
+                        if rest:
+                            self._defer(rest, outcome)
+                    elif again is not None:  # the platform said wait: the same post again, first
                         self.pace.give_back(conversation)  # refused: it took no turn at Slack
                         queues[conversation].appendleft(again)
                         waiting += 1
@@ -475,14 +523,9 @@ class Outbox:
     def _send(self, work: _Work, outcome: Outcome) -> _Work | None:
         """One try at the work's post; the work again when the platform asked us to wait a moment."""
         item, post = work.item, work.item.post
-        if not self._hold(post.platform):  # not even a claim while the platform says wait
-            if work.held is not None:  # ours: back to the store until then
-                until = self._paused[post.platform][0] - self.timer.monotonic()
-                error = DeliveryError("ratelimited", permanent=False, retry_after=until)
-                self._release(work.held[0], work.held[1], error, outcome, post.key)
-            else:  # still due on a later tick (a fresh post has no row; a retake stays stale)
-                outcome.add("retrying", post.key)
-            return None
+        if not self._hold(post.platform):  # no request while the platform says wait
+            self._defer([work], outcome)
+            return replace(work, deferred=True)
         if work.held is not None:
             row_id, attempt, look_first = work.held
         elif item.retake is None:
@@ -530,10 +573,48 @@ class Outbox:
                 reason = f"gave up after {attempt} attempts: {err.reason}"
                 self._fail(row_id, attempt, reason, outcome, post, permanent=False)
             else:
-                self._release(row_id, attempt, err, outcome, post.key)
+                self._release(row_id, attempt, look_first, err, outcome, post.key)
             return None
         self._mark_sent(row_id, attempt, posted, outcome, post.key)
         return None
+
+    def _defer(self, works: Sequence[_Work], outcome: Outcome) -> None:
+        """Give back for this run posts that the platform's pause outlasts, retried when it ends: a
+        claim of ours is released until then; a fresh post gets its row released until then (a DM
+        of an escalation is not asked for again, and is marked as told: no row, and it was lost), so
+        stale() hands it to a later tick in its turn; a retake stays stale as it is."""
+        platform = works[0].item.post.platform
+        seconds = max(0.001, self._paused.get(platform, (0.0, 0.0))[0] - self.timer.monotonic())
+        error = DeliveryError("ratelimited", permanent=False, retry_after=seconds)
+        fresh: list[ScheduledPost] = []
+        details: dict[str, dict[str, Any]] = {}
+        for work in works:
+            post = work.item.post
+            if work.held is not None:
+                self._release(*work.held, error, outcome, post.key)
+            elif work.item.retake is None:
+                fresh.append(post)
+                details[post.key] = work.item.details
+            else:
+                outcome.add("retrying", post.key)
+        if not fresh:
+            return
+        now = self.clock.now()
+        rows = [
+            _row(
+                p,
+                DeliveryStatus.CLAIMED,
+                now,
+                lease_until=now + dt.timedelta(seconds=seconds),
+                reason=error.reason,
+                details=details[p.key],
+            )
+            for p in fresh
+        ]
+        with unit_of_work(self.sessions) as session:
+            made = {key for _, key in insert_new(session, rows)}
+        for p in fresh:
+            outcome.add("retrying" if p.key in made else "taken", p.key)
 
     def _waits_out(self, err: DeliveryError, work: _Work) -> bool:
         """A rate limit (nothing landed) with a short Retry-After: wait it out, claim kept, a few times."""
@@ -614,9 +695,13 @@ class Outbox:
             return
         outcome.add("found" if found_again else "sent", key)
 
-    def _release(self, row_id: int, attempt: int, err: DeliveryError, outcome: Outcome, key: str) -> None:
+    def _release(
+        self, row_id: int, attempt: int, look_first: bool, err: DeliveryError, outcome: Outcome, key: str
+    ) -> None:
         """Give the claim back for a later attempt: after the platform's Retry-After when it gave one
-        (a rate limit), else after a backoff doubled with each attempt."""
+        (a rate limit), else after a backoff doubled with each attempt. `look_first`: an earlier
+        attempt may have landed and we have not looked yet (the look itself was refused), so the
+        next attempt still looks."""
         backoff = min(self.settings.max_backoff, self.settings.backoff * 2 ** (attempt - 1))
         if err.retry_after:
             backoff = dt.timedelta(seconds=err.retry_after)
@@ -629,7 +714,7 @@ class Outbox:
                     claimed_by=None,
                     lease_until=now + backoff,
                     reason=err.reason,
-                    may_have_landed=err.may_have_landed,
+                    may_have_landed=err.may_have_landed or look_first,
                 )
                 .execution_options(synchronize_session=False)
             )

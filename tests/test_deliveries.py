@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from slack_sdk.http_retry import builtin_handlers, handler
@@ -21,9 +22,9 @@ from bot.messenger import Posted
 from bot.replies import Reply
 from bot.rhythm import PostKind
 from sandbox.slack import RateLimits, SlackSandbox, web_api
-from scheduler.outbox import FOUND_AGAIN, Outgoing, ScheduledPost
+from scheduler.outbox import FOUND_AGAIN, ConversationPace, Outgoing, ScheduledPost, sender_name
 from store.db import unit_of_work
-from store.models import Channel, DeliveryStatus
+from store.models import Channel, Delivery, DeliveryStatus
 from tests.rhythm_world import ACME, ACME_INTERNAL, MAYA, FakeTime, World, build_world
 from tests.test_rhythm_year import SleepRecorder
 
@@ -118,6 +119,27 @@ def test_a_crash_between_claim_and_send_is_recovered_once(world: World, after_po
     assert len(world.posted()[key(world, "checkpoint")]) == 1  # the other post was not disturbed
 
 
+def test_a_recovered_claim_whose_look_is_refused_still_looks_before_posting_again(
+    world: World, fake_time: FakeTime
+) -> None:
+    progress = key(world, "progress")
+    dying = world.scheduler(name="dies", messenger=CrashingMessenger(world.messenger(), progress, True))
+    with pytest.raises(Crash):
+        dying.run_due()  # Slack posted it; nobody heard back
+    dying.outbox.close()
+    world.clock.advance(dt.timedelta(seconds=61))
+    restarted = world.scheduler(name="restarted", timer=fake_time)
+    world.sandbox.fail("conversations.history", status=429, retry_after=30)  # the look: wait 30 s
+    restarted.run_due()
+    row = world.deliveries()[progress]
+    assert (row.status, row.claimed_by, row.may_have_landed) == (DeliveryStatus.CLAIMED, None, True)
+    world.clock.advance(dt.timedelta(seconds=30))
+    restarted.run_due()
+    row = world.deliveries()[progress]
+    assert (row.status, row.reason) == (DeliveryStatus.SENT, FOUND_AGAIN)  # it looked, and found it
+    assert len(world.posted()[progress]) == 1 and postmessage_calls(world, progress) == [200]
+
+
 def dead_pid() -> int:
     """The pid of a process of ours that has exited (and been reaped)."""
     process = subprocess.Popen([sys.executable, "-c", ""])
@@ -125,15 +147,23 @@ def dead_pid() -> int:
     return process.pid
 
 
-@pytest.mark.parametrize("holder", ["dead here", "alive here", "elsewhere"])
+HOLDERS = ["dead here", "alive here", "elsewhere", "another pid namespace", "named as before"]
+
+
+@pytest.mark.parametrize("holder", HOLDERS)
 def test_a_restart_takes_over_at_once_the_claims_of_a_sender_that_died_on_this_host(
     world: World, holder: str
 ) -> None:
-    host = socket.gethostname()[:32]
+    here = sender_name().partition(":")[0]  # the host's name, then its pid namespace's identity
+    assert here != socket.gethostname()[:32]
     name = {
-        "dead here": f"{host}:{dead_pid()}:a1b2c3",
-        "alive here": f"{host}:{os.getppid()}:a1b2c3",  # our parent: alive
+        "dead here": f"{here}:{dead_pid()}:a1b2c3",
+        "alive here": f"{here}:{os.getppid()}:a1b2c3",  # our parent: alive
         "elsewhere": f"another-host:{dead_pid()}:a1b2c3",  # no pid of ours can tell
+        # A pod of the same ReplicaSet, or a container beside us with host networking: the same
+        # hostname, a pid of its own that we cannot see.
+        "another pid namespace": f"{here.partition('~')[0]}~0123456789abcdef:{dead_pid()}:a1b2c3",
+        "named as before": f"{socket.gethostname()[:32]}:{dead_pid()}:a1b2c3",  # host:pid, no namespace
     }[holder]
     progress = key(world, "progress")
     dying = world.scheduler(name=name, messenger=CrashingMessenger(world.messenger(), progress, True))
@@ -142,7 +172,8 @@ def test_a_restart_takes_over_at_once_the_claims_of_a_sender_that_died_on_this_h
     dying.outbox.close()
     assert world.deliveries()[progress].claimed_by == name  # leased for another 60 s
 
-    world.scheduler().run_due()  # the supervisor's restart, at once, named as shipped (host:pid)
+    restarted = world.scheduler()  # the supervisor's restart, at once, named as shipped
+    restarted.run_due()
     row = world.deliveries()[progress]
     if holder != "dead here":  # maybe still sending: its claim waits for the lease
         assert (row.status, row.claimed_by) == (DeliveryStatus.CLAIMED, name)
@@ -153,6 +184,18 @@ def test_a_restart_takes_over_at_once_the_claims_of_a_sender_that_died_on_this_h
     assert (row.status, row.attempts, row.reason) == (DeliveryStatus.SENT, 2, FOUND_AGAIN)
     assert world.sandbox.calls_to("conversations.history")  # it looked before posting again
     assert len(world.posted()[progress]) == 1 and postmessage_calls(world, progress) == [200]
+    restarted.run_due()
+    assert not restarted.outbox._dead  # a dead holder with no claim left is forgotten
+
+
+def test_a_senders_name_fits_its_column_whatever_the_hostname(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "retainer-bot-scheduler-7d9f8b6c5d-" + "x" * 29)
+    with open("/proc/sys/kernel/pid_max") as f:
+        widest = int(f.read())
+    monkeypatch.setattr(os, "getpid", lambda: widest)
+    name = sender_name()
+    assert len(name) <= Delivery.claimed_by.type.length == 64
+    assert name.startswith("retainer-bot-scheduler-7~")  # still says which host, at a glance
 
 
 def test_two_schedulers_racing_through_a_month_send_every_post_once(world: World) -> None:
@@ -280,21 +323,28 @@ def test_a_long_retry_after_gives_the_claim_back_and_holds_the_other_posts_until
     world.sandbox.fail("chat.postMessage", status=429, retry_after=30)
     scheduler.run_due()
     rows = world.deliveries()
-    assert (rows[checkpoint].status, rows[checkpoint].reason) == (DeliveryStatus.CLAIMED, "ratelimited")
-    assert rows[checkpoint].lease_until == CHECKPOINT + dt.timedelta(seconds=30)  # Retry-After, not sooner
-    assert rows[checkpoint].may_have_landed is False  # a 429 never posts
-    assert progress not in rows and postmessage_calls(world, progress) == []  # not even tried: wait
+    # Both wait in the store for the pause's end, held by nobody: the progress note was not even
+    # tried, and is not left to be asked for again (an escalation's DM would not be).
+    for posted, attempts in ((checkpoint, 1), (progress, 0)):
+        row = rows[posted]
+        assert (row.status, row.reason, row.claimed_by) == (DeliveryStatus.CLAIMED, "ratelimited", None)
+        assert row.lease_until == CHECKPOINT + dt.timedelta(seconds=30)  # Retry-After, not sooner
+        assert (row.may_have_landed, row.attempts) == (False, attempts)  # a 429 never posts
+    assert postmessage_calls(world, progress) == []
     assert fake_time.sleeps == [] and sleeps.waits == []  # nobody sat out 30 s in a tick
 
     world.clock.advance(dt.timedelta(seconds=29))
-    scheduler.run_due()  # the last second is waited out: the progress note goes
-    assert fake_time.sleeps == [1.0]
-    assert postmessage_calls(world, progress) == [200]
-    assert world.deliveries()[checkpoint].status is DeliveryStatus.CLAIMED  # its turn is the next tick
     scheduler.run_due()
-    row = world.deliveries()[checkpoint]
-    assert (row.status, row.attempts) == (DeliveryStatus.SENT, 2)
-    assert postmessage_calls(world, checkpoint) == [429, 200]
+    assert postmessage_calls(world, progress) == [] and fake_time.sleeps == []  # not before their time
+    world.clock.advance(dt.timedelta(seconds=1))
+    scheduler.run_due()
+    rows = world.deliveries()
+    assert [(rows[k].status, rows[k].attempts) for k in (checkpoint, progress)] == [
+        (DeliveryStatus.SENT, 2),
+        (DeliveryStatus.SENT, 1),
+    ]
+    assert postmessage_calls(world, checkpoint) == [429, 200] and postmessage_calls(world, progress) == [200]
+    assert len(world.posted()[checkpoint]) == len(world.posted()[progress]) == 1
     assert not world.sandbox.calls_to("conversations.history")  # nothing could have landed: no look
     assert len(world.posted()[checkpoint]) == 1
 
@@ -340,6 +390,41 @@ def test_a_channels_posts_at_once_wait_their_turn_at_one_a_second_after_a_burst_
     assert world.sandbox.rate_limited_count == 0  # no 429: each waited its turn
     assert fake_time.sleeps == [1.05, 1.0]  # the 4th and the 5th (and 50 ms for the request's jitter)
     assert [m["text"] for m in world.sandbox.messages(ACME)][-5:] == [f"Post {n}" for n in range(5)]
+
+
+def test_a_pause_that_outlasts_the_run_gives_back_a_channels_posts_and_keeps_their_order(
+    world: World, fake_time: FakeTime
+) -> None:
+    outbox = world.scheduler(name="s", timer=fake_time).outbox
+    outbox._pause("slack", 10.5, asked=fake_time.monotonic())  # a 429 an earlier post drew
+    posts = to_one_channel(range(5))
+    before = len(world.sandbox.calls_to("chat.postMessage"))
+
+    def batches():
+        yield posts[:3]
+        yield posts[3:]  # the channel's posts to come are given back too
+
+    outcome = outbox.deliver_batches(batches())
+    # The first 3 found 10.5 s left (more than is waited out); the 4th's turn, a second later, would
+    # have found 9.5 s, waited, and gone first. None is sent in this run, none is lost.
+    assert outcome.sent == [] and sorted(outcome.retrying) == sorted(p.post.key for p in posts)
+    assert len(world.sandbox.calls_to("chat.postMessage")) == before and fake_time.sleeps == []
+    rows = world.deliveries()
+    end = CHECKPOINT + dt.timedelta(seconds=10.5)
+    assert [(rows[p.post.key].claimed_by, rows[p.post.key].lease_until) for p in posts] == [(None, end)] * 5
+    assert len(outbox.deliver(posts).taken) == 5  # asked again meanwhile: each row is the claim
+
+    world.clock.advance(dt.timedelta(seconds=10.5))
+    with world.sessions() as session:
+        stale = outbox.stale(session)
+    assert [post.key for post, *_ in stale] == [p.post.key for p in posts]  # in their order
+    again = [
+        replace(p, retake=(row_id, attempts, landed))
+        for p, (_, row_id, attempts, landed) in zip(posts, stale, strict=True)
+    ]
+    assert len(outbox.deliver(again).sent) == 5
+    assert [m["text"] for m in world.sandbox.messages(ACME)][-5:] == [f"Post {n}" for n in range(5)]
+    assert len(world.sandbox.calls_to("chat.postMessage")) == before + 5  # each once
 
 
 def test_a_pace_looser_than_the_channels_draws_429s_and_still_posts_each_once(
@@ -405,3 +490,34 @@ def test_thousands_of_missed_posts_are_recorded_in_one_go(world: World) -> None:
     ]
     assert len(outbox.skip(posts)) == 6000
     assert outbox.skip(posts[:10]) == []  # already recorded: nothing twice
+
+
+class StoppedTime:
+    def monotonic(self) -> float:
+        return 0.0
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError("nothing waits here")
+
+
+def test_overlapping_ticks_share_the_conversations_pace_safely() -> None:
+    # Another tick (the demo's clock control beside the Ticker) paces new conversations while this
+    # one forgets the full buckets: without the lock, 'dictionary changed size during iteration'.
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    pace = ConversationPace(1.0, 3, StoppedTime())  # no bucket fills up again meanwhile
+
+    def other_tick() -> None:
+        for n in range(20_000):
+            pace.take(("slack", f"C{n}"))
+
+    thread = threading.Thread(target=other_tick)
+    thread.start()
+    try:
+        while thread.is_alive():
+            pace.forget_full()
+    finally:
+        thread.join()
+        sys.setswitchinterval(before)
+    pace.forget_full()
+    assert len(pace._buckets) == 20_000  # each took a token: none full yet, none lost

@@ -43,6 +43,7 @@ from tests.builders import (
     build_agency,
 )
 from tests.conftest import SCHEMAS
+from tests.rhythm_world import FakeTime
 from tests.slack_payloads import (
     dm_button,
     event_callback,
@@ -235,6 +236,38 @@ def test_a_dm_that_failed_is_retried_once_by_the_scheduler(bot, agency, clock, m
     assert len(dms(bot, DIRECTOR)) == 1
     assert "Acme Corp needs your attention" in as_text(dms(bot, DIRECTOR)[0])
     assert [as_text(m)[:9] for m in dms(bot, AM) if "Heads-up" in as_text(m)] == ["Heads-up:"]
+
+
+def test_an_escalation_due_while_slack_says_wait_a_minute_is_told_once_the_minute_is_over(
+    bot, agency, clock
+) -> None:
+    outbox = bot.runtime.watch.outbox
+    outbox.timer = outbox.pace.timer = FakeTime(clock)  # its pauses on the bot's clock
+    outbox._pause("slack", 60, asked=outbox.timer.monotonic())  # a 429 drawn earlier in this tick
+    bot.runtime.tick()
+    assert dms(bot, DIRECTOR) == dms(bot, AM) == []  # nobody sends while Slack says wait
+    with bot.sessions() as session:
+        claims = session.scalars(
+            select(Delivery).where(Delivery.kind.like("escalation%")).order_by(Delivery.kind)
+        ).all()
+        assert session.scalars(select(Escalation.notified_revision)).one() == 1  # told, as far as it knows
+    # Not lost: each waits in the store for the minute's end, held by nobody, nothing landed.
+    assert [(c.kind, c.status, c.claimed_by, c.may_have_landed, c.lease_until) for c in claims] == [
+        (kind, DeliveryStatus.CLAIMED, None, False, clock.now() + dt.timedelta(seconds=60))
+        for kind in ("escalation", "escalation_note")
+    ]
+    clock.advance(dt.timedelta(seconds=59))
+    bot.runtime.tick()
+    assert dms(bot, DIRECTOR) == []  # not before the minute is over
+    clock.advance(dt.timedelta(seconds=2))
+    bot.runtime.tick()
+    bot.runtime.tick()
+    (dm,) = dms(bot, DIRECTOR)
+    assert "🔴 Acme Corp needs your attention" in as_text(dm)
+    assert [as_text(m)[:9] for m in dms(bot, AM) if "Heads-up" in as_text(m)] == ["Heads-up:"]
+    with bot.sessions() as session:
+        sent = session.scalars(select(Delivery).where(Delivery.kind.like("escalation%"))).all()
+    assert [(d.status, d.attempts) for d in sent] == [(DeliveryStatus.SENT, 1)] * 2
 
 
 # --- the home tab --------------------------------------------------------------------------------------
