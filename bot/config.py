@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # Worker processes answering the portfolio views (`list`, `list all`), so that two of them use two
     # cores and never hold up anyone's `status` (bot/view_workers.py); 0: on threads of the bot process.
     retainer_view_processes: int = Field(2, ge=0, le=32)
+    # Store the standings a write made stale right after it commits (bot/keeper.py), not only at the tick.
+    retainer_keep_standings: bool = True
     # Microsoft Teams through Bot Framework. Without an app id, /api/messages takes unauthenticated
     # requests (local development against a Bot Connector stand-in) and says so at start-up.
     microsoft_app_id: str | None = None

@@ -537,14 +537,28 @@ _STORE = (
 def refresh(
     session: Session, now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS, limit: int = 2000
 ) -> int:
-    """Store the standings of up to `limit` live retainers whose stored one is not current; how many.
+    """Store the standings of up to `limit` live retainers whose stored one is not current; how many."""
+    return store(session, recomputed(session, now, thresholds, limit))
 
-    Each revision is read before the history it is computed from, and the row is written only if the
-    revision is still that one: a write committed meanwhile (PostgreSQL's other transactions) leaves
-    it stale, to be recomputed, never stored as current with what it did not see."""
+
+def store(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Write standings that `recomputed` made, each only if its revision is still the one it was
+    computed at: a write committed since (in this transaction's past or another's) leaves it stale, to
+    be recomputed, never stored as current with what it did not see. How many were given."""
+    if rows:
+        session.connection().execute(_STORE, list(rows))
+    return len(rows)
+
+
+def recomputed(
+    session: Session, now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS, limit: int = 2000
+) -> list[dict[str, Any]]:
+    """The standings of up to `limit` live retainers whose stored one is not current, recomputed from
+    their full history, for `store`: each revision is read before the history it is computed from, so
+    they may be stored in a later transaction (the write lock held only for the writing)."""
     seen = dict(stale_ids(session, now, thresholds, limit))
     if not seen:
-        return 0
+        return []
     params = []
     found = computed(session, list(seen), now, thresholds)
     weeks = week_of(session, [account for account, _ in found])
@@ -575,6 +589,4 @@ def refresh(
                 "b_facts": facts_of(account, health),
             }
         )
-    if params:
-        session.connection().execute(_STORE, params)
-    return len(params)
+    return params

@@ -20,6 +20,7 @@ from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.config import Settings, SettingsError
 from bot.core import Core
 from bot.handoff import load_mapping
+from bot.keeper import Keeper
 from bot.messenger import Messenger, Switchboard
 from bot.view_workers import ViewWorkers
 from handlers.crm import CrmWebhooks
@@ -79,6 +80,7 @@ class Runtime:
     setups: StalledSetups | None = None  # won deals' channel set-ups a dead process left unfinished
     switchboard: Messenger | None = None  # each message to the platform its conversation is on
     views: ViewWorkers | None = None  # the portfolio views' worker processes
+    keeper: Keeper | None = None  # stores the standings a write made stale, right after it commits
 
     def start_scheduler(self) -> Ticker:
         """The in-process clock: asks the rhythm what is due every RETAINER_SCHEDULER_INTERVAL s."""
@@ -134,6 +136,8 @@ class Runtime:
         self.workspace.after_ack.shutdown(wait=True)  # answers still going out after their ack
         if self.teams is not None:
             self.teams.close()
+        if self.keeper is not None:
+            self.keeper.close()  # after everything that writes
         if self.sandbox is not None:
             self.sandbox.stop()
         self.engine.dispose()
@@ -186,6 +190,7 @@ def build_runtime(
         slack_app=slack,
         sandbox=sandbox,
         views=views,
+        keeper=Keeper(sessions, clock) if settings.retainer_keep_standings else None,
     )
     # Joins a public channel it was linked to but not invited into, instead of failing the post.
     runtime.messengers["slack"] = ChannelMessenger(client, sessions)

@@ -83,6 +83,12 @@ class Mode(enum.Enum):
     WRITE = "write"
 
 
+def writes(session: Session) -> bool:
+    """Whether `session` may have written: anything but a read-only unit of work's."""
+    bind = session.bind
+    return not (isinstance(bind, Connection) and bind.info.get(_MODE) is Mode.READ)
+
+
 _MODE = "retainer.unit_of_work"  # conn.info: the mode of the unit of work that holds the connection
 _QUERY_ONLY = "retainer.query_only"  # conn.info: whether the SQLite connection is query_only now
 

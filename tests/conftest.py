@@ -39,6 +39,9 @@ def _clean_slack_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # The portfolio views on threads, as a test's in-memory world needs, unless a test asks for worker
     # processes (tests/test_view_workers.py): spawning them for every bot would slow the suite.
     monkeypatch.setenv("RETAINER_VIEW_PROCESSES", "0")
+    # A write's stale standing left stale until the tick stores it, as most tests of the standings watch
+    # it happen, unless a test asks for the keeper (tests/test_keeper.py).
+    monkeypatch.setenv("RETAINER_KEEP_STANDINGS", "0")
 
 
 def _postgres_url_in_fresh_schema() -> tuple[str, str]:

@@ -1,0 +1,84 @@
+"""The keeper (bot/keeper.py) stores the standings a write made stale right after it commits, so the
+portfolio views read them stored instead of recomputing them until the tick: over signed HTTP, as in
+production (RETAINER_KEEP_STANDINGS on); a read nudges nothing; a write between the recomputing and the
+storing leaves the row stale, never stored as current with what it did not see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from bot.standing import recomputed, store
+from store.db import unit_of_work
+from store.models import Client, Retainer
+from tests.conftest import BotUnderTest, serving
+from tests.test_dashboard import SAM, demo
+from tests.test_standing import line_of, lines, revisions
+
+
+@pytest.fixture
+def kept_bot(database_url, engine, slack_sandbox, clock) -> Iterator[BotUnderTest]:
+    with serving(database_url, slack_sandbox, clock, retainer_keep_standings=True) as served:
+        assert served.runtime.keeper is not None
+        yield served
+
+
+def first_account(bot: BotUnderTest) -> tuple[int, str, str]:
+    with bot.sessions() as session:
+        return session.execute(
+            select(Retainer.id, Client.slug, Client.name).join(Client).order_by(Retainer.id).limit(1)
+        ).one()
+
+
+def stale(bot: BotUnderTest) -> list[int]:
+    return [r for r, (rev, done) in revisions(bot).items() if rev != done]
+
+
+def test_a_write_s_standing_is_stored_again_without_waiting_for_the_tick(kept_bot) -> None:
+    demo(kept_bot, 12)
+    keeper = kept_bot.runtime.keeper
+    assert keeper is not None
+    keeper.settle()
+    assert stale(kept_bot) == []  # the fill's own writes nudged it: all stored, no tick ran
+    retainer_id, slug, name = first_account(kept_bot)
+    before = line_of(kept_bot.answer("list all", user=SAM), name)
+    passes = keeper.passes
+    assert "Logged 20 h" in kept_bot.answer(f"log {slug} 20h", user=SAM)
+    keeper.settle()
+    assert keeper.passes > passes and stale(kept_bot) == []
+    rev, done = revisions(kept_bot)[retainer_id]
+    assert done == rev  # stored at the revision the log's trigger moved it to
+    after = line_of(kept_bot.answer("list all", user=SAM), name)
+    assert after != before and "20" in kept_bot.answer(f"status {slug}", user=SAM)
+    stored, full = lines(kept_bot)
+    assert stored == full  # the stored lines tell what every full history tells
+
+
+def test_a_read_nudges_nothing(kept_bot) -> None:
+    demo(kept_bot, 3)
+    keeper = kept_bot.runtime.keeper
+    assert keeper is not None
+    keeper.settle()
+    passes = keeper.passes
+    _, slug, _ = first_account(kept_bot)
+    assert "·" in kept_bot.answer(f"status {slug}", user=SAM)
+    assert "accounts" in kept_bot.answer("list all", user=SAM)
+    keeper.settle()
+    assert keeper.passes == passes
+
+
+def test_a_write_between_recomputing_and_storing_leaves_the_standing_stale(bot) -> None:
+    demo(bot, 3)
+    retainer_id, slug, _ = first_account(bot)
+    now = bot.runtime.core.clock.now()
+    with unit_of_work(bot.sessions, read_only=True) as session:
+        rows = recomputed(session, now)
+    assert {r["rid"] for r in rows} == set(revisions(bot))  # nothing stored yet: all three
+    assert "Logged 2 h" in bot.answer(f"log {slug} 2h", user=SAM)  # committed in between
+    with unit_of_work(bot.sessions) as session:
+        assert store(session, rows) == 3
+    assert stale(bot) == [retainer_id]  # the others stored; this one waits for a pass that saw the log
+    stored, full = lines(bot)
+    assert stored == full
