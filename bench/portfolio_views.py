@@ -15,7 +15,8 @@ asks `status` every 10 ms (`--status-every`; 100 a second, far more than an agen
 lists' latencies and the status p99 meanwhile. Those three clients run in a process of their own, as
 Slack is outside the bot: in the bot's process they would take its interpreter lock from it.
 The standings are stored first, as the scheduler's tick does (`HealthWatch.refresh_standings`), and
-again every 10 rounds (up to 10 writes' accounts are recomputed on read in between).
+again every 10 rounds; the bot's keeper (bot/keeper.py) stores each write's account right after it, as
+in production, and a view reads any it has not stored yet recomputed.
 Targets (issue 14): list, list all, App Home p50 <= 100 ms and p99 <= 300 ms at 10,000, also with two
 directors at once; status p99 <= 10 ms meanwhile; all far inside Slack's 3 s.
 
