@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     retainer_reminder_after_business_days: int = Field(2, ge=0)
     retainer_scheduler_interval: float = Field(60.0, gt=0)
     retainer_posts_per_second: float | None = Field(None, gt=0)
+    # Each conversation's pace: Slack's documented 1 chat.postMessage a second (bursts of 3).
+    retainer_conversation_posts_per_second: float = Field(1.0, gt=0)
     # Worker processes answering the portfolio views (`list`, `list all`), so that two of them use two
     # cores and never hold up anyone's `status` (bot/view_workers.py); 0: on threads of the bot process.
     retainer_view_processes: int = Field(2, ge=0, le=32)

@@ -230,7 +230,11 @@ def build_runtime(
         sessions,
         clock,
         {**runtime.messengers, "slack": ChannelMessenger(sender_client(client), sessions)},
-        OutboxSettings(posts_per_second=pace, burst=max(1, int(pace or 1))),
+        OutboxSettings(
+            posts_per_second=pace,
+            burst=max(1, int(pace or 1)),
+            per_conversation_per_second=settings.retainer_conversation_posts_per_second,
+        ),
     )
     runtime.rhythm = ScheduledPosts(
         sessions,

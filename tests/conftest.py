@@ -42,6 +42,9 @@ def _clean_slack_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A write's stale standing left stale until the tick stores it, as most tests of the standings watch
     # it happen, unless a test asks for the keeper (tests/test_keeper.py).
     monkeypatch.setenv("RETAINER_KEEP_STANDINGS", "0")
+    # The local Slack keeps no per-channel limit unless a test sets one: a hundred escalation DMs to one
+    # director would otherwise take their real hundred seconds (tests/rhythm_world.py tests the pace).
+    monkeypatch.setenv("RETAINER_CONVERSATION_POSTS_PER_SECOND", "1000")
 
 
 def _postgres_url_in_fresh_schema() -> tuple[str, str]:
