@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import yaml
+from slack_sdk import WebClient
 
 from handlers.server import SLACK_PATH
 from tests.conftest import SCHEMAS
@@ -71,11 +72,12 @@ def manifest() -> dict:
 
 
 def methods_called() -> set[str]:
-    """Every `client.<method>(` the Slack handlers make."""
+    """Every `client.<method>(` the Slack handlers make (not the client's own settings, such as its
+    `retry_handlers`)."""
     found: set[str] = set()
     for path in (ROOT / "handlers" / "slack").rglob("*.py"):
         found |= set(re.findall(r"client\.([a-z]+_[A-Za-z0-9_]+)\b", path.read_text()))
-    return found
+    return found - set(vars(WebClient(token="xoxb-test")))
 
 
 def events_listened() -> set[str]:
