@@ -70,3 +70,49 @@ def test_reads_are_answered_while_a_writer_holds_its_lock(bot, slack_agency) -> 
         assert "log <client> <hours>" in bot.answer("help", user=AM)
     with bot.sessions() as session:
         assert session.scalar(select(func.count()).select_from(TimeEntry)) == 5
+
+
+BACKEND_PID = text("SELECT pg_backend_pid()")
+
+
+def _drop_connection_server_side(admin, pid: int) -> None:
+    """Ends backend `pid` as a server restart or an idle timeout would, and waits until it is gone."""
+    admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+    while admin.execute(alive, {"pid": pid}).scalar():
+        admin.execute(text("SELECT pg_sleep(0.01)"))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_connection_dropped_while_it_idled_is_replaced_before_use_and_a_busy_one_is_not_pinged(
+    database_url, monkeypatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import store.db
+    from store.db import make_engine, make_sessionmaker
+
+    engine, other = make_engine(database_url), make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    admin = other.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with unit_of_work(sessions, read_only=True) as session:
+            first = session.scalar(BACKEND_PID)
+        _drop_connection_server_side(admin, first)
+        # Given back longer ago than the window: pinged, found dead, replaced; the read is answered.
+        monkeypatch.setattr(store.db, "PING_AFTER_IDLE_S", 0.0)
+        with unit_of_work(sessions, read_only=True) as session:
+            second = session.scalar(BACKEND_PID)
+        assert second != first
+        _drop_connection_server_side(admin, second)
+        # Given back a moment ago: not pinged (no round trip), so the dead connection fails its
+        # statement once, and the next unit of work gets a new one.
+        monkeypatch.setattr(store.db, "PING_AFTER_IDLE_S", 3600.0)
+        with pytest.raises(OperationalError), unit_of_work(sessions, read_only=True) as session:
+            session.scalar(BACKEND_PID)
+        with unit_of_work(sessions, read_only=True) as session:
+            assert session.scalar(BACKEND_PID) not in (first, second)
+    finally:
+        admin.close()
+        engine.dispose()
+        other.dispose()
