@@ -12,8 +12,10 @@ thread); every round visits the variants in a fresh shuffled order, the floor am
 The App Home is built in-process (`Dashboard.build`, what a home-tab publish renders) for a director
 and an AM. Then two directors ask `list all` at the same moment, again and again, while a third client
 asks `status` every 10 ms (`--status-every`; 100 a second, far more than an agency's people ask): both
-lists' latencies and the status p99 meanwhile. Those three clients run in a process of their own, as
-Slack is outside the bot: in the bot's process they would take its interpreter lock from it.
+lists' latencies and the status p99 meanwhile. The directors' two clients run in a process of their
+own and the third in another, as Slack asks from outside and from many machines: in the bot's process
+they would take its interpreter lock from it, and beside the directors' clients the status client would
+wait for theirs while they read their long answers.
 The standings are stored first, as the scheduler's tick does (`HealthWatch.refresh_standings`), and
 again every 10 rounds; the bot's keeper (bot/keeper.py) stores each write's account right after it, as
 in production, and a view reads any it has not stored yet recomputed.
@@ -39,6 +41,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -89,24 +92,11 @@ def timed(call: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def at_once(
-    url: str, response_url: str, rounds: int, every_ms: float
-) -> tuple[list[float], list[float], int]:
-    """In a process of its own: `rounds` times two directors asking `list all` at the same moment,
-    while an AM asks `status` every `every_ms` meanwhile on a third connection. Their latencies (ms)
-    and how many answers came after the ack."""
+def directors_at_once(url: str, response_url: str, rounds: int) -> tuple[list[float], int]:
+    """In a process of its own: `rounds` times two directors asking `list all` at the same moment.
+    Their latencies (ms) and how many answers came after the ack."""
     together: list[float] = []
-    during: list[float] = []
-    done = threading.Event()
-    status_ask = asker(url, response_url)
-
-    def statuses() -> None:
-        while not done.wait(every_ms / 1000):
-            during.append(timed(lambda: status_ask("status acme", AM)))
-
     askers = [asker(url, response_url), asker(url, response_url)]
-    watcher = threading.Thread(target=statuses)
-    watcher.start()
     with ThreadPoolExecutor(2) as pair:
         for _ in range(rounds):
             barrier = threading.Barrier(2)
@@ -116,9 +106,20 @@ def at_once(
                 return timed(lambda: askers[k]("list all", DIRECTORS[k]))
 
             together += list(pair.map(one, (0, 1)))
-    done.set()
-    watcher.join()
-    return together, during, DEFERRED["n"]
+    return together, DEFERRED["n"]
+
+
+def status_meanwhile(url: str, response_url: str, every_ms: float, stop: Any, started: Any) -> list[float]:
+    """In another process of its own (a third person, as Slack asks from elsewhere: beside the
+    directors' clients it would wait for their interpreter lock while they read their long answers):
+    an AM asking `status` every `every_ms` until `stop` is set. Its latencies (ms)."""
+    ask = asker(url, response_url)
+    ask("status acme", AM)  # its connection open before the directors start
+    started.set()
+    during: list[float] = []
+    while not stop.wait(every_ms / 1000):
+        during.append(timed(lambda: ask("status acme", AM)))
+    return during
 
 
 def measure(size: int, url: str, sandbox: SlackSandbox, floor_url: str, args: argparse.Namespace) -> None:
@@ -165,12 +166,20 @@ def measure(size: int, url: str, sandbox: SlackSandbox, floor_url: str, args: ar
         for name in order:
             times[name].append(timed(variants[name]))
 
-    # Two directors at once, and status meanwhile, asked from a process of their own, as Slack asks
+    # Two directors at once, and status meanwhile, asked from processes of their own, as Slack asks
     # from outside: clients in the bot's process would take its interpreter lock from the bot.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as outside:
-        together, during, deferred = outside.submit(
-            at_once, server.url, sandbox.response_url(), args.together, args.status_every
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager, ProcessPoolExecutor(2, mp_context=spawn) as outside:
+        stop, ready = manager.Event(), manager.Event()
+        during_f = outside.submit(
+            status_meanwhile, server.url, sandbox.response_url(), args.status_every, stop, ready
+        )
+        ready.wait(60)
+        together, deferred = outside.submit(
+            directors_at_once, server.url, sandbox.response_url(), args.together
         ).result()
+        stop.set()
+        during = during_f.result()
     DEFERRED["n"] += deferred
 
     floor = statistics.median(times["floor"])

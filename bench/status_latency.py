@@ -80,7 +80,21 @@ def database(
         fill_demo(session, retainers=retainers, months=months, seed=0, today=TODAY)
     print(f"  filled {retainers:>6} retainers x {months} months in {time.perf_counter() - started:5.1f} s")
     engine.dispose()
+    compact(url)
     return url, drop
+
+
+def compact(url: str) -> None:
+    """On PostgreSQL, the standings table as it is in use, not as a bulk fill leaves it: every row the
+    fill adds bumps its account's standing (store/triggers.py), ~27 row versions per account, and
+    nothing vacuums them meanwhile (209 MB of heap for 10,000 live rows, a portfolio count reading it
+    all: `list all` 63 -> 32 ms once compacted). Running, autovacuum reclaims them as they come."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return
+    engine = make_engine(url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM FULL ANALYZE account_standing"))
+    engine.dispose()
 
 
 def copy_of(filled: str, folder: Path) -> tuple[str, Callable[[], None]]:
@@ -107,13 +121,14 @@ def copy_of(filled: str, folder: Path) -> tuple[str, Callable[[], None]]:
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
+    compact(url)
     return url, drop
 
 
 def bot_runtime(sandbox: SlackSandbox, url: str) -> Runtime:
     """The whole bot on `url`, its clock stopped at NOW, talking to the local Slack `sandbox`, built as
-    in production: with its portfolio view processes (RETAINER_VIEW_PROCESSES, default 2), started
-    before anything is timed."""
+    in production: with its portfolio view processes (RETAINER_VIEW_PROCESSES, by default one core
+    fewer than the machine has, one or two), started before anything is timed."""
     settings = load_settings(
         _env_file=None,
         slack_bot_token=sandbox.bot_token,

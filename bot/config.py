@@ -43,9 +43,10 @@ class Settings(BaseSettings):
     retainer_posts_per_second: float | None = Field(None, gt=0)
     # Each conversation's pace: Slack's documented 1 chat.postMessage a second (bursts of 3).
     retainer_conversation_posts_per_second: float = Field(1.0, gt=0)
-    # Worker processes answering the portfolio views (`list`, `list all`), so that two of them use two
-    # cores and never hold up anyone's `status` (bot/view_workers.py); 0: on threads of the bot process.
-    retainer_view_processes: int = Field(2, ge=0, le=32)
+    # Worker processes answering the portfolio views (`list`, `list all`), so that they never hold up
+    # anyone's `status` (bot/view_workers.py); unset: one core fewer than the machine has, one or two;
+    # 0: on threads of the bot process.
+    retainer_view_processes: int | None = Field(None, ge=0, le=32)
     # Store the standings a write made stale right after it commits (bot/keeper.py), not only at the tick.
     retainer_keep_standings: bool = True
     # Microsoft Teams through Bot Framework. Without an app id, /api/messages takes unauthenticated

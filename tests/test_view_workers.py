@@ -143,6 +143,16 @@ def test_an_in_memory_database_keeps_the_views_on_threads(caplog) -> None:
     assert "another process cannot open" in caplog.text
 
 
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 1), (3, 2), (16, 2)])
+def test_by_default_the_views_leave_a_core_to_everyone_else(monkeypatch, cores, workers) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    views = ViewWorkers(None, "sqlite:////tmp/not-opened.db")  # type: ignore[arg-type]  # nothing asked
+    try:
+        assert views.processes == workers and views.workers() == []  # started by the first view
+    finally:
+        views.close()
+
+
 def test_teams_portfolio_views_are_answered_from_a_worker_as_on_a_thread(
     teams, teams_agency, slack_sandbox
 ) -> None:
