@@ -10,11 +10,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from store.models import Client, ClientAlias, Retainer
+from store.models import Client, ClientAlias, Retainer, among
 
 _SEPARATORS = re.compile(r"[\s\-_]+")
 
@@ -36,29 +36,48 @@ class Match:
     suggestions: tuple[str, ...] = ()
 
 
-# Built once (a status answer runs them on every request): slug, then name, then alias. Each client
-# comes with its retainers (`Client.retainers`, oldest first), which every caller reads next.
-_KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
+# Built once (a status answer runs them on every request): slug, then name, then alias, each for many
+# keys and for one (`among`). Each client comes with its retainers (`Client.retainers`, oldest first),
+# which every caller reads next.
 _WITH_RETAINERS = (Retainer.start_date, Retainer.id)
-_BY_SLUG = (
-    select(Client, Retainer)
-    .outerjoin(Retainer, Retainer.client_id == Client.id)
-    .where(Client.slug.in_(_KEYS))
-    .order_by(*_WITH_RETAINERS)
+
+
+def _by_slug(one: bool) -> Any:
+    return (
+        select(Client, Retainer)
+        .outerjoin(Retainer, Retainer.client_id == Client.id)
+        .where(among(Client.slug, "keys", one))
+        .order_by(*_WITH_RETAINERS)
+    )
+
+
+def _by_name(one: bool) -> Any:
+    return (
+        select(Client, Retainer)
+        .outerjoin(Retainer, Retainer.client_id == Client.id)
+        .where(among(Client.name_key, "keys", one))
+        .order_by(Client.id.desc(), *_WITH_RETAINERS)
+    )
+
+
+def _by_alias(one: bool) -> Any:
+    return (
+        select(ClientAlias.alias_key, Client, Retainer)
+        .join(Client, Client.id == ClientAlias.client_id)
+        .outerjoin(Retainer, Retainer.client_id == Client.id)
+        .where(among(ClientAlias.alias_key, "keys", one))
+        .order_by(*_WITH_RETAINERS)
+    )
+
+
+_BY_SLUG, _BY_NAME, _BY_ALIAS = (
+    {one: build(one) for one in (False, True)} for build in (_by_slug, _by_name, _by_alias)
 )
-_BY_NAME = (
-    select(Client, Retainer)
-    .outerjoin(Retainer, Retainer.client_id == Client.id)
-    .where(Client.name_key.in_(_KEYS))
-    .order_by(Client.id.desc(), *_WITH_RETAINERS)
-)
-_BY_ALIAS = (
-    select(ClientAlias.alias_key, Client, Retainer)
-    .join(Client, Client.id == ClientAlias.client_id)
-    .outerjoin(Retainer, Retainer.client_id == Client.id)
-    .where(ClientAlias.alias_key.in_(_KEYS))
-    .order_by(*_WITH_RETAINERS)
-)
+
+
+def _keys(keys: list[str]) -> tuple[bool, dict[str, Any]]:
+    one = len(keys) == 1
+    return one, {"keys": keys[0] if one else keys}
 
 
 def _with_retainers(rows: Iterable[tuple[Client, Retainer | None]]) -> list[Client]:
@@ -85,12 +104,14 @@ def find_named(session: Session, typed: Sequence[str]) -> dict[str, Client]:
     wanted = sorted(set(keys.values()))
     by_slug = {k.replace(" ", "-"): k for k in wanted}
     found: list[dict[str, Client]] = [{}, {}, {}]
-    for c in _with_retainers(session.execute(_BY_SLUG, {"keys": list(by_slug)})):
+    one, values = _keys(list(by_slug))
+    for c in _with_retainers(session.execute(_BY_SLUG[one], values)):
         found[0][by_slug[c.slug]] = c
     if next(iter(keys.values())) not in found[0]:
-        for c in _with_retainers(session.execute(_BY_NAME, {"keys": wanted})):
+        one, values = _keys(wanted)
+        for c in _with_retainers(session.execute(_BY_NAME[one], values)):
             found[1][c.name_key] = c  # the oldest client of a name wins
-        aliases = session.execute(_BY_ALIAS, {"keys": wanted}).all()
+        aliases = session.execute(_BY_ALIAS[one], values).all()
         clients = {c.id: c for c in _with_retainers((c, r) for _, c, r in aliases)}
         for alias_key, c, _ in aliases:
             found[2].setdefault(alias_key, clients[c.id])

@@ -25,6 +25,7 @@ from store.models import (
     RetainerMember,
     Task,
     TimeEntry,
+    among,
 )
 
 
@@ -135,39 +136,53 @@ _LOGGED = (
     .scalar_subquery()
 )
 _CHANGED = exists().where(ChangeOrder.cycle_id == Cycle.id).correlate(Cycle)
-_CYCLES = select(
-    Cycle.id,
-    Cycle.retainer_id,
-    Cycle.period,
-    Cycle.starts_on,
-    Cycle.ends_on,
-    Cycle.phase,
-    Cycle.monthly_minutes,
-    Cycle.priorities_confirmed_at,
-    Cycle.priorities_confirmed_by_id,
-    _LOGGED,
-    _CHANGED,
-).where(Cycle.retainer_id.in_(_ids("ids")), Cycle.period.in_(_ids("periods")))
-# ... and each retainer's stored standing when current (`now` and the thresholds' `fingerprint` bound).
-_CYCLES_AND_STANDINGS = _CYCLES.add_columns(AccountStanding.facts).outerjoin(
-    AccountStanding, standing.current_row(Cycle.retainer_id)
-)
-_TASKS = (
-    select(
-        Task.id,
-        Task.cycle_id,
-        Task.title,
-        Task.status,
-        Task.due_on,
-        Task.carried_over_from_id,
-        Task.out_of_scope,
-        Task.category,
-        Person.name.label("owner"),
+
+
+def _cycles(one: bool) -> Any:
+    return select(
+        Cycle.id,
+        Cycle.retainer_id,
+        Cycle.period,
+        Cycle.starts_on,
+        Cycle.ends_on,
+        Cycle.phase,
+        Cycle.monthly_minutes,
+        Cycle.priorities_confirmed_at,
+        Cycle.priorities_confirmed_by_id,
+        _LOGGED,
+        _CHANGED,
+    ).where(among(Cycle.retainer_id, "ids", one), among(Cycle.period, "periods", one))
+
+
+def _tasks(one: bool) -> Any:
+    return (
+        select(
+            Task.id,
+            Task.cycle_id,
+            Task.title,
+            Task.status,
+            Task.due_on,
+            Task.carried_over_from_id,
+            Task.out_of_scope,
+            Task.category,
+            Person.name.label("owner"),
+        )
+        .outerjoin(Person, Person.id == Task.owner_id)
+        .where(among(Task.cycle_id, "cycles", one))
+        .order_by(Task.due_on.is_(None), Task.due_on, Task.id)
     )
-    .outerjoin(Person, Person.id == Task.owner_id)
-    .where(Task.cycle_id.in_(_ids("cycles")))
-    .order_by(Task.due_on.is_(None), Task.due_on, Task.id)
-)
+
+
+# Each built for many retainers and for one (a status answer's), by `one`.
+_CYCLES = {one: _cycles(one) for one in (False, True)}
+# ... and each retainer's stored standing when current (`now` and the thresholds' `fingerprint` bound).
+_CYCLES_AND_STANDINGS = {
+    one: cycles.add_columns(AccountStanding.facts).outerjoin(
+        AccountStanding, standing.current_row(Cycle.retainer_id)
+    )
+    for one, cycles in _CYCLES.items()
+}
+_TASKS = {one: _tasks(one) for one in (False, True)}
 _CHANGES = (
     select(
         ChangeOrder.cycle_id,
@@ -220,11 +235,15 @@ def snapshots_of(
     session.flush()  # what this unit of work changed, first: rows are read through the connection
     conn = session.connection()
     periods = list({str(s.period) for s in snapshots.values()})
+    one = len(ids) == 1  # and so one period
+    values: dict[str, Any] = (
+        {"ids": ids[0], "periods": periods[0]} if one else {"ids": ids, "periods": periods}
+    )
     if standings is None:
-        rows = conn.execute(_CYCLES, {"ids": ids, "periods": periods})
+        rows = conn.execute(_CYCLES[one], values)
     else:
-        values = {"ids": ids, "periods": periods, "now": now, "fingerprint": standing.fingerprint(standings)}
-        rows = conn.execute(_CYCLES_AND_STANDINGS, values)
+        values |= {"now": now, "fingerprint": standing.fingerprint(standings)}
+        rows = conn.execute(_CYCLES_AND_STANDINGS[one], values)
     changed = []  # the cycles with change orders: most have none, and then nothing is read for them
     for *columns, logged, has_changes, stored in (
         row if standings is not None else (*row, None) for row in rows
@@ -257,7 +276,8 @@ def snapshots_of(
         return list(snapshots.values())
     cycles = list(by_cycle)
 
-    for task in conn.execute(_TASKS, {"cycles": cycles}):
+    one = len(cycles) == 1
+    for task in conn.execute(_TASKS[one], {"cycles": cycles[0] if one else cycles}):
         by_cycle[task.cycle_id].tasks.append(
             TaskLine(
                 id=task.id,

@@ -58,10 +58,12 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(conn: Connection) -> None:
             mode = conn.info.get(_MODE)
             # PRAGMA query_only is the connection's, so it is switched only when the mode changes.
-            if conn.info.get(_QUERY_ONLY) != (mode is Mode.READ):
-                conn.exec_driver_sql(f"PRAGMA query_only={int(mode is Mode.READ)}")
-                conn.info[_QUERY_ONLY] = mode is Mode.READ
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode is Mode.WRITE else "BEGIN")
+            reads = mode in (Mode.READ, Mode.READ_EACH)
+            if conn.info.get(_QUERY_ONLY) != reads:
+                conn.exec_driver_sql(f"PRAGMA query_only={int(reads)}")
+                conn.info[_QUERY_ONLY] = reads
+            if mode is not Mode.READ_EACH:  # (each statement its own read transaction: no BEGIN)
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if mode is Mode.WRITE else "BEGIN")
 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
@@ -113,13 +115,14 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 class Mode(enum.Enum):
     READ = "read"
+    READ_EACH = "read, statement by statement"
     WRITE = "write"
 
 
 def writes(session: Session) -> bool:
     """Whether `session` may have written: anything but a read-only unit of work's."""
     bind = session.bind
-    return not (isinstance(bind, Connection) and bind.info.get(_MODE) is Mode.READ)
+    return not (isinstance(bind, Connection) and bind.info.get(_MODE) in (Mode.READ, Mode.READ_EACH))
 
 
 _MODE = "retainer.unit_of_work"  # conn.info: the mode of the unit of work that holds the connection
@@ -141,11 +144,13 @@ def unit_of_work(
     transaction): a write slipped into it fails every time, in tests, not only when two requests
     happen to meet.
 
-    A read-only one that says `per_statement=True` is, on PostgreSQL, no transaction at all: each
-    statement commits on its own (AUTOCOMMIT), so it sends no BEGIN and no COMMIT, two round trips of
-    a command's seven. At READ COMMITTED every statement takes its own snapshot anyway, so it reads
-    what a transaction would. PostgreSQL then does not refuse a write in it: SQLite's query_only,
-    which the same suite runs on, is its guard. For the commands' hot path (bot/core.py)."""
+    A read-only one that says `per_statement=True` is no transaction at all: each statement is one of
+    its own (PostgreSQL's AUTOCOMMIT, SQLite's implicit read transaction), so it sends no BEGIN and no
+    COMMIT, on PostgreSQL two round trips of a command's seven. At READ COMMITTED every statement
+    takes its own snapshot anyway, so it reads what a transaction would; on SQLite too, each statement
+    now reads what was committed when it started. PostgreSQL then does not refuse a write in it:
+    SQLite's query_only, which the same suite runs on, is its guard. For the commands' hot path
+    (bot/core.py)."""
     engine = sessions.kw["bind"]
     with nullcontext() if read_only else _turn_to_write(engine), engine.connect() as conn:
         if read_only and engine.dialect.name == "postgresql":
@@ -153,7 +158,7 @@ def unit_of_work(
                 **({"isolation_level": "AUTOCOMMIT"} if per_statement else {"postgresql_readonly": True})
             )
         # conn.info lives as long as the pooled DBAPI connection: set it for this BEGIN only.
-        conn.info[_MODE] = Mode.READ if read_only else Mode.WRITE
+        conn.info[_MODE] = (Mode.READ_EACH if per_statement else Mode.READ) if read_only else Mode.WRITE
         try:
             with sessions(bind=conn) as session, session.begin():
                 yield session
