@@ -174,11 +174,13 @@ def measure(size: int, url: str, sandbox: SlackSandbox, floor_url: str, args: ar
         during_f = outside.submit(
             status_meanwhile, server.url, sandbox.response_url(), args.status_every, stop, ready
         )
-        ready.wait(60)
-        together, deferred = outside.submit(
-            directors_at_once, server.url, sandbox.response_url(), args.together
-        ).result()
-        stop.set()
+        try:
+            assert ready.wait(60), "the status asker did not start"
+            together, deferred = outside.submit(
+                directors_at_once, server.url, sandbox.response_url(), args.together
+            ).result()
+        finally:
+            stop.set()
         during = during_f.result()
     DEFERRED["n"] += deferred
 

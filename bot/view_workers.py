@@ -47,7 +47,8 @@ def default_processes() -> int:
     the database. On two cores two workers and their database sessions took both, and `status` waited
     for a core: its p99 went from 8.8 to 12.9 ms on PostgreSQL while two directors asked `list all`
     again and again (bench/portfolio_views.py), their lists' p50 from 51 to 38 ms."""
-    return min(MOST_PROCESSES, max(1, len(os.sched_getaffinity(0)) - 1))
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return min(MOST_PROCESSES, max(1, len(usable) - 1))
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,9 @@ class ViewWorkers:
         processes = default_processes() if processes is None else processes
         if processes > 0 and not shared_by_processes(database_url):
             log.warning(
-                "RETAINER_VIEW_PROCESSES=%s, but DATABASE_URL is an in-memory SQLite database, which "
-                "another process cannot open: the portfolio views run on threads of this process",
+                "%s portfolio view processes (RETAINER_VIEW_PROCESSES), but DATABASE_URL is an in-memory "
+                "SQLite database, which another process cannot open: the portfolio views run on threads "
+                "of this process",
                 processes,
             )
             processes = 0

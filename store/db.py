@@ -140,22 +140,24 @@ def unit_of_work(
     transaction that has read cannot wait there: when it tries to write after someone else did,
     SQLite answers "database is locked" at once, since its snapshot is stale.) PostgreSQL's row locks
     need nothing extra. A read-only one stays deferred, so it never waits for a writer (WAL readers
-    don't block), and is read-only on both databases (SQLite's query_only, PostgreSQL's READ ONLY
+    don't block), is read-only on both databases (SQLite's query_only, PostgreSQL's READ ONLY
     transaction): a write slipped into it fails every time, in tests, not only when two requests
-    happen to meet.
+    happen to meet; and reads one snapshot throughout on both (SQLite's read transaction,
+    PostgreSQL's REPEATABLE READ, which never fails a read-only transaction): what a view counts in
+    one statement and lists in the next agree, whatever commits in between.
 
     A read-only one that says `per_statement=True` is no transaction at all: each statement is one of
-    its own (PostgreSQL's AUTOCOMMIT, SQLite's implicit read transaction), so it sends no BEGIN and no
-    COMMIT, on PostgreSQL two round trips of a command's seven. At READ COMMITTED every statement
-    takes its own snapshot anyway, so it reads what a transaction would; on SQLite too, each statement
-    now reads what was committed when it started. PostgreSQL then does not refuse a write in it:
-    SQLite's query_only, which the same suite runs on, is its guard. For the commands' hot path
-    (bot/core.py)."""
+    its own (PostgreSQL's AUTOCOMMIT, SQLite's implicit read transaction) and reads what was committed
+    when it started, so it sends no BEGIN and no COMMIT, on PostgreSQL two round trips of a command's
+    seven. For reads whose statements need not agree with each other (bot/core.py: a command's hot
+    path, not the portfolio views). PostgreSQL then does not refuse a write in it: SQLite's
+    query_only, which the same suite runs on, is its guard."""
     engine = sessions.kw["bind"]
     with nullcontext() if read_only else _turn_to_write(engine), engine.connect() as conn:
         if read_only and engine.dialect.name == "postgresql":
+            one_snapshot = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
             conn = conn.execution_options(
-                **({"isolation_level": "AUTOCOMMIT"} if per_statement else {"postgresql_readonly": True})
+                **({"isolation_level": "AUTOCOMMIT"} if per_statement else one_snapshot)
             )
         # conn.info lives as long as the pooled DBAPI connection: set it for this BEGIN only.
         conn.info[_MODE] = (Mode.READ_EACH if per_statement else Mode.READ) if read_only else Mode.WRITE

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 
@@ -626,6 +627,26 @@ def among(column: Any, name: str, one: bool) -> Any:
     SQLite, more than SQLite takes to answer), which a `status` answer paid on each of its one-value
     lists: a hot statement is built both ways, once, and picks by the number of values."""
     return column == bindparam(name) if one else column.in_(bindparam(name, expanding=True))
+
+
+class json_rows(FunctionElement[Any]):
+    """An aggregate: its group's rows of these columns as one JSON array of arrays (SQLite's
+    json_group_array of json_array, PostgreSQL's json_agg of json_build_array), in no set order.
+    Dates come as ISO strings, booleans as 0/1 on SQLite; an empty group is NULL on PostgreSQL."""
+
+    name = "json_rows"
+    type = JSON()
+    inherit_cache = True
+
+
+@compiles(json_rows, "sqlite")
+def _json_rows_sqlite(element: json_rows, compiler: Any, **kw: Any) -> str:
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_rows, "postgresql")
+def _json_rows_postgresql(element: json_rows, compiler: Any, **kw: Any) -> str:
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
 
 
 # Hours used as the portfolio ranks them: none counts as 0 % (a literal, so that the index is the query's).

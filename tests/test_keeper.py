@@ -5,16 +5,18 @@ storing leaves the row stale, never stored as current with what it did not see."
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot.standing import recomputed, store
 from store.db import unit_of_work
 from store.models import Client, Retainer
 from tests.conftest import BotUnderTest, serving
-from tests.test_dashboard import SAM, demo
+from tests.test_dashboard import SAM, demo, names_on
 from tests.test_standing import line_of, lines, revisions
 
 
@@ -82,3 +84,35 @@ def test_a_write_between_recomputing_and_storing_leaves_the_standing_stale(bot) 
     assert stale(bot) == [retainer_id]  # the others stored; this one waits for a pass that saw the log
     stored, full = lines(bot)
     assert stored == full
+
+
+def test_a_list_read_while_the_keeper_stores_its_stale_account_counts_and_lists_each_account_once(
+    bot,
+) -> None:
+    """The view counts the levels and finds the stale accounts, then reads the page; a standing stored
+    in between (the keeper, on its own connection) is not seen a second time, as stored, beside its
+    recomputed self: the view reads one snapshot (store/db.py)."""
+    demo(bot, 12)
+    assert bot.runtime.watch is not None
+    while bot.runtime.watch.refresh_standings():  # every standing stored
+        pass
+    _, slug, name = first_account(bot)
+    assert "Logged 20 h" in bot.answer(f"log {slug} 20h", user=SAM)  # its standing stale now
+    stored: list[int] = []
+
+    def store_meanwhile(conn, cursor, statement, parameters, context, executemany) -> None:
+        # Right after the view has found its stale accounts (and counted the levels before that).
+        if not stored and statement.startswith("SELECT retainer.id") and "account_standing" in statement:
+            keeper = threading.Thread(target=lambda: stored.append(bot.runtime.watch.refresh_standings()))
+            keeper.start()
+            keeper.join()
+
+    event.listen(bot.runtime.engine, "after_cursor_execute", store_meanwhile)
+    try:
+        answer = bot.answer("list all", user=SAM)
+    finally:
+        event.remove(bot.runtime.engine, "after_cursor_execute", store_meanwhile)
+    assert stored == [1]  # stored while the view read
+    listed = names_on(answer)
+    assert len(listed) == len(set(listed)) == 12 and name in listed, answer
+    assert re.search(r"\b12 accounts\b", answer), answer

@@ -163,9 +163,9 @@ def test_status_reads_a_current_standing_and_tells_the_same(bot) -> None:
 
 
 # `/retainer status <client>` for the agency from a stored standing: who asks, the client with its
-# retainers, the month's cycle with its hours and the standing, its deliverables (its change orders
+# retainers, the month's cycle with its hours, the standing and its deliverables (its change orders
 # too when its cycle has any: Acme's has none).
-STATUS_QUERIES = 4
+STATUS_QUERIES = 3
 
 
 def status_statements(bot, retainers: int, words: str, **where: str) -> tuple[str, list[str]]:
@@ -188,8 +188,8 @@ def test_status_takes_the_same_statements_at_any_size(bot, retainers) -> None:
 
 
 # A client's own status in its channel: who asks with the channel's binding, its retainer, the month's
-# cycle with the stored standing (which gives the approvals waiting and the AMs), its deliverables.
-CLIENT_STATUS_QUERIES = 4
+# cycle with the stored standing (which gives the approvals waiting and the AMs) and its deliverables.
+CLIENT_STATUS_QUERIES = 3
 
 
 @pytest.mark.parametrize("retainers", [3, 40])
