@@ -6,8 +6,8 @@ The stale-row rule, the one thing that keeps these views agreeing with `status`:
 is used only when it was computed at the account's current revision (the database's triggers bump it
 with every write to what the health reads, store/triggers.py), for the local day it is in the
 retainer's timezone, and with the same thresholds. Any other row is recomputed on read from the full
-history, exactly as status computes it (bot/history.py, bot/health.py), and the scheduler's tick
-stores it again (`refresh`)."""
+history, exactly as status computes it (bot/history.py, bot/health.py), and the keeper or the
+scheduler's tick stores it again (`recomputed`, then `store`)."""
 
 from __future__ import annotations
 
@@ -532,13 +532,6 @@ _STORE = (
         facts=bindparam("b_facts"),
     )
 )
-
-
-def refresh(
-    session: Session, now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS, limit: int = 2000
-) -> int:
-    """Store the standings of up to `limit` live retainers whose stored one is not current; how many."""
-    return store(session, recomputed(session, now, thresholds, limit))
 
 
 def store(session: Session, rows: Sequence[dict[str, Any]]) -> int:

@@ -116,3 +116,30 @@ def test_a_list_read_while_the_keeper_stores_its_stale_account_counts_and_lists_
     listed = names_on(answer)
     assert len(listed) == len(set(listed)) == 12 and name in listed, answer
     assert re.search(r"\b12 accounts\b", answer), answer
+
+
+def test_the_tick_recomputes_without_the_write_lock_and_leaves_a_write_made_meanwhile_stale(bot) -> None:
+    """A new local day finds every standing stale: the tick recomputes a batch read-only, so a command
+    that writes meanwhile is answered at once (SQLite: under the write lock it waited for the whole
+    batch), and that write's account is left stale, not stored with what the tick did not see."""
+    demo(bot, 6)
+    assert bot.runtime.watch is not None
+    retainer_id, slug, _ = first_account(bot)
+    logged: list[str] = []
+
+    def write_meanwhile(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not logged and "FROM cycle" in statement:  # the tick is reading the histories
+            logged.append("asked")
+            writer = threading.Thread(target=lambda: logged.append(bot.answer(f"log {slug} 2h", user=SAM)))
+            writer.start()
+            writer.join(timeout=10)
+            assert not writer.is_alive(), "the write waited for the tick"
+
+    event.listen(bot.runtime.engine, "before_cursor_execute", write_meanwhile)
+    try:
+        stored = bot.runtime.watch.refresh_standings()
+    finally:
+        event.remove(bot.runtime.engine, "before_cursor_execute", write_meanwhile)
+    assert stored == 6 and "Logged 2 h" in logged[1]
+    assert stale(bot) == [retainer_id]  # the others stored; it, written to meanwhile, recomputed next
+    assert bot.runtime.watch.refresh_standings() == 1 and stale(bot) == []
