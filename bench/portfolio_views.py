@@ -175,7 +175,8 @@ def measure(size: int, url: str, sandbox: SlackSandbox, floor_url: str, args: ar
             status_meanwhile, server.url, sandbox.response_url(), args.status_every, stop, ready
         )
         try:
-            assert ready.wait(60), "the status asker did not start"
+            if not ready.wait(60):
+                raise RuntimeError("the status asker did not start")
             together, deferred = outside.submit(
                 directors_at_once, server.url, sandbox.response_url(), args.together
             ).result()

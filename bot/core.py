@@ -60,19 +60,19 @@ class Core:
         """Answer `/retainer <text>`; written and committed before the answer is returned.
 
         Who is asking, and the retainer the channel is bound to, are settled read-only, in one
-        statement (it may ask the platform, which must not happen under the write lock); a subcommand
-        that only reads is answered in the same unit (statement by statement, store/db.py, but for a
-        portfolio view, whose counts and pages must agree: one snapshot), one that writes in a unit of
-        work of its own that takes the write lock up front."""
-        each = not commands.may_be_slow(text)
+        statement (it may ask the platform, which must not happen under the write lock, nor inside a
+        transaction); a subcommand that only reads is answered in the same unit, statement by
+        statement (store/db.py), but a portfolio view, whose counts and pages must agree, from one
+        snapshot of its own; one that writes in a unit of work of its own that takes the write lock
+        up front."""
         try:
-            with unit_of_work(self.sessions, read_only=True, per_statement=each) as session:
+            with unit_of_work(self.sessions, read_only=True, per_statement=True) as session:
                 where = None if in_dm else channel_id
                 viewer, binding = viewer_and_binding(session, platform, user_id, where, in_agency)
                 request = commands.Request(viewer, channel_id, in_dm, self.clock.now())
-                if not commands.writes(text):
+                if not commands.writes(text) and not commands.may_be_slow(text):
                     return commands.run(session, request, binding, text)
-            with unit_of_work(self.sessions) as session:
+            with unit_of_work(self.sessions, read_only=not commands.writes(text)) as session:
                 return commands.run(session, request, binding, text)
         except commands.CommandError as err:
             return error(err.message, err.usage)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, exists, func, literal, select
+from sqlalchemy import BindParameter, bindparam, exists, func, null, select
 from sqlalchemy.orm import Session, joinedload
 
 from bot import standing
@@ -173,7 +173,7 @@ def _cycles(one: bool) -> Any:
         Cycle.priorities_confirmed_by_id,
         _LOGGED.label("logged"),
         _CHANGED.label("changed"),
-        (_TASK_ROWS if one else literal(None)).label("task_rows"),
+        (_TASK_ROWS if one else null()).label("task_rows"),
     ).where(among(Cycle.retainer_id, "ids", one), among(Cycle.period, "periods", one))
 
 

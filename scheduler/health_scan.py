@@ -118,10 +118,11 @@ class HealthWatch:
 
     def refresh_standings(self) -> int:
         """Store the portfolio standings that are not current (written to since, or of another day):
-        a batch a tick, so that the list and the App Home read them instead of every history. They are
+        a batch a tick, so that the list and the App Home read them instead of every history; how many
+        were recomputed (one written to meanwhile is given to `store` but left stale). They are
         recomputed read-only and stored in a short unit of work, as the keeper does (bot/keeper.py):
-        each account's first tick of a new local day finds every standing stale, and recomputing a
-        batch under the write lock kept every command that writes waiting meanwhile."""
+        each account's first tick of a new local day finds every standing stale, and on SQLite,
+        recomputing a batch under the write lock kept every command that writes waiting meanwhile."""
         now = self.clock.now()
         with unit_of_work(self.sessions, read_only=True) as session:
             rows = standing.recomputed(session, now, self.thresholds, self.settings.batch)

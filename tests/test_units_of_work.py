@@ -125,3 +125,32 @@ def test_a_connection_dropped_while_it_idled_is_replaced_before_use_and_a_busy_o
         admin.close()
         engine.dispose()
         other.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_the_platform_is_asked_about_an_unknown_person_outside_any_transaction(
+    sessions, clock, database_url
+) -> None:
+    """Asking Slack who someone is may take seconds: no command, a portfolio view's snapshot included,
+    holds a transaction open meanwhile (PostgreSQL would show it idle in transaction)."""
+    from bot.core import Core
+    from store.db import make_engine
+
+    core, admin = Core(sessions, clock), make_engine(database_url)
+    idle_in_transaction = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
+    )
+    seen: list[int] = []
+
+    def in_agency(user_id: str) -> bool:
+        with admin.connect() as conn:
+            seen.append(conn.execute(idle_in_transaction).scalar_one())
+        return True
+
+    try:
+        for words in ("list", "list all", "dashboard", "status acme", "help"):
+            core.command("slack", "U0NEWCOMER", words, channel_id=None, in_dm=True, in_agency=in_agency)
+    finally:
+        admin.dispose()
+    assert seen == [0, 0, 0, 0, 0]
