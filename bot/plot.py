@@ -16,7 +16,7 @@ DPI = 100
 _lock = threading.Lock()  # pyplot's state is global; the Figure API below is not, but font setup is
 
 
-def _matplotlib() -> Any:
+def _matplotlib() -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,9 +34,10 @@ def _matplotlib() -> Any:
             "path.simplify": True,
         }
     )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 
-    return MplFigure
+    return MplFigure, FigureCanvasAgg
 
 
 def _hours(minutes: int) -> float:
@@ -46,7 +47,7 @@ def _hours(minutes: int) -> float:
 def render_png(figure: Figure) -> bytes:
     """The chart as PNG bytes, WIDTH x HEIGHT pixels."""
     with _lock:
-        mpl_figure = _matplotlib()
+        mpl_figure, canvas_of = _matplotlib()
         fig = mpl_figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
         ax = fig.add_subplot()
         match figure:
@@ -57,14 +58,18 @@ def render_png(figure: Figure) -> bytes:
         ax.set_title(figure.title[:70], loc="left")
         ax.spines[["top", "right"]].set_visible(False)
         fig.tight_layout()
-        drawn = io.BytesIO()
-        fig.savefig(drawn, format="png", dpi=DPI, metadata={"Software": None})
-    # A few flat colours need no 24-bit pixels: a 32-colour palette makes the file a quarter of the
-    # size (Teams inlines it in a card of at most ~28 KB). Pillow comes with matplotlib.
-    from PIL import Image
+        canvas = canvas_of(fig)
+        canvas.draw()
+        # The drawn pixels themselves: a PNG written by savefig only to be read back cost a quarter of
+        # each chart (95 -> 71 ms), for the same bytes in the end.
+        from PIL import Image  # comes with matplotlib
 
+        drawn = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        pixels = drawn.convert("RGB")
+    # A few flat colours need no 24-bit pixels: a 32-colour palette makes the file a quarter of the
+    # size (Teams inlines it in a card of at most ~28 KB).
     out = io.BytesIO()
-    Image.open(drawn).convert("RGB").quantize(colors=32).save(out, format="PNG", optimize=True)
+    pixels.quantize(colors=32).save(out, format="PNG", optimize=True)
     return out.getvalue()
 
 
