@@ -97,9 +97,11 @@ def _ping_when_idle(engine: Engine) -> None:
         try:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as err:
-            if dialect.is_disconnect(err, dbapi_connection, None):
-                raise exc.InvalidatePoolError(f"ping after idling: {err}") from err
-            raise
+            # A ping fails only on a connection that cannot be used: replaced, and with it every older
+            # one when it is a disconnect. psycopg may not know yet that it is (seen under load: the
+            # socket closed, then "can't change 'autocommit' now" as SQLAlchemy's ping restores it).
+            replace = exc.InvalidatePoolError if dialect.is_disconnect(err, dbapi_connection, None) else None
+            raise (replace or exc.DisconnectionError)(f"ping after idling: {err}") from err
 
 
 def rowcount(result: Result[Any]) -> int:
