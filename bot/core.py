@@ -65,14 +65,15 @@ class Core:
         statement (store/db.py), but a portfolio view, whose counts and pages must agree, from one
         snapshot of its own; one that writes in a unit of work of its own that takes the write lock
         up front."""
+        writing = commands.writes(text)
         try:
             with unit_of_work(self.sessions, read_only=True, per_statement=True) as session:
                 where = None if in_dm else channel_id
                 viewer, binding = viewer_and_binding(session, platform, user_id, where, in_agency)
                 request = commands.Request(viewer, channel_id, in_dm, self.clock.now())
-                if not commands.writes(text) and not commands.may_be_slow(text):
+                if not writing and not commands.may_be_slow(text):
                     return commands.run(session, request, binding, text)
-            with unit_of_work(self.sessions, read_only=not commands.writes(text)) as session:
+            with unit_of_work(self.sessions, read_only=not writing) as session:
                 return commands.run(session, request, binding, text)
         except commands.CommandError as err:
             return error(err.message, err.usage)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from store.models import Client, ClientAlias, Retainer, among
+from store.models import Client, ClientAlias, Retainer, among, among_values, both_ways
 
 _SEPARATORS = re.compile(r"[\s\-_]+")
 
@@ -70,14 +70,7 @@ def _by_alias(one: bool) -> Any:
     )
 
 
-_BY_SLUG, _BY_NAME, _BY_ALIAS = (
-    {one: build(one) for one in (False, True)} for build in (_by_slug, _by_name, _by_alias)
-)
-
-
-def _keys(keys: list[str]) -> tuple[bool, dict[str, Any]]:
-    one = len(keys) == 1
-    return one, {"keys": keys[0] if one else keys}
+_BY_SLUG, _BY_NAME, _BY_ALIAS = (both_ways(build) for build in (_by_slug, _by_name, _by_alias))
 
 
 def _with_retainers(rows: Iterable[tuple[Client, Retainer | None]]) -> list[Client]:
@@ -104,11 +97,11 @@ def find_named(session: Session, typed: Sequence[str]) -> dict[str, Client]:
     wanted = sorted(set(keys.values()))
     by_slug = {k.replace(" ", "-"): k for k in wanted}
     found: list[dict[str, Client]] = [{}, {}, {}]
-    one, values = _keys(list(by_slug))
+    one, values = among_values(keys=list(by_slug))
     for c in _with_retainers(session.execute(_BY_SLUG[one], values)):
         found[0][by_slug[c.slug]] = c
     if next(iter(keys.values())) not in found[0]:
-        one, values = _keys(wanted)
+        one, values = among_values(keys=wanted)
         for c in _with_retainers(session.execute(_BY_NAME[one], values)):
             found[1][c.name_key] = c  # the oldest client of a name wins
         aliases = session.execute(_BY_ALIAS[one], values).all()

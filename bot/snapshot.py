@@ -27,6 +27,8 @@ from store.models import (
     TaskStatus,
     TimeEntry,
     among,
+    among_values,
+    both_ways,
     json_rows,
 )
 
@@ -178,7 +180,7 @@ def _cycles(one: bool) -> Any:
 
 
 # Each built for many retainers and for one, by `one`.
-_CYCLES = {one: _cycles(one) for one in (False, True)}
+_CYCLES = both_ways(_cycles)
 # ... and each retainer's stored standing when current (`now` and the thresholds' `fingerprint` bound).
 _CYCLES_AND_STANDINGS = {
     one: cycles.add_columns(AccountStanding.facts).outerjoin(
@@ -280,10 +282,7 @@ def snapshots_of(
     session.flush()  # what this unit of work changed, first: rows are read through the connection
     conn = session.connection()
     periods = list({str(s.period) for s in snapshots.values()})
-    one = len(ids) == 1  # and so one period
-    values: dict[str, Any] = (
-        {"ids": ids[0], "periods": periods[0]} if one else {"ids": ids, "periods": periods}
-    )
+    one, values = among_values(ids=ids, periods=periods)  # one retainer: one period
     if standings is None:
         rows = conn.execute(_CYCLES[one], values)
     else:

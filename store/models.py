@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -627,6 +628,17 @@ def among(column: Any, name: str, one: bool) -> Any:
     SQLite, more than SQLite takes to answer), which a `status` answer paid on each of its one-value
     lists: a hot statement is built both ways, once, and picks by the number of values."""
     return column == bindparam(name) if one else column.in_(bindparam(name, expanding=True))
+
+
+def both_ways(build: Callable[[bool], Any]) -> dict[bool, Any]:
+    """A hot statement `build(one)` built once for lists of values and once for single ones (`among`)."""
+    return {one: build(one) for one in (False, True)}
+
+
+def among_values(**lists: Sequence[Any]) -> tuple[bool, dict[str, Any]]:
+    """Which of a `both_ways` statement to run, and its parameters: single values when every list has one."""
+    one = all(len(values) == 1 for values in lists.values())
+    return one, {name: values[0] if one else list(values) for name, values in lists.items()}
 
 
 class json_rows(FunctionElement[Any]):
