@@ -3,14 +3,28 @@ else only the client layer of the retainer bound to the channel they are in."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, literal, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from store.models import Channel, ChannelKind, MemberRole, Person, Retainer, Role
+from bot.lookup import WITH_RETAINERS, Found, clients_by_slug, slugs_of
+from store.models import (
+    Channel,
+    ChannelKind,
+    Client,
+    MemberRole,
+    Person,
+    Retainer,
+    Role,
+    among,
+    among_values,
+    both_ways,
+)
 
 PLATFORM_ID_COLUMN = {"slack": Person.slack_user_id, "teams": Person.teams_aad_id}
 # Built once: every request starts by asking who this is.
@@ -71,7 +85,9 @@ def channel_binding(session: Session, platform: str, channel_id: str | None) -> 
 
 
 # Who asks and where, in one statement: the person and the channel each joined to one row, so it
-# answers one row whether either is known or not (both are looked up by a unique key).
+# answers one row whether either is known or not (both are looked up by a unique key). A read that
+# looks for its client brings it too: the clients its first words name by slug (none, one row; else
+# one per client and retainer; built for one slug and for several, `among`), else the channel's.
 _ASKED = select(literal(1).label("asked")).subquery("asked")
 _PERSON_AND_CHANNEL = {
     platform: select(Person.id, Person.name, Person.role, Channel.retainer_id, Channel.kind)
@@ -82,15 +98,69 @@ _PERSON_AND_CHANNEL = {
 }
 
 
-def viewer_and_binding(
-    session: Session, platform: str, user_id: str, channel_id: str | None, in_agency: Callable[[str], bool]
-) -> tuple[Viewer, Binding | None]:
-    """`resolve_viewer` and `channel_binding` (none without `channel_id`) in one statement: every
-    command asks both first."""
-    values = {"user_id": user_id, "channel_id": channel_id}
-    row = session.connection().execute(_PERSON_AND_CHANNEL[platform], values).one()
-    binding = Binding(row.retainer_id, row.kind) if row.retainer_id is not None else None
-    return _viewer(platform, user_id, row, in_agency), binding
+def _and_slugs(asked: Any, one: bool) -> Any:
+    return (
+        asked.add_columns(Client, Retainer)
+        .outerjoin(Client, among(Client.slug, "slugs", one))
+        .outerjoin(Retainer, Retainer.client_id == Client.id)
+        .order_by(*WITH_RETAINERS)
+    )
+
+
+_AND_SLUGS = {
+    platform: both_ways(functools.partial(_and_slugs, asked))
+    for platform, asked in _PERSON_AND_CHANNEL.items()
+}
+_AND_BOUND = {
+    platform: asked.add_columns(Retainer, Client)
+    .outerjoin(Retainer, Retainer.id == Channel.retainer_id)
+    .outerjoin(Client, Client.id == Retainer.client_id)
+    for platform, asked in _PERSON_AND_CHANNEL.items()
+}
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What every command settles before it runs: who asks, the retainer the channel is bound to
+    (none without a channel), and for a read what it found of its client (`asked`)."""
+
+    viewer: Viewer
+    binding: Binding | None
+    found: Found | None = None
+
+
+def asked(
+    session: Session,
+    platform: str,
+    user_id: str,
+    channel_id: str | None,
+    in_agency: Callable[[str], bool],
+    named: Sequence[str] | None = None,
+) -> Asked:
+    """`resolve_viewer` and `channel_binding` in one statement, as every command asks them first; for
+    a read that looks for its client in this session (`named`: the spellings it may be named by, none
+    when it names none), that too: `find_named`'s first lookup, by slug, else the channel's retainer
+    with its client (`Asked.found`)."""
+    values: dict[str, Any] = {"user_id": user_id, "channel_id": channel_id}
+    slugs = slugs_of(named or ())
+    if slugs:
+        one, more = among_values(slugs=slugs)
+        rows = session.execute(_AND_SLUGS[platform][one], values | more).all()
+        by_slug = clients_by_slug((r.Client, r.Retainer) for r in rows if r.Client is not None)
+        row, found = rows[0], Found(frozenset(slugs), by_slug)
+    elif named is not None and channel_id:
+        row = session.execute(_AND_BOUND[platform], values).one()
+        if row.Retainer is not None:
+            set_committed_value(row.Retainer, "client", row.Client)
+        found = Found(bound=row.Retainer)
+    else:
+        row = session.connection().execute(_PERSON_AND_CHANNEL[platform], values).one()
+        found = None
+    return Asked(_viewer(platform, user_id, row, in_agency), _binding(row), found)
+
+
+def _binding(row: Any) -> Binding | None:
+    return Binding(row.retainer_id, row.kind) if row.retainer_id is not None else None
 
 
 def is_client_side(person: Person | None, retainer: Retainer) -> bool:

@@ -23,7 +23,7 @@ from bot.change_orders import KINDS, categories_of, parse_change, record_change_
 from bot.cycles import open_cycle
 from bot.dashboard import dashboard_card, load_ranking
 from bot.health import DEFAULT_THRESHOLDS
-from bot.lookup import closest, find_client, find_named, name_key, suggest
+from bot.lookup import Found, closest, find_client, find_named, name_key, suggest
 from bot.onboarding import new_retainer_form
 from bot.parsing import (
     InputError,
@@ -99,6 +99,8 @@ CLIENT_HELP = [
     ("help", "this list"),
 ]
 MAX_CLIENT_WORDS = 5
+# The subcommands that do not look for their client by their first words (`Call.client_retainer`).
+NOT_BY_FIRST_WORDS = frozenset({"help", "list", "dashboard", "task done", "new"})
 
 
 class CommandError(Exception):
@@ -119,11 +121,28 @@ class Request:
     now: dt.datetime
 
 
-def run(session: Session, request: Request, binding: Binding | None, text: str) -> Reply:
+def run(
+    session: Session, request: Request, binding: Binding | None, text: str, found: Found | None = None
+) -> Reply:
     """Answer `text` (the words after `/retainer`) for `request.viewer`, in the channel bound by
-    `binding` (none in a DM: bot/access.py viewer_and_binding)."""
+    `binding` (none in a DM), with what `session` has `found` of its client already (bot/access.py)."""
     name, rest = _subcommand(text)
-    return SUBCOMMANDS[name](Call(session, request, binding), list(rest))
+    return SUBCOMMANDS[name](Call(session, request, binding, found), list(rest))
+
+
+def client_spans(text: str) -> list[str] | None:
+    """Every spelling `/retainer <text>` may name its client by (`Call.client_retainer`): its first
+    words after the subcommand, the longest first (none: the channel's client); None when it does not
+    look for its client by them."""
+    try:
+        name, rest = _subcommand(text)
+    except CommandError:
+        return None
+    return None if name in NOT_BY_FIRST_WORDS else _spans(list(rest), MAX_CLIENT_WORDS)
+
+
+def _spans(tokens: list[str], max_words: int) -> list[str]:
+    return [" ".join(tokens[:n]) for n in range(min(len(tokens), max_words), 0, -1)]
 
 
 def writes(text: str) -> bool:
@@ -185,6 +204,7 @@ class Call:
     session: Session
     request: Request
     binding: Binding | None
+    found: Found | None = None  # what this unit of work has read of the command's client already
 
     @property
     def viewer(self) -> Viewer:
@@ -212,15 +232,14 @@ class Call:
         """The retainer named by the first words of `tokens`, else the one bound to this channel,
         and the words left over. External viewers only ever reach their channel's own retainer;
         naming anything else gets the same answer as a client that does not exist."""
-        spans = [" ".join(tokens[:n]) for n in range(min(len(tokens), max_words), 0, -1)]
-        named = find_named(self.session, spans)  # every span at once: the longest that names one wins
+        spans = _spans(tokens, max_words)
+        # Every span at once: the longest that names one wins.
+        named = find_named(self.session, spans, self.found)
         for n, typed in zip(range(len(spans), 0, -1), spans, strict=True):
             if typed in named:
                 return self._visible_retainer(named[typed], typed), tokens[n:]
         if self.binding is not None and (self.viewer.internal or self.binding.kind is ChannelKind.CLIENT):
-            # With its client: every answer names it (no lazy load after).
-            bound = self.session.get_one(Retainer, self.binding.retainer_id, options=_WITH_CLIENT)
-            return bound, tokens
+            return self._bound(), tokens
         if not tokens or max_words == 0:
             raise CommandError("Which client? Name one, or run this in the client's channel.", usage)
         raise self.unknown(" ".join(tokens[:max_words]))
@@ -236,8 +255,16 @@ class Call:
     def _is_own_client(self, client: Client) -> bool:
         if self.binding is None or self.binding.kind is not ChannelKind.CLIENT:
             return False
-        bound = self.session.get_one(Retainer, self.binding.retainer_id)
-        return bound.client_id == client.id
+        return self._bound().client_id == client.id
+
+    def _bound(self) -> Retainer:
+        """The retainer bound to this channel, with its client: every answer names it (no lazy load
+        after); read with who asks when the command's first statement brought it."""
+        assert self.binding is not None
+        bound = self.found.bound if self.found is not None else None
+        if bound is not None and bound.id == self.binding.retainer_id:
+            return bound
+        return self.session.get_one(Retainer, self.binding.retainer_id, options=_WITH_CLIENT)
 
     def unknown(self, typed: str) -> CommandError:
         shown = typed if len(typed) <= 60 else typed[:60] + "…"

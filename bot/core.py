@@ -9,7 +9,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import commands
-from bot.access import Viewer, resolve_viewer, viewer_and_binding
+from bot.access import Viewer, asked, resolve_viewer
 from bot.approvals import Approvals
 from bot.change_orders import ChangeOrders
 from bot.clock import Clock
@@ -59,22 +59,24 @@ class Core:
     ) -> Reply:
         """Answer `/retainer <text>`; written and committed before the answer is returned.
 
-        Who is asking, and the retainer the channel is bound to, are settled read-only, in one
-        statement (it may ask the platform, which must not happen under the write lock, nor inside a
-        transaction); a subcommand that only reads is answered in the same unit, statement by
-        statement (store/db.py), but a portfolio view, whose counts and pages must agree, from one
-        snapshot of its own; one that writes in a unit of work of its own that takes the write lock
-        up front."""
+        Who is asking, the retainer the channel is bound to, and the client a read names (by slug) or
+        else its channel's are settled read-only, in one statement (it may ask the platform, which
+        must not happen under the write lock, nor inside a transaction); a subcommand that only reads
+        is answered in the same unit, statement by statement (store/db.py), but a portfolio view,
+        whose counts and pages must agree, from one snapshot of its own; one that writes in a unit of
+        work of its own that takes the write lock up front."""
         writing = commands.writes(text)
+        here = not writing and not commands.may_be_slow(text)  # answered in this first unit
         try:
             with unit_of_work(self.sessions, read_only=True, per_statement=True) as session:
                 where = None if in_dm else channel_id
-                viewer, binding = viewer_and_binding(session, platform, user_id, where, in_agency)
-                request = commands.Request(viewer, channel_id, in_dm, self.clock.now())
-                if not writing and not commands.may_be_slow(text):
-                    return commands.run(session, request, binding, text)
+                named = commands.client_spans(text) if here else None
+                a = asked(session, platform, user_id, where, in_agency, named)
+                request = commands.Request(a.viewer, channel_id, in_dm, self.clock.now())
+                if here:
+                    return commands.run(session, request, a.binding, text, a.found)
             with unit_of_work(self.sessions, read_only=not writing) as session:
-                return commands.run(session, request, binding, text)
+                return commands.run(session, request, a.binding, text)
         except commands.CommandError as err:
             return error(err.message, err.usage)
         except Exception:

@@ -7,7 +7,7 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -39,7 +39,7 @@ class Match:
 # Built once (a status answer runs them on every request): slug, then name, then alias, each for many
 # keys and for one (`among`). Each client comes with its retainers (`Client.retainers`, oldest first),
 # which every caller reads next.
-_WITH_RETAINERS = (Retainer.start_date, Retainer.id)
+WITH_RETAINERS = (Retainer.start_date, Retainer.id)
 
 
 def _by_slug(one: bool) -> Any:
@@ -47,7 +47,7 @@ def _by_slug(one: bool) -> Any:
         select(Client, Retainer)
         .outerjoin(Retainer, Retainer.client_id == Client.id)
         .where(among(Client.slug, "keys", one))
-        .order_by(*_WITH_RETAINERS)
+        .order_by(*WITH_RETAINERS)
     )
 
 
@@ -56,7 +56,7 @@ def _by_name(one: bool) -> Any:
         select(Client, Retainer)
         .outerjoin(Retainer, Retainer.client_id == Client.id)
         .where(among(Client.name_key, "keys", one))
-        .order_by(Client.id.desc(), *_WITH_RETAINERS)
+        .order_by(Client.id.desc(), *WITH_RETAINERS)
     )
 
 
@@ -66,7 +66,7 @@ def _by_alias(one: bool) -> Any:
         .join(Client, Client.id == ClientAlias.client_id)
         .outerjoin(Retainer, Retainer.client_id == Client.id)
         .where(among(ClientAlias.alias_key, "keys", one))
-        .order_by(*_WITH_RETAINERS)
+        .order_by(*WITH_RETAINERS)
     )
 
 
@@ -87,19 +87,55 @@ def _with_retainers(rows: Iterable[tuple[Client, Retainer | None]]) -> list[Clie
     return list(retainers)
 
 
-def find_named(session: Session, typed: Sequence[str]) -> dict[str, Client]:
+@dataclass(frozen=True)
+class Found:
+    """What a unit of work has already read to find a command's client (bot/access.py `asked`): the
+    clients the `slugs` asked name (`by_slug`, each with its retainers), or the channel's retainer
+    with its client (`bound`)."""
+
+    slugs: frozenset[str] = frozenset()
+    by_slug: dict[str, Client] = field(default_factory=dict)
+    bound: Retainer | None = None
+
+
+def _keys(typed: Sequence[str]) -> dict[str, str]:
+    # Each spelling's comparison form (none for what has no letters or digits).
+    return {t: k for t in typed if (k := name_key(t))}
+
+
+def _slug(key: str) -> str:
+    # The slug a comparison form would be.
+    return key.replace(" ", "-")
+
+
+def slugs_of(typed: Sequence[str]) -> list[str]:
+    """The slugs `find_named` looks `typed` up by first."""
+    return sorted({_slug(k) for k in _keys(typed).values()})
+
+
+def clients_by_slug(rows: Iterable[tuple[Client, Retainer | None]]) -> dict[str, Client]:
+    """Rows of a client and one of its retainers, ordered by `WITH_RETAINERS`: each client by slug."""
+    return {c.slug: c for c in _with_retainers(rows)}
+
+
+def find_named(session: Session, typed: Sequence[str], known: Found | None = None) -> dict[str, Client]:
     """The client each of `typed` names exactly, by slug, else name, else alias, its retainers loaded:
     at most three indexed queries however many spellings are tried (a command tries its first five
-    words, four, ...), one when the first, longest, is a slug."""
-    keys = {t: k for t in typed if (k := name_key(t))}
+    words, four, ...), one when the first, longest, is a slug, none when that one is `known` already."""
+    keys = _keys(typed)
     if not keys:
         return {}
     wanted = sorted(set(keys.values()))
-    by_slug = {k.replace(" ", "-"): k for k in wanted}
+    by_slug = {_slug(k): k for k in wanted}
     found: list[dict[str, Client]] = [{}, {}, {}]
-    one, values = among_values(keys=list(by_slug))
-    for c in _with_retainers(session.execute(_BY_SLUG[one], values)):
-        found[0][by_slug[c.slug]] = c
+    if known is not None and known.slugs.issuperset(by_slug):
+        slugs = known.by_slug
+    else:
+        one, values = among_values(keys=list(by_slug))
+        slugs = clients_by_slug(session.execute(_BY_SLUG[one], values))
+    for slug, c in slugs.items():
+        if slug in by_slug:
+            found[0][by_slug[slug]] = c
     if next(iter(keys.values())) not in found[0]:
         one, values = among_values(keys=wanted)
         for c in _with_retainers(session.execute(_BY_NAME[one], values)):

@@ -8,6 +8,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
+from bot.access import asked
 from bot.lookup import find_named, name_key
 from retainer.ask import signed_slash_command
 from store.db import unit_of_work
@@ -21,6 +22,7 @@ from tests.builders import (
     GLOBEX_CHANNEL,
     build_agency,
 )
+from tests.health_world import statements
 
 STRANGER = "U0STRANGER"  # a Slack Connect user the database does not know
 COLLEAGUE = "U0NEWHIRE1"  # someone in the agency's workspace the database does not know yet
@@ -74,6 +76,55 @@ def test_a_client_found_by_several_aliases_comes_with_each_retainer_once(bot, ag
             "wile e": expected,
             "wile": expected,
         }
+
+
+def selects(run: list[str]) -> list[str]:
+    return [s for s in run if s.lstrip().upper().startswith("SELECT")]
+
+
+def test_the_first_statement_finds_the_clients_named_by_slug_and_find_named_reads_them_again_never(
+    bot, agency
+) -> None:
+    with unit_of_work(bot.sessions, read_only=True, per_statement=True) as session:
+        with statements(bot.runtime.engine) as run:
+            a = asked(session, "slack", AM, ACME_CHANNEL, lambda _: False, ["acme 2h", "acme"])
+        assert len(selects(run)) == 1
+        found = a.found
+        assert found is not None and found.slugs == {"acme-2h", "acme"} and list(found.by_slug) == ["acme"]
+        assert (a.viewer.person_id is not None, a.viewer.internal) == (True, True)
+        assert a.binding is not None and a.binding.retainer_id == found.by_slug["acme"].retainers[-1].id
+        with statements(bot.runtime.engine) as run:
+            assert find_named(session, ["acme"], found)["acme"] is found.by_slug["acme"]
+            assert find_named(session, ["acme 2h"], found) == {}  # asked and missed: no slug read
+        assert len(selects(run)) == 2  # the name and alias reads after a slug that missed
+        with statements(bot.runtime.engine) as run:  # spellings it was not asked for are read
+            assert find_named(session, ["globex"], found)["globex"].name == "Globex"
+        assert len(selects(run)) == 1
+
+
+def test_a_read_naming_no_client_in_a_bound_channel_brings_the_channels_retainer_with_its_client(
+    bot, agency
+) -> None:
+    with unit_of_work(bot.sessions, read_only=True, per_statement=True) as session:
+        with statements(bot.runtime.engine) as run:
+            a = asked(session, "slack", ACME_CONTACT, ACME_CHANNEL, lambda _: False, [])
+            assert a.binding is not None and a.found is not None and a.viewer.person_id is not None
+            bound = a.found.bound
+            assert (
+                bound is not None and bound.id == a.binding.retainer_id and bound.client.name == "Acme Corp"
+            )
+        assert len(selects(run)) == 1, selects(run)
+        with statements(bot.runtime.engine) as run:  # a command that names no client: who and where
+            a = asked(session, "slack", ACME_CONTACT, ACME_CHANNEL, lambda _: False, None)
+        assert len(selects(run)) == 1 and "client" not in selects(run)[0].split("FROM")[0]
+
+
+def test_the_first_statement_knows_who_asks_whether_or_not_a_slug_names_anyone(bot, agency) -> None:
+    with unit_of_work(bot.sessions, read_only=True, per_statement=True) as session:
+        nobody = asked(session, "slack", STRANGER, None, lambda _: False, ["nobody"])
+        plain = asked(session, "slack", STRANGER, None, lambda _: False, [])
+    assert nobody.viewer == plain.viewer and not nobody.viewer.internal and nobody.binding is None
+    assert nobody.found is not None and nobody.found.by_slug == {} and plain.found is None
 
 
 def test_a_typo_gets_did_you_mean(bot, agency) -> None:

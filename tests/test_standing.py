@@ -162,10 +162,10 @@ def test_status_reads_a_current_standing_and_tells_the_same(bot) -> None:
     assert bot.answer(f"status {slugs[0]}", user=SAM) == after
 
 
-# `/retainer status <client>` for the agency from a stored standing: who asks, the client with its
-# retainers, the month's cycle with its hours, the standing and its deliverables (its change orders
-# too when its cycle has any: Acme's has none).
-STATUS_QUERIES = 3
+# `/retainer status <client>` for the agency from a stored standing: who asks with the client its slug
+# names and its retainers; the month's cycle with its hours, the standing and its deliverables (its
+# change orders too when its cycle has any: Acme's has none).
+STATUS_QUERIES = 2
 
 
 def status_statements(bot, retainers: int, words: str, **where: str) -> tuple[str, list[str]]:
@@ -187,9 +187,10 @@ def test_status_takes_the_same_statements_at_any_size(bot, retainers) -> None:
     assert len(selects) == STATUS_QUERIES, selects
 
 
-# A client's own status in its channel: who asks with the channel's binding, its retainer, the month's
-# cycle with the stored standing (which gives the approvals waiting and the AMs) and its deliverables.
-CLIENT_STATUS_QUERIES = 3
+# A client's own status in its channel: who asks with the channel's binding, its retainer and client;
+# the month's cycle with the stored standing (which gives the approvals waiting and the AMs) and its
+# deliverables.
+CLIENT_STATUS_QUERIES = 2
 
 
 @pytest.mark.parametrize("retainers", [3, 40])
