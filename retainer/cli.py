@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bot.config import Settings, SettingsError, load_settings
 from retainer.startup import StartupFailure, open_database
-from store.db import DatabaseBehind, make_sessionmaker, unit_of_work
+from store.db import DatabaseBehind, analyze, make_sessionmaker, unit_of_work
 
 log = logging.getLogger("retainer")
 
@@ -122,13 +122,14 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
     try:
         # The file first: a file with mistakes creates no database and changes nothing.
         agency = read_agency_file(args.file)
-        sessions = make_sessionmaker(open_database(settings.database_url))
-        summary = load_agency(sessions, agency, source=args.file.name)
+        engine = open_database(settings.database_url)
+        summary = load_agency(make_sessionmaker(engine), agency, source=args.file.name)
     except ImportErrors as err:
         print(f"{args.file}: nothing was imported; fix these and try again:", file=sys.stderr)
         for line in err.errors:
             print(f"  {line}", file=sys.stderr)
         return 1
+    analyze(engine)
     print(summary)
     return 0
 
@@ -148,6 +149,7 @@ def _demo_data(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         print(f"retainer: {err}", file=sys.stderr)
         return 1
+    analyze(engine)
     print(summary)
     return 0
 

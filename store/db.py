@@ -16,10 +16,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event, exc
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from store.models import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30  # how long a writer waits for SQLite's write lock
@@ -207,6 +209,19 @@ def _writer_turn(engine: Engine) -> threading.Lock | None:
                     os.path.realpath(database), threading.Lock()
                 )
         return _TURN_OF_ENGINE[engine]
+
+
+def analyze(engine: Engine) -> None:
+    """After a bulk load (`import`, `demo-data`), PostgreSQL's planner statistics of the bot's tables
+    as the load left them, at once rather than when autovacuum comes round to each: until then it plans
+    for the tables as they were (10,000 accounts loaded: a `status` joined all 15,000 people to the
+    month's six tasks, 3.4 ms in-process instead of 1.5). ANALYZE blocks no reader or writer. SQLite
+    keeps no statistics unless asked (the bot never asks, its plans follow the indexes): nothing."""
+    if engine.dialect.name != "postgresql":
+        return
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"ANALYZE {names}"))
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import retainer.demo
@@ -353,3 +353,21 @@ def test_zero_retainers_or_months_is_a_usage_error_that_creates_nothing(
     assert err.splitlines()[-1] == f"retainer demo-data: error: argument {option}: must be 1 or more, not 0"
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_data_leaves_postgresql_planning_for_the_rows_it_wrote(
+    database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retainer.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["demo-data", "--retainers", "30", "--months", "3"]) == 0
+    assert capsys.readouterr().out.startswith("Demo agency")
+    with engine.connect() as conn:
+        tasks = conn.execute(select(func.count()).select_from(Task)).scalar_one()
+        if engine.dialect.name == "postgresql":
+            planned = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'task'::regclass"))
+            assert tasks > 100 and planned.scalar_one() == tasks  # what ANALYZE counted: all of them
+        else:  # SQLite: no statistics table made
+            made = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'"))
+            assert tasks > 100 and made.scalar_one() == 0

@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.terms import NextTerm, agree_next_term
@@ -762,3 +762,21 @@ def test_client_sees_hours_is_off_unless_the_file_says_so(
     assert _errors(edited.replace("client_sees_hours: true", "client_sees_hours: yes please")) == [
         "clients[1].retainer.client_sees_hours: must be true or false"
     ]
+
+
+def test_import_leaves_postgresql_planning_for_the_rows_it_wrote(
+    database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retainer.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["import", str(AGENCY_YAML)]) == 0
+    assert capsys.readouterr().out.startswith("Imported.")
+    with engine.connect() as conn:
+        people = conn.execute(select(func.count()).select_from(Person)).scalar_one()
+        if engine.dialect.name == "postgresql":
+            planned = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'person'::regclass"))
+            assert people > 3 and planned.scalar_one() == people  # what ANALYZE counted
+        else:  # SQLite: no statistics table made
+            made = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'"))
+            assert people > 3 and made.scalar_one() == 0
