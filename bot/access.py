@@ -98,9 +98,9 @@ _PERSON_AND_CHANNEL = {
 }
 
 
-def _and_slugs(asked: Any, one: bool) -> Any:
+def _and_slugs(base: Any, one: bool) -> Any:
     return (
-        asked.add_columns(Client, Retainer)
+        base.add_columns(Client, Retainer)
         .outerjoin(Client, among(Client.slug, "slugs", one))
         .outerjoin(Retainer, Retainer.client_id == Client.id)
         .order_by(*WITH_RETAINERS)
@@ -108,14 +108,13 @@ def _and_slugs(asked: Any, one: bool) -> Any:
 
 
 _AND_SLUGS = {
-    platform: both_ways(functools.partial(_and_slugs, asked))
-    for platform, asked in _PERSON_AND_CHANNEL.items()
+    platform: both_ways(functools.partial(_and_slugs, base)) for platform, base in _PERSON_AND_CHANNEL.items()
 }
 _AND_BOUND = {
-    platform: asked.add_columns(Retainer, Client)
+    platform: base.add_columns(Retainer, Client)
     .outerjoin(Retainer, Retainer.id == Channel.retainer_id)
     .outerjoin(Client, Client.id == Retainer.client_id)
-    for platform, asked in _PERSON_AND_CHANNEL.items()
+    for platform, base in _PERSON_AND_CHANNEL.items()
 }
 
 

@@ -21,6 +21,8 @@ def words(text: str) -> list[str]:
     """Split on spaces, keeping "quoted phrases" together (straight or curly quotes)."""
     if len(text) > MAX_COMMAND_CHARS:
         raise InputError(f"That is {len(text):,} characters; a command can be at most {MAX_COMMAND_CHARS:,}.")
+    if "\x00" in text:  # Slack's requests are refused with one (handlers/slack/envelope.py); Teams' are not
+        raise InputError("That has a NUL character in it, which no command takes; type it again without it.")
     text = text.replace("\u201c", '"').replace("\u201d", '"').replace("\u2018", "'").replace("\u2019", "'")
     lexer = shlex.shlex(text, posix=True)
     lexer.whitespace_split = True

@@ -9,9 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
 from bot.config import Settings, SettingsError, load_settings
 from retainer.startup import StartupFailure, open_database
-from store.db import DatabaseBehind, analyze, make_sessionmaker, unit_of_work
+from store.db import DatabaseBehind, after_bulk_load, make_sessionmaker, unit_of_work
 
 log = logging.getLogger("retainer")
 
@@ -129,8 +132,8 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         for line in err.errors:
             print(f"  {line}", file=sys.stderr)
         return 1
-    analyze(engine)
     print(summary)
+    settle(engine)
     return 0
 
 
@@ -149,9 +152,30 @@ def _demo_data(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         print(f"retainer: {err}", file=sys.stderr)
         return 1
-    analyze(engine)
     print(summary)
+    settle(engine)
     return 0
+
+
+def settle(engine: Engine) -> None:
+    """After `import` or `demo-data`: the database as a running bot would keep it (store/db.py). The
+    data is committed by then: tidying up that fails is said, not a failed command."""
+    try:
+        compacted = after_bulk_load(engine)
+    except SQLAlchemyError as err:
+        first = str(err.orig if isinstance(err, DBAPIError) else err).strip().splitlines()[0][:200]
+        print(
+            f"retainer: the data is in, but tidying the database after it failed ({first}); autovacuum"
+            ' will take the statistics, and psql -c "VACUUM FULL account_standing" compacts the standings',
+            file=sys.stderr,
+        )
+        return
+    if not compacted:
+        print(
+            "retainer: the bot was reading the standings table, so it was not compacted; when it is quiet:"
+            ' psql -c "VACUUM FULL account_standing"',
+            file=sys.stderr,
+        )
 
 
 def _ask(settings: Settings, args: argparse.Namespace) -> int:

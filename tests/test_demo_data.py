@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import retainer.demo
+import store.db
 from bot.calendar import elapsed_fraction
 from retainer.demo import DemoDataRefused, DemoSummary, fill_demo
 from store.db import unit_of_work
 from store.models import (
+    AccountStanding,
     ApprovalApprover,
     ApprovalRequest,
     ApprovalState,
@@ -355,19 +358,79 @@ def test_zero_retainers_or_months_is_a_usage_error_that_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_demo_data_leaves_postgresql_planning_for_the_rows_it_wrote(
+def test_demo_data_leaves_postgresql_compacted_and_planning_for_the_rows_it_wrote(
     database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from retainer.cli import main
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     assert main(["demo-data", "--retainers", "30", "--months", "3"]) == 0
-    assert capsys.readouterr().out.startswith("Demo agency")
-    with engine.connect() as conn:
+    printed = capsys.readouterr()
+    assert printed.out.startswith("Demo agency") and printed.err == ""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         tasks = conn.execute(select(func.count()).select_from(Task)).scalar_one()
         if engine.dialect.name == "postgresql":
             planned = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'task'::regclass"))
             assert tasks > 100 and planned.scalar_one() == tasks  # what ANALYZE counted: all of them
+            # Compacted already: every task, time entry and approval had bumped its account's standing.
+            size = text("SELECT pg_relation_size('account_standing')")
+            left = conn.execute(size).scalar_one()
+            conn.execute(text("VACUUM FULL account_standing"))
+            assert conn.execute(size).scalar_one() == left
         else:  # SQLite: no statistics table made
             made = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'"))
             assert tasks > 100 and made.scalar_one() == 0
+
+
+def test_a_bot_reading_the_standings_leaves_them_uncompacted_and_says_how_to_later(
+    backend: str,
+    database_url: str,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite's standings need no compacting")
+    from retainer.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(store.db, "COMPACT_LOCK_WAIT", "100ms")
+    with engine.connect() as reader:  # a running bot's read, its transaction open
+        reader.execute(select(func.count()).select_from(AccountStanding)).scalar_one()
+        started = time.monotonic()
+        assert main(["demo-data", "--retainers", "5", "--months", "2"]) == 0
+        waited = time.monotonic() - started
+        reader.rollback()
+    assert capsys.readouterr().err == (
+        "retainer: the bot was reading the standings table, so it was not compacted; when it is quiet:"
+        ' psql -c "VACUUM FULL account_standing"\n'
+    )
+    assert waited < 10
+    with engine.connect() as conn:  # the data is there, and analyzed
+        tasks = conn.execute(select(func.count()).select_from(Task)).scalar_one()
+        planned = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'task'::regclass"))
+        assert tasks > 0 and planned.scalar_one() == tasks
+
+
+def test_tidying_up_that_fails_after_the_load_is_said_and_the_load_stands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import retainer.cli
+
+    def fails(engine: Engine) -> bool:
+        raise OperationalError("ANALYZE", {}, Exception("canceling statement due to statement timeout"))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///demo.db")
+    monkeypatch.setattr(retainer.cli, "after_bulk_load", fails)
+    assert retainer.cli.main(["demo-data", "--retainers", "3", "--months", "2"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.startswith("Demo agency")
+    assert printed.err == (
+        "retainer: the data is in, but tidying the database after it failed (canceling statement due to"
+        ' statement timeout); autovacuum will take the statistics, and psql -c "VACUUM FULL account_standing"'
+        " compacts the standings\n"
+    )
+    assert retainer.cli.main(["demo-data", "--retainers", "3", "--months", "2"]) == 1  # it is there

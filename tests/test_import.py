@@ -764,19 +764,24 @@ def test_client_sees_hours_is_off_unless_the_file_says_so(
     ]
 
 
-def test_import_leaves_postgresql_planning_for_the_rows_it_wrote(
+def test_import_leaves_postgresql_compacted_and_planning_for_the_rows_it_wrote(
     database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from retainer.cli import main
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     assert main(["import", str(AGENCY_YAML)]) == 0
-    assert capsys.readouterr().out.startswith("Imported.")
-    with engine.connect() as conn:
+    printed = capsys.readouterr()
+    assert printed.out.startswith("Imported.") and printed.err == ""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         people = conn.execute(select(func.count()).select_from(Person)).scalar_one()
         if engine.dialect.name == "postgresql":
             planned = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'person'::regclass"))
             assert people > 3 and planned.scalar_one() == people  # what ANALYZE counted
+            size = text("SELECT pg_relation_size('account_standing')")
+            left = conn.execute(size).scalar_one()
+            conn.execute(text("VACUUM FULL account_standing"))
+            assert conn.execute(size).scalar_one() == left  # compacted already
         else:  # SQLite: no statistics table made
             made = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'"))
             assert people > 3 and made.scalar_one() == 0

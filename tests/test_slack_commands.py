@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
-from bot.access import asked
+from bot import commands
+from bot.access import asked, channel_binding, resolve_viewer
 from bot.lookup import find_named, name_key
 from retainer.ask import signed_slash_command
 from store.db import unit_of_work
-from store.models import AuditEntry, Base, Channel, Client, ClientAlias, Retainer, Task, TaskStatus, TimeEntry
+from store.models import (
+    AuditEntry,
+    Base,
+    Channel,
+    ChannelKind,
+    Client,
+    ClientAlias,
+    Retainer,
+    Task,
+    TaskStatus,
+    TimeEntry,
+)
 from tests.builders import (
     ACME_CHANNEL,
     ACME_CONTACT,
@@ -20,6 +33,7 @@ from tests.builders import (
     DESIGNER,
     DIRECTOR,
     GLOBEX_CHANNEL,
+    GLOBEX_CONTACT,
     build_agency,
 )
 from tests.health_world import statements
@@ -91,7 +105,8 @@ def test_the_first_statement_finds_the_clients_named_by_slug_and_find_named_read
         assert len(selects(run)) == 1
         found = a.found
         assert found is not None and found.slugs == {"acme-2h", "acme"} and list(found.by_slug) == ["acme"]
-        assert (a.viewer.person_id is not None, a.viewer.internal) == (True, True)
+        assert a.viewer == resolve_viewer(session, "slack", AM, lambda _: False) and a.viewer.internal
+        assert a.binding == channel_binding(session, "slack", ACME_CHANNEL)
         assert a.binding is not None and a.binding.retainer_id == found.by_slug["acme"].retainers[-1].id
         with statements(bot.runtime.engine) as run:
             assert find_named(session, ["acme"], found)["acme"] is found.by_slug["acme"]
@@ -108,15 +123,94 @@ def test_a_read_naming_no_client_in_a_bound_channel_brings_the_channels_retainer
     with unit_of_work(bot.sessions, read_only=True, per_statement=True) as session:
         with statements(bot.runtime.engine) as run:
             a = asked(session, "slack", ACME_CONTACT, ACME_CHANNEL, lambda _: False, [])
-            assert a.binding is not None and a.found is not None and a.viewer.person_id is not None
+            assert a.binding is not None and a.found is not None and not a.viewer.internal
             bound = a.found.bound
             assert (
                 bound is not None and bound.id == a.binding.retainer_id and bound.client.name == "Acme Corp"
             )
         assert len(selects(run)) == 1, selects(run)
+        assert a.viewer == resolve_viewer(session, "slack", ACME_CONTACT, lambda _: False)
         with statements(bot.runtime.engine) as run:  # a command that names no client: who and where
             a = asked(session, "slack", ACME_CONTACT, ACME_CHANNEL, lambda _: False, None)
         assert len(selects(run)) == 1 and "client" not in selects(run)[0].split("FROM")[0]
+
+
+# Who asks x where x what: every read answered with what the first statement found of its client, and
+# again with that found the way it was before (each lookup its own statement), must be the same answer.
+INTERNAL_ACME, OLD_ACME = "C0ACMEINT1", "C0ACMEOLD1"
+READS = [
+    *("status", "status acme", "status ACME", "status Acme Corp.", "status acme inc", "status acme-corp"),
+    *("status globex", "status initech", "status nobody", "status acme extra", "status ?", "status acmee"),
+    *("report", "report acme 2026-10", "report 2026-10", "brief acme", "brief", "renewal acme", "qbr"),
+    *("qbr acme 2026-Q3", "help", "new acme"),
+]
+
+
+def test_every_read_answers_the_same_with_the_first_statements_finds_as_without(bot, agency) -> None:
+    with unit_of_work(bot.sessions) as session:
+        acme = session.scalars(select(Client).where(Client.slug == "acme")).one()
+        ended = Retainer(
+            client=acme,
+            start_date=dt.date(2025, 1, 1),
+            end_date=dt.date(2025, 12, 31),
+            monthly_minutes=600,
+            timezone="UTC",
+            cycle_start_day=1,
+        )
+        session.add(ended)
+        session.flush()
+        current = max(acme.retainers, key=lambda r: r.start_date)
+        session.add_all(
+            [
+                Channel(
+                    platform="slack", external_id=OLD_ACME, kind=ChannelKind.CLIENT, retainer_id=ended.id
+                ),
+                Channel(
+                    platform="slack",
+                    external_id=INTERNAL_ACME,
+                    kind=ChannelKind.INTERNAL,
+                    retainer_id=current.id,
+                ),
+                Client(name="Initech", slug="initech", name_key="initech"),  # no retainer yet
+            ]
+        )
+    core = bot.runtime.core
+
+    def answers() -> dict[tuple[str, str, str | None], str]:
+        return {
+            (user, text, channel): repr(
+                core.command(
+                    "slack", user, text, channel_id=channel, in_dm=channel is None, in_agency=lambda _: False
+                )
+            )
+            for user in (AM, DIRECTOR, ACME_CONTACT, GLOBEX_CONTACT, STRANGER)
+            for text in READS
+            for channel in (None, ACME_CHANNEL, GLOBEX_CHANNEL, INTERNAL_ACME, OLD_ACME)
+        }
+
+    found = answers()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(commands, "client_spans", lambda text: None)  # nothing found first
+        looked_up = answers()
+    assert [k for k in found if found[k] != looked_up[k]] == []
+    assert not any("went wrong" in a for a in found.values())
+    # Someone of the client's in an internal channel bound to their retainer reaches nothing through it.
+    assert "Which client?" in found[(ACME_CONTACT, "status", INTERNAL_ACME)]
+    assert "I don't know a client called “acme”." in found[(ACME_CONTACT, "status acme", INTERNAL_ACME)]
+
+
+NUL_REFUSED = "That has a NUL character in it, which no command takes; type it again without it."
+
+
+def test_a_nul_in_a_command_gets_a_plain_answer_on_both_databases(bot, agency) -> None:
+    # Slack's requests are refused at the door with one; a Teams message reaches the core.
+    for user, text in ((AM, "status acme\x00"), (ACME_CONTACT, "brief acme\x00"), (AM, "help\x00")):
+        reply = bot.runtime.core.command(
+            "teams", user, text, channel_id=None, in_dm=True, in_agency=lambda _: False
+        )
+        assert (
+            reply.text == "That has a NUL character in it, which no command takes; type it again without it."
+        )
 
 
 def test_the_first_statement_knows_who_asks_whether_or_not_a_slug_names_anyone(bot, agency) -> None:
