@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import random
 import shutil
 import statistics
@@ -139,7 +140,7 @@ def bot_runtime(sandbox: SlackSandbox, url: str) -> Runtime:
     return runtime
 
 
-def answering(counter: dict[str, int]) -> None:
+def answering(counter: dict[str, int], *_: Any) -> None:
     """Count a statement if a request's thread runs it (the runtime's executor answers them), not the
     standings keeper storing what the tick's writes left stale meanwhile."""
     if threading.current_thread().name.startswith("retainer"):
@@ -182,15 +183,13 @@ def main() -> None:
             "floor": bare_bolt(sandbox, executor, process_before_response=True),
             "default": bare_bolt(sandbox, executor),
         }
-        runtimes, statements = {}, {}
+        runtimes = {}
         for size, (url, _) in made.items():
             runtime = bot_runtime(sandbox, url)
             assert runtime.watch is not None
             while runtime.watch.refresh_standings():  # the scheduler's tick: each account's standing
                 pass
-            counter = {"n": 0}
-            event.listen(runtime.engine, "before_cursor_execute", lambda *a, c=counter: answering(c))
-            runtimes[size], statements[size] = runtime, counter
+            runtimes[size] = runtime
             servers[size] = BackgroundServer(runtime.web)
 
         names = {
@@ -214,9 +213,12 @@ def main() -> None:
                 if variant in ("small", "large"):
                     assert "Hours" in response.text, response.text[:300]
             per_answer = {}
-            for size, counter in statements.items():
-                counter["n"] = 0
+            for size, runtime in runtimes.items():  # counted apart: no listener while timed
+                counter = {"n": 0}
+                count = functools.partial(answering, counter)
+                event.listen(runtime.engine, "before_cursor_execute", count)
                 ask(size)
+                event.remove(runtime.engine, "before_cursor_execute", count)
                 per_answer[size] = counter["n"]
                 assert counter["n"] > 0, "no statement counted on the request threads"
 
