@@ -137,9 +137,9 @@ def asked(
     named: Sequence[str] | None = None,
 ) -> Asked:
     """`resolve_viewer` and `channel_binding` in one statement, as every command asks them first; for
-    a read that looks for its client in this session (`named`: the spellings it may be named by, none
-    when it names none), that too: `find_named`'s first lookup, by slug, else the channel's retainer
-    with its client (`Asked.found`)."""
+    a read that looks for its client in this session, that too (`Asked.found`): `find_named`'s first
+    lookup, by slug, of the spellings `named`, else (`named` empty) the channel's retainer with its
+    client. `named` is None for a command that does not look for its client by its words."""
     values: dict[str, Any] = {"user_id": user_id, "channel_id": channel_id}
     slugs = slugs_of(named or ())
     if slugs:
