@@ -677,9 +677,11 @@ class AccountStanding(Base):
     __tablename__ = "account_standing"
     id: Mapped[int] = mapped_column(primary_key=True)
     __table_args__ = (
-        # The portfolio's order (bot/standing.py), walked to the page shown, and what tells a row current.
-        # Created by migration 0013 (the name there in "C" order on PostgreSQL, which reflection does
-        # not tell): spelled here as PostgreSQL reflects it, for the schema comparison.
+        # The portfolio's order (bot/standing.py), walked to the page shown, and what tells a row current
+        # but `revision`: no index holds it, so a write's bump (store/triggers.py) updates the row in
+        # place on PostgreSQL (fillfactor 50 leaves it room; migration 0018). Created by migration 0013
+        # (the name there in "C" order on PostgreSQL, which reflection does not tell): spelled here as
+        # PostgreSQL reflects it, for the schema comparison.
         Index(
             "ix_account_standing_rank",
             literal_column("level").desc(),
@@ -690,16 +692,15 @@ class AccountStanding(Base):
             "client_name",
             "retainer_id",
             "computed_revision",
-            "revision",
             "valid_from",
             "valid_until",
             "thresholds",
         ),
-        # What counting a scope's standings reads (bot/standing.py `read`), without the wide rows:
-        # PostgreSQL scans the index, not a table of facts and dead row versions (migration 0016).
+        # What counting a scope's standings reads (bot/standing.py `read`), without the wide rows
+        # (migration 0016); `revision` comes from the table, kept compact by bumps in place (0018).
         Index(
             "ix_account_standing_counts",
-            *("retainer_id", "level", "revision", "computed_revision", "valid_from", "valid_until"),
+            *("retainer_id", "level", "computed_revision", "valid_from", "valid_until"),
             *("thresholds", "pending", "week_tasks", "week_posts"),
         ),
         # The first accounts of an AM's App Home side lists, walked in order (migration 0016).

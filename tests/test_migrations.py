@@ -10,11 +10,11 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from store.db import alembic_config, current_revision, head_revision, make_engine, upgrade
-from store.models import AccountStanding, Base, Client, Delivery, DeliveryStatus, Retainer
+from store.models import AccountStanding, Base, Client, Cycle, Delivery, DeliveryStatus, Retainer, TimeEntry
 from tests.conftest import _drop_schema, _postgres_url_in_fresh_schema
 
 
@@ -84,3 +84,56 @@ def test_0017_leaves_standings_current_when_posts_other_than_planning_move(fresh
     assert (bumps("checkpoint"), bumps("planning")) == (3, 3)
     upgrade(fresh_engine)
     assert (bumps("checkpoint"), bumps("planning")) == (0, 3)  # a claim 1, an update 2 (old, new)
+
+
+XACT_STANDING_UPDATES = (
+    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'account_standing'::regclass"
+)
+
+
+def test_0018_lets_postgresql_bump_a_standing_in_place(fresh_engine: Engine) -> None:
+    """From 0018 no index of account_standing holds `revision`: a write's bump updates the row in place
+    on PostgreSQL (a heap-only tuple, no index touched); at 0017 none did. Going down restores both."""
+    if fresh_engine.dialect.name != "postgresql":
+        pytest.skip("heap-only tuples are PostgreSQL's")
+    upgrade(fresh_engine)
+    made = iter(range(100))
+
+    def in_place() -> tuple[int, int]:
+        """(bumps, of them in place) in one transaction: a retainer and a month of hours logged."""
+        n = next(made)
+        with Session(fresh_engine) as session, session.begin():
+            # This backend's counts not yet reported (this transaction's, and maybe an earlier one's).
+            upd0, hot0 = session.execute(text(XACT_STANDING_UPDATES)).one()
+            retainer = Retainer(
+                client=Client(name=f"C{n}", slug=f"c{n}", name_key=f"c{n}"),
+                start_date=dt.date(2026, 1, 1),
+                end_date=dt.date(2026, 12, 31),
+                monthly_minutes=600,
+                timezone="UTC",
+            )
+            session.add(retainer)
+            session.flush()
+            cycle = Cycle(
+                retainer_id=retainer.id,
+                period="2026-01",
+                starts_on=dt.date(2026, 1, 1),
+                ends_on=dt.date(2026, 1, 31),
+            )
+            session.add(cycle)
+            session.flush()
+            for day in range(1, 6):
+                session.add(
+                    TimeEntry(
+                        retainer_id=retainer.id, cycle_id=cycle.id, minutes=60, day=dt.date(2026, 1, day)
+                    )
+                )
+            session.flush()
+            upd, hot = session.execute(text(XACT_STANDING_UPDATES)).one()
+            return upd - upd0, hot - hot0
+
+    assert in_place() == (6, 6)  # the cycle's bump and each of five hours' logged
+    command.downgrade(alembic_config(fresh_engine), "0017")
+    assert in_place() == (6, 0)
+    upgrade(fresh_engine)
+    assert in_place() == (6, 6)
