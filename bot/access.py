@@ -3,6 +3,8 @@ else only the client layer of the retainer bound to the channel they are in."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,7 +14,9 @@ from sqlalchemy import and_, bindparam, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from bot.health import DEFAULT_THRESHOLDS
 from bot.lookup import WITH_RETAINERS, Found, clients_by_slug, slugs_of
+from bot.snapshot import MONTH_COLUMNS, month_join, month_values, months_read
 from store.models import (
     Channel,
     ChannelKind,
@@ -98,23 +102,34 @@ _PERSON_AND_CHANNEL = {
 }
 
 
-def _and_slugs(base: Any, one: bool) -> Any:
-    return (
-        base.add_columns(Client, Retainer)
+def _and_slugs(base: Any, month: bool, one: bool) -> Any:
+    found = (
+        base.add_columns(Client, Retainer, *(MONTH_COLUMNS if month else ()))
         .outerjoin(Client, among(Client.slug, "slugs", one))
         .outerjoin(Retainer, Retainer.client_id == Client.id)
-        .order_by(*WITH_RETAINERS)
     )
+    return (month_join(found, Retainer.id) if month else found).order_by(*WITH_RETAINERS)
 
 
+def _and_bound(base: Any, month: bool) -> Any:
+    found = (
+        base.add_columns(Retainer, Client, *(MONTH_COLUMNS if month else ()))
+        .outerjoin(Retainer, Retainer.id == Channel.retainer_id)
+        .outerjoin(Client, Client.id == Retainer.client_id)
+    )
+    return month_join(found, Retainer.id) if month else found
+
+
+# By platform and by whether the month is read too (`asked`).
 _AND_SLUGS = {
-    platform: both_ways(functools.partial(_and_slugs, base)) for platform, base in _PERSON_AND_CHANNEL.items()
+    (platform, month): both_ways(functools.partial(_and_slugs, base, month))
+    for platform, base in _PERSON_AND_CHANNEL.items()
+    for month in (False, True)
 }
 _AND_BOUND = {
-    platform: base.add_columns(Retainer, Client)
-    .outerjoin(Retainer, Retainer.id == Channel.retainer_id)
-    .outerjoin(Client, Client.id == Retainer.client_id)
+    (platform, month): _and_bound(base, month)
     for platform, base in _PERSON_AND_CHANNEL.items()
+    for month in (False, True)
 }
 
 
@@ -135,26 +150,34 @@ def asked(
     channel_id: str | None,
     in_agency: Callable[[str], bool],
     named: Sequence[str] | None = None,
+    month: dt.datetime | None = None,
 ) -> Asked:
     """`resolve_viewer` and `channel_binding` in one statement, as every command asks them first; for
     a read that looks for its client in this session, that too (`Asked.found`): `find_named`'s first
     lookup, by slug, of the spellings `named`, else (`named` empty) the channel's retainer with its
-    client. `named` is None for a command that does not look for its client by its words."""
+    client. `named` is None for a command that does not look for its client by its words. With a
+    `month`, each retainer found comes with its month at that moment (bot/snapshot.py `month_join`,
+    `Found.months`): what status shows, in this same statement."""
     values: dict[str, Any] = {"user_id": user_id, "channel_id": channel_id}
+    if month is not None:
+        values |= month_values(month, DEFAULT_THRESHOLDS)
     slugs = slugs_of(named or ())
     if slugs:
         one, more = among_values(slugs=slugs)
-        rows = session.execute(_AND_SLUGS[platform][one], values | more).all()
+        rows = session.execute(_AND_SLUGS[platform, month is not None][one], values | more).all()
         by_slug = clients_by_slug((r.Client, r.Retainer) for r in rows if r.Client is not None)
         row, found = rows[0], Found(frozenset(slugs), by_slug)
     elif named is not None and channel_id:
-        row = session.execute(_AND_BOUND[platform], values).one()
+        rows = session.execute(_AND_BOUND[platform, month is not None], values).all()
+        row = rows[0]
         if row.Retainer is not None:
             set_committed_value(row.Retainer, "client", row.Client)
         found = Found(bound=row.Retainer)
     else:
         row = session.connection().execute(_PERSON_AND_CHANNEL[platform], values).one()
         found = None
+    if found is not None and month is not None:
+        found = dataclasses.replace(found, months=months_read(rows))
     return Asked(_viewer(platform, user_id, row, in_agency), _binding(row), found)
 
 

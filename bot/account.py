@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.health import DEFAULT_THRESHOLDS, Health, Thresholds, assess_history, stage_for
 from bot.history import Account, load_accounts
-from bot.snapshot import Snapshot, snapshots_of
+from bot.snapshot import MonthsRead, Snapshot, snapshots_of
 from store.models import Retainer, Stage
 
 
@@ -48,13 +48,17 @@ def assessed(
 
 
 def assessed_now(
-    session: Session, retainer: Retainer, now: dt.datetime, thresholds: Thresholds = DEFAULT_THRESHOLDS
+    session: Session,
+    retainer: Retainer,
+    now: dt.datetime,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    read: MonthsRead | None = None,
 ) -> Assessed:
     """One account as status shows it: its month, its health and the stage that calls for, not its
     history. From its stored standing when current (bot/standing.py), read with the month's cycle
     (`snapshots_of`'s `standings`; `account.history` then holds only the current cycle); else its
-    history in full."""
-    (snapshot,) = snapshots_of(session, [retainer], now, standings=thresholds)
+    history in full. `read`: its month read already (`snapshots_of`)."""
+    (snapshot,) = snapshots_of(session, [retainer], now, standings=thresholds, read=read)
     if snapshot.stored is None:
         (a,) = assessed(session, [snapshot], now, thresholds)
         return a

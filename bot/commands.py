@@ -38,7 +38,7 @@ from bot.parsing import (
 from bot.qbr import Quarter, last_finished, load_review, render_review
 from bot.renewal import renewal_pack
 from bot.replies import Context, Reply, Text, Tone, said
-from bot.snapshot import load_snapshots, snapshots_of
+from bot.snapshot import MonthsRead, load_snapshots, snapshots_of
 from bot.views import portfolio, report, status_client, status_internal
 from store.models import (
     Channel,
@@ -145,6 +145,15 @@ def _spans(tokens: list[str], max_words: int) -> list[str]:
     return [" ".join(tokens[:n]) for n in range(min(len(tokens), max_words), 0, -1)]
 
 
+def shows_month(text: str) -> bool:
+    """Whether `/retainer <text>` shows its client's month as of now (`status`), which the statement
+    that finds the client may then read with it (bot/access.py `asked`)."""
+    try:
+        return _subcommand(text)[0] == "status"
+    except CommandError:
+        return False
+
+
 def writes(text: str) -> bool:
     """Whether `/retainer <text>` may write, so it needs a unit of work that takes the write lock."""
     try:
@@ -209,6 +218,11 @@ class Call:
     @property
     def viewer(self) -> Viewer:
         return self.request.viewer
+
+    @property
+    def months(self) -> MonthsRead | None:
+        """The months read with the command's client as it was found (`shows_month`), if any."""
+        return self.found.months if self.found is not None else None
 
     def audit(self, action: str, subject: str, retainer_id: int, details: dict[str, object]) -> None:
         """What this command did, in the audit log, by the person who typed it."""
@@ -303,11 +317,12 @@ def _status(call: Call, tokens: list[str]) -> Reply:
         # The account's health of its whole history, as the list, the App Home and the daily scan
         # find it (whether or not the scan has run today): its stored standing when current, else a
         # fixed number of indexed queries.
-        a = assessed_now(call.session, retainer, call.request.now)
+        a = assessed_now(call.session, retainer, call.request.now, read=call.months)
         return status_internal(a.snapshot, a.health, a.stage)
     # Its stored standing, when current, gives the approvals waiting and the AMs (two reads fewer):
     # the client sees neither its health nor anyone else.
-    (snapshot,) = snapshots_of(call.session, [retainer], call.request.now, standings=DEFAULT_THRESHOLDS)
+    now = call.request.now
+    (snapshot,) = snapshots_of(call.session, [retainer], now, standings=DEFAULT_THRESHOLDS, read=call.months)
     return status_client(snapshot)
 
 

@@ -68,11 +68,13 @@ class Core:
         writing = commands.writes(text)
         here = not writing and not commands.may_be_slow(text)  # answered in this first unit
         try:
+            now = self.clock.now()
             with unit_of_work(self.sessions, read_only=True, per_statement=True) as session:
                 where = None if in_dm else channel_id
                 named = commands.client_spans(text) if here else None
-                a = asked(session, platform, user_id, where, in_agency, named)
-                request = commands.Request(a.viewer, channel_id, in_dm, self.clock.now())
+                month = now if here and commands.shows_month(text) else None
+                a = asked(session, platform, user_id, where, in_agency, named, month)
+                request = commands.Request(a.viewer, channel_id, in_dm, now)
                 if here:
                     return commands.run(session, request, a.binding, text, a.found)
             with unit_of_work(self.sessions, read_only=not writing) as session:

@@ -8,13 +8,16 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from store.models import Client, ClientAlias, Retainer, among, among_values, both_ways
+
+if TYPE_CHECKING:
+    from bot.snapshot import MonthsRead
 
 _SEPARATORS = re.compile(r"[\s\-_]+")
 
@@ -91,11 +94,13 @@ def _with_retainers(rows: Iterable[tuple[Client, Retainer | None]]) -> list[Clie
 class Found:
     """What a unit of work has already read to find a command's client (bot/access.py `asked`): the
     clients the `slugs` asked name (`by_slug`, each with its retainers), or the channel's retainer
-    with its client (`bound`)."""
+    with its client (`bound`); and, when asked, the months of those retainers (bot/snapshot.py
+    `MonthsRead`, by retainer id: what a status answer shows of one)."""
 
     slugs: frozenset[str] = frozenset()
     by_slug: dict[str, Client] = field(default_factory=dict)
     bound: Retainer | None = None
+    months: MonthsRead | None = None
 
 
 def _keys(typed: Sequence[str]) -> dict[str, str]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, exists, func, null, select
+from sqlalchemy import BindParameter, and_, bindparam, exists, func, null, select
 from sqlalchemy.orm import Session, joinedload
 
 from bot import standing
@@ -162,24 +162,28 @@ _TASK_ROWS = (
 )
 
 
+_CYCLE_COLUMNS = (
+    Cycle.id,
+    Cycle.retainer_id,
+    Cycle.period,
+    Cycle.starts_on,
+    Cycle.ends_on,
+    Cycle.phase,
+    Cycle.monthly_minutes,
+    Cycle.priorities_confirmed_at,
+    Cycle.priorities_confirmed_by_id,
+    _LOGGED.label("logged"),
+    _CHANGED.label("changed"),
+)
+
+
 def _cycles(one: bool) -> Any:
-    return select(
-        Cycle.id,
-        Cycle.retainer_id,
-        Cycle.period,
-        Cycle.starts_on,
-        Cycle.ends_on,
-        Cycle.phase,
-        Cycle.monthly_minutes,
-        Cycle.priorities_confirmed_at,
-        Cycle.priorities_confirmed_by_id,
-        _LOGGED.label("logged"),
-        _CHANGED.label("changed"),
-        (_TASK_ROWS if one else null()).label("task_rows"),
-    ).where(among(Cycle.retainer_id, "ids", one), among(Cycle.period, "periods", one))
+    return select(*_CYCLE_COLUMNS, (_TASK_ROWS if one else null()).label("task_rows")).where(
+        among(Cycle.retainer_id, "ids", one), among(Cycle.period, "periods", one)
+    )
 
 
-# Each built for many retainers and for one, by `one`.
+# Built for many retainers and for one, by `one`.
 _CYCLES = both_ways(_cycles)
 # ... and each retainer's stored standing when current (`now` and the thresholds' `fingerprint` bound).
 _CYCLES_AND_STANDINGS = {
@@ -188,6 +192,64 @@ _CYCLES_AND_STANDINGS = {
     )
     for one, cycles in _CYCLES.items()
 }
+# A statement that finds a retainer may read its month with it (bot/access.py `asked`: a status
+# answer in one statement): these columns, last in its rows, of `month_join`'s cycle and standing.
+MonthsRead = dict[int, list[tuple[Any, ...]]]  # by retainer id, the months read with it (`months_read`)
+MONTH_COLUMNS = tuple(
+    c.label(f"month_{c.key}") for c in (*_CYCLE_COLUMNS, _TASK_ROWS.label("task_rows"), AccountStanding.facts)
+)
+_MONTH_WIDTH = len(MONTH_COLUMNS)
+
+
+_MONTHS_NEAR = 3  # the periods a day that is today somewhere can be in, whatever a cycle's start day
+
+
+def month_join(statement: Any, retainer_id: Any) -> Any:
+    """`statement` joined to each cycle of `retainer_id` that holds a day that is today somewhere on
+    Earth (one, two at a month's turn: the retainer's timezone picks), and its stored standing when
+    current; `month_values` binds them. Found by period, each one row of the cycles' unique index,
+    then by its dates: so PostgreSQL estimates a generic plan of the statement as well as one made for
+    its values, and keeps the generic plan (by dates alone it estimated three cycles a retainer,
+    planned each execution anew, and that took four times as long as running it)."""
+    near = [bindparam(f"period_{n}", type_=Cycle.period.type) for n in range(_MONTHS_NEAR)]
+    return statement.outerjoin(
+        Cycle,
+        and_(
+            Cycle.retainer_id == retainer_id,
+            Cycle.period.in_(near),
+            Cycle.ends_on >= bindparam("earliest", type_=Cycle.ends_on.type),
+            Cycle.starts_on <= bindparam("latest", type_=Cycle.starts_on.type),
+        ),
+    ).outerjoin(AccountStanding, standing.current_row(Cycle.retainer_id))
+
+
+def month_values(now: dt.datetime, standings: Thresholds) -> dict[str, Any]:
+    """The values `month_join` and `MONTH_COLUMNS` are bound to, for the month at `now`: the local
+    dates from UTC-12 to UTC+14, every one there is, and the periods that can hold them (a day is in
+    its own month's period or, before its cycles' start day, the one before)."""
+    utc = now.astimezone(dt.UTC)
+    earliest, latest = (utc - dt.timedelta(hours=12)).date(), (utc + dt.timedelta(hours=14)).date()
+    first = Period(earliest.year, earliest.month)
+    near = [first.shift(-1), first, Period(latest.year, latest.month)]
+    return {
+        "earliest": earliest,
+        "latest": latest,
+        **{f"period_{n}": str(period) for n, period in enumerate(near)},
+        "now": now,
+        "fingerprint": standing.fingerprint(standings),
+    }
+
+
+def months_read(rows: Iterable[Any]) -> MonthsRead:
+    """Of rows ending in `MONTH_COLUMNS`, each retainer's months read (by retainer id, once each)."""
+    read: dict[int, dict[int, tuple[Any, ...]]] = {}
+    for row in rows:
+        month = tuple(row[-_MONTH_WIDTH:])
+        if month[0] is not None:  # (cycle id, retainer id, ...)
+            read.setdefault(month[1], {})[month[0]] = month
+    return {retainer_id: list(months.values()) for retainer_id, months in read.items()}
+
+
 _TASKS = (
     select(Task.cycle_id, *_TASK_COLUMNS)
     .outerjoin(Person, Person.id == Task.owner_id)
@@ -253,6 +315,19 @@ def load_snapshots(
     return snapshots_of(session, [by_id[r] for r in retainer_ids if r in by_id], now, period)
 
 
+def _months_in(read: MonthsRead | None, snapshots: dict[int, Snapshot]) -> list[tuple[Any, ...]] | None:
+    """Of the months `read`, those of `snapshots`; None unless each one's month is there."""
+    if read is None:
+        return None
+    months = []
+    for retainer_id, snapshot in snapshots.items():
+        theirs = [m for m in read.get(retainer_id, ()) if m[2] == str(snapshot.period)]
+        if not theirs:
+            return None
+        months += theirs
+    return months
+
+
 def snapshots_of(
     session: Session,
     retainers: Sequence[Retainer],
@@ -260,6 +335,7 @@ def snapshots_of(
     period: Period | None = None,
     *,
     standings: Thresholds | None = None,
+    read: MonthsRead | None = None,
 ) -> list[Snapshot]:
     """Snapshots of the cycle containing today in each retainer's timezone, or of `period` when
     given, with the approvals waiting on the client (of any cycle): five queries whatever the number of
@@ -269,7 +345,9 @@ def snapshots_of(
     With `standings`, each snapshot with a cycle also gets its retainer's stored standing when current
     for those thresholds (`Snapshot.stored`, bot/standing.py), read with the cycle; when every one has
     it, their approvals waiting and people are taken from it, two queries fewer (their people are then
-    only the AMs and directors: status shows no others)."""
+    only the AMs and directors: status shows no others). `read`: the months a statement that found
+    the retainers read with them (`months_read`, for `now` and `standings`), one query fewer when they
+    hold each one's month."""
     if not retainers:
         return []
     snapshots: dict[int, Snapshot] = {}
@@ -281,26 +359,33 @@ def snapshots_of(
     ids = list(snapshots)
     session.flush()  # what this unit of work changed, first: rows are read through the connection
     conn = session.connection()
-    periods = list({str(s.period) for s in snapshots.values()})
-    one, values = among_values(ids=ids, periods=periods)  # one retainer: one period
-    if standings is None:
-        rows = conn.execute(_CYCLES[one], values)
+    given = _months_in(read, snapshots) if period is None and standings is not None else None
+    months: Iterable[Sequence[Any]]
+    if given is not None:
+        months, with_tasks = given, True  # the tasks of each cycle came with it (`_TASK_ROWS`)
     else:
-        values |= {"now": now, "fingerprint": standing.fingerprint(standings)}
-        rows = conn.execute(_CYCLES_AND_STANDINGS[one], values)
+        periods = list({str(s.period) for s in snapshots.values()})
+        one, values = among_values(ids=ids, periods=periods)  # one retainer: one period
+        if standings is None:
+            months = conn.execute(_CYCLES[one], values)
+        else:
+            values |= {"now": now, "fingerprint": standing.fingerprint(standings)}
+            months = conn.execute(_CYCLES_AND_STANDINGS[one], values)
+        with_tasks = one
     changed = []  # the cycles with change orders: most have none, and then nothing is read for them
-    for row in rows:
+    for row in months:
         cycle = MonthCycle(*row[:9])
+        logged, has_changes, task_rows = row[9:12]
         snapshot = snapshots[cycle.retainer_id]
         if cycle.period == str(snapshot.period):
             snapshot.cycle = cycle
-            snapshot.minutes_used = int(row.logged)
-            if row.changed:
+            snapshot.minutes_used = int(logged)
+            if has_changes:
                 changed.append(cycle.id)
-            if one:
-                snapshot.tasks = _task_lines(row.task_rows)
-            if standings is not None and row.facts is not None:
-                snapshot.stored = standing.account_of(cycle.retainer_id, row.facts)
+            if with_tasks:
+                snapshot.tasks = _task_lines(task_rows)
+            if standings is not None and row[12] is not None:
+                snapshot.stored = standing.account_of(cycle.retainer_id, row[12])
 
     known = {i: s.stored[0] for i, s in snapshots.items() if s.stored is not None}
     if len(known) == len(snapshots):
@@ -320,7 +405,7 @@ def snapshots_of(
         return list(snapshots.values())
     cycles = list(by_cycle)
 
-    for t in () if one else conn.execute(_TASKS, {"cycles": cycles}):
+    for t in () if with_tasks else conn.execute(_TASKS, {"cycles": cycles}):
         line = _task_line(
             t.id,
             t.title,

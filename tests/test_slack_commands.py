@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from zoneinfo import ZoneInfo
 
 import pytest
 from slack_sdk.signature import SignatureVerifier
@@ -11,7 +12,9 @@ from sqlalchemy import func, select
 
 from bot import commands
 from bot.access import asked, channel_binding, resolve_viewer
+from bot.calendar import Period, local_today, period_of
 from bot.lookup import find_named, name_key
+from bot.parsing import month_name
 from retainer.ask import signed_slash_command
 from store.db import unit_of_work
 from store.models import (
@@ -21,7 +24,10 @@ from store.models import (
     ChannelKind,
     Client,
     ClientAlias,
+    Cycle,
+    Person,
     Retainer,
+    Role,
     Task,
     TaskStatus,
     TimeEntry,
@@ -197,6 +203,96 @@ def test_every_read_answers_the_same_with_the_first_statements_finds_as_without(
     # Someone of the client's in an internal channel bound to their retainer reaches nothing through it.
     assert "Which client?" in found[(ACME_CONTACT, "status", INTERNAL_ACME)]
     assert "I don't know a client called “acme”." in found[(ACME_CONTACT, "status acme", INTERNAL_ACME)]
+
+
+# Clocks at the Earth's far ends and between, their months beginning on the 1st or the 15th: at a
+# month's turn somewhere the statement that finds a client reads two of its cycles, and the retainer's
+# own timezone picks the one status shows, as the statement of its own did (bot/snapshot.py).
+TURNS = [("Pacific/Kiritimati", 1), ("Pacific/Pago_Pago", 1), ("Asia/Kolkata", 15), ("America/New_York", 15)]
+TURN_CONTACT, TURN_CHANNEL = "U09TURN001", "C0TURN0001"
+
+
+def test_status_at_a_months_turn_anywhere_shows_the_month_it_showed_when_read_apart(
+    bot, agency, clock
+) -> None:
+    with unit_of_work(bot.sessions) as session:
+        for n, (zone, start_day) in enumerate(TURNS):
+            c = Client(name=f"Turn {n}", slug=f"turn-{n}", name_key=f"turn {n}")
+            r = Retainer(
+                client=c,
+                start_date=dt.date(2026, 1, 1),
+                end_date=dt.date(2027, 12, 31),
+                monthly_minutes=600,
+                timezone=zone,
+                cycle_start_day=start_day,
+            )
+            session.add(r)
+            session.flush()
+            for period, hours in ((Period(2026, 11), 3), (Period(2026, 12), 7)):
+                cycle = Cycle(
+                    retainer_id=r.id,
+                    period=str(period),
+                    starts_on=period.starts_on(start_day),
+                    ends_on=period.ends_on(start_day),
+                )
+                session.add(cycle)
+                session.flush()
+                session.add_all(
+                    [
+                        TimeEntry(
+                            retainer_id=r.id, cycle_id=cycle.id, minutes=hours * 60, day=cycle.starts_on
+                        ),
+                        Task(retainer_id=r.id, cycle_id=cycle.id, title=f"Deliverable of {period}"),
+                    ]
+                )
+            if n == 0:
+                session.add_all(
+                    [
+                        Person(name="Tia Turn", role=Role.CLIENT, slack_user_id=TURN_CONTACT, client=c),
+                        Channel(
+                            platform="slack",
+                            external_id=TURN_CHANNEL,
+                            kind=ChannelKind.CLIENT,
+                            retainer_id=r.id,
+                        ),
+                    ]
+                )
+    asks: list[tuple[str, str, str | None]] = [(AM, f"status turn-{n}", None) for n in range(len(TURNS))]
+    asks += [(TURN_CONTACT, "status", TURN_CHANNEL), (ACME_CONTACT, "status", ACME_CHANNEL)]
+    core = bot.runtime.core
+
+    def answers() -> tuple[dict[tuple[str, str], str], int]:
+        with statements(bot.runtime.engine) as run:
+            got = {
+                (user, text): repr(
+                    core.command(
+                        "slack", user, text, channel_id=channel, in_dm=False, in_agency=lambda _: False
+                    )
+                )
+                for user, text, channel in asks
+            }
+        return got, len(selects(run))
+
+    # A minute either side of each one's midnight at its month's turn (Acme's: New York's, December 1st).
+    turns = [dt.datetime(2026, 12, start_day, tzinfo=ZoneInfo(zone)) for zone, start_day in TURNS]
+    acme_turn = dt.datetime(2026, 12, 1, tzinfo=ZoneInfo("America/New_York"))
+    moments = [t + dt.timedelta(minutes=m) for t in [*turns, acme_turn] for m in (-1, 1)]
+    for moment in moments:
+        clock.set(moment)
+        bot.runtime.watch.refresh_standings()
+        together, together_reads = answers()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(commands, "shows_month", lambda text: False)  # the month read apart
+            apart, apart_reads = answers()
+        assert together == apart, moment
+        for n, (zone, start_day) in enumerate(TURNS):
+            shown = month_name(str(period_of(local_today(moment, zone), start_day)))
+            assert f"Turn {n} · {shown}" in together[AM, f"status turn-{n}"], (moment, zone)
+        # One statement each (two apart), but for Acme's client after New York's midnight: no December
+        # cycle is open for it, so its month is looked for apart after all, then its approvals waiting
+        # and people (no standing without a cycle).
+        none_open = moment > acme_turn
+        assert (together_reads, apart_reads) == (len(asks) + 3 * none_open, 2 * len(asks) + 2 * none_open)
 
 
 NUL_REFUSED = "That has a NUL character in it, which no command takes; type it again without it."
