@@ -159,7 +159,7 @@ def asked(
     `month`, each retainer found comes with its month at that moment (bot/snapshot.py `month_join`,
     `Found.months`): what status shows, in this same statement."""
     values: dict[str, Any] = {"user_id": user_id, "channel_id": channel_id}
-    if month is not None:
+    if month is not None:  # as status reads the standings: for the default thresholds
         values |= month_values(month, DEFAULT_THRESHOLDS)
     slugs = slugs_of(named or ())
     if slugs:
@@ -177,7 +177,7 @@ def asked(
         row = session.connection().execute(_PERSON_AND_CHANNEL[platform], values).one()
         found = None
     if found is not None and month is not None:
-        found = dataclasses.replace(found, months=months_read(rows))
+        found = dataclasses.replace(found, months=months_read(rows, month, DEFAULT_THRESHOLDS))
     return Asked(_viewer(platform, user_id, row, in_agency), _binding(row), found)
 
 

@@ -95,7 +95,7 @@ class Found:
     """What a unit of work has already read to find a command's client (bot/access.py `asked`): the
     clients the `slugs` asked name (`by_slug`, each with its retainers), or the channel's retainer
     with its client (`bound`); and, when asked, the months of those retainers (bot/snapshot.py
-    `MonthsRead`, by retainer id: what a status answer shows of one)."""
+    `MonthsRead`: what a status answer shows of one)."""
 
     slugs: frozenset[str] = frozenset()
     by_slug: dict[str, Client] = field(default_factory=dict)

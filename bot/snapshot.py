@@ -194,7 +194,6 @@ _CYCLES_AND_STANDINGS = {
 }
 # A statement that finds a retainer may read its month with it (bot/access.py `asked`: a status
 # answer in one statement): these columns, last in its rows, of `month_join`'s cycle and standing.
-MonthsRead = dict[int, list[tuple[Any, ...]]]  # by retainer id, the months read with it (`months_read`)
 MONTH_COLUMNS = tuple(
     c.label(f"month_{c.key}") for c in (*_CYCLE_COLUMNS, _TASK_ROWS.label("task_rows"), AccountStanding.facts)
 )
@@ -206,10 +205,11 @@ _MONTHS_NEAR = 3  # the periods a day that is today somewhere can be in, whateve
 
 def month_join(statement: Any, retainer_id: Any) -> Any:
     """`statement` joined to each cycle of `retainer_id` that holds a day that is today somewhere on
-    Earth (one, two at a month's turn: the retainer's timezone picks), and its stored standing when
-    current; `month_values` binds them. Found by period, each one row of the cycles' unique index,
-    then by its dates: so PostgreSQL estimates a generic plan of the statement as well as one made for
-    its values, and keeps the generic plan (by dates alone it estimated three cycles a retainer,
+    Earth (one; two at a month's turn, when the retainer's timezone picks; none when its cycle's dates
+    are not its period's, after a change of its start day: then it is read apart), and its stored
+    standing when current; `month_values` binds them. Found by period, each one row of the cycles'
+    unique index, then by its dates: so PostgreSQL estimates a generic plan of the statement as well as
+    one made for its values, and keeps the generic plan (by dates alone it estimated three cycles a retainer,
     planned each execution anew, and that took four times as long as running it)."""
     near = [bindparam(f"period_{n}", type_=Cycle.period.type) for n in range(_MONTHS_NEAR)]
     return statement.outerjoin(
@@ -240,14 +240,26 @@ def month_values(now: dt.datetime, standings: Thresholds) -> dict[str, Any]:
     }
 
 
-def months_read(rows: Iterable[Any]) -> MonthsRead:
-    """Of rows ending in `MONTH_COLUMNS`, each retainer's months read (by retainer id, once each)."""
+@dataclass(frozen=True)
+class MonthsRead:
+    """The months a statement read with the retainers it found (`month_join`), at `now` and for the
+    standings of the thresholds' `fingerprint`: each retainer's cycles read, by retainer id."""
+
+    now: dt.datetime
+    fingerprint: str
+    of: dict[int, list[tuple[Any, ...]]]
+
+
+def months_read(rows: Iterable[Any], now: dt.datetime, standings: Thresholds) -> MonthsRead:
+    """What rows ending in `MONTH_COLUMNS`, bound by `month_values(now, standings)`, read: each
+    retainer's cycles once each."""
     read: dict[int, dict[int, tuple[Any, ...]]] = {}
     for row in rows:
         month = tuple(row[-_MONTH_WIDTH:])
         if month[0] is not None:  # (cycle id, retainer id, ...)
             read.setdefault(month[1], {})[month[0]] = month
-    return {retainer_id: list(months.values()) for retainer_id, months in read.items()}
+    of = {retainer_id: list(months.values()) for retainer_id, months in read.items()}
+    return MonthsRead(now, standing.fingerprint(standings), of)
 
 
 _TASKS = (
@@ -315,13 +327,16 @@ def load_snapshots(
     return snapshots_of(session, [by_id[r] for r in retainer_ids if r in by_id], now, period)
 
 
-def _months_in(read: MonthsRead | None, snapshots: dict[int, Snapshot]) -> list[tuple[Any, ...]] | None:
-    """Of the months `read`, those of `snapshots`; None unless each one's month is there."""
-    if read is None:
+def _months_in(
+    read: MonthsRead | None, snapshots: dict[int, Snapshot], now: dt.datetime, standings: Thresholds
+) -> list[tuple[Any, ...]] | None:
+    """Of the months `read`, those of `snapshots`; None unless it was read at `now` for `standings`
+    and each one's month is there."""
+    if read is None or read.now != now or read.fingerprint != standing.fingerprint(standings):
         return None
     months = []
     for retainer_id, snapshot in snapshots.items():
-        theirs = [m for m in read.get(retainer_id, ()) if m[2] == str(snapshot.period)]
+        theirs = [m for m in read.of.get(retainer_id, ()) if m[2] == str(snapshot.period)]
         if not theirs:
             return None
         months += theirs
@@ -346,8 +361,8 @@ def snapshots_of(
     for those thresholds (`Snapshot.stored`, bot/standing.py), read with the cycle; when every one has
     it, their approvals waiting and people are taken from it, two queries fewer (their people are then
     only the AMs and directors: status shows no others). `read`: the months a statement that found
-    the retainers read with them (`months_read`, for `now` and `standings`), one query fewer when they
-    hold each one's month."""
+    the retainers read with them (`months_read`), one query fewer when they were read at `now` for
+    `standings` and hold each one's month."""
     if not retainers:
         return []
     snapshots: dict[int, Snapshot] = {}
@@ -359,7 +374,7 @@ def snapshots_of(
     ids = list(snapshots)
     session.flush()  # what this unit of work changed, first: rows are read through the connection
     conn = session.connection()
-    given = _months_in(read, snapshots) if period is None and standings is not None else None
+    given = None if period is not None or standings is None else _months_in(read, snapshots, now, standings)
     months: Iterable[Sequence[Any]]
     if given is not None:
         months, with_tasks = given, True  # the tasks of each cycle came with it (`_TASK_ROWS`)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from zoneinfo import ZoneInfo
@@ -13,8 +14,10 @@ from sqlalchemy import func, select
 from bot import commands
 from bot.access import asked, channel_binding, resolve_viewer
 from bot.calendar import Period, local_today, period_of
+from bot.health import DEFAULT_THRESHOLDS
 from bot.lookup import find_named, name_key
 from bot.parsing import month_name
+from bot.snapshot import snapshots_of
 from retainer.ask import signed_slash_command
 from store.db import unit_of_work
 from store.models import (
@@ -205,18 +208,28 @@ def test_every_read_answers_the_same_with_the_first_statements_finds_as_without(
     assert "I don't know a client called “acme”." in found[(ACME_CONTACT, "status acme", INTERNAL_ACME)]
 
 
-# Clocks at the Earth's far ends and between, their months beginning on the 1st or the 15th: at a
-# month's turn somewhere the statement that finds a client reads two of its cycles, and the retainer's
-# own timezone picks the one status shows, as the statement of its own did (bot/snapshot.py).
-TURNS = [("Pacific/Kiritimati", 1), ("Pacific/Pago_Pago", 1), ("Asia/Kolkata", 15), ("America/New_York", 15)]
+# Clocks at the Earth's far ends and between, their months beginning on the 1st, the 15th or the 28th:
+# at a month's turn somewhere the statement that finds a client reads two of its cycles, and the
+# retainer's own timezone picks the one status shows, as the statement of its own did (bot/snapshot.py).
+# London's cycles were made for months from the 1st before its start day became the 15th: around the
+# 15th its month's cycle holds no day that is today anywhere, and is read apart.
+TURNS = [
+    ("Pacific/Kiritimati", 1, 1),  # UTC+14
+    ("Pacific/Pago_Pago", 1, 1),  # UTC-11
+    ("Asia/Kolkata", 15, 15),  # UTC+5:30
+    ("America/New_York", 15, 15),
+    ("Etc/GMT+12", 28, 28),  # UTC-12
+    ("Europe/London", 15, 1),
+]
 TURN_CONTACT, TURN_CHANNEL = "U09TURN001", "C0TURN0001"
 
 
 def test_status_at_a_months_turn_anywhere_shows_the_month_it_showed_when_read_apart(
     bot, agency, clock
 ) -> None:
+    cycles: dict[int, dict[str, tuple[dt.date, dt.date]]] = {}  # each turn's cycles' dates, by period
     with unit_of_work(bot.sessions) as session:
-        for n, (zone, start_day) in enumerate(TURNS):
+        for n, (zone, start_day, made_for) in enumerate(TURNS):
             c = Client(name=f"Turn {n}", slug=f"turn-{n}", name_key=f"turn {n}")
             r = Retainer(
                 client=c,
@@ -229,12 +242,9 @@ def test_status_at_a_months_turn_anywhere_shows_the_month_it_showed_when_read_ap
             session.add(r)
             session.flush()
             for period, hours in ((Period(2026, 11), 3), (Period(2026, 12), 7)):
-                cycle = Cycle(
-                    retainer_id=r.id,
-                    period=str(period),
-                    starts_on=period.starts_on(start_day),
-                    ends_on=period.ends_on(start_day),
-                )
+                dates = period.starts_on(made_for), period.ends_on(made_for)
+                cycles.setdefault(n, {})[str(period)] = dates
+                cycle = Cycle(retainer_id=r.id, period=str(period), starts_on=dates[0], ends_on=dates[1])
                 session.add(cycle)
                 session.flush()
                 session.add_all(
@@ -274,7 +284,7 @@ def test_status_at_a_months_turn_anywhere_shows_the_month_it_showed_when_read_ap
         return got, len(selects(run))
 
     # A minute either side of each one's midnight at its month's turn (Acme's: New York's, December 1st).
-    turns = [dt.datetime(2026, 12, start_day, tzinfo=ZoneInfo(zone)) for zone, start_day in TURNS]
+    turns = [dt.datetime(2026, 12, start_day, tzinfo=ZoneInfo(zone)) for zone, start_day, _ in TURNS]
     acme_turn = dt.datetime(2026, 12, 1, tzinfo=ZoneInfo("America/New_York"))
     moments = [t + dt.timedelta(minutes=m) for t in [*turns, acme_turn] for m in (-1, 1)]
     for moment in moments:
@@ -285,14 +295,43 @@ def test_status_at_a_months_turn_anywhere_shows_the_month_it_showed_when_read_ap
             patch.setattr(commands, "shows_month", lambda text: False)  # the month read apart
             apart, apart_reads = answers()
         assert together == apart, moment
-        for n, (zone, start_day) in enumerate(TURNS):
-            shown = month_name(str(period_of(local_today(moment, zone), start_day)))
-            assert f"Turn {n} · {shown}" in together[AM, f"status turn-{n}"], (moment, zone)
-        # One statement each (two apart), but for Acme's client after New York's midnight: no December
-        # cycle is open for it, so its month is looked for apart after all, then its approvals waiting
-        # and people (no standing without a cycle).
+        utc = moment.astimezone(dt.UTC)
+        somewhere = (utc - dt.timedelta(hours=12)).date(), (utc + dt.timedelta(hours=14)).date()
+        read_apart = 0  # the turns whose month's cycle holds no day that is today somewhere
+        for n, (zone, start_day, _) in enumerate(TURNS):
+            shown = str(period_of(local_today(moment, zone), start_day))
+            assert f"Turn {n} · {month_name(shown)}" in together[AM, f"status turn-{n}"], (moment, zone)
+            starts, ends = cycles[n][shown]
+            read_apart += not (starts <= somewhere[1] and ends >= somewhere[0])
+        # One statement each (two apart), but for those and for Acme's client after New York's
+        # midnight: no December cycle is open for it, so its month is looked for apart after all, then
+        # its approvals waiting and people (no standing without a cycle).
         none_open = moment > acme_turn
-        assert (together_reads, apart_reads) == (len(asks) + 3 * none_open, 2 * len(asks) + 2 * none_open)
+        assert together_reads == len(asks) + read_apart + 3 * none_open, moment
+        assert apart_reads == 2 * len(asks) + 2 * none_open, moment
+
+
+def test_a_month_read_at_another_moment_or_for_other_thresholds_is_read_again(bot, agency, clock) -> None:
+    bot.runtime.watch.refresh_standings()
+    now = clock.now()
+    with unit_of_work(bot.sessions, read_only=True, per_statement=True) as session:
+        a = asked(session, "slack", AM, None, lambda _: False, ["acme"], now)
+        assert a.found is not None and a.found.months is not None
+        retainer = a.found.by_slug["acme"].retainers[-1]
+        for at, thresholds in (
+            (now, DEFAULT_THRESHOLDS),
+            (now + dt.timedelta(minutes=1), DEFAULT_THRESHOLDS),
+            (now, dataclasses.replace(DEFAULT_THRESHOLDS, burn_ahead_amber=0.3)),
+        ):
+            with statements(bot.runtime.engine) as run:
+                (together,) = snapshots_of(session, [retainer], at, standings=thresholds, read=a.found.months)
+            with statements(bot.runtime.engine) as run_apart:
+                (apart,) = snapshots_of(session, [retainer], at, standings=thresholds)
+            assert together == apart and together.cycle is not None
+            if at == now and thresholds == DEFAULT_THRESHOLDS:
+                assert selects(run) == []  # all of it read with the client
+            else:
+                assert len(selects(run)) == len(selects(run_apart)) > 0
 
 
 NUL_REFUSED = "That has a NUL character in it, which no command takes; type it again without it."
