@@ -59,6 +59,29 @@ def _postgres_url_in_fresh_schema() -> tuple[str, str]:
     return url.render_as_string(hide_password=False), schema
 
 
+def assert_loaded_as_bulk(engine: Engine, model: type[Base], at_least: int) -> None:
+    """After `import` or `demo-data` (store.db.after_bulk_load): `model`'s table holds more than
+    `at_least` rows, and on PostgreSQL its planner's estimate is every one of them (what ANALYZE
+    counted) and the standings table is compacted already (a VACUUM FULL finds nothing to reclaim:
+    every row written had bumped its account's standing); SQLite is left without a statistics table."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        rows = conn.execute(text(f"SELECT count(*) FROM {model.__tablename__}")).scalar_one()
+        assert rows > at_least
+        if engine.dialect.name == "postgresql":
+            planned = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = CAST(:table AS regclass)"),
+                {"table": model.__tablename__},
+            )
+            assert planned.scalar_one() == rows
+            size = text("SELECT pg_relation_size('account_standing')")
+            left = conn.execute(size).scalar_one()
+            conn.execute(text("VACUUM FULL account_standing"))
+            assert conn.execute(size).scalar_one() == left
+        else:
+            made = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'"))
+            assert made.scalar_one() == 0
+
+
 def _drop_schema(schema: str) -> None:
     admin = make_engine(POSTGRES_URL or "")
     with admin.begin() as conn:

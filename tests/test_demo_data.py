@@ -42,7 +42,7 @@ from store.models import (
     TaskStatus,
     TimeEntry,
 )
-from tests.conftest import empty_tables
+from tests.conftest import assert_loaded_as_bulk, empty_tables
 
 TODAY = dt.date(2026, 11, 17)
 NOW = dt.datetime(2026, 11, 17, 15, 0, tzinfo=dt.UTC)
@@ -367,19 +367,7 @@ def test_demo_data_leaves_postgresql_compacted_and_planning_for_the_rows_it_wrot
     assert main(["demo-data", "--retainers", "30", "--months", "3"]) == 0
     printed = capsys.readouterr()
     assert printed.out.startswith("Demo agency") and printed.err == ""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        tasks = conn.execute(select(func.count()).select_from(Task)).scalar_one()
-        if engine.dialect.name == "postgresql":
-            planned = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'task'::regclass"))
-            assert tasks > 100 and planned.scalar_one() == tasks  # what ANALYZE counted: all of them
-            # Compacted already: every task, time entry and approval had bumped its account's standing.
-            size = text("SELECT pg_relation_size('account_standing')")
-            left = conn.execute(size).scalar_one()
-            conn.execute(text("VACUUM FULL account_standing"))
-            assert conn.execute(size).scalar_one() == left
-        else:  # SQLite: no statistics table made
-            made = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'"))
-            assert tasks > 100 and made.scalar_one() == 0
+    assert_loaded_as_bulk(engine, Task, 100)
 
 
 def test_a_bot_reading_the_standings_leaves_them_uncompacted_and_says_how_to_later(

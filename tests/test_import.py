@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.terms import NextTerm, agree_next_term
@@ -26,6 +26,7 @@ from store.models import (
     Role,
     Stage,
 )
+from tests.conftest import assert_loaded_as_bulk
 
 DATA = Path(__file__).parent / "data"
 AGENCY_YAML = DATA / "agency.yaml"
@@ -773,15 +774,4 @@ def test_import_leaves_postgresql_compacted_and_planning_for_the_rows_it_wrote(
     assert main(["import", str(AGENCY_YAML)]) == 0
     printed = capsys.readouterr()
     assert printed.out.startswith("Imported.") and printed.err == ""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        people = conn.execute(select(func.count()).select_from(Person)).scalar_one()
-        if engine.dialect.name == "postgresql":
-            planned = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'person'::regclass"))
-            assert people > 3 and planned.scalar_one() == people  # what ANALYZE counted
-            size = text("SELECT pg_relation_size('account_standing')")
-            left = conn.execute(size).scalar_one()
-            conn.execute(text("VACUUM FULL account_standing"))
-            assert conn.execute(size).scalar_one() == left  # compacted already
-        else:  # SQLite: no statistics table made
-            made = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'"))
-            assert people > 3 and made.scalar_one() == 0
+    assert_loaded_as_bulk(engine, Person, 3)
