@@ -235,9 +235,13 @@ def month_values(now: dt.datetime, standings: Thresholds) -> dict[str, Any]:
         "earliest": earliest,
         "latest": latest,
         **{f"period_{n}": str(period) for n, period in enumerate(near)},
-        "now": now,
-        "fingerprint": standing.fingerprint(standings),
+        **_current_at(now, standings),
     }
+
+
+def _current_at(now: dt.datetime, standings: Thresholds) -> dict[str, Any]:
+    """The values `standing.current_row` is bound to: the standings current at `now` for `standings`."""
+    return {"now": now, "fingerprint": standing.fingerprint(standings)}
 
 
 @dataclass(frozen=True)
@@ -384,7 +388,7 @@ def snapshots_of(
         if standings is None:
             months = conn.execute(_CYCLES[one], values)
         else:
-            values |= {"now": now, "fingerprint": standing.fingerprint(standings)}
+            values |= _current_at(now, standings)
             months = conn.execute(_CYCLES_AND_STANDINGS[one], values)
         with_tasks = one
     changed = []  # the cycles with change orders: most have none, and then nothing is read for them
